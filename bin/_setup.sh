@@ -1,0 +1,63 @@
+# Shared by bin/haltlab and bin/test: make .venv ready, idempotently and quickly.
+# Sourced, not run. Installs only what is missing; the stamp file makes the
+# second and later calls cost a hash and a stat.
+
+haltlab_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+haltlab_venv="$haltlab_root/.venv"
+
+haltlab_log() { printf 'haltlab-setup: %s\n' "$*" >&2; }
+
+haltlab_pick_python() {
+    for py in python3.13 python3.12 python3.11 python3; do
+        if command -v "$py" >/dev/null 2>&1 &&
+           "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$py"; return 0
+        fi
+    done
+    haltlab_log "needs Python 3.11 or newer on PATH"; return 1
+}
+
+haltlab_apt() {
+    # Installs Debian packages when running as root and they are missing.
+    # Not root: says what is missing and goes on (the lab then reports itself
+    # unavailable instead of failing).
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        haltlab_log "not root: cannot install ${missing[*]}"; return 0
+    fi
+    haltlab_log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+        apt-get update -q >/dev/null 2>&1 || true
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+haltlab_setup() {
+    local extras="$1" py stamp want
+    py=$(haltlab_pick_python) || return 1
+    if [ ! -x "$haltlab_venv/bin/python" ]; then
+        haltlab_log "creating $haltlab_venv"
+        if ! "$py" -m venv "$haltlab_venv" 2>/dev/null; then
+            rm -rf "$haltlab_venv"
+            haltlab_apt python3-venv
+            "$py" -m venv "$haltlab_venv"
+        fi
+    fi
+    stamp="$haltlab_venv/.haltlab-installed"
+    want="$(cat "$haltlab_root/pyproject.toml" | sha256sum | cut -c1-16) $extras"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        haltlab_log "pip install -e .[$extras]"
+        "$haltlab_venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+        "$haltlab_venv/bin/python" -m pip install -q --disable-pip-version-check -e "$haltlab_root[$extras]"
+        echo "$want" > "$stamp"
+    fi
+}
+
+# What the lab needs from Debian: QEMU, a static busybox for the initramfs,
+# kexec-tools for the kexec experiment, cpio to pack the initramfs.
+haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)

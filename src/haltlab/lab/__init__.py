@@ -1,0 +1,1 @@
+"""The lab: real Linux kernels under QEMU. Imports nothing from the model."""
