@@ -1,0 +1,221 @@
+"""What both drivers share: each CPU's stack of contexts, and running it to the
+next operation.
+
+A CPU (`Strand` here, which keeps the engine free of the machine's `Cpu`) runs a
+stack of frames: the task at the bottom, then any interrupt or NMI handlers pushed
+on top. A handler that returns pops its frame and the code below goes on with the
+operation it was in the middle of: a delay still ends at its deadline, a halt ends
+because an interrupt was taken, a spin re-checks its condition. A handler that
+never returns (`stop_this_cpu()`) leaves the code below suspended for good, as on
+hardware.
+
+The two drivers differ only in *when* an operation starts: the simulator starts
+each one as soon as it is yielded and lets virtual time pass; the explorer holds
+every shared operation at a gate so that it can choose which CPU goes next.
+`_gate()` is that difference; everything else here is common.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Coroutine
+
+from haltlab.engine import context
+from haltlab.engine.ops import Busy, Done, Gone, Op, Wait
+
+__all__ = ["Driver", "DriverError", "Frame", "Strand", "PARKED"]
+
+PARKED = object()
+"""Returned by the step helpers when the CPU stops running for now (it waits, is
+busy until a deadline, is held at the explorer's gate, or is gone)."""
+
+
+class DriverError(RuntimeError):
+    """Kernel code did something the engine cannot run: a bug in the model."""
+
+
+class Frame:
+    """One context on a CPU: the task, or one interrupt or NMI handler."""
+
+    __slots__ = ("coro", "kind", "on_return", "op", "outcome", "deadline_ns", "resume_value")
+
+    def __init__(self, coro: Coroutine, kind: str, on_return=None) -> None:
+        self.coro = coro
+        self.kind = kind            # "task", "irq" or "nmi"
+        self.on_return = on_return  # the machine's `iret`: restores IF and NMI state
+        self.op: Op | None = None   # yielded and not finished (held, busy or waiting)
+        self.outcome: Busy | Wait | None = None
+        self.deadline_ns: int | None = None
+        self.resume_value: Any = None
+
+
+class Strand:
+    """The driver's view of one CPU: its frames and what it is doing now."""
+
+    __slots__ = ("cpu", "stack", "status", "gen", "activity", "gone_reason")
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.stack: list[Frame] = []
+        self.status = "done"      # ready | busy | waiting | done | gone
+        self.gen = 0              # bumped to invalidate events scheduled for it
+        self.activity = "idle"    # running | spinning | halted | mwait | idle | gone
+        self.gone_reason = ""
+
+    @property
+    def top(self) -> Frame:
+        return self.stack[-1]
+
+
+class Driver:
+    """Runs kernel coroutines on a machine; subclasses decide the schedule."""
+
+    def __init__(self, machine, *, seed: int = 0) -> None:
+        self.machine = machine
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now_ns = 0
+        self.strands = [Strand(cpu) for cpu in range(machine.ncpus)]
+        self.reset_reason: str | None = None
+        machine.attach(self)
+
+    def start_task(self, cpu: int, coro: Coroutine) -> None:
+        """Put `coro` at the bottom of `cpu`'s stack and run it to its first op."""
+        s = self.strands[cpu]
+        if s.stack:
+            raise DriverError(f"CPU{cpu} already runs a task")
+        s.stack.append(Frame(coro, "task"))
+        s.status = "ready"
+        self.set_activity(s, "running")
+        self.run_strand(s, None)
+
+    # --- the core step -----------------------------------------------------------
+
+    def run_strand(self, s: Strand, value: Any) -> None:
+        """Resume `s` with `value` and run it until it parks."""
+        while value is not PARKED:
+            if self._take_interrupt(s, value):
+                value = None
+                continue
+            frame = s.top
+            if frame.op is not None and frame.outcome is None:
+                value = self._held(s, frame)       # a held op: start it if the gate allows
+                continue
+            try:
+                context.set_current(self, s.cpu)
+                op = frame.coro.send(value)
+            except StopIteration:
+                value = self._pop(s)
+                continue
+            if not isinstance(op, Op):
+                raise DriverError(f"CPU{s.cpu} yielded {op!r}: kernel code may only await haltlab.engine.ops")
+            frame.op = op
+            value = self._held(s, frame)
+
+    def _held(self, s: Strand, frame: Frame):
+        op = frame.op
+        if not self._gate(s, op):
+            s.status = "ready"
+            return PARKED
+        return self.start_op(s, frame, op)
+
+    def start_op(self, s: Strand, frame: Frame, op: Op):
+        """Start `op` on `s`; the value to resume with, or PARKED."""
+        self.on_op(s, op)
+        outcome = op.start(self.machine, s.cpu)
+        if isinstance(outcome, Done):
+            frame.op = None
+            return self._after_done(s, outcome)
+        if isinstance(outcome, Busy):
+            frame.outcome = outcome
+            frame.deadline_ns = self.now_ns + outcome.duration_ns
+            return self._busy(s, frame)
+        if isinstance(outcome, Wait):
+            frame.outcome = outcome
+            frame.deadline_ns = None if outcome.timeout_ns is None else self.now_ns + outcome.timeout_ns
+            return self._begin_wait(s, frame)
+        if isinstance(outcome, Gone):
+            frame.op = None
+            self._gone(s, outcome)
+            return PARKED
+        raise DriverError(f"{op.describe()} returned {outcome!r}")
+
+    def _take_interrupt(self, s: Strand, value: Any) -> bool:
+        taken = self.machine.take_interrupt(s.cpu)
+        if taken is None:
+            return False
+        coro, kind, on_return = taken
+        s.top.resume_value = value
+        s.stack.append(Frame(coro, kind, on_return))
+        self.on_interrupt(s, kind)
+        return True
+
+    def _pop(self, s: Strand):
+        """A frame returned: `iret` to the frame below and go on with its op."""
+        frame = s.stack.pop()
+        if frame.on_return is not None:
+            frame.on_return()
+        if not s.stack:
+            s.status = "done"
+            self.set_activity(s, "idle")
+            return PARKED
+        below = s.top
+        if below.outcome is None:
+            return below.resume_value
+        if isinstance(below.outcome, Busy):
+            if self.now_ns >= below.deadline_ns:
+                return self.finish(below, None)
+            return self._busy(s, below)
+        w = below.outcome
+        if w.wake_on_irq:
+            return self.finish(below, True)
+        return self._begin_wait(s, below)
+
+    def _begin_wait(self, s: Strand, frame: Frame):
+        w = frame.outcome
+        if w.until is not None and w.until():
+            return self.finish(frame, True)
+        if self._take_interrupt(s, None):
+            return None     # e.g. `sti; hlt` with an interrupt pending: take it now
+        return self._wait(s, frame)
+
+    @staticmethod
+    def finish(frame: Frame, result):
+        frame.op = frame.outcome = frame.deadline_ns = None
+        return result
+
+    def _gone(self, s: Strand, gone: Gone) -> None:
+        s.status = "gone"
+        s.gone_reason = gone.reason
+        self.set_activity(s, "gone")
+        if gone.whole_machine:
+            self.reset_reason = gone.reason
+
+    def set_activity(self, s: Strand, activity: str) -> None:
+        if s.activity != activity:
+            s.activity = activity
+            self.machine.account(s.cpu, activity, self.now_ns)
+
+    # --- what the drivers fill in ------------------------------------------------
+
+    def _gate(self, s: Strand, op: Op) -> bool:
+        """May `op` start now? The simulator says yes; the explorer holds shared ops."""
+        return True
+
+    def _after_done(self, s: Strand, done: Done):
+        raise NotImplementedError
+
+    def _busy(self, s: Strand, frame: Frame):
+        raise NotImplementedError
+
+    def _wait(self, s: Strand, frame: Frame):
+        raise NotImplementedError
+
+    def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
+        raise NotImplementedError
+
+    def on_op(self, s: Strand, op: Op) -> None:
+        pass
+
+    def on_interrupt(self, s: Strand, kind: str) -> None:
+        pass

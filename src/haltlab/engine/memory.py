@@ -1,0 +1,81 @@
+"""Shared memory: the variables CPUs race on.
+
+Every kernel variable that more than one CPU touches (`panic_cpu`,
+`cpus_stop_mask`, `console_owner`, ...) is a `Var` in one `Memory`. Kernel code
+reads and writes them only through the operations in `haltlab.engine.ops`, so each
+access is a visible scheduling point; the explorer fingerprints the whole `Memory`
+as one sorted tuple, which is why values must be immutable and hashable.
+
+cpumasks are plain ints used as bitmaps: hashable, cheap, and `bin(mask).count("1")`
+is `cpumask_weight()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["Memory", "Var", "cpumask_of", "cpumask_weight", "for_each_cpu"]
+
+
+class Var:
+    """One shared kernel variable, named as in the kernel (`panic_cpu`)."""
+
+    __slots__ = ("name", "value", "memory")
+
+    def __init__(self, memory: "Memory", name: str, value: Any) -> None:
+        self.name = name
+        self.value = value
+        self.memory = memory
+
+    def __repr__(self) -> str:
+        return f"<{self.name}={self.value!r}>"
+
+
+class Memory:
+    """All shared variables of one run, plus who watches them.
+
+    `on_write` is called after every store so a driver can re-check CPUs that
+    spin or mwait on a condition instead of polling it every nanosecond.
+    """
+
+    def __init__(self) -> None:
+        self.vars: dict[str, Var] = {}
+        self.on_write: Callable[[Var], None] | None = None
+
+    def var(self, name: str, value: Any) -> Var:
+        if name in self.vars:
+            raise ValueError(f"shared variable {name!r} defined twice")
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"shared variable {name!r} must hold a hashable value, got {value!r}")
+        v = Var(self, name, value)
+        self.vars[name] = v
+        return v
+
+    def store(self, var: Var, value: Any) -> None:
+        var.value = value
+        if self.on_write is not None:
+            self.on_write(var)
+
+    def fingerprint(self) -> tuple:
+        return tuple((name, v.value) for name, v in sorted(self.vars.items()))
+
+
+def cpumask_of(*cpus: int) -> int:
+    mask = 0
+    for cpu in cpus:
+        mask |= 1 << cpu
+    return mask
+
+
+def cpumask_weight(mask: int) -> int:
+    return mask.bit_count()
+
+
+def for_each_cpu(mask: int):
+    """Yield the CPU numbers set in `mask`, lowest first, as the kernel's macro does."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low

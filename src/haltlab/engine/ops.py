@@ -1,0 +1,317 @@
+"""The only things kernel code awaits.
+
+As in Trio's `_traps.py`, this module holds every operation that yields to the
+driver; everything else in the kernel model is plain `async def` code that awaits
+these. Each operation is a small request object: the coroutine yields it, the
+driver (simulator or explorer) carries it out against the machine and resumes the
+coroutine with its result. Pure computation between two operations is not a
+scheduling point, so every race window in the model is visible here.
+
+Operations come in three sorts, which is all a driver needs to know:
+
+* `shared`: touches state other CPUs can see (memory, interrupts in flight). The
+  explorer branches on the order of these.
+* local: touches only the calling CPU (its interrupt flag, its local APIC). They
+  commute with every other CPU's operations, so the explorer runs them without
+  branching (the classic "invisible operation" reduction).
+* waits: `mdelay`, `spin_until`, `safe_halt`, ... The op's `start()` returns what
+  the CPU does meanwhile (busy, spinning, halted) and when it ends.
+
+A forgotten `await` leaves a coroutine never started; `Op.__del__` cannot see that,
+so the drivers instead refuse any yielded value that is not an `Op`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from haltlab.engine.memory import Var
+
+__all__ = [
+    "Op", "Done", "Busy", "Wait", "Gone",
+    "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
+    "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
+    "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
+    "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
+    "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "machine_op",
+    "emergency_restart", "cpu_off",
+]
+
+NSEC_PER_USEC = 1_000
+NSEC_PER_MSEC = 1_000_000
+
+
+# --- what a started operation does -------------------------------------------------
+
+class Done:
+    """The op completed at once; the CPU is busy for `cost_ns` before its next op."""
+
+    __slots__ = ("result", "cost_ns")
+
+    def __init__(self, result: Any = None, cost_ns: int = 0) -> None:
+        self.result = result
+        self.cost_ns = cost_ns
+
+
+class Busy:
+    """The CPU executes for `duration_ns` (a delay loop). Interrupts, if enabled,
+    run in the middle and the delay still ends at its deadline, as `delay_tsc()`
+    measures elapsed TSC rather than loop iterations."""
+
+    __slots__ = ("duration_ns",)
+
+    def __init__(self, duration_ns: int) -> None:
+        self.duration_ns = duration_ns
+
+
+class Wait:
+    """The CPU waits for `until()` to become true.
+
+    `state` is what the hardware does meanwhile ("spinning" burns the CPU;
+    "halted" and "mwait" release it). `until` is re-checked after every store to
+    shared memory and after every interrupt handler this CPU runs. With
+    `timeout_ns` the wait ends with result False at the deadline. `wake_on_irq`
+    ends the wait (result True) once an interrupt has been taken, as `hlt` does.
+    """
+
+    __slots__ = ("until", "state", "timeout_ns", "wake_on_irq")
+
+    def __init__(self, until: Callable[[], bool] | None, state: str,
+                 timeout_ns: int | None = None, wake_on_irq: bool = False) -> None:
+        self.until = until
+        self.state = state
+        self.timeout_ns = timeout_ns
+        self.wake_on_irq = wake_on_irq
+
+
+class Gone:
+    """This CPU leaves the model (PSCI CPU_OFF) or the whole machine resets."""
+
+    __slots__ = ("reason", "whole_machine")
+
+    def __init__(self, reason: str, whole_machine: bool = False) -> None:
+        self.reason = reason
+        self.whole_machine = whole_machine
+
+
+# --- the operation objects ---------------------------------------------------------
+
+class Op:
+    """Base of every awaitable operation. `start(machine, cpu)` does its effect."""
+
+    __slots__ = ()
+    shared = True
+
+    def __await__(self):
+        return (yield self)
+
+    def start(self, machine, cpu):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class _Rmw(Op):
+    """A read-modify-write on one shared variable; `fn(old) -> (new, result)`.
+
+    One class for every atomic keeps the driver small; the name says which kernel
+    primitive it stands for in traces.
+    """
+
+    __slots__ = ("var", "fn", "name", "writes")
+
+    def __init__(self, name: str, var: Var, fn: Callable[[Any], tuple[Any, Any]], writes: bool = True):
+        self.var, self.fn, self.name, self.writes = var, fn, name, writes
+
+    def start(self, machine, cpu):
+        new, result = self.fn(self.var.value)
+        if self.writes and new != self.var.value:
+            self.var.memory.store(self.var, new)
+        return Done(result, machine.cost_ns("atomic_op_ns") if self.writes else 0)
+
+    def describe(self) -> str:
+        return f"{self.name}({self.var.name})"
+
+
+def READ_ONCE(var: Var) -> Op:
+    return _Rmw("READ_ONCE", var, lambda old: (old, old), writes=False)
+
+
+def WRITE_ONCE(var: Var, value: Any) -> Op:
+    return _Rmw("WRITE_ONCE", var, lambda old: (value, None))
+
+
+def xchg(var: Var, value: Any) -> Op:
+    return _Rmw("xchg", var, lambda old: (value, old))
+
+
+def cmpxchg(var: Var, old: Any, new: Any) -> Op:
+    """Returns the value found, as the kernel's `cmpxchg()`."""
+    return _Rmw("cmpxchg", var, lambda cur: (new if cur == old else cur, cur))
+
+
+def atomic_try_cmpxchg(var: Var, old: Any, new: Any) -> Op:
+    """Returns `(succeeded, value_found)`: the kernel writes the found value back
+    through its `old` pointer; a tuple is the Python spelling of that."""
+    return _Rmw("atomic_try_cmpxchg", var, lambda cur: (new if cur == old else cur, (cur == old, cur)))
+
+
+def atomic_add_return(var: Var, delta: int) -> Op:
+    return _Rmw("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
+
+
+def set_bit(nr: int, var: Var) -> Op:
+    return _Rmw("set_bit", var, lambda cur: (cur | (1 << nr), None))
+
+
+def clear_bit(nr: int, var: Var) -> Op:
+    return _Rmw("clear_bit", var, lambda cur: (cur & ~(1 << nr), None))
+
+
+def test_and_set_bit(nr: int, var: Var) -> Op:
+    return _Rmw("test_and_set_bit", var, lambda cur: (cur | (1 << nr), bool(cur >> nr & 1)))
+
+
+class _SpinUntil(Op):
+    __slots__ = ("cond", "timeout_ns", "what")
+
+    def __init__(self, cond, timeout_ns, what):
+        self.cond, self.timeout_ns, self.what = cond, timeout_ns, what
+
+    def start(self, machine, cpu):
+        if self.cond():
+            return Done(True, machine.cost_ns("atomic_op_ns"))
+        if self.timeout_ns == 0:
+            return Done(False)
+        return Wait(self.cond, "spinning", self.timeout_ns)
+
+    def describe(self) -> str:
+        return f"spin_until({self.what})"
+
+
+def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what: str = "") -> Op:
+    """Stands for `while (!cond) cpu_relax();` (or, with a timeout, the kernel's
+    `while (!cond && timeout--) udelay(1);`). Returns whether `cond` came true.
+
+    One op instead of a loop of `cpu_relax()` keeps a spinning CPU from costing an
+    event per iteration; `cond` may read shared variables directly because the
+    driver re-evaluates it after every store, which is exactly when it can change.
+    """
+    return _SpinUntil(cond, timeout_ns, what)
+
+
+class _CpuRelax(Op):
+    __slots__ = ()
+
+    def start(self, machine, cpu):
+        return Done(None, machine.cost_ns("cpu_relax_ns"))
+
+
+def cpu_relax() -> Op:
+    """One spin-loop hint (`pause`); a scheduling point so spinners can be preempted."""
+    return _CpuRelax()
+
+
+class _Delay(Op):
+    __slots__ = ("duration_ns", "name")
+    shared = False
+
+    def __init__(self, duration_ns: int, name: str):
+        self.duration_ns, self.name = duration_ns, name
+
+    def start(self, machine, cpu):
+        return Busy(self.duration_ns)
+
+    def describe(self) -> str:
+        return f"{self.name}"
+
+
+def mdelay(ms: int) -> Op:
+    return _Delay(ms * NSEC_PER_MSEC, f"mdelay({ms})")
+
+
+def udelay(us: int) -> Op:
+    return _Delay(us * NSEC_PER_USEC, f"udelay({us})")
+
+
+def ndelay(ns: int) -> Op:
+    return _Delay(ns, f"ndelay({ns})")
+
+
+class _Local(Op):
+    """An op on the calling CPU's own hardware state, delegated to the machine."""
+
+    __slots__ = ("name", "args")
+    shared = False
+
+    def __init__(self, name: str, *args):
+        self.name, self.args = name, args
+
+    def start(self, machine, cpu):
+        return getattr(machine, "op_" + self.name)(cpu, *self.args)
+
+    def describe(self) -> str:
+        return self.name
+
+
+class _Machine(_Local):
+    """An op whose effect other CPUs can see (sending an interrupt, a reset)."""
+
+    __slots__ = ()
+    shared = True
+
+
+def local_irq_disable() -> Op:
+    return _Local("local_irq_disable")
+
+
+def local_irq_enable() -> Op:
+    """Enabling interrupts is where pending ones get delivered, so it is an op."""
+    return _Local("local_irq_enable")
+
+
+def local_irq_save() -> Op:
+    """Disable interrupts; returns whether they were enabled (the saved flags)."""
+    return _Local("local_irq_save")
+
+
+def local_irq_restore(flags: bool) -> Op:
+    return _Local("local_irq_restore", flags)
+
+
+def safe_halt() -> Op:
+    """`sti; hlt`: sleep with interrupts enabled; returns after one has been handled."""
+    return _Local("safe_halt")
+
+
+def native_halt() -> Op:
+    """`hlt` with the interrupt flag as it is: with IF=0 only an NMI (or INIT)
+    wakes the CPU, which is what `stop_this_cpu()` relies on."""
+    return _Local("native_halt")
+
+
+def set_cpu_state(**changes) -> Op:
+    """A local hardware change (`disable_local_APIC`, stopping the tick, ...)."""
+    return _Local("set_cpu_state", tuple(sorted(changes.items())))
+
+
+def machine_op(name: str, *args) -> Op:
+    return _Machine(name, *args)
+
+
+def send_IPI_mask(mask: int, vector: str) -> Op:
+    return _Machine("send_IPI_mask", mask, vector)
+
+
+def send_NMI_mask(mask: int) -> Op:
+    return _Machine("send_IPI_mask", mask, "NMI")
+
+
+def emergency_restart(reason: str = "emergency_restart") -> Op:
+    return _Machine("emergency_restart", reason)
+
+
+def cpu_off() -> Op:
+    """PSCI CPU_OFF: the CPU leaves the kernel for good."""
+    return _Machine("cpu_off")

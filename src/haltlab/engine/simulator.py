@@ -1,0 +1,134 @@
+"""The timed driver: integer-nanosecond virtual time over one event heap.
+
+A heap of `(time_ns, tiebreak, seq, fn, args)`, as in SimPy's core, where the
+tiebreak is drawn from the run's seeded generator: events at the same nanosecond
+happen in an order that varies with the seed and never with anything else, so
+(machine, kernel, policies, seed) always gives the same trace. `seq` only makes
+heap entries totally ordered.
+
+Events scheduled for a CPU carry the CPU's generation number; when an interrupt
+cuts a delay or a wait short the generation is bumped and the stale event is
+dropped when it comes up, which is cheaper than removing it from the heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable
+
+from haltlab.engine.core import PARKED, Driver, Strand
+
+__all__ = ["Simulator"]
+
+
+class Simulator(Driver):
+    """Runs the kernel model in virtual time; deterministic for a seed."""
+
+    timed = True
+
+    def __init__(self, machine, *, seed: int = 0) -> None:
+        self._heap: list[tuple] = []
+        self._seq = 0
+        self._waiters: dict[int, Strand] = {}
+        self.events_run = 0
+        self.stopped = False
+        super().__init__(machine, seed=seed)
+        machine.memory.on_write = self._on_write
+
+    # --- the event queue -----------------------------------------------------------
+
+    def schedule(self, at_ns: int, fn: Callable[..., Any], *args: Any) -> None:
+        if at_ns < self.now_ns:
+            raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
+        self._seq += 1
+        heapq.heappush(self._heap, (at_ns, self.rng.getrandbits(32), self._seq, fn, args))
+
+    def run(self, until_ns: int) -> None:
+        """Run every event up to `until_ns`, or until the machine resets."""
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
+            at_ns, _, _, fn, args = pop(heap)
+            self.now_ns = at_ns
+            fn(*args)
+            self.events_run += 1
+        if self.reset_reason is None and not self.stopped and self.now_ns < until_ns:
+            self.now_ns = until_ns   # everyone waits: time still passes
+
+    def stop(self) -> None:
+        """End `run()` after the current event (a scenario's observation is over)."""
+        self.stopped = True
+
+    def peek_ns(self) -> int | None:
+        return self._heap[0][0] if self._heap else None
+
+    # --- how time passes for a CPU -------------------------------------------------------
+
+    def _after_done(self, s: Strand, done):
+        if not done.cost_ns:
+            return done.result
+        s.status = "ready"
+        self.set_activity(s, "running")
+        self.schedule(self.now_ns + done.cost_ns, self._resume, s, s.gen, done.result)
+        return PARKED
+
+    def _resume(self, s: Strand, gen: int, value: Any) -> None:
+        if gen == s.gen:
+            self.run_strand(s, value)
+
+    def _busy(self, s: Strand, frame):
+        s.status = "busy"
+        self.set_activity(s, "running")
+        self.schedule(frame.deadline_ns, self._busy_end, s, s.gen)
+        return PARKED
+
+    def _busy_end(self, s: Strand, gen: int) -> None:
+        if gen == s.gen:
+            s.gen += 1
+            self.run_strand(s, self.finish(s.top, None))
+
+    def _wait(self, s: Strand, frame):
+        s.status = "waiting"
+        self.set_activity(s, frame.outcome.state)
+        if frame.outcome.until is not None:
+            self._waiters[s.cpu] = s
+        if frame.deadline_ns is not None:
+            self.schedule(frame.deadline_ns, self._wait_end, s, s.gen, False)
+        return PARKED
+
+    def _wait_end(self, s: Strand, gen: int, result: bool) -> None:
+        if gen == s.gen:
+            s.gen += 1
+            self._waiters.pop(s.cpu, None)
+            self.set_activity(s, "running")
+            self.run_strand(s, self.finish(s.top, result))
+
+    def _on_write(self, var) -> None:
+        """A store may satisfy a spinner: wake it at this same nanosecond.
+
+        Deferred through the heap rather than run here, because the writer is
+        still in the middle of its own operation."""
+        for cpu, s in list(self._waiters.items()):
+            if s.top.outcome.until():
+                del self._waiters[cpu]
+                self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
+
+    # --- interrupts ------------------------------------------------------------------
+
+    def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
+        self.schedule(self.now_ns + latency_ns, self._arrive, target, vector)
+
+    def _arrive(self, cpu: int, vector: str) -> None:
+        self.machine.raise_interrupt(cpu, vector)
+        self.interrupt_now(cpu)
+
+    def interrupt_now(self, cpu: int) -> None:
+        """Cut a delay or wait short if the CPU can take a pending interrupt now.
+
+        A CPU between two ops (its resume event pending) takes it at that boundary."""
+        s = self.strands[cpu]
+        if s.status in ("busy", "waiting") and self.machine.deliverable(cpu):
+            s.gen += 1
+            self._waiters.pop(cpu, None)
+            self.set_activity(s, "running")
+            self.run_strand(s, None)

@@ -1,0 +1,76 @@
+"""arm64 stop paths: `arch/arm64/kernel/smp.c`.
+
+`smp_send_stop()` sends IPI_CPU_STOP and waits up to a second on the number of
+other online CPUs; with Linux kernel commit "arm64: smp: smp_send_stop() and
+crash_smp_send_stop() should try non-NMI first" (in v6.12) it then retries with
+IPI_CPU_STOP_NMI for 10 ms, if the system runs with pseudo-NMIs (GIC priority
+masking); without pseudo-NMIs a CPU with interrupts masked is never stopped and
+the panic goes on with it running. The receiver (`local_cpu_stop()`) clears its
+online bit and parks in `cpu_park_loop()` with every exception masked.
+
+arm64 overrides `panic_smp_self_stop()` with `local_cpu_stop()`, so a second
+panicking CPU clears its online bit and is not waited for. Abridged: no SDEI, no
+crash-stop variant (no kdump in these runs).
+"""
+
+from __future__ import annotations
+
+from haltlab.engine.context import smp_processor_id
+from haltlab.engine.ops import (
+    READ_ONCE, clear_bit, local_irq_disable, native_halt, send_IPI_mask, send_NMI_mask,
+    spin_until, test_and_set_bit,
+)
+from haltlab.kernel.printk import printk
+
+__all__ = ["setup_irqs", "smp_send_stop", "stop_other_cpus", "local_cpu_stop", "panic_smp_self_stop"]
+
+USEC_PER_SEC = 1_000_000
+USEC_PER_MSEC = 1_000
+IPI_CPU_STOP = 2   # enum ipi_msg_type order; only the relative priority matters here
+
+
+def setup_irqs(k) -> None:
+    k.machine.request_irq("IPI_CPU_STOP", IPI_CPU_STOP, lambda cpu: local_cpu_stop(k))
+    k.machine.register_nmi_handler(lambda cpu: local_cpu_stop(k))   # IPI_CPU_STOP_NMI
+
+
+def _other_online(k, this_cpu: int) -> int:
+    return (k.cpu_online_mask.value & ~(1 << this_cpu)).bit_count()
+
+
+async def smp_send_stop(k) -> None:
+    this_cpu = smp_processor_id()
+    if not (await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)):
+        return
+    if k.config.has("arm64_stop_irq_then_nmi") and await test_and_set_bit(0, k.stop_in_progress):
+        return                                           # only the first caller proceeds
+    mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
+    await printk(k, "SMP: stopping secondary CPUs")
+    await send_IPI_mask(mask, "IPI_CPU_STOP")
+    await spin_until(lambda: _other_online(k, this_cpu) == 0, timeout_ns=USEC_PER_SEC * 1000,
+                     what="num_other_online_cpus() == 0")
+    if (_other_online(k, this_cpu) and k.config.pseudo_nmi
+            and k.config.has("arm64_stop_irq_then_nmi")):
+        mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
+        await printk(k, "SMP: retry stop with NMI for CPUs")
+        await send_NMI_mask(mask)
+        await spin_until(lambda: _other_online(k, this_cpu) == 0, timeout_ns=USEC_PER_MSEC * 10 * 1000,
+                         what="num_other_online_cpus() == 0")
+    if _other_online(k, this_cpu):
+        await printk(k, "SMP: failed to stop secondary CPUs")
+
+
+async def stop_other_cpus(k) -> None:
+    await smp_send_stop(k)
+
+
+async def local_cpu_stop(k) -> None:
+    cpu = smp_processor_id()
+    await clear_bit(cpu, k.cpu_online_mask)     # set_cpu_online(cpu, false)
+    await local_irq_disable()                   # local_daif_mask()
+    while True:                                 # cpu_park_loop(): wfe(); wfi();
+        await native_halt()
+
+
+async def panic_smp_self_stop(k) -> None:
+    await local_cpu_stop(k)

@@ -1,0 +1,132 @@
+"""x86 stop paths: `arch/x86/kernel/smp.c`, `process.c`, `nmi.c`.
+
+`native_stop_other_cpus()` as reworked by Linux kernel commit 1f5e7eb7868e
+("x86/smp: Make stop_other_cpus() more robust") (in v6.5), with the older loop
+(wait on `num_online_cpus()`, which a stopping CPU decrements *first*) when that
+commit is absent. Abridged: no `reboot_force`, no `smp_kick_mwait_play_dead()`
+(kexec only), no WBINVD (no `cache_state_incoherent` CPUs), no
+`cpu_emergency_disable_virtualization()` (not a host).
+
+x86 does not override `panic_smp_self_stop()`: a second panicking CPU spins with
+interrupts off, so REBOOT_VECTOR cannot reach it and the stopping CPU waits the
+full second before the NMI stage (kernel-facts §1.2, [inferred] there; the model
+shows it).
+"""
+
+from __future__ import annotations
+
+from haltlab.engine.context import smp_processor_id
+from haltlab.engine.ops import (
+    READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, clear_bit, local_irq_disable, local_irq_restore,
+    local_irq_save, native_halt,
+    ndelay, send_IPI_mask, send_NMI_mask, set_cpu_state, spin_until,
+)
+from haltlab.kernel.printk import printk
+
+__all__ = ["setup_irqs", "smp_send_stop", "stop_other_cpus", "native_stop_other_cpus",
+           "stop_this_cpu", "panic_smp_self_stop", "do_nmi"]
+
+USEC_PER_SEC = 1_000_000
+USEC_PER_MSEC = 1_000
+REBOOT_VECTOR = 0xF8
+
+
+def setup_irqs(k) -> None:
+    k.machine.request_irq("REBOOT", REBOOT_VECTOR, lambda cpu: sysvec_reboot(k))
+    k.machine.register_nmi_handler(lambda cpu: do_nmi(k))
+
+
+async def smp_send_stop(k) -> None:
+    await native_stop_other_cpus(k, wait=False)
+
+
+async def stop_other_cpus(k) -> None:
+    await native_stop_other_cpus(k, wait=True)
+
+
+async def native_stop_other_cpus(k, wait: bool) -> None:
+    if not k.config.has("stop_other_cpus_robust"):
+        return await _native_stop_other_cpus_pre_6_5(k, wait)
+    this_cpu = smp_processor_id()
+    ok, _ = await atomic_try_cmpxchg(k.stopping_cpu, -1, this_cpu)
+    if not ok:
+        return                          # only the first caller stops the others
+    others = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
+    await WRITE_ONCE(k.cpus_stop_mask, others)
+    if others:
+        await send_IPI_mask(k.all_cpus_mask & ~(1 << this_cpu), "REBOOT")   # apic_send_IPI_allbutself
+        await spin_until(lambda: k.cpus_stop_mask.value == 0, timeout_ns=USEC_PER_SEC * 1000,
+                         what="cpumask_empty(&cpus_stop_mask)")
+    remaining = await READ_ONCE(k.cpus_stop_mask)
+    if remaining and not k.config.smp_no_nmi_ipi:
+        await WRITE_ONCE(k.nmi_stop_registered, True)   # register_stop_handler()
+        await printk(k, "smp: Shutting down cpus with NMI")
+        await send_NMI_mask(remaining)
+        await spin_until(lambda: k.cpus_stop_mask.value == 0,
+                         timeout_ns=None if wait else USEC_PER_MSEC * 10 * 1000,
+                         what="cpumask_empty(&cpus_stop_mask)")
+    await _disable_local_apic_and_clear(k)
+
+
+async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
+    this_cpu = smp_processor_id()
+
+    def others_online() -> bool:
+        return k.cpu_online_mask.value.bit_count() > 1
+
+    if await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu):
+        ok, _ = await atomic_try_cmpxchg(k.stopping_cpu, -1, this_cpu)
+        if ok:
+            await send_IPI_mask(k.all_cpus_mask & ~(1 << this_cpu), "REBOOT")
+        await spin_until(lambda: not others_online(), timeout_ns=USEC_PER_SEC * 1000,
+                         what="num_online_cpus() == 1")
+    if others_online() and not k.config.smp_no_nmi_ipi:
+        await WRITE_ONCE(k.nmi_stop_registered, True)
+        await printk(k, "smp: Shutting down cpus with NMI")
+        await send_NMI_mask(k.all_cpus_mask & ~(1 << this_cpu))
+        await spin_until(lambda: not others_online(),
+                         timeout_ns=None if wait else USEC_PER_MSEC * 10 * 1000,
+                         what="num_online_cpus() == 1")
+    await _disable_local_apic_and_clear(k)
+
+
+async def _disable_local_apic_and_clear(k) -> None:
+    """The stopping CPU disables its *own* local APIC too, which masks its LAPIC
+    timer: after `smp_send_stop()` no tick reaches the panicking CPU."""
+    flags = await local_irq_save()
+    await set_cpu_state(apic_enabled=False)       # disable_local_APIC()
+    await ndelay(k.machine.cost_ns("stop_this_cpu_ns"))   # mcheck_cpu_clear()
+    await local_irq_restore(flags)
+    await WRITE_ONCE(k.cpus_stop_mask, 0)         # cpumask_clear(&cpus_stop_mask)
+
+
+async def sysvec_reboot(k) -> None:
+    """REBOOT_VECTOR: `apic_eoi(); stop_this_cpu()`."""
+    await stop_this_cpu(k)
+
+
+async def do_nmi(k) -> None:
+    """The NMI path with `smp_stop_nmi_callback()` registered (NMI_FLAG_FIRST)."""
+    if not await READ_ONCE(k.nmi_stop_registered):
+        return                                    # an unknown NMI: nothing to do here
+    if smp_processor_id() == await READ_ONCE(k.stopping_cpu):
+        return
+    await stop_this_cpu(k)
+
+
+async def stop_this_cpu(k) -> None:
+    """Never returns: the CPU halts with interrupts off; only NMIs wake it."""
+    cpu = smp_processor_id()
+    await local_irq_disable()
+    await clear_bit(cpu, k.cpu_online_mask)           # set_cpu_online(cpu, false)
+    await set_cpu_state(apic_enabled=False)           # disable_local_APIC()
+    await ndelay(k.machine.cost_ns("stop_this_cpu_ns"))   # mcheck_cpu_clear()
+    if k.config.has("stop_other_cpus_robust"):
+        await clear_bit(cpu, k.cpus_stop_mask)        # "I'm done": the last write
+    while True:
+        await native_halt()
+
+
+async def panic_smp_self_stop(k) -> None:
+    """The weak default, kept by x86: spin with interrupts off, forever."""
+    await spin_until(lambda: False, what="while (1) cpu_relax()")

@@ -1,0 +1,44 @@
+"""What the other CPUs are doing when a panic starts, and the timer tick.
+
+`do_idle()` (`kernel/sched/idle.c`, abridged): NO_HZ idle stops the tick, then the
+arch idle routine halts with interrupts enabled (x86 `default_idle()` is
+`safe_halt()`; arm64 `cpu_do_idle()` is `wfi`), and the loop re-enters idle after
+every interrupt. `busy_task()` is a user task that never sleeps: the tick runs and
+interrupts it. `irqsoff_task()` is kernel code spinning with interrupts disabled,
+the case that forces the NMI fallback of the stop path.
+"""
+
+from __future__ import annotations
+
+from haltlab.engine.ops import local_irq_disable, ndelay, safe_halt, set_cpu_state
+
+__all__ = ["do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
+
+_FOREVER_NS = 10**15   # one delay that only interrupts end, instead of a loop of short ones
+
+
+async def do_idle(k) -> None:
+    while True:
+        await set_cpu_state(tick_enabled=False)      # tick_nohz_idle_stop_tick()
+        await safe_halt()                             # arch_cpu_idle()
+
+
+async def busy_task(k) -> None:
+    await set_cpu_state(tick_enabled=True)
+    while True:
+        await ndelay(_FOREVER_NS)
+
+
+async def irqsoff_task(k) -> None:
+    await set_cpu_state(tick_enabled=True)
+    await local_irq_disable()
+    while True:
+        await ndelay(_FOREVER_NS)
+
+
+async def tick_handler(k, cpu: int) -> None:
+    """`tick_sched_timer()`: jiffies, scheduler tick, timers; a fixed cost here."""
+    await ndelay(k.machine.cost_ns("tick_handler_ns"))
+
+
+OTHERS = {"idle": do_idle, "busy": busy_task, "irqsoff": irqsoff_task}

@@ -1,0 +1,90 @@
+"""The kernel of one run: its shared variables, configuration and boot.
+
+Global variables of the C kernel become attributes of a `Kernel` (`k.panic_cpu`
+for `panic_cpu`), each a `Var` in the machine's shared memory so every access is a
+visible operation. Kernel functions take `k` as their first argument; that one
+difference from C keeps runs independent in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from haltlab.engine.memory import cpumask_of
+from haltlab.kernel.commits import commit_set
+from haltlab.kernel.policies import Policies
+
+__all__ = ["Kernel", "KernelConfig", "PANIC_CPU_INVALID"]
+
+PANIC_CPU_INVALID = -1
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Boot parameters and build options that the modelled paths read."""
+
+    version: str = "v7.1"
+    panic_timeout_s: int = 0            # panic= / CONFIG_PANIC_TIMEOUT (default 0)
+    dump_stack_lines: int = 24          # lines dump_stack() prints for a sysrq crash
+    pseudo_nmi: bool = False            # arm64: irqchip.gicv3_pseudo_nmi=1
+    smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
+    policies: Policies = field(default_factory=Policies)
+
+    @property
+    def commits(self) -> frozenset[str]:
+        return commit_set(self.version)
+
+    def has(self, commit: str) -> bool:
+        return commit in self.commits
+
+
+class Kernel:
+    """Shared state and configuration of the modelled kernel."""
+
+    def __init__(self, machine, config: KernelConfig) -> None:
+        self.machine = machine
+        self.config = config
+        self.arch_name = machine.profile.arch
+        mem = machine.memory
+        all_cpus = cpumask_of(*range(machine.ncpus))
+        self.all_cpus_mask = all_cpus
+        self.panic_cpu = mem.var("panic_cpu", PANIC_CPU_INVALID)
+        self.cpu_online_mask = mem.var("cpu_online_mask", all_cpus)
+        self.stopping_cpu = mem.var("stopping_cpu", -1)
+        self.cpus_stop_mask = mem.var("cpus_stop_mask", 0)
+        self.stop_in_progress = mem.var("stop_in_progress", 0)
+        self.nmi_stop_registered = mem.var("nmi_stop_registered", False)
+        self.suppress_printk = mem.var("suppress_printk", 0)
+        # printk: the ring buffer's next sequence number, the console's position,
+        # and console_sem as a simple binary semaphore.
+        self.log_next_seq = mem.var("log_next_seq", 0)
+        self.console_seq = mem.var("console_seq", 0)
+        self.console_sem = mem.var("console_sem", 0)
+        self.log: dict[int, tuple[int, int, str]] = {}   # seq -> (ts_ns, cpu, text)
+        # What a run wants to know afterwards; written by kernel code, read by scenarios.
+        self.marks: dict[str, int] = {}
+        self.on_mark = None          # scenario hook: called as on_mark(name, at_ns)
+        self.blinks: list[int] = []
+        self.panic_loop_iterations = 0
+        from haltlab.kernel.arch import arch_ops
+        self.arch = arch_ops(self.arch_name)
+
+    def __fingerprint__(self) -> str:
+        return "k"
+
+    @property
+    def policies(self) -> Policies:
+        return self.config.policies
+
+    def mark(self, name: str, at_ns: int) -> None:
+        """Record the first time something happened (`panic_entry`, `panic_end`)."""
+        if name not in self.marks:
+            self.marks[name] = at_ns
+            if self.on_mark is not None:
+                self.on_mark(name, at_ns)
+
+    def boot(self) -> None:
+        """Install the interrupt handlers, as the arch's SMP setup does."""
+        from haltlab.kernel import idle
+        self.arch.setup_irqs(self)
+        self.machine.request_irq("LOCAL_TIMER", 0xEC, lambda cpu: idle.tick_handler(self, cpu))

@@ -1,0 +1,20 @@
+"""`smp_send_stop()`: the generic entry to each architecture's stop path.
+
+x86 is `smp_ops.stop_other_cpus(0)` = `native_stop_other_cpus()`
+(`arch/x86/kernel/smp.c`); arm64 is its own `smp_send_stop()`
+(`arch/arm64/kernel/smp.c`). Both live under `haltlab.kernel.arch`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["smp_send_stop", "stop_other_cpus"]
+
+
+async def smp_send_stop(k) -> None:
+    """Panic path: stop the others without waiting forever (x86 `wait = 0`)."""
+    await k.arch.smp_send_stop(k)
+
+
+async def stop_other_cpus(k) -> None:
+    """Reboot / normal kexec path: x86 waits for the NMI stage forever (`wait = 1`)."""
+    await k.arch.stop_other_cpus(k)

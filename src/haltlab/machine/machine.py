@@ -1,0 +1,268 @@
+"""The machine: CPUs, interrupt delivery, the timer tick, a serial console, and
+(for a guest) the hypervisor's accounting.
+
+Semantics kept from the hardware, because the threads turn on them:
+
+* a fixed IPI waits in the target's IRR while its interrupts are off and is taken
+  when it enables them; an NMI is taken at once unless an NMI handler is already
+  running (then one NMI stays latched), whatever the interrupt flag;
+* a CPU whose local APIC is software-disabled (`disable_local_APIC()` in
+  `stop_this_cpu()`) accepts no new fixed interrupts but still takes NMIs
+  (Intel SDM vol. 3A, "Local APIC State After It Has Been Software Disabled");
+* `hlt` with IF=1 wakes on any deliverable interrupt; with IF=0 only on an NMI;
+* the periodic tick fires every 1/HZ on CPUs whose tick is running; the kernel
+  stops it in NO_HZ idle and `stop_this_cpu()` stops it by disabling the APIC.
+
+The machine is driver-agnostic: under the simulator it schedules ticks and
+delivers interrupts after their latency; under the explorer there is no time, no
+tick, and every interrupt in flight is a choice the explorer makes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Coroutine
+
+from haltlab.engine.memory import Memory, for_each_cpu
+from haltlab.engine.ops import Busy, Done, Gone, Wait, _Local
+from haltlab.machine.cpu import HW_STATES, Cpu
+from haltlab.machine.hypervisor import Hypervisor
+
+__all__ = ["Machine", "BUSY_STATES"]
+
+BUSY_STATES = frozenset(("running", "irqs_off", "in_nmi"))
+"""States in which a vCPU executes and so burns its host CPU."""
+
+Handler = Callable[[int], Coroutine]
+
+
+class Machine:
+    """CPUs, memory, interrupts and console of one run."""
+
+    def __init__(self, profile, ncpus: int, *, record_timeline: bool = True) -> None:
+        if ncpus < 1:
+            raise ValueError("a machine needs at least one CPU")
+        self.profile = profile
+        self.ncpus = ncpus
+        self.memory = Memory()
+        self.cpus = [Cpu(i) for i in range(ncpus)]
+        self.hyp = Hypervisor(profile, ncpus) if profile.is_guest else None
+        self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
+        self._costs: dict[str, int] = {}
+        self._vectors: dict[str, tuple[int, Handler]] = {}
+        self._nmi_handler: Handler | None = None
+        self.record_timeline = record_timeline
+        self.intervals: list[tuple[int, str, int, int]] = []   # cpu, state, start, end
+        self.irq_log: list[tuple[int, int, str]] = []          # time, cpu, vector
+        self.console: list[tuple[int, int, int, str]] = []     # start, end, cpu, text
+        self.driver = None
+
+    def __fingerprint__(self) -> str:
+        return "machine"
+
+    # --- set-up ------------------------------------------------------------------------
+
+    def attach(self, driver) -> None:
+        self.driver = driver
+
+    def request_irq(self, vector: str, priority: int, handler: Handler) -> None:
+        """Install `handler(cpu)` for `vector`; a higher priority is taken first,
+        as a higher x86 vector number is."""
+        self._vectors[vector] = (priority, handler)
+
+    def register_nmi_handler(self, handler: Handler) -> None:
+        self._nmi_handler = handler
+
+    def cost_ns(self, key: str) -> int:
+        try:
+            return self._costs[key]
+        except KeyError:
+            v = self._costs[key] = self.profile.cost_ns(key)
+            return v
+
+    # --- interrupts ---------------------------------------------------------------
+
+    def raise_interrupt(self, cpu: int, vector: str) -> None:
+        """An interrupt reaches `cpu`'s local APIC."""
+        c = self.cpus[cpu]
+        if c.activity == "gone":
+            return
+        if vector == "NMI":
+            c.nmi_pending = True
+        elif c.apic_enabled:
+            c.pending.add(vector)
+
+    def deliverable(self, cpu: int) -> bool:
+        c = self.cpus[cpu]
+        if c.in_nmi:
+            return False
+        return c.nmi_pending or (c.irqs_enabled and bool(c.pending))
+
+    def take_interrupt(self, cpu: int):
+        """Enter the highest-priority deliverable interrupt: (coroutine, kind, iret)."""
+        c = self.cpus[cpu]
+        if c.in_nmi or not (c.nmi_pending or (c.pending and c.irqs_enabled)):
+            return None
+        if c.nmi_pending:
+            c.nmi_pending = False
+            c.in_nmi = True
+            vector, handler, kind = "NMI", self._nmi_handler, "nmi"
+
+            def iret() -> None:
+                c.in_nmi = False
+                self._restate(c)
+        else:
+            vector = max(c.pending, key=lambda v: self._vectors[v][0])
+            c.pending.discard(vector)
+            c.irqs_enabled = False
+            handler, kind = self._vectors[vector][1], "irq"
+
+            def iret() -> None:
+                c.irqs_enabled = True
+                self._restate(c)
+        if handler is None:
+            raise RuntimeError(f"CPU{cpu}: {vector} arrived and no handler is installed")
+        self._restate(c)
+        c.handlers_run[vector] = c.handlers_run.get(vector, 0) + 1
+        self.irq_log.append((self._now(), cpu, vector))
+        return self._entry(cpu, vector, handler), kind, iret
+
+    async def _entry(self, cpu: int, vector: str, handler: Handler):
+        await _Local("irq_entry")
+        return await handler(cpu)
+
+    def op_irq_entry(self, cpu: int):
+        return Done(None, self.cost_ns("irq_entry_exit_ns"))
+
+    # --- local operations (see haltlab.engine.ops) ------------------------------------
+
+    def op_local_irq_disable(self, cpu: int):
+        c = self.cpus[cpu]
+        c.irqs_enabled = False
+        self._restate(c)
+        return Done()
+
+    def op_local_irq_enable(self, cpu: int):
+        c = self.cpus[cpu]
+        c.irqs_enabled = True
+        self._restate(c)
+        return Done()
+
+    def op_local_irq_save(self, cpu: int):
+        c = self.cpus[cpu]
+        flags = c.irqs_enabled
+        c.irqs_enabled = False
+        self._restate(c)
+        return Done(flags)
+
+    def op_local_irq_restore(self, cpu: int, flags: bool):
+        c = self.cpus[cpu]
+        c.irqs_enabled = flags
+        self._restate(c)
+        return Done()
+
+    def op_safe_halt(self, cpu: int):
+        c = self.cpus[cpu]
+        c.irqs_enabled = True
+        return Wait(None, "halted", wake_on_irq=True)
+
+    def op_native_halt(self, cpu: int):
+        return Wait(None, "halted", wake_on_irq=True)
+
+    def op_set_cpu_state(self, cpu: int, changes: tuple):
+        c = self.cpus[cpu]
+        for name, value in changes:
+            if name not in ("apic_enabled", "tick_enabled"):
+                raise AttributeError(f"set_cpu_state: no hardware state {name!r}")
+            setattr(c, name, value)
+        if not c.apic_enabled:
+            c.tick_enabled = False      # the LVT timer is masked with the APIC
+        c.tick_gen += 1
+        if c.tick_enabled and getattr(self.driver, "timed", False):
+            phase = self.driver.rng.randrange(self.tick_period_ns)
+            self.driver.schedule(self._now() + phase, self._tick, cpu, c.tick_gen)
+        return Done()
+
+    def op_uart_write(self, cpu: int, text: str):
+        """Write one console line: busy for its length at the console's speed.
+
+        In a guest each character is port I/O to an emulated 16550 (a read of LSR
+        and a write of THR, two exits), which `console_ns_per_char` already prices.
+        """
+        nchars = len(text) + 1
+        now = self._now()
+        duration = nchars * self.cost_ns("console_ns_per_char")
+        self.console.append((now, now + duration, cpu, text))
+        if self.hyp is not None:
+            self.hyp.vcpus[cpu].exits += 2 * nchars
+        return Busy(duration)
+
+    def op_send_IPI_mask(self, cpu: int, mask: int, vector: str):
+        latency = self.cost_ns("nmi_latency_ns" if vector == "NMI" else "ipi_latency_ns")
+        for target in for_each_cpu(mask):
+            self.driver.post_interrupt(target, vector, latency)
+        if self.hyp is not None:
+            self.hyp.vm_exit(cpu)       # the ICR write traps
+        return Done(None, self.cost_ns("atomic_op_ns"))
+
+    def op_emergency_restart(self, cpu: int, reason: str):
+        return Gone(reason, whole_machine=True)
+
+    def op_cpu_off(self, cpu: int):
+        self.cpus[cpu].apic_enabled = False
+        return Gone("cpu_off")
+
+    # --- the tick ------------------------------------------------------------------
+
+    def _tick(self, cpu: int, gen: int) -> None:
+        c = self.cpus[cpu]
+        if gen != c.tick_gen or not c.tick_enabled or c.activity == "gone":
+            return
+        if self.hyp is not None and c.state in BUSY_STATES:
+            self.hyp.vm_exit(cpu)       # the timer fires while the guest runs: an exit
+        self.raise_interrupt(cpu, "LOCAL_TIMER")
+        self.driver.interrupt_now(cpu)
+        self.driver.schedule(self._now() + self.tick_period_ns, self._tick, cpu, gen)
+
+    # --- accounting --------------------------------------------------------------------
+
+    def account(self, cpu: int, activity: str, now_ns: int) -> None:
+        c = self.cpus[cpu]
+        c.activity = activity
+        self._restate(c, now_ns)
+
+    def _restate(self, c: Cpu, now_ns: int | None = None) -> None:
+        new = c.hw_state()
+        if new == c.state:
+            return
+        now = self._now() if now_ns is None else now_ns
+        old, since = c.state, c.state_since_ns
+        dt = now - since
+        c.time_in_ns[old] += dt
+        if self.record_timeline and dt:
+            self.intervals.append((c.index, old, since, now))
+        if self.hyp is not None:
+            if old in BUSY_STATES:
+                self.hyp.guest_ran(c.index, dt)
+            if new == "halted" or new == "mwait":
+                self.hyp.halt(c.index, now)
+            elif old in ("halted", "mwait"):
+                self.hyp.wake(c.index, now)
+        c.state, c.state_since_ns = new, now
+
+    def close(self, now_ns: int) -> None:
+        """Account every CPU's current state up to `now_ns` (end of a run)."""
+        for c in self.cpus:
+            dt = now_ns - c.state_since_ns
+            c.time_in_ns[c.state] += dt
+            if self.record_timeline and dt:
+                self.intervals.append((c.index, c.state, c.state_since_ns, now_ns))
+            if self.hyp is not None and c.state in BUSY_STATES:
+                self.hyp.guest_ran(c.index, dt)
+            c.state_since_ns = now_ns
+
+    def _now(self) -> int:
+        return self.driver.now_ns if self.driver is not None else 0
+
+    def fingerprint(self) -> tuple:
+        return tuple(c.fingerprint() for c in self.cpus)
+

@@ -1,0 +1,1 @@
+"""Runnable experiments, one per question the threads ask."""

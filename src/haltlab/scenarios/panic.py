@@ -1,0 +1,197 @@
+"""Scenario: one CPU panics (sysrq-c) while the others idle, compute, or spin
+with interrupts off; what does the machine, and the host under a guest, see?
+
+Answers S1's question (host CPU burned after a guest panics, stock busy loop vs
+`safe_halt()`) and the ones S1 leaves open: which interrupts still reach the
+panicked CPU, how often the halted vCPU wakes (each wake-up is an exit and an
+entry), and whether the blink and `panic_timeout` timing still hold.
+
+The observation window starts when the "end Kernel panic" line has left the
+console, as a person watching the console would start `perf record`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from haltlab.engine.simulator import Simulator
+from haltlab.errors import UserError
+from haltlab.kernel.idle import OTHERS
+from haltlab.kernel.kernel import Kernel, KernelConfig
+from haltlab.kernel.panic import panic
+from haltlab.kernel.policies import Policies
+from haltlab.kernel.printk import printk
+from haltlab.machine.machine import BUSY_STATES, Machine
+from haltlab.machine.profile import load_profile
+
+__all__ = ["PanicConfig", "run_panic", "build_panic"]
+
+NSEC_PER_SEC = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class PanicConfig:
+    profile: str = "kvm-x86"
+    cpus: int | None = None             # None: the profile's CPU count
+    after_panic: str = "mdelay"
+    others: str = "idle"
+    observe_ns: int = 10 * NSEC_PER_SEC
+    seed: int = 0
+    kernel: str = "v7.1"
+    panic_timeout_s: int = 0
+    panic_cpu: int = 0
+    trigger_ns: int = 10_000_000        # when the shell writes 'c' to /proc/sysrq-trigger
+    limit_ns: int = 600 * NSEC_PER_SEC  # a panic not finished by then is a hang
+    timeline: bool = True
+
+    def validate(self, ncpus: int) -> None:
+        if ncpus < 1:
+            raise UserError(f"--cpus {ncpus}: need at least 1 CPU")
+        if not 0 <= self.panic_cpu < ncpus:
+            raise UserError(f"--panic-cpu {self.panic_cpu}: not a CPU of a {ncpus}-CPU machine")
+        if self.others not in OTHERS:
+            raise UserError(f"--others {self.others}: choose from {', '.join(OTHERS)}")
+        if self.observe_ns <= 0:
+            raise UserError(f"--observe {self.observe_ns / NSEC_PER_SEC}: must be positive")
+        if self.panic_timeout_s < 0:
+            raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
+
+
+async def sysrq_crash(k, trigger_ns: int) -> None:
+    """The shell on the panic CPU: runs, then `echo c > /proc/sysrq-trigger`."""
+    from haltlab.engine.ops import ndelay, set_cpu_state
+    await set_cpu_state(tick_enabled=True)
+    await ndelay(trigger_ns)
+    await printk(k, "sysrq: Trigger a crash")
+    await panic(k, "sysrq triggered crash")
+
+
+def build_panic(cfg: PanicConfig):
+    """Machine, kernel and simulator, booted and ready to run."""
+    profile = load_profile(cfg.profile)
+    ncpus = cfg.cpus if cfg.cpus is not None else int(profile.get("cpus"))
+    cfg.validate(ncpus)
+    machine = Machine(profile, ncpus, record_timeline=cfg.timeline)
+    kcfg = KernelConfig(version=cfg.kernel, panic_timeout_s=cfg.panic_timeout_s,
+                        policies=Policies(after_panic=cfg.after_panic))
+    k = Kernel(machine, kcfg)
+    k.boot()
+    sim = Simulator(machine, seed=cfg.seed)
+    for cpu in range(ncpus):
+        task = sysrq_crash(k, cfg.trigger_ns) if cpu == cfg.panic_cpu else OTHERS[cfg.others](k)
+        sim.start_task(cpu, task)
+    return machine, k, sim
+
+
+class _Window:
+    """Host-side counters at the start of the observation window."""
+
+    def __init__(self, machine: Machine, now_ns: int) -> None:
+        self.start_ns = now_ns
+        self.host_ns = [_host_ns(machine, c, now_ns) for c in range(machine.ncpus)]
+        hyp = machine.hyp
+        self.exits = [v.exits for v in hyp.vcpus] if hyp else None
+        self.wakeups = [v.wakeups for v in hyp.vcpus] if hyp else None
+        self.irqs = len(machine.irq_log)
+
+
+def _host_ns(machine: Machine, cpu: int, now_ns: int) -> int:
+    c = machine.cpus[cpu]
+    v = machine.hyp.vcpus[cpu]
+    open_ns = now_ns - c.state_since_ns if c.state in BUSY_STATES else 0
+    return v.host_ns + open_ns
+
+
+def run_panic(cfg: PanicConfig) -> dict:
+    machine, k, sim = build_panic(cfg)
+    window: dict[str, _Window] = {}
+
+    def on_mark(name: str, at_ns: int) -> None:
+        if name == "panic_end":
+            window["start"] = _Window(machine, at_ns) if machine.hyp else None
+            sim.schedule(at_ns + cfg.observe_ns, sim.stop)
+
+    k.on_mark = on_mark
+    sim.run(cfg.limit_ns)
+    end_ns = sim.now_ns
+    machine.close(end_ns)
+    return _result(cfg, machine, k, sim, window.get("start"), end_ns)
+
+
+def _result(cfg, machine, k, sim, w, end_ns) -> dict:
+    marks = k.marks
+    entry = marks.get("panic_entry")
+    r = {
+        "scenario": "panic",
+        "config": asdict(cfg),
+        "profile": machine.profile.name,
+        "cpus": machine.ncpus,
+        "kernel": cfg.kernel,
+        "policies": k.policies.describe(),
+        "outcome": _outcome(k, sim),
+        "marks_ns": dict(sorted(marks.items())),
+        "time_to_end_ns": marks["panic_end"] - entry if "panic_end" in marks and entry is not None else None,
+        "reboot_after_ns": marks["emergency_restart"] - entry if "emergency_restart" in marks else None,
+        "stop_others_ns": marks["others_stopped"] - entry if "others_stopped" in marks else None,
+        "state_ns": {str(c.index): dict(c.time_in_ns) for c in machine.cpus},
+        "handlers_after_panic": _handlers_after(machine, entry),
+        "panic_loop_iterations": k.panic_loop_iterations,
+        "blink_intervals_ns": _blink_intervals(k),
+        "events": sim.events_run,
+        "end_ns": end_ns,
+    }
+    if machine.hyp is not None and w is not None:
+        r.update(_host_view(machine, w, end_ns))
+    return r
+
+
+def _outcome(k, sim) -> str:
+    if "emergency_restart" in k.marks:
+        return "rebooted"
+    if "panic_end" in k.marks:
+        return "panicked-and-finished"
+    return "hung"
+
+
+def _handlers_after(machine: Machine, entry_ns: int | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if entry_ns is None:
+        return counts
+    for t, cpu, vector in machine.irq_log:
+        if t >= entry_ns:
+            key = f"CPU{cpu}:{vector}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _blink_intervals(k) -> list[int]:
+    b = k.blinks[:64]
+    return [b2 - b1 for b1, b2 in zip(b, b[1:])]
+
+
+def _host_view(machine: Machine, w: _Window, end_ns: int) -> dict:
+    hyp = machine.hyp
+    span = end_ns - w.start_ns
+    per_vcpu = []
+    for cpu in range(machine.ncpus):
+        host = _host_ns(machine, cpu, end_ns) - w.host_ns[cpu]
+        per_vcpu.append({
+            "cpu": cpu,
+            "host_cpu_s_per_s": host / span,
+            "host_cpu_ns": host,
+            "perf_samples": hyp.samples(host),
+            "cycles": hyp.cycles(host),
+            "exits": hyp.vcpus[cpu].exits - w.exits[cpu],
+            "wakeups": hyp.vcpus[cpu].wakeups - w.wakeups[cpu],
+        })
+    vmm_ns = int(hyp.vmm_background * span)
+    total_ns = sum(v["host_cpu_ns"] for v in per_vcpu) + vmm_ns
+    return {
+        "window_ns": span,
+        "host_cpu_s_per_s": total_ns / span,
+        "host_cpu_ns": total_ns,
+        "vmm_background_ns": vmm_ns,
+        "perf_samples": hyp.samples(total_ns),
+        "cycles": hyp.cycles(total_ns),
+        "per_vcpu": per_vcpu,
+    }
