@@ -1,0 +1,354 @@
+"""Machine profiles: CPU count, architecture and costs, each number with its source.
+
+A profile is one TOML file in ``profiles/`` (see docs/profiles.md).  It stands for
+the machine the kernel model runs on: the values a simulator charges for an IPI,
+a ``cpu_relax()``, a console character or a VM exit, and, for a guest, the KVM
+halt-polling parameters of ``virt/kvm/kvm_main.c``.
+
+The validator is hand-written over a declarative table (``_KEYS``) rather than
+pydantic because (1) every error must be ONE line naming file, key and value,
+which pydantic's multi-line reports are not; (2) haltlab adds no dependency for
+a schema of twenty-odd flat keys; (3) units ("2 us", "2.6 GHz") need a small
+custom parser either way.
+
+Life cycle: ``load_profile()`` parses with ``tomllib`` and validates; the result
+is an immutable ``Profile``; ``with_overrides()`` makes a validated copy for
+tests and sweeps; ``write_profile()`` re-serialises one (sources preserved), so
+``haltlab lab calibrate`` can rewrite a file with measured values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from haltlab.errors import UserError
+
+__all__ = [
+    "Param",
+    "Profile",
+    "profiles_dir",
+    "load_profile",
+    "list_profiles",
+    "write_profile",
+]
+
+ARCHES = ("x86_64", "arm64")
+KINDS = ("guest", "bare-metal")
+
+# dimension -> (Param.unit, accepted unit suffixes with their scale, integer result)
+_DIMENSIONS: dict[str, tuple[str, dict[str, float], bool]] = {
+    "time": ("ns", {"": 1, "ns": 1, "us": 1e3, "µs": 1e3, "μs": 1e3, "ms": 1e6, "s": 1e9}, True),
+    "frequency": ("Hz", {"": 1, "hz": 1, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}, True),
+    "count": ("cpus", {"": 1}, True),
+    "factor": ("1", {"": 1}, False),
+    "fraction": ("1", {"": 1, "%": 0.01}, False),
+}
+
+
+@dataclass(frozen=True)
+class _Key:
+    name: str
+    section: str
+    dimension: str
+    positive: bool = False  # zero is an error (CPU count, tick rate, clocks)
+
+
+_KEYS: tuple[_Key, ...] = (
+    _Key("cpus", "machine", "count", positive=True),
+    _Key("hz", "machine", "frequency", positive=True),
+    _Key("cpu_clock_hz", "machine", "frequency", positive=True),
+    _Key("atomic_op_ns", "costs", "time"),
+    _Key("cpu_relax_ns", "costs", "time"),
+    _Key("ipi_latency_ns", "costs", "time"),
+    _Key("nmi_latency_ns", "costs", "time"),
+    _Key("irq_entry_exit_ns", "costs", "time"),
+    _Key("tick_handler_ns", "costs", "time"),
+    _Key("printk_store_ns", "costs", "time"),
+    _Key("console_ns_per_char", "costs", "time"),
+    _Key("stop_this_cpu_ns", "costs", "time"),
+    _Key("vm_exit_roundtrip_ns", "hypervisor", "time"),
+    _Key("halt_wakeup_ns", "hypervisor", "time"),
+    _Key("halt_poll_ns", "hypervisor", "time"),
+    _Key("halt_poll_ns_grow", "hypervisor", "factor"),
+    _Key("halt_poll_ns_grow_start", "hypervisor", "time"),
+    _Key("halt_poll_ns_shrink", "hypervisor", "factor"),
+    _Key("vmm_background_cpu_s_per_s", "hypervisor", "fraction"),
+    _Key("perf_freq_hz", "hypervisor", "frequency", positive=True),
+    _Key("host_cpu_hz", "hypervisor", "frequency", positive=True),
+)
+KEYS: Mapping[str, _Key] = MappingProxyType({k.name: k for k in _KEYS})
+_HEADER_KEYS = ("name", "description", "arch", "kind")
+_SECTIONS = ("profile", "machine", "costs", "hypervisor")
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(\S*)\s*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One profile number: its value in ``unit``, and where it comes from."""
+
+    value: int | float
+    source: str
+    unit: str  # "ns", "Hz", "1" or "cpus"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A machine: the values the model charges, keyed by flat names."""
+
+    name: str
+    description: str
+    arch: str
+    kind: str
+    path: str = field(compare=False)
+    params: Mapping[str, Param] = field(hash=False)
+
+    @property
+    def is_guest(self) -> bool:
+        return self.kind == "guest"
+
+    def _param(self, key: str) -> Param:
+        if key not in self.params:
+            raise UserError(f"profile {self.name}: no parameter {key}{_suggest(key, self.params)}")
+        return self.params[key]
+
+    def get(self, key: str) -> int | float:
+        return self._param(key).value
+
+    def source(self, key: str) -> str:
+        return self._param(key).source
+
+    def cost_ns(self, key: str) -> int:
+        param = self._param(key)
+        if param.unit != "ns":
+            raise UserError(f"profile {self.name}: {key} is in {param.unit}, not a cost in ns")
+        return int(param.value)
+
+    def with_overrides(self, **values: object) -> Profile:
+        """A copy with some values replaced ("2 us", 2000 or a Param), validated."""
+        params = dict(self.params)
+        where = f"profile {self.name} (override)"
+        for key, raw in values.items():
+            spec = KEYS.get(key)
+            if spec is None:
+                raise UserError(f"{where}: {key}: unknown key{_suggest(key, KEYS)}")
+            if spec.section == "hypervisor" and not self.is_guest:
+                raise UserError(f"{where}: {key}: [hypervisor] keys need kind = \"guest\"")
+            if isinstance(raw, Param):
+                raw, text = raw.value, raw.source
+            else:
+                old = params.get(key)
+                text = f"override of {old.value} {old.unit} ({old.source})" if old else "override"
+            params[key] = _param(where, spec, {"value": raw, "source": text})
+        return Profile(self.name, self.description, self.arch, self.kind, self.path,
+                       MappingProxyType(params))
+
+    def to_dict(self) -> dict:
+        """JSON-able form, for the provenance of results."""
+        return {
+            "name": self.name, "description": self.description, "arch": self.arch,
+            "kind": self.kind, "path": self.path,
+            "params": {k: {"value": p.value, "unit": p.unit, "source": p.source,
+                           "section": KEYS[k].section} for k, p in self.params.items()},
+        }
+
+
+def profiles_dir() -> Path:
+    """``$HALTLAB_PROFILES`` if set, else the repository's ``profiles/``.
+
+    The variable wins when set (an explicit choice beats a path guessed from
+    the package location), which also lets an installed copy find profiles.
+    """
+    env = os.environ.get("HALTLAB_PROFILES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "profiles"
+
+
+def list_profiles() -> list[str]:
+    directory = profiles_dir()
+    return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load ``profiles/NAME.toml`` for a bare name, else the file at that path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix == ".toml" or os.sep in text or "/" in text or path.is_file()):
+        path = profiles_dir() / f"{text}.toml"
+        if not path.is_file():
+            names = list_profiles()
+            raise UserError(f"profile {text!r}: not found in {profiles_dir()}"
+                            f"{_suggest(text, names)} (known: {', '.join(names) or 'none'})")
+    where = _display(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{where}: no such profile file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where}: malformed TOML: {_one_line(str(exc))}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where}: not UTF-8 text ({exc.reason})") from None
+    return _validate(where, data)
+
+
+def _validate(where: str, data: dict) -> Profile:
+    for section in data:
+        if section not in _SECTIONS:
+            raise UserError(f"{where}: [{section}]: unknown section{_suggest(section, _SECTIONS)}")
+        if not isinstance(data[section], dict):
+            raise UserError(f"{where}: {section} = {_show(data[section])}: expected a [{section}] table")
+    header = _header(where, data.get("profile"))
+    if "hypervisor" in data and header["kind"] != "guest":
+        raise UserError(f"{where}: [hypervisor]: only allowed with kind = \"guest\", "
+                        f"not {header['kind']!r}")
+    params: dict[str, Param] = {}
+    for section in ("machine", "costs", "hypervisor"):
+        table = data.get(section, {})
+        for key, raw in table.items():
+            spec = KEYS.get(key)
+            if spec is None or spec.section != section:
+                hint = (f" (it belongs in [{spec.section}])" if spec else
+                        _suggest(key, [k.name for k in _KEYS if k.section == section]))
+                raise UserError(f"{where}: [{section}] {key}: unknown key{hint}")
+            params[key] = _param(where, spec, raw)
+    for spec in _KEYS:
+        required = spec.section != "hypervisor" or header["kind"] == "guest"
+        if required and spec.name not in params:
+            raise UserError(f"{where}: [{spec.section}] {spec.name}: missing required key")
+    return Profile(header["name"], header["description"], header["arch"], header["kind"],
+                   where, MappingProxyType(params))
+
+
+def _header(where: str, table: object) -> dict[str, str]:
+    if table is None:
+        raise UserError(f"{where}: [profile]: missing section")
+    for key in table:
+        if key not in _HEADER_KEYS:
+            raise UserError(f"{where}: [profile] {key}: unknown key{_suggest(key, _HEADER_KEYS)}")
+    for key in _HEADER_KEYS:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{where}: [profile] {key} = {_show(value)}: "
+                            "missing or empty (a non-empty string is required)")
+    for key, allowed in (("arch", ARCHES), ("kind", KINDS)):
+        if table[key] not in allowed:
+            raise UserError(f"{where}: [profile] {key} = {table[key]!r}: "
+                            f"must be one of {', '.join(allowed)}")
+    return dict(table)
+
+
+def _param(where: str, spec: _Key, raw: object) -> Param:
+    label = f"{where}: [{spec.section}] {spec.name}"
+    if not isinstance(raw, dict):
+        raise UserError(f"{label} = {_show(raw)}: expected {{ value = ..., source = \"...\" }}")
+    for sub in raw:
+        if sub not in ("value", "source"):
+            raise UserError(f"{label}.{sub}: unknown field{_suggest(sub, ('value', 'source'))}")
+    if "value" not in raw:
+        raise UserError(f"{label}: missing value")
+    source = raw.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"{label} = {_show(raw['value'])}: missing or empty source "
+                        "(cite a seed, kernel file + symbol, document, or lab command)")
+    unit = _DIMENSIONS[spec.dimension][0]
+    return Param(_convert(label, spec, raw["value"]), _one_line(source), unit)
+
+
+def _convert(label: str, spec: _Key, raw: object) -> int | float:
+    _, scales, integral = _DIMENSIONS[spec.dimension]
+    shown = f"{label} = {_show(raw)}"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise UserError(f"{shown}: not a number")
+    if isinstance(raw, str):
+        if raw.strip().startswith("-"):
+            raise UserError(f"{shown}: negative value")
+        match = _NUMBER.match(raw)
+        if not match:
+            raise UserError(f"{shown}: not a number with an optional unit")
+        suffix = match.group(2)
+        scale = scales.get(suffix.lower() if spec.dimension == "frequency" else suffix)
+        if scale is None:
+            accepted = ", ".join(s for s in scales if s) or "none (a plain number)"
+            raise UserError(f"{shown}: wrong unit {suffix!r} for a {spec.dimension} "
+                            f"(accepted: {accepted})")
+        value = float(match.group(1)) * scale
+    else:
+        value = raw
+    if not math.isfinite(value):
+        raise UserError(f"{shown}: not a finite number")
+    if value < 0:
+        raise UserError(f"{shown}: negative value")
+    if spec.positive and value == 0:
+        raise UserError(f"{shown}: must be greater than zero")
+    if spec.dimension == "count" and value != int(value):
+        raise UserError(f"{shown}: must be a whole number")
+    return int(round(value)) if integral else float(value)
+
+
+def write_profile(profile: Profile, path: str | os.PathLike) -> Path:
+    """Write ``profile`` as TOML in the canonical layout, sources preserved."""
+    lines = ["# haltlab machine profile; format and units: docs/profiles.md", "",
+             "[profile]"]
+    for key in _HEADER_KEYS:
+        lines.append(f"{key} = {_toml_str(getattr(profile, key))}")
+    for section in ("machine", "costs", "hypervisor"):
+        keys = [k for k in _KEYS if k.section == section and k.name in profile.params]
+        if not keys:
+            continue
+        lines += ["", f"[{section}]"]
+        for spec in keys:
+            param = profile.params[spec.name]
+            lines.append(f"{spec.name} = {{ value = {_toml_value(spec, param.value)}, "
+                         f"source = {_toml_str(param.source)} }}")
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def _toml_value(spec: _Key, value: int | float) -> str:
+    """Exact and readable: "200 us" rather than 200000 when that loses nothing."""
+    steps = {"time": ((10**9, "s"), (10**6, "ms"), (10**3, "us"), (1, "ns")),
+             "frequency": ((10**9, "GHz"), (10**6, "MHz"), (10**3, "kHz"), (1, "Hz"))}
+    if spec.dimension in steps:
+        for scale, unit in steps[spec.dimension]:
+            if value and value % scale == 0:
+                return f'"{value // scale} {unit}"'
+        return str(value)
+    if isinstance(value, float) and not value.is_integer():
+        return repr(value)
+    return str(int(value))
+
+
+def _toml_str(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " or c == "\t" else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _show(value: object) -> str:
+    return _one_line(repr(value))[:120]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
