@@ -1,0 +1,114 @@
+"""What every experiment shares: its options, its preparation, its result header.
+
+An experiment is `run_<name>(config) -> dict`: validate the config (bad input is
+a UserError naming the option), prepare once (kernel, accelerator, initramfs),
+run N times, summarize. The CLI is a thin layer over these functions, so
+calibration code can call them directly and get the same JSON-able dict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from haltlab.errors import UserError
+from haltlab.lab import images, initramfs
+from haltlab.lab.images import KernelImage
+from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_version
+
+__all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn", "elapsed_ns"]
+
+# Called after each run with (run index, number of runs, that run's dict).
+ProgressFn = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Options every experiment takes (same names as the CLI options)."""
+
+    smp: int = 2
+    runs: int = 1
+    memory_mb: int = 512
+    accel: str = "auto"  # auto | kvm | tcg
+    kernel: Path | None = None  # a user bzImage; None = Debian's current kernel
+    modules: Path | None = None  # modules directory for a user bzImage
+    boot_timeout_s: float = 120.0  # start to the experiment's trigger
+
+    def validate(self) -> None:
+        _at_least("--smp", self.smp, 1)
+        _at_least("--runs", self.runs, 1)
+        _at_least("--memory-mb", self.memory_mb, 128)
+        if self.boot_timeout_s <= 0:
+            raise UserError(f"--boot-timeout: must be positive, got {self.boot_timeout_s}")
+        if self.kernel is not None and not Path(self.kernel).is_file():
+            raise UserError(f"--kernel: no such file: {self.kernel}")
+
+    def options(self) -> dict:
+        """The config as JSON-able values, recorded in the result."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _at_least(option: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or value < low:
+        raise UserError(f"{option}: must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What one experiment computes once and every run reuses."""
+
+    kernel: KernelImage
+    accelerator: str
+    qemu_version: str
+    initrd: Path
+
+
+def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.Entry]]) -> Prepared:
+    """Resolve the kernel and accelerator, build (or reuse) the initramfs."""
+    version = qemu_version()
+    accelerator = pick_accelerator(config.accel)
+    kernel = images.resolve_kernel(
+        Path(config.kernel) if config.kernel else None, Path(config.modules) if config.modules else None
+    )
+    initrd = initramfs.build(entries(kernel), images.cache_dir())
+    return Prepared(kernel, accelerator, version, initrd)
+
+
+def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout: int = 0,
+               pvpanic: str | None = None, params: dict | None = None) -> GuestSpec:
+    return GuestSpec(
+        kernel=prep.kernel.vmlinuz,
+        initrd=prep.initrd,
+        cmdline=kernel_cmdline(panic_timeout=panic_timeout, params=params),
+        smp=config.smp,
+        memory_mb=config.memory_mb,
+        accelerator=prep.accelerator,
+        pvpanic=pvpanic,
+    )
+
+
+def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
+    """The fields every lab result starts with: what ran, on what."""
+    return {
+        "experiment": experiment,
+        "source": "lab",
+        "kernel_release": prep.kernel.release,
+        "kernel_source": prep.kernel.source,
+        "accelerator": prep.accelerator,
+        "qemu_version": prep.qemu_version,
+        "smp": config.smp,
+        "n_runs": config.runs,
+        "options": config.options(),
+    }
+
+
+def outcome_counts(runs: list[dict]) -> dict[str, int]:
+    return dict(sorted(Counter(r["outcome"] for r in runs).items()))
+
+
+def elapsed_ns(a: int | None, b: int | None) -> int | None:
+    """b - a when both host stamps exist."""
+    return b - a if a is not None and b is not None else None
+

@@ -1,0 +1,146 @@
+"""`haltlab lab panic`: what a panicked guest costs the host (S1), measured.
+
+Boot, panic with sysrq-c on CPU 0, wait until panic() is done (its end marker
+on the console, or the host pausing the guest on pvpanic's GUEST_PANICKED), let
+it settle, then read the host CPU time of the QEMU process and of each vCPU
+thread over a window. A stock kernel ends panic() in a busy
+`mdelay(PANIC_TIMER_STEP)` loop (kernel/panic.c), so one vCPU should burn about
+one host CPU; `-action panic=pause` is the host-side remedy that stops the guest
+instead of S1's guest-side `safe_halt()`.
+
+With `panic_timeout` (kernel `panic=N`) the kernel resets after N seconds;
+`-no-reboot` turns that reset into QEMU's exit, and the run reports the host
+time from the panic line to that exit instead of a CPU window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from haltlab.errors import UserError
+from haltlab.lab import initramfs
+from haltlab.lab.classify import PANICKED, classify
+from haltlab.lab.experiments.common import (
+    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare,
+)
+from haltlab.lab.guest import panic_init
+from haltlab.lab.parse import PANIC_END, panic_facts
+from haltlab.lab.runner import Guest
+from haltlab.lab.sampler import CpuSample, cpu_usage
+from haltlab.lab.stats import summarize
+
+__all__ = ["PanicConfig", "run_panic", "panic_once", "summarize_panic"]
+
+PVPANIC_MODULES = ["pvpanic", "pvpanic-pci"]
+
+
+@dataclass(frozen=True)
+class PanicConfig(LabConfig):
+    pvpanic: str = "none"  # the `-action panic=` value: none (stock) or pause
+    panic_timeout: int = 0  # kernel panic=N; 0 waits forever
+    window_s: float = 3.0  # CPU sampling window
+    settle_s: float = 0.5  # after the panic is done, before the window
+    perf_freq_hz: int = 4000  # perf record's default sampling frequency
+    timeout_s: float = 60.0  # trigger to the end of panic
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pvpanic not in ("none", "pause"):
+            raise UserError(f"--pvpanic: expected none or pause, got {self.pvpanic!r}")
+        if self.panic_timeout != 0 and self.pvpanic == "pause":
+            raise UserError("--panic-timeout: needs --pvpanic none (a paused guest never resets)")
+        if self.window_s <= 0 or self.settle_s < 0 or self.timeout_s <= 0:
+            raise UserError(f"--window/--settle/--timeout: must be positive, got "
+                            f"{self.window_s}/{self.settle_s}/{self.timeout_s}")
+        if self.perf_freq_hz <= 0:
+            raise UserError(f"--perf-freq-hz: must be positive, got {self.perf_freq_hz}")
+
+
+def _entries(kernel):
+    mods = initramfs.module_entries(kernel.modules_dir, PVPANIC_MODULES) if kernel.modules_dir else []
+    return initramfs.base_entries(panic_init()) + mods
+
+
+def _panic_done(g: Guest, config: PanicConfig) -> bool:
+    if config.panic_timeout != 0:
+        return g.exited()  # the reset is the end
+    ev = g.panic_event()
+    return g.console.seen(PANIC_END) is not None or (ev is not None and config.pvpanic == "pause")
+
+
+def panic_once(g: Guest, config: PanicConfig) -> dict:
+    """One run on a started guest: wait for the trigger and the panic, then measure."""
+    g.wait_until(lambda: g.progress.seen("TRIGGER") is not None, config.boot_timeout_s)
+    limit = config.timeout_s + max(config.panic_timeout, 0)
+    done = g.progress.seen("TRIGGER") is not None and g.wait_until(lambda: _panic_done(g, config), limit)
+    run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    if done and config.panic_timeout == 0:
+        time.sleep(config.settle_s)
+        before = CpuSample(g.pid, g.vcpus)
+        time.sleep(config.window_s)
+        run.update(cpu_usage(before, CpuSample(g.pid, g.vcpus), g.vcpus, config.perf_freq_hz))
+    facts = panic_facts(g.console.lines)
+    ev = g.panic_event()
+    trigger = g.progress.lines[g.progress.seen("TRIGGER")][0] if g.progress.seen("TRIGGER") is not None else None
+    run.update({
+        "panic_message": facts["panic_message"],
+        "pvpanic_event": ev[1]["data"]["action"] if ev else None,
+        "boot_to_trigger_ns": elapsed_ns(g.start_ns, trigger),
+        "panic_to_end_ns": facts["panic_to_end_ns"],
+        "trigger_to_end_ns": elapsed_ns(trigger, facts["end_host_ns"]),
+        "trigger_to_pvpanic_ns": elapsed_ns(trigger, ev[0] if ev else None),
+        "panic_to_reset_ns": elapsed_ns(facts["panic_host_ns"], g.exit_ns) if config.panic_timeout else None,
+    })
+    return run
+
+
+def summarize_panic(runs: list[dict], smp: int) -> dict:
+    """Median and min-max over runs; `host_cpu_s_per_s` is the whole guest's median."""
+    whole = summarize(r.get("host_cpu_s_per_s") for r in runs)
+    per_vcpu = []
+    for i in range(smp):
+        mine = [v for r in runs for v in r.get("per_vcpu", []) if v["cpu_index"] == i]
+        per_vcpu.append({
+            "cpu_index": i,
+            "host_cpu_s_per_s": summarize(v["host_cpu_s_per_s"] for v in mine),
+            "perf_samples_per_s": summarize(v["perf_samples_per_s"] for v in mine),
+        })
+    out = {
+        "host_cpu_s_per_s": whole["median"] if whole else None,
+        "host_cpu_s_per_s_stats": whole,
+        "perf_samples_per_s": summarize(r.get("perf_samples_per_s") for r in runs),
+        "per_vcpu": per_vcpu,
+        "outcomes": outcome_counts(runs),
+        "panicked_and_finished": sum(r["outcome"] == PANICKED for r in runs),
+    }
+    for key in ("boot_to_trigger_ns", "panic_to_end_ns", "trigger_to_end_ns", "trigger_to_pvpanic_ns",
+                "panic_to_reset_ns"):
+        out[key] = summarize(r.get(key) for r in runs)
+    return out
+
+
+def run_panic(config: PanicConfig, progress: ProgressFn | None = None) -> dict:
+    """Run the panic experiment `config.runs` times; a JSON-able result."""
+    config.validate()
+    prep = prepare(config, _entries)
+    # The device is always there: with panic=none it only reports (GUEST_PANICKED
+    # is a panic signal that needs no console); with pause the host stops the guest.
+    spec = guest_spec(prep, config, panic_timeout=config.panic_timeout, pvpanic=config.pvpanic)
+    runs = []
+    for i in range(config.runs):
+        with Guest(spec) as g:
+            runs.append(panic_once(g, config))
+        if progress:
+            progress(i, config.runs, runs[-1])
+    result = header("panic", config, prep)
+    result.update({
+        "pvpanic": config.pvpanic,
+        "panic_timeout_s": config.panic_timeout,
+        "window_ns": round(config.window_s * 1e9),
+        "settle_ns": round(config.settle_s * 1e9),
+        "perf_freq_hz": config.perf_freq_hz,
+    })
+    result.update(summarize_panic(runs, config.smp))
+    result["runs"] = runs
+    return result

@@ -1,0 +1,155 @@
+"""Kernel images: Debian's current kernel package, or the user's own bzImage.
+
+The lab measures real distribution kernels, so by default it takes the kernel
+that `linux-image-amd64` (Debian's meta package) currently depends on, fetched
+with `apt-get download` (no root needed, nothing installed on the host) and
+unpacked with `dpkg-deb -x` into a cache outside the repository:
+`$HALTLAB_CACHE`, else `$XDG_CACHE_HOME/haltlab`, else `~/.cache/haltlab`.
+A user may instead give a `bzImage` (and a modules directory).
+
+Every result records the kernel release, read from the modules directory's name
+or, for a bare bzImage, from the version string the boot header points to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from haltlab.errors import UserError
+
+__all__ = [
+    "KernelImage",
+    "cache_dir",
+    "parse_candidate_depends",
+    "bzimage_release",
+    "resolve_debian_package",
+    "fetch_debian_kernel",
+    "user_kernel",
+    "resolve_kernel",
+]
+
+META_PACKAGE = "linux-image-amd64"
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """A kernel to boot: its image, its modules, and the release they belong to."""
+
+    vmlinuz: Path
+    modules_dir: Path | None  # .../lib/modules/<release>
+    release: str
+    source: str  # "debian:<package>=<version>" or "user:<path>"
+
+
+def cache_dir() -> Path:
+    """Where downloaded kernels and built initramfs images live (never the repo)."""
+    if os.environ.get("HALTLAB_CACHE"):
+        return Path(os.environ["HALTLAB_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "haltlab"
+
+
+def parse_candidate_depends(show_output: str) -> tuple[str, str]:
+    """(package, version) the meta package depends on, from `apt-cache show`.
+
+    `Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)` -> the versioned package.
+    """
+    m = re.search(r"^Depends:.*?\b(linux-image-[0-9][^\s,(]*)\s*\(=\s*([^)\s]+)\)", show_output, re.M)
+    if not m:
+        raise UserError(f"cannot find the versioned kernel package in `apt-cache show {META_PACKAGE}`")
+    return m.group(1), m.group(2)
+
+
+def bzimage_release(data: bytes) -> str | None:
+    """The release in a bzImage's boot header (`kernel_version` at 0x20e), or None.
+
+    Documented in Documentation/arch/x86/boot.rst: "HdrS" at 0x202, and a 16-bit
+    pointer at 0x20e to a NUL-terminated version string, offset by 0x200.
+    """
+    if len(data) < 0x210 or data[0x202:0x206] != b"HdrS":
+        return None
+    off = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+    if not 0x200 <= off < len(data):
+        return None
+    text = data[off : off + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+    return text.split()[0] if text.split() else None
+
+
+def resolve_debian_package() -> tuple[str, str]:
+    """Ask apt which versioned kernel package linux-image-amd64 means today."""
+    try:
+        out = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise UserError(f"cannot resolve {META_PACKAGE} with apt-cache ({e}); give --kernel BZIMAGE") from e
+    return parse_candidate_depends(out)
+
+
+def _find_unpacked(root: Path, source: str) -> KernelImage:
+    """The vmlinuz and modules directory inside an unpacked kernel package."""
+    images = sorted((root / "boot").glob("vmlinuz-*"))
+    mods = sorted(p for base in ("lib/modules", "usr/lib/modules") for p in (root / base).glob("*") if p.is_dir())
+    if not images or not mods:
+        raise UserError(f"no boot/vmlinuz-* or lib/modules/* in {root}")
+    return KernelImage(images[0], mods[0], mods[0].name, source)
+
+
+def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -> KernelImage:
+    """Download and unpack one kernel package, once; later calls hit the cache.
+
+    Unpacked into a temporary directory next to the final one and renamed into
+    place, so an interrupted download never leaves a half-unpacked kernel that
+    a later run would trust.
+    """
+    cache = cache or cache_dir()
+    final = cache / "kernels" / f"{package}_{version}"
+    if final.is_dir():
+        return _find_unpacked(final, f"debian:{package}={version}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
+    try:
+        _run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
+        (deb,) = tmp.glob("*.deb")
+        _run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], cwd=tmp)
+        os.replace(tmp / "root", final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _find_unpacked(final, f"debian:{package}={version}")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    try:
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, timeout=900)
+    except subprocess.CalledProcessError as e:
+        raise UserError(f"`{' '.join(cmd)}` failed: {e.stderr.strip().splitlines()[-1:] or e}") from e
+    except OSError as e:
+        raise UserError(f"`{cmd[0]}` is not available: {e}") from e
+
+
+def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
+    """A kernel the user built: check it exists and read its release."""
+    if not bzimage.is_file():
+        raise UserError(f"--kernel: no such file: {bzimage}")
+    if modules is not None and not modules.is_dir():
+        raise UserError(f"--modules: no such directory: {modules}")
+    release = bzimage_release(bzimage.read_bytes()[:65536])
+    if release is None:
+        raise UserError(f"--kernel: {bzimage} is not an x86 bzImage (no HdrS boot header)")
+    return KernelImage(bzimage, modules, release, f"user:{bzimage}")
+
+
+def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None) -> KernelImage:
+    """The user's kernel if given, else Debian's current one (cached)."""
+    if bzimage is not None:
+        return user_kernel(bzimage, modules)
+    if modules is not None:
+        raise UserError("--modules needs --kernel (the Debian kernel brings its own)")
+    return fetch_debian_kernel(*resolve_debian_package())

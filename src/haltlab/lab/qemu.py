@@ -1,0 +1,146 @@
+"""The QEMU command line, built as a pure function of what the run needs.
+
+Each group of arguments carries the reason it is there; tests check the groups
+without starting QEMU (tests/lab/test_qemu_args.py). Starting and stopping the
+process is runner.py's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from haltlab.errors import UserError
+
+__all__ = [
+    "QEMU",
+    "DEBUG_EXIT_PORT",
+    "GuestSpec",
+    "cpu_flags",
+    "kvm_usable",
+    "pick_accelerator",
+    "qemu_version",
+    "kernel_cmdline",
+    "build_args",
+]
+
+QEMU = "qemu-system-x86_64"
+DEBUG_EXIT_PORT = 0xF4
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """Everything that decides the QEMU command line of one run."""
+
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    smp: int = 2
+    memory_mb: int = 512
+    accelerator: str = "kvm"  # "kvm" or "tcg"
+    pvpanic: str | None = None  # None: no device; else the `-action panic=` value
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The first `flags` line of /proc/cpuinfo as a set."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def kvm_usable() -> bool:
+    """True when /dev/kvm opens read-write and the CPU shows vmx or svm.
+
+    Openable is not enough: a VM without nested virtualization may still have a
+    /dev/kvm whose guests hang in the kernel's decompressor (seen on an AMD EPYC
+    cloud VM whose cpuinfo had neither flag). The flag is the host kernel's
+    statement that hardware virtualization is really there.
+    """
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+        flags = cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
+    return bool(flags & {"vmx", "svm"})
+
+
+def pick_accelerator(requested: str = "auto") -> str:
+    """"kvm" if asked for or available, else "tcg"; asking for kvm without it is an error."""
+    if requested not in ("auto", "kvm", "tcg"):
+        raise UserError(f"--accel: expected auto, kvm or tcg, got {requested!r}")
+    if requested == "kvm" and not kvm_usable():
+        raise UserError("--accel kvm: /dev/kvm is not usable here (use --accel auto or tcg)")
+    if requested == "auto":
+        return "kvm" if kvm_usable() else "tcg"
+    return requested
+
+
+def qemu_version() -> str:
+    """`7.2.22` from `qemu-system-x86_64 --version`; a missing QEMU is a user error."""
+    if not shutil.which(QEMU):
+        raise UserError(f"{QEMU} not found (Debian: apt-get install qemu-system-x86)")
+    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"version (\S+)", out)
+    return m.group(1) if m else out.strip()
+
+
+def kernel_cmdline(*, panic_timeout: int = 0, params: dict[str, object] | None = None) -> str:
+    """The guest kernel's command line.
+
+    - console=ttyS0: the console is the first serial port, piped to the host.
+    - earlycon: print from setup_arch() on, so a kexec'd kernel's first line is
+      close to when it started (the real console would replay it much later).
+    - printk.time=1: guest timestamps on every line, for smp_init and panic().
+    - printk.devkmsg=on: /dev/kmsg writes are rate-limited by default (10 per 5 s),
+      which would turn the flood into a trickle.
+    - panic=N: panic_timeout; 0 waits forever, N>0 resets after N s.
+    - haltlab.*: parameters for /init (see guest.py).
+    """
+    parts = [
+        "console=ttyS0,115200",
+        "earlycon=uart8250,io,0x3f8,115200",
+        "printk.time=1",
+        "printk.devkmsg=on",
+        f"panic={panic_timeout}",
+    ]
+    parts += [f"haltlab.{k}={v}" for k, v in (params or {}).items()]
+    return " ".join(parts)
+
+
+def build_args(spec: GuestSpec, *, console_fd: int, progress_fd: int, qmp_path: Path) -> list[str]:
+    """The full argv for one run."""
+    args = [QEMU]
+    # Machine and accelerator: KVM runs vCPUs on the host CPU; TCG translates,
+    # one host thread per vCPU with thread=multi, so per-thread CPU time still
+    # means per-vCPU CPU time.
+    if spec.accelerator == "kvm":
+        args += ["-machine", "q35", "-accel", "kvm", "-cpu", "host"]
+    else:
+        args += ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]
+    args += ["-smp", str(spec.smp), "-m", str(spec.memory_mb)]
+    # Nothing we did not ask for: no default NIC, VGA, monitor, serial, disk,
+    # and no host file sharing; the initramfs is the guest's whole file system.
+    args += ["-nodefaults", "-no-user-config", "-nic", "none", "-display", "none"]
+    # -no-reboot: a guest reset (panic=N running out, or a reboot) makes QEMU
+    # exit, so "time to reset" is the host seeing the process end.
+    args += ["-no-reboot"]
+    # -S: start paused, so the host can read the vCPU threads over QMP and
+    # then `cont`; nothing runs before the host is listening.
+    args += ["-S", "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    args += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", spec.cmdline]
+    # ttyS0 = console, ttyS1 = progress channel; each a pipe inherited from the
+    # host (opened through /dev/fd), so no file is left on disk.
+    args += ["-chardev", f"file,id=console,path=/dev/fd/{console_fd}", "-serial", "chardev:console"]
+    args += ["-chardev", f"file,id=progress,path=/dev/fd/{progress_fd}", "-serial", "chardev:progress"]
+    # isa-debug-exit: /init ends the run with an exit status of its choosing.
+    args += ["-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
+    # pvpanic: the guest's panic notifier tells QEMU (GUEST_PANICKED on QMP);
+    # -action panic=pause is the host-side remedy for a spinning panicked guest.
+    if spec.pvpanic is not None:
+        args += ["-device", "pvpanic-pci", "-action", f"panic={spec.pvpanic}"]
+    return args

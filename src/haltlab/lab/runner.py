@@ -1,0 +1,155 @@
+"""Start one QEMU, watch it, and always stop it: the only module that owns a process.
+
+Life cycle of a `Guest` (a context manager):
+  launch paused (-S) -> connect QMP -> read vCPU threads -> `cont` -> the
+  experiment waits on the guest's channels -> close: SIGTERM, SIGKILL after a
+  grace period, reap, join the reader threads, remove the private temp dir.
+Close runs in a `finally`, so a timeout, an exception or Ctrl-C never leaves a
+QEMU behind; it signals only the PID this object started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from haltlab.errors import UserError
+from haltlab.lab.classify import Observation
+from haltlab.lab.parse import PANIC_END, PANIC_START
+from haltlab.lab.qemu import GuestSpec, build_args
+from haltlab.lab.qmp import Qmp, QmpError
+from haltlab.lab.serial import SerialLog
+
+__all__ = ["Guest", "GRACE_S"]
+
+GRACE_S = 2.0  # between SIGTERM and SIGKILL
+
+
+class Guest:
+    """One QEMU process and its three channels: console, progress, QMP."""
+
+    def __init__(self, spec: GuestSpec, *, bulk: Callable[[str], bool] | None = None):
+        self.spec = spec
+        self.proc: subprocess.Popen | None = None
+        self.qmp: Qmp | None = None
+        self.exit_ns: int | None = None
+        self.killed = False
+        self.stderr = b""
+        self._tmp = Path(tempfile.mkdtemp(prefix="haltlab-qemu-"))
+        try:
+            self._launch(bulk)
+            self.vcpus = self.qmp.vcpu_threads()
+            self.start_ns = time.monotonic_ns()
+            self.qmp.command("cont")
+        except BaseException:
+            self.close()
+            raise
+
+    def _launch(self, bulk: Callable[[str], bool] | None) -> None:
+        con_r, con_w = os.pipe()
+        prog_r, prog_w = os.pipe()
+        qmp_path = self._tmp / "qmp.sock"
+        args = build_args(self.spec, console_fd=con_w, progress_fd=prog_w, qmp_path=qmp_path)
+        try:
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, pass_fds=(con_w, prog_w),
+            )
+        except BaseException:
+            for fd in (con_r, prog_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(con_w)  # QEMU holds the write ends now; EOF comes when it exits
+            os.close(prog_w)
+        self.console = SerialLog(con_r, "console", bulk)
+        self.progress = SerialLog(prog_r, "progress")
+        threading.Thread(target=self._reap, name="qemu-reaper", daemon=True).start()
+        self.qmp = self._connect(qmp_path)
+
+    def _reap(self) -> None:
+        self.stderr = self.proc.stderr.read()
+        self.proc.wait()
+        self.exit_ns = time.monotonic_ns()
+
+    def _connect(self, path: Path, timeout_s: float = 20.0) -> Qmp:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                time.sleep(0.1)  # let the reaper collect stderr
+                msg = self.stderr.decode(errors="replace").strip().splitlines()
+                raise UserError(f"QEMU exited at start: {msg[-1] if msg else self.proc.returncode}")
+            if path.exists():
+                try:
+                    return Qmp(path)
+                except (ConnectionRefusedError, QmpError):
+                    pass  # not listening yet, or QEMU died: the poll above tells
+            time.sleep(0.02)
+        raise RuntimeError("QEMU did not open its QMP socket")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self) -> bool:
+        return self.exit_ns is not None
+
+    def wait_until(self, done: Callable[[], bool], timeout_s: float, poll_s: float = 0.02) -> bool:
+        """Poll `done()` until it holds, QEMU exits, or `timeout_s` passes."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if self.exited():
+                self.console.join(1)
+                self.progress.join(1)
+                return done()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
+    def panic_event(self) -> tuple[int, dict] | None:
+        return self.qmp.event("GUEST_PANICKED") if self.qmp else None
+
+    def observation(self, timed_out: bool) -> Observation:
+        """What classify() needs, read from the channels now."""
+        ev = self.panic_event()
+        return Observation(
+            exit_status=self.proc.returncode if self.exited() and not self.killed else None,
+            timed_out=timed_out,
+            panic_seen=self.console.seen(PANIC_START) is not None or ev is not None,
+            end_marker_seen=self.console.seen(PANIC_END) is not None,
+            pvpanic_action=ev[1].get("data", {}).get("action") if ev else None,
+            deadline_ns=time.monotonic_ns(),
+            last_console_ns=self.console.last_ns,
+        )
+
+    def close(self) -> None:
+        """Stop QEMU (only our PID), reap it, and release every resource."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.killed = True
+                self.proc.terminate()
+                try:
+                    self.proc.wait(GRACE_S)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            if self.qmp is not None:
+                self.qmp.close()
+            for log in (getattr(self, "console", None), getattr(self, "progress", None)):
+                if log is not None:
+                    log.join()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

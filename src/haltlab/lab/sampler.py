@@ -1,0 +1,76 @@
+"""Host CPU time of a QEMU process and of each of its vCPU threads.
+
+The S1 question is what a panicked guest costs the host, so the measure is the
+host's own accounting: utime + stime of the QEMU process (`/proc/PID/stat`,
+which also counts threads that have exited) and of every thread
+(`/proc/PID/task/TID/stat`), read at both ends of a window. QEMU runs each vCPU
+on its own thread (KVM and TCG `thread=multi` alike); QMP `query-cpus-fast`
+names each vCPU's `thread-id`, which maps thread CPU time to vCPUs.
+
+perf-style samples are derived, not recorded: `perf record -F f` takes about f
+samples per second of CPU time a thread runs, so samples = cpu_seconds * f. That
+is the unit of S1's "55K samples before, 51 after".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["parse_stat_ticks", "read_ticks", "CpuSample", "cpu_usage"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_stat_ticks(stat: str) -> int:
+    """utime + stime (fields 14 and 15, clock ticks) of a `/proc/.../stat` line.
+
+    The command name (field 2) is in parentheses and may contain spaces and
+    parentheses itself, so fields are counted after the last ')'.
+    """
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return int(rest[11]) + int(rest[12])  # rest[0] is field 3 (state)
+
+
+def read_ticks(path: Path) -> int | None:
+    """Ticks from one stat file; None if the thread or process is gone."""
+    try:
+        return parse_stat_ticks(path.read_text())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+class CpuSample:
+    """CPU ticks of a process and of chosen threads at one host instant."""
+
+    def __init__(self, pid: int, tids: Mapping[int, int]):
+        self.ns = time.monotonic_ns()
+        self.process = read_ticks(Path(f"/proc/{pid}/stat"))
+        self.threads = {tid: read_ticks(Path(f"/proc/{pid}/task/{tid}/stat")) for tid in tids}
+
+
+
+def cpu_usage(before: CpuSample, after: CpuSample, vcpus: Mapping[int, int], perf_freq_hz: int) -> dict:
+    """Host CPU-seconds per second over [before, after], whole process and per vCPU.
+
+    `vcpus` maps thread id -> vCPU index (from query-cpus-fast).
+    """
+    window_s = (after.ns - before.ns) / 1e9
+
+    def figures(t0: int | None, t1: int | None) -> dict:
+        cpu_s = (t1 - t0) / CLK_TCK if t0 is not None and t1 is not None else None
+        rate = cpu_s / window_s if cpu_s is not None else None
+        return {
+            "host_cpu_s": cpu_s,
+            "host_cpu_s_per_s": rate,
+            "perf_samples": round(cpu_s * perf_freq_hz) if cpu_s is not None else None,
+            "perf_samples_per_s": round(rate * perf_freq_hz) if rate is not None else None,
+        }
+
+    per_vcpu = [
+        {"cpu_index": idx, "thread_id": tid, **figures(before.threads.get(tid), after.threads.get(tid))}
+        for tid, idx in sorted(vcpus.items(), key=lambda kv: kv[1])
+    ]
+    return {"window_ns": after.ns - before.ns, **figures(before.process, after.process), "per_vcpu": per_vcpu}
