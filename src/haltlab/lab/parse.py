@@ -35,6 +35,7 @@ __all__ = [
     "kernel_release",
     "smp_init_spans",
     "panic_facts",
+    "dropped_messages",
 ]
 
 Line = tuple[int, str]
@@ -97,16 +98,19 @@ def smp_init_spans(lines: Sequence[Line]) -> list[dict]:
     after the last one is online, so the difference of the two printk timestamps
     is the bring-up time as the guest measured it (the guest clock, which is
     what S4's 210 ms / 80 ms figures were too). One dict per boot that printed
-    both markers, in boot order: `smp_init_ns`, `cpus`, `nodes`.
+    both markers, in boot order: `smp_init_ns`, `cpus`, `nodes`, and `line`
+    (the index of the "Brought up" line, to tell which boot it belongs to).
     """
     spans, begin = [], None
-    for _, text in lines:
+    for i, (_, text) in enumerate(lines):
         if SMP_BEGIN in text:
             begin = printk_ns(text)  # a new boot's marker replaces an unfinished one
         elif begin is not None and (m := SMP_DONE.search(text)):
             end = printk_ns(text)
             if end is not None:
-                spans.append({"smp_init_ns": end - begin, "nodes": int(m.group(1)), "cpus": int(m.group(2))})
+                spans.append({
+                    "smp_init_ns": end - begin, "nodes": int(m.group(1)), "cpus": int(m.group(2)), "line": i,
+                })
             begin = None
     return spans
 
@@ -131,3 +135,15 @@ def panic_facts(lines: Sequence[Line]) -> dict:
     a, b = facts["panic_printk_ns"], facts["end_printk_ns"]
     facts["panic_to_end_ns"] = b - a if a is not None and b is not None else None
     return facts
+
+
+_DROPPED = re.compile(r"\*\* (\d+) printk messages dropped \*\*")
+
+
+def dropped_messages(lines: Sequence[Line]) -> int:
+    """Records the console skipped because the ring buffer overwrote them.
+
+    console_unlock() prints `** N printk messages dropped **` when it finds a
+    gap in sequence numbers: the flood outran the console.
+    """
+    return sum(int(m.group(1)) for _, text in lines if (m := _DROPPED.search(text)))

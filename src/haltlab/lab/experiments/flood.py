@@ -1,0 +1,118 @@
+"""`haltlab lab flood`: S2's stress test on a real kernel.
+
+A process pinned to CPU 1 writes 991-character records to /dev/kmsg as fast as
+it can (S2's reproducer), while CPU 0 panics with sysrq-c after a random delay.
+The run hangs if "---[ end Kernel panic" never reaches the console within the
+timeout after the trigger (S2's criterion was 60 s). The verdict rests on the
+trigger line of the progress channel and on that end marker, never on console
+silence: a flooded console is never silent.
+
+S2 saw 200 hangs in 1409 runs on a kernel that disabled console spinning for
+every CPU during panic; kernels 5.18-6.5 (Debian 12's 6.1 among them) carry the
+fixes that came out of that thread (kernel-facts 2.2), so the expected answer
+here is no hangs, and the distribution of trigger-to-end times is the figure.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from haltlab.errors import UserError
+from haltlab.lab import initramfs
+from haltlab.lab.classify import HUNG_OUTPUT, HUNG_SILENT, classify
+from haltlab.lab.experiments.common import (
+    LabConfig, Prepared, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare,
+)
+from haltlab.lab.experiments.panic import PVPANIC_MODULES
+from haltlab.lab.guest import FLOOD_TAG, flood_init
+from haltlab.lab.parse import PANIC_END, dropped_messages, panic_facts
+from haltlab.lab.runner import Guest
+from haltlab.lab.stats import summarize
+
+__all__ = ["FloodConfig", "run_flood", "flood_once", "run_delays"]
+
+
+@dataclass(frozen=True)
+class FloodConfig(LabConfig):
+    timeout_s: float = 60.0  # trigger to end marker; longer is a hang (S2: 60 s)
+    delay_min_s: float = 0.5  # flood start to trigger, drawn uniformly per run
+    delay_max_s: float = 2.0
+    seed: int = 0  # the delays are a function of the seed
+    line_len: int = 991  # S2's record length
+
+    def validate(self) -> None:
+        super().validate()
+        if self.smp < 2:
+            raise UserError(f"--smp: the flood needs a second CPU for the writer, got {self.smp}")
+        if not 0 <= self.delay_min_s <= self.delay_max_s:
+            raise UserError(f"--delay-min/--delay-max: need 0 <= min <= max, got {self.delay_min_s}/{self.delay_max_s}")
+        if self.timeout_s <= 0:
+            raise UserError(f"--timeout: must be positive, got {self.timeout_s}")
+        if not 16 <= self.line_len <= 1000:
+            raise UserError(f"--line-len: must be 16..1000 (a printk record holds 1024), got {self.line_len}")
+
+
+def run_delays(config: FloodConfig) -> list[float]:
+    """The trigger delay of each run, in ms precision: a pure function of the seed."""
+    rng = random.Random(config.seed)
+    return [round(rng.uniform(config.delay_min_s, config.delay_max_s), 3) for _ in range(config.runs)]
+
+
+def _entries(kernel):
+    mods = initramfs.module_entries(kernel.modules_dir, PVPANIC_MODULES) if kernel.modules_dir else []
+    return initramfs.base_entries(flood_init()) + mods
+
+
+def flood_once(g: Guest, config: FloodConfig) -> dict:
+    """One run on a started guest: wait for the trigger, then for the end of panic."""
+    triggered = g.wait_until(lambda: g.progress.seen("TRIGGER") is not None, config.boot_timeout_s)
+    lines_at_trigger = g.console.bulk_lines
+    done = triggered and g.wait_until(lambda: g.console.seen(PANIC_END) is not None, config.timeout_s)
+    run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    facts = panic_facts(g.console.lines)
+    trigger = g.progress.lines[g.progress.seen("TRIGGER")][0] if triggered else None
+    ev = g.panic_event()
+    run.update({
+        "triggered": triggered,
+        "flood_lines_before_trigger": lines_at_trigger,
+        "flood_lines_total": g.console.bulk_lines,
+        "console_bytes": g.console.bytes,
+        "dropped_messages": dropped_messages(g.console.lines),
+        "panic_to_end_ns": facts["panic_to_end_ns"],
+        "trigger_to_end_ns": elapsed_ns(trigger, facts["end_host_ns"]),
+        "trigger_to_pvpanic_ns": elapsed_ns(trigger, ev[0] if ev else None),
+    })
+    return run
+
+
+def _spec(prep: Prepared, config: FloodConfig, delay: float):
+    return guest_spec(prep, config, pvpanic="none", params={"delay": delay, "line_len": config.line_len})
+
+
+def run_flood(config: FloodConfig, progress: ProgressFn | None = None) -> dict:
+    """Run the flood stress test `config.runs` times; a JSON-able result."""
+    config.validate()
+    prep = prepare(config, _entries)
+    runs = []
+    for i, delay in enumerate(run_delays(config)):
+        with Guest(_spec(prep, config, delay), bulk=lambda text: FLOOD_TAG in text) as g:
+            runs.append({"delay_s": delay, **flood_once(g, config)})
+        if progress:
+            progress(i, config.runs, runs[-1])
+    hangs = sum(r["outcome"] in (HUNG_OUTPUT, HUNG_SILENT) for r in runs)
+    result = header("flood", config, prep)
+    result.update({
+        "seed": config.seed,
+        "timeout_ns": round(config.timeout_s * 1e9),
+        "hangs": hangs,
+        "hang_rate": hangs / len(runs),
+        "outcomes": outcome_counts(runs),
+        "trigger_to_end_ns": summarize(r["trigger_to_end_ns"] for r in runs),
+        "trigger_to_end_ns_all": sorted(r["trigger_to_end_ns"] for r in runs if r["trigger_to_end_ns"] is not None),
+        "panic_to_end_ns": summarize(r["panic_to_end_ns"] for r in runs),
+        "flood_lines_before_trigger": summarize(r["flood_lines_before_trigger"] for r in runs),
+        "dropped_messages": summarize(r["dropped_messages"] for r in runs),
+        "runs": runs,
+    })
+    return result
