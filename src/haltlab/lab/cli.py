@@ -87,6 +87,7 @@ def _table(result: dict, rows: list[tuple[str, str]]) -> Table:
 def _panic_table(r: dict) -> Table:
     rows = [("host CPU-s/s, whole guest", _fmt(r["host_cpu_s_per_s_stats"]))]
     rows += [(f"host CPU-s/s, vCPU {v['cpu_index']}", _fmt(v["host_cpu_s_per_s"])) for v in r["per_vcpu"]]
+    rows += [("vCPU demand (run + run-queue wait)/s", _fmt(r["vcpu_demand_s_per_s"]))]
     rows += [
         (f"perf samples/s at {r['perf_freq_hz']} Hz", _fmt(r["perf_samples_per_s"], digits=0)),
         ("trigger to end of panic", _fmt(r["trigger_to_end_ns"], 1e6, " ms", 1)),

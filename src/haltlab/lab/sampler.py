@@ -10,6 +10,12 @@ names each vCPU's `thread-id`, which maps thread CPU time to vCPUs.
 perf-style samples are derived, not recorded: `perf record -F f` takes about f
 samples per second of CPU time a thread runs, so samples = cpu_seconds * f. That
 is the unit of S1's "55K samples before, 51 after".
+
+On a busy host a vCPU that spins gets less than a full CPU: CPU time then
+measures what it got, not what it wanted. `/proc/PID/task/TID/schedstat` adds
+the time the thread waited on a run queue (ns); run + wait per second is the
+vCPU's demand, which is about 1 for a spinning vCPU whatever else the host runs,
+and about 0 for a halted or paused one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["parse_stat_ticks", "read_ticks", "CpuSample", "cpu_usage"]
+__all__ = ["parse_stat_ticks", "read_ticks", "read_schedstat", "CpuSample", "cpu_usage"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -42,6 +48,15 @@ def read_ticks(path: Path) -> int | None:
         return None
 
 
+def read_schedstat(path: Path) -> tuple[int, int] | None:
+    """(ns on CPU, ns waiting on a run queue) of a thread; None if unavailable."""
+    try:
+        run_ns, wait_ns, _ = path.read_text().split()
+        return int(run_ns), int(wait_ns)
+    except (OSError, ValueError):
+        return None
+
+
 class CpuSample:
     """CPU ticks of a process and of chosen threads at one host instant."""
 
@@ -49,6 +64,7 @@ class CpuSample:
         self.ns = time.monotonic_ns()
         self.process = read_ticks(Path(f"/proc/{pid}/stat"))
         self.threads = {tid: read_ticks(Path(f"/proc/{pid}/task/{tid}/stat")) for tid in tids}
+        self.sched = {tid: read_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat")) for tid in tids}
 
 
 
@@ -69,8 +85,21 @@ def cpu_usage(before: CpuSample, after: CpuSample, vcpus: Mapping[int, int], per
             "perf_samples_per_s": round(rate * perf_freq_hz) if rate is not None else None,
         }
 
+    def demand(tid: int) -> dict:
+        a, b = before.sched.get(tid), after.sched.get(tid)
+        if a is None or b is None:
+            return {"host_runqueue_wait_s_per_s": None, "host_cpu_demand_s_per_s": None}
+        wait = (b[1] - a[1]) / 1e9 / window_s
+        return {"host_runqueue_wait_s_per_s": wait, "host_cpu_demand_s_per_s": (b[0] - a[0]) / 1e9 / window_s + wait}
+
     per_vcpu = [
-        {"cpu_index": idx, "thread_id": tid, **figures(before.threads.get(tid), after.threads.get(tid))}
+        {"cpu_index": idx, "thread_id": tid, **figures(before.threads.get(tid), after.threads.get(tid)), **demand(tid)}
         for tid, idx in sorted(vcpus.items(), key=lambda kv: kv[1])
     ]
-    return {"window_ns": after.ns - before.ns, **figures(before.process, after.process), "per_vcpu": per_vcpu}
+    demands = [v["host_cpu_demand_s_per_s"] for v in per_vcpu]
+    return {
+        "window_ns": after.ns - before.ns,
+        **figures(before.process, after.process),
+        "vcpu_demand_s_per_s": sum(demands) if None not in demands else None,
+        "per_vcpu": per_vcpu,
+    }

@@ -105,11 +105,13 @@ def summarize_panic(runs: list[dict], smp: int) -> dict:
             "cpu_index": i,
             "host_cpu_s_per_s": summarize(v["host_cpu_s_per_s"] for v in mine),
             "perf_samples_per_s": summarize(v["perf_samples_per_s"] for v in mine),
+            "host_cpu_demand_s_per_s": summarize(v.get("host_cpu_demand_s_per_s") for v in mine),
         })
     out = {
         "host_cpu_s_per_s": whole["median"] if whole else None,
         "host_cpu_s_per_s_stats": whole,
         "perf_samples_per_s": summarize(r.get("perf_samples_per_s") for r in runs),
+        "vcpu_demand_s_per_s": summarize(r.get("vcpu_demand_s_per_s") for r in runs),
         "per_vcpu": per_vcpu,
         "outcomes": outcome_counts(runs),
         "panicked_and_finished": sum(r["outcome"] == PANICKED for r in runs),

@@ -1,0 +1,104 @@
+"""The lab on real QEMU with Debian's kernel: short runs, one each.
+
+Each test checks that the QEMU process it started is gone afterwards (by PID,
+not by name: other QEMUs on the host are none of our business).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from haltlab.lab import guest, images, initramfs
+from haltlab.lab.classify import COMPLETED, HUNG_OUTPUT, HUNG_SILENT, PANICKED
+from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, run_flood, run_kexec, run_panic
+from haltlab.lab.experiments.common import guest_spec, prepare
+from haltlab.lab.experiments.flood import flood_once
+from haltlab.lab.runner import Guest
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_tools():
+    missing = [t for t in ("qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"lab tools missing: {', '.join(missing)} (bin/test installs them as root)")
+
+
+def assert_gone(pid: int) -> None:
+    assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} still exists"
+
+
+def pids(result: dict) -> list[int]:
+    return [r["qemu_pid"] for r in result["runs"]]
+
+
+def test_stock_panic_burns_one_host_cpu():
+    r = run_panic(PanicConfig(smp=2, window_s=2.0, settle_s=0.3))
+    assert r["runs"][0]["outcome"] == PANICKED
+    assert r["kernel_release"] and r["accelerator"] in ("kvm", "tcg")
+    # The busy mdelay() loop of one vCPU wants a whole host CPU. What it gets
+    # depends on what else this 2-core host runs, so the firm check is on
+    # demand (CPU + run-queue wait); CPU time itself must be clearly non-zero.
+    busiest = max(r["per_vcpu"], key=lambda v: v["host_cpu_demand_s_per_s"]["median"])
+    assert 0.8 < busiest["host_cpu_demand_s_per_s"]["median"] < 1.2
+    assert 0.3 < r["host_cpu_s_per_s"] < 1.3
+    assert r["perf_samples_per_s"]["median"] > 0.3 * 4000
+    for pid in pids(r):
+        assert_gone(pid)
+
+
+def test_pvpanic_pause_brings_it_near_zero():
+    r = run_panic(PanicConfig(smp=2, pvpanic="pause", window_s=2.0, settle_s=0.3))
+    assert r["runs"][0]["outcome"] == PANICKED
+    assert r["runs"][0]["pvpanic_event"] == "pause"
+    assert r["host_cpu_s_per_s"] < 0.05
+    assert r["vcpu_demand_s_per_s"]["median"] < 0.05
+    for pid in pids(r):
+        assert_gone(pid)
+
+
+def test_kexec_cycle_completes_and_parses():
+    r = run_kexec(KexecConfig(smp=2, timeout_s=90))
+    run = r["runs"][0]
+    assert run["outcome"] == COMPLETED
+    assert 0 < run["kexec_downtime_ns"] < 60e9
+    assert 0 < run["smp_init_first_ns"] < 5e9 and 0 < run["smp_init_second_ns"] < 5e9
+    assert run["cpus_first"] == run["cpus_second"] == 2
+    for pid in pids(r):
+        assert_gone(pid)
+
+
+def test_flood_run_completes():
+    r = run_flood(FloodConfig(smp=2, timeout_s=30, delay_min_s=0.5, delay_max_s=1.0))
+    run = r["runs"][0]
+    assert run["outcome"] == PANICKED, run
+    assert run["flood_lines_before_trigger"] > 10  # the flood really flowed
+    assert r["hangs"] == 0 and r["trigger_to_end_ns"]["n"] == 1
+    for pid in pids(r):
+        assert_gone(pid)
+
+
+# A panic that never finishes: the panic line is printed, the end marker never.
+NEVER_ENDS = {
+    HUNG_OUTPUT: 'echo "Kernel panic - not syncing: haltlab test" > /dev/kmsg\n'
+                 'progress TRIGGER\nwhile :; do echo "still printing" > /dev/kmsg; sleep 0.05; done\n',
+    HUNG_SILENT: 'echo "Kernel panic - not syncing: haltlab test" > /dev/kmsg\n'
+                 'progress TRIGGER\nwhile :; do sleep 1; done\n',
+}
+
+
+@pytest.mark.parametrize("expected", [HUNG_OUTPUT, HUNG_SILENT])
+def test_unfinished_panic_is_hung_and_killed(expected):
+    config = FloodConfig(smp=2, timeout_s=3.0)
+    prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init(NEVER_ENDS[expected])))
+    with Guest(guest_spec(prep, config)) as g:
+        run = flood_once(g, config)
+        pid = g.pid
+        assert os.path.exists(f"/proc/{pid}")  # still running until close
+    assert run["outcome"] == expected
+    assert g.killed and g.proc.returncode is not None  # killed by us and reaped
+    assert_gone(pid)
+    assert not g._tmp.exists()  # the private QMP directory is gone
