@@ -229,3 +229,21 @@ def test_serial_log_counts_bulk_and_stamps_lines():
     assert [t for _, t in log.lines] == ["one", "two", "partial"]
     assert log.bulk_lines == 2 and all(ns >= t0 for ns, _ in log.lines)
     assert log.seen("two") == 1 and log.seen("nope") is None
+
+
+def test_offline_falls_back_to_the_cached_kernel(monkeypatch, tmp_path):
+    root = tmp_path / "kernels" / "linux-image-6.1.0-9-amd64_6.1.27-1"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "vmlinuz-6.1.0-9-amd64").write_bytes(b"x")
+    (root / "lib" / "modules" / "6.1.0-9-amd64").mkdir(parents=True)
+    monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path))
+
+    def offline():
+        raise UserError("apt unreachable")
+
+    monkeypatch.setattr(images, "resolve_debian_package", offline)
+    k = images.resolve_kernel()
+    assert k.release == "6.1.0-9-amd64" and k.source == "debian:linux-image-6.1.0-9-amd64=6.1.27-1"
+    monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="apt unreachable"):
+        images.resolve_kernel()

@@ -29,6 +29,7 @@ __all__ = [
     "parse_candidate_depends",
     "bzimage_release",
     "resolve_debian_package",
+    "cached_kernels",
     "fetch_debian_kernel",
     "user_kernel",
     "resolve_kernel",
@@ -81,16 +82,36 @@ def bzimage_release(data: bytes) -> str | None:
     return text.split()[0] if text.split() else None
 
 
+def _apt_show() -> str:
+    return subprocess.run(
+        ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+
+
 def resolve_debian_package() -> tuple[str, str]:
-    """Ask apt which versioned kernel package linux-image-amd64 means today."""
+    """Ask apt which versioned kernel package linux-image-amd64 means today.
+
+    A fresh machine may have empty package lists; as root, one `apt-get update`
+    fills them (the README's commands run as root there).
+    """
     try:
-        out = subprocess.run(
-            ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
+        try:
+            return parse_candidate_depends(_apt_show())
+        except (UserError, subprocess.CalledProcessError):
+            if os.geteuid() != 0:
+                raise
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout=600)
+            return parse_candidate_depends(_apt_show())
     except (OSError, subprocess.SubprocessError) as e:
-        raise UserError(f"cannot resolve {META_PACKAGE} with apt-cache ({e}); give --kernel BZIMAGE") from e
-    return parse_candidate_depends(out)
+        raise UserError(f"cannot resolve {META_PACKAGE} with apt ({e}); give --kernel BZIMAGE") from e
+
+
+def cached_kernels(cache: Path | None = None) -> list[KernelImage]:
+    """Kernels unpacked earlier, the most recently fetched last (for offline use)."""
+    root = (cache or cache_dir()) / "kernels"
+    dirs = sorted((d for d in root.glob("linux-image-*_*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
+    return [_find_unpacked(d, "debian:" + d.name.replace("_", "=", 1)) for d in dirs]
 
 
 def _find_unpacked(root: Path, source: str) -> KernelImage:
@@ -152,4 +173,11 @@ def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None) -> 
         return user_kernel(bzimage, modules)
     if modules is not None:
         raise UserError("--modules needs --kernel (the Debian kernel brings its own)")
-    return fetch_debian_kernel(*resolve_debian_package())
+    try:
+        package = resolve_debian_package()
+    except UserError:
+        cached = cached_kernels()
+        if not cached:
+            raise
+        return cached[-1]  # apt is unreachable: the last kernel fetched still measures
+    return fetch_debian_kernel(*package)
