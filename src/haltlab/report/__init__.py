@@ -1,0 +1,12 @@
+"""Tables, plots, traces and the reproduce report: what haltlab shows a person.
+
+Sits on top of everything else (scenarios, machine, kernel); nothing imports it
+but the CLI. Plots use matplotlib's object API on the Agg canvas, never pyplot.
+"""
+
+from haltlab.report.figures import FIGURES, Figure, LabValue, ModelValue
+from haltlab.report.reproduce import run_reproduce
+from haltlab.report.trace import Trace, run_panic_traced, trace_files
+
+__all__ = ["FIGURES", "Figure", "LabValue", "ModelValue", "run_reproduce", "Trace",
+           "run_panic_traced", "trace_files"]

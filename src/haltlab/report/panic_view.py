@@ -1,0 +1,120 @@
+"""Human-readable view of one panic run (`haltlab simulate panic`): rich tables.
+
+Reads only the result dict, the same one `--json` prints, so what a person sees
+and what a script reads cannot disagree.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from haltlab.machine.cpu import HW_STATES
+
+__all__ = ["panic_tables", "print_panic", "AGGREGATE_ABOVE"]
+
+AGGREGATE_ABOVE = 16    # more CPUs than this: one row for the panic CPU, one for the rest
+MAX_VCPU_ROWS = 16
+
+
+def _ms(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:,.3f}"
+
+
+def summary_table(r: dict) -> Table:
+    cfg = r["config"]
+    t = Table(title="Panic run", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("machine", f"{r['profile']}, {r['cpus']} CPUs, kernel {r['kernel']}, seed {cfg['seed']}")
+    t.add_row("variant", f"after panic: {r['policies']['after_panic']}; other CPUs: {cfg['others']}; "
+                         f"panic_timeout={cfg['panic_timeout_s']}")
+    t.add_row("outcome", r["outcome"])
+    t.add_row('time to "end Kernel panic"', f"{_ms(r['time_to_end_ns'])} ms")
+    t.add_row("time to stop other CPUs", f"{_ms(r['stop_others_ns'])} ms")
+    if cfg["panic_timeout_s"]:
+        t.add_row("reboot after", f"{_ms(r['reboot_after_ns'])} ms")
+    t.add_row("iterations of the after-panic loop", str(r["panic_loop_iterations"]))
+    return t
+
+
+def _state_rows(r: dict) -> list[tuple[str, dict]]:
+    states, panic_cpu = r["state_ns"], r["config"]["panic_cpu"]
+    if r["cpus"] <= AGGREGATE_ABOVE:
+        return [(f"CPU{c}" + (" (panic)" if int(c) == panic_cpu else ""), s)
+                for c, s in sorted(states.items(), key=lambda kv: int(kv[0]))]
+    others = {s: sum(v[s] for c, v in states.items() if int(c) != panic_cpu) for s in HW_STATES}
+    return [(f"CPU{panic_cpu} (panic)", states[str(panic_cpu)]),
+            (f"{r['cpus'] - 1} others, summed", others)]
+
+
+def states_table(r: dict) -> Table:
+    t = Table(title=f"Time per CPU state, whole run (0 to {r['end_ns'] / 1e9:.3f} s), ms",
+              title_justify="left")
+    t.add_column("CPU")
+    for s in HW_STATES:
+        t.add_column(s, justify="right")
+    for label, row in _state_rows(r):
+        t.add_row(label, *(_ms(row[s]) for s in HW_STATES))
+    return t
+
+
+def host_table(r: dict) -> Table | None:
+    if "per_vcpu" not in r:
+        return None
+    w = r["window_ns"] / 1e9
+    t = Table(title=f'Host view over the {w:.3f} s after "end Kernel panic"', title_justify="left")
+    for col in ("vCPU", "host CPU-s/s", "perf samples", "cycles", "exits", "wakeups"):
+        t.add_column(col, justify="left" if col == "vCPU" else "right")
+    t.add_row("whole guest", f"{r['host_cpu_s_per_s']:.6f}", f"{r['perf_samples']:,}",
+              f"{r['cycles']:,}", "", "", style="bold")
+    busy = [v for v in r["per_vcpu"] if v["host_cpu_ns"] or v["exits"] or v["wakeups"]]
+    for v in busy[:MAX_VCPU_ROWS]:
+        t.add_row(f"CPU{v['cpu']}", f"{v['host_cpu_s_per_s']:.6f}", f"{v['perf_samples']:,}",
+                  f"{v['cycles']:,}", f"{v['exits']:,}", f"{v['wakeups']:,}")
+    if len(busy) > MAX_VCPU_ROWS:
+        t.add_row(f"... {len(busy) - MAX_VCPU_ROWS} more vCPUs (see --json)", "", "", "", "", "")
+    t.add_row("VMM background", f"{r['vmm_background_ns'] / r['window_ns']:.6f}", "", "", "", "")
+    t.caption = f"{len(r['per_vcpu']) - len(busy)} vCPUs cost the host nothing in the window"
+    return t
+
+
+def handlers_table(r: dict) -> Table:
+    per_vector: dict[str, list[int]] = {}
+    panic_cpu = r["config"]["panic_cpu"]
+    for key, n in r["handlers_after_panic"].items():
+        cpu, vector = key.split(":", 1)
+        row = per_vector.setdefault(vector, [0, 0, 0])
+        if int(cpu.removeprefix("CPU")) == panic_cpu:
+            row[0] += n
+        else:
+            row[1] += n
+            row[2] += 1
+    t = Table(title="Interrupt handlers run after panic() was entered", title_justify="left")
+    for col in ("vector", f"on CPU{panic_cpu} (panic)", "on other CPUs", "other CPUs that took it"):
+        t.add_column(col, justify="left" if col == "vector" else "right")
+    for vector, (mine, others, ncpus) in sorted(per_vector.items()):
+        t.add_row(vector, str(mine), str(others), str(ncpus))
+    if not per_vector:
+        t.caption = "none"
+    return t
+
+
+def blink_line(r: dict) -> str:
+    b = r["blink_intervals_ns"]
+    if not b:
+        return "Blink: no LED toggles recorded after the panic."
+    shown = ", ".join(_ms(x) for x in sorted(set(b)))
+    return f"Blink: {len(b) + 1} toggles recorded; intervals between them: {shown} ms."
+
+
+def panic_tables(r: dict) -> Group:
+    parts = [summary_table(r), states_table(r)]
+    host = host_table(r)
+    parts.append(host if host is not None else "Host view: bare metal, no hypervisor.")
+    parts += [handlers_table(r), blink_line(r)]
+    return Group(*parts)
+
+
+def print_panic(r: dict, console: Console | None = None) -> None:
+    (console or Console()).print(panic_tables(r))

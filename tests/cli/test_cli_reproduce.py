@@ -1,0 +1,61 @@
+"""`haltlab reproduce`: the S1 rows, the files, and byte-identical JSON."""
+
+import json
+
+from click.testing import CliRunner
+
+from haltlab.cli import cli
+
+S1_IDS = ["S1-samples-before", "S1-samples-after", "S1-cycles-before", "S1-cycles-after",
+          "S1-reduction"]
+FIELDS = {"id", "thread", "quantity", "unit", "seed_value", "seed_source", "model_value",
+          "model_over_seed", "lab_value", "lab_note", "note"}
+
+
+def reproduce(*args: str):
+    return CliRunner().invoke(cli, ["reproduce", *args])
+
+
+def test_json_has_the_s1_rows_and_identical_bytes_across_runs(tmp_path):
+    first = reproduce("--json", "--lab", "skip", "--out", str(tmp_path / "a"))
+    second = reproduce("--json", "--lab", "skip", "--out", str(tmp_path / "b"))
+    assert first.exit_code == second.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    rows = {r["id"]: r for r in report["rows"]}
+    assert [r["id"] for r in report["rows"] if r["thread"] == "S1"] == S1_IDS
+    for row in rows.values():
+        assert set(row) == FIELDS
+        assert isinstance(row["model_value"], (int, float)) and not isinstance(row["model_value"], bool)
+        assert row["model_over_seed"] == row["model_value"] / row["seed_value"]
+        assert row["lab_value"] is None and "skipped" in row["lab_note"]
+    assert rows["S1-samples-before"]["seed_value"] == 55_000
+    assert rows["S1-cycles-after"]["seed_value"] == 37_553_709
+    assert "INFERRED" in rows["S1-samples-before"]["note"]
+    assert "by construction" in rows["S1-cycles-before"]["note"]
+    assert report["profiles"] == ["kvm-x86"] and report["haltlab_version"]
+    a = (tmp_path / "a" / "reproduce.json").read_bytes()
+    assert a == (tmp_path / "b" / "reproduce.json").read_bytes()
+    assert a.decode() == first.stdout
+
+
+def test_human_output_and_files_with_lab_auto(tmp_path):
+    out = tmp_path / "out"
+    result = reproduce("--out", str(out))       # --lab auto: must not crash
+    assert result.exit_code == 0, result.output
+    for row_id in S1_IDS:
+        assert row_id in result.stdout
+    assert {p.name for p in out.iterdir()} == {"reproduce.json", "reproduce.md",
+                                               "s1_host_cpu.png", "s1_timeline.png"}
+    for png in ("s1_host_cpu.png", "s1_timeline.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    md = (out / "reproduce.md").read_text()
+    assert "| S1-reduction | cycles before / cycles after | ratio | 961.0 |" in md
+    assert json.loads((out / "reproduce.json").read_text())["lab"] == "auto"
+
+
+def test_out_must_be_a_directory(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = reproduce("--lab", "skip", "--out", str(target))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("haltlab: error: ") and len(result.stderr.splitlines()) == 1
