@@ -15,7 +15,11 @@ Operations come in three sorts, which is all a driver needs to know:
   commute with every other CPU's operations, so the explorer runs them without
   branching (the classic "invisible operation" reduction).
 * waits: `mdelay`, `spin_until`, `safe_halt`, ... The op's `start()` returns what
-  the CPU does meanwhile (busy, spinning, halted) and when it ends.
+  the CPU does meanwhile (busy, spinning, halted) and when it ends. A delay is
+  local but still a branch point: it is where time passes, so interrupts and
+  other CPUs can overtake it.
+
+`branch` says whether the explorer chooses the next CPU before the op.
 
 A forgotten `await` leaves a coroutine never started; `Op.__del__` cannot see that,
 so the drivers instead refuse any yielded value that is not an `Op`.
@@ -101,6 +105,7 @@ class Op:
 
     __slots__ = ()
     shared = True
+    branch = True   # the explorer chooses the next CPU before this op
 
     def __await__(self):
         return (yield self)
@@ -244,6 +249,7 @@ class _Local(Op):
 
     __slots__ = ("name", "args")
     shared = False
+    branch = False
 
     def __init__(self, name: str, *args):
         self.name, self.args = name, args
@@ -260,6 +266,7 @@ class _Machine(_Local):
 
     __slots__ = ()
     shared = True
+    branch = True
 
 
 def local_irq_disable() -> Op:

@@ -65,6 +65,9 @@ class Kernel:
         self.marks: dict[str, int] = {}
         self.on_mark = None          # scenario hook: called as on_mark(name, at_ns)
         self.blinks: list[int] = []
+        # Ghost state: facts about the run that no kernel code reads, kept for
+        # properties. Part of the explorer's state, so pruning stays sound.
+        self.ghost: dict[str, frozenset] = {}
         self.panic_loop_iterations = 0
         from haltlab.kernel.arch import arch_ops
         self.arch = arch_ops(self.arch_name)
@@ -82,6 +85,12 @@ class Kernel:
             self.marks[name] = at_ns
             if self.on_mark is not None:
                 self.on_mark(name, at_ns)
+
+    def ghost_add(self, name: str, cpu: int) -> None:
+        self.ghost[name] = self.ghost.get(name, frozenset()) | {cpu}
+
+    def ghost_fingerprint(self) -> tuple:
+        return tuple(sorted(self.ghost.items()))
 
     def boot(self) -> None:
         """Install the interrupt handlers, as the arch's SMP setup does."""

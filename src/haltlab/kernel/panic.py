@@ -36,7 +36,9 @@ async def panic(k, msg: str) -> None:
     if not await panic_try_start(k, this_cpu):                         # (4)
         if await panic_on_other_cpu(k, this_cpu):
             k.mark("panic_self_stop", ktime_get_ns())
+            k.ghost_add("self_stopped", this_cpu)
             await k.arch.panic_smp_self_stop(k)
+    k.ghost_add("panic_owners", this_cpu)
     k.mark("panic_entry", ktime_get_ns())
     await printk(k, f"Kernel panic - not syncing: {msg}")              # (6)
     await dump_stack(k, this_cpu)                                      # (7)
@@ -60,6 +62,7 @@ async def panic(k, msg: str) -> None:
         await console_flush_on_panic(k)
     await local_irq_enable()                                           # (26)
     k.mark("panic_loop", ktime_get_ns())
+    k.ghost_add("in_panic_loop", this_cpu)
     i, i_next = 0, 0
     while True:                                                        # (27)
         i, i_next = panic_blink_step(k, i, i_next)

@@ -66,6 +66,7 @@ async def stop_other_cpus(k) -> None:
 
 async def local_cpu_stop(k) -> None:
     cpu = smp_processor_id()
+    k.ghost_add("stopped", cpu)
     await clear_bit(cpu, k.cpu_online_mask)     # set_cpu_online(cpu, false)
     await local_irq_disable()                   # local_daif_mask()
     while True:                                 # cpu_park_loop(): wfe(); wfi();

@@ -117,6 +117,7 @@ async def do_nmi(k) -> None:
 async def stop_this_cpu(k) -> None:
     """Never returns: the CPU halts with interrupts off; only NMIs wake it."""
     cpu = smp_processor_id()
+    k.ghost_add("stopped", cpu)
     await local_irq_disable()
     await clear_bit(cpu, k.cpu_online_mask)           # set_cpu_online(cpu, false)
     await set_cpu_state(apic_enabled=False)           # disable_local_APIC()

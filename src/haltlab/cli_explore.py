@@ -1,0 +1,147 @@
+"""`haltlab explore ...` and `haltlab replay ...`: the interleaving explorer's commands.
+
+`explore` searches every interleaving of a scenario for small CPU counts and
+prints a verdict; a violation comes with its shortest choice list, a readable
+trace and the one `haltlab replay ...` command that reproduces it. `replay` runs
+a choice list again, optionally twice with the fingerprints compared step by step
+(`--check-determinism`), which is how a model change that makes runs depend on
+anything but their choices is caught.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from haltlab.engine.explorer import format_trace, parse_choices, replay as replay_choices
+from haltlab.errors import UserError
+from haltlab.kernel.commits import PRESETS
+from haltlab.results import dumps
+from haltlab.scenarios.panic_race import VARIANTS, PanicRaceConfig, explore_panic_race, make_run, replay_panic_race
+
+__all__ = ["explore", "replay"]
+
+
+def _race_options(f):
+    f = click.option("--cpus", type=int, default=2, show_default=True, help="CPUs that panic at once (2-8).")(f)
+    f = click.option("--variant", type=click.Choice(VARIANTS), default="cmpxchg", show_default=True,
+                     help="How panic() claims panic_cpu: the kernel's cmpxchg, or a broken load-then-store.")(f)
+    f = click.option("--kernel", type=click.Choice(sorted(PRESETS)), default="v7.1", show_default=True)(f)
+    f = click.option("--timeouts", type=click.Choice(["quiescent", "any"]), default="quiescent", show_default=True,
+                     help="When a bounded wait may time out: only when nothing else can happen, or at any step.")(f)
+    return f
+
+
+def _replay_command(cfg: PanicRaceConfig, choices: list[str]) -> str:
+    args = ["haltlab", "replay", "panic-race", "--cpus", str(cfg.cpus), "--variant", cfg.variant,
+            "--kernel", cfg.kernel, "--timeouts", cfg.timeouts, "--choices", ",".join(choices)]
+    return shlex.join(args)
+
+
+@click.group()
+def explore() -> None:
+    """Search every interleaving of a scenario for races, for small CPU counts."""
+
+
+@explore.command("panic-race")
+@_race_options
+@click.option("--max-states", type=int, default=500_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as canonical JSON.")
+def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json) -> None:
+    """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""
+    if max_states < 1:
+        raise UserError(f"--max-states {max_states}: must be at least 1")
+    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states)
+    err = Console(stderr=True)
+    with err.status("exploring interleavings...") as status:
+        ex = explore_panic_race(cfg, progress=lambda n: status.update(f"exploring: {n} states"))
+    result = {
+        "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
+        "verdict": ex.verdict, "states": ex.states, "transitions": ex.transitions,
+        "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
+    }
+    if ex.violation is not None:
+        result["violation"] = {"message": ex.violation.message, "choices": ex.violation.choices,
+                               "replay": _replay_command(cfg, ex.violation.choices)}
+    if as_json:
+        click.echo(dumps(result), nl=False)     # seconds left out: JSON is byte-identical per input
+    else:
+        _print_exploration(result, ex, cfg)
+    if ex.violation is not None:
+        raise SystemExit(1)
+
+
+def _print_exploration(result: dict, ex, cfg: PanicRaceConfig) -> None:
+    out = Console()
+    t = Table(title=f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}")
+    t.add_column("verdict")
+    t.add_column("states", justify="right")
+    t.add_column("transitions", justify="right")
+    t.add_column("end states", justify="right")
+    t.add_column("max depth", justify="right")
+    t.add_column("seconds", justify="right")
+    t.add_row(ex.verdict, str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
+              f"{ex.seconds:.2f}")
+    out.print(t)
+    if ex.violation is None:
+        scope = "within the state bound" if ex.truncated else "in every interleaving"
+        out.print(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
+                  "panic_smp_self_stop().")
+        return
+    v = ex.violation
+    out.print(f"[bold red]violation:[/] {v.message}")
+    out.print(f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}")
+    out.print(format_trace(v), markup=False, highlight=False)
+    out.print("replay with:")
+    out.print(result["violation"]["replay"], markup=False, highlight=False, soft_wrap=True)
+
+
+@click.group()
+def replay() -> None:
+    """Run a scenario again along a choice list printed by `haltlab explore`."""
+
+
+@replay.command("panic-race")
+@_race_options
+@click.option("--choices", required=True, help="Comma-separated choices, e.g. c1,c0,c0,c1.")
+@click.option("--check-determinism", is_flag=True,
+              help="Replay twice and compare state fingerprints after every step.")
+def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determinism) -> None:
+    """Replay a panic-race choice list and print its trace and verdict."""
+    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts)
+    try:
+        parsed = parse_choices(choices)
+    except ValueError as e:
+        raise UserError(f"--choices: {e}") from None
+    from haltlab.engine.core import DriverError
+    try:
+        run, msg = replay_panic_race(cfg, parsed)
+        if check_determinism:
+            _check_determinism(cfg, parsed)
+    except DriverError as e:
+        raise UserError(f"--choices {choices}: {e}") from None
+    from haltlab.engine.explorer import Violation
+    out = Console()
+    out.print(format_trace(Violation(msg or "", parsed, run.trace)), markup=False, highlight=False)
+    out.print(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}", markup=False)
+    if check_determinism:
+        out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")
+    if msg:
+        raise SystemExit(1)
+
+
+def _check_determinism(cfg: PanicRaceConfig, choices: list[str]) -> None:
+    from haltlab.engine.core import DriverError
+    a, b = make_run(cfg), make_run(cfg)
+    for i, c in enumerate(choices):
+        for run in (a, b):
+            if c not in run.choices():
+                raise DriverError(f"step {i}: {c!r} is not among {run.choices()}")
+            run.step(c)
+        if a.fingerprint() != b.fingerprint():
+            raise DriverError(f"step {i} ({c}): two replays reached different states; the run depends "
+                              "on more than its choices (a set or dict iteration order, id(), a module "
+                              "global, a random draw outside the run's generator)")

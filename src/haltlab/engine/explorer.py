@@ -1,0 +1,348 @@
+"""The interleaving driver: every order in which CPUs can take their shared steps.
+
+The explorer holds each CPU at every branch operation (`Op.branch`: shared-memory
+accesses, interrupts sent, delays) and chooses who goes next. It also chooses
+when each interrupt in flight arrives, and when a bounded wait times out. A choice
+is a short token: `c1` (CPU1 takes its step), `i1.NMI` (the NMI in flight to CPU1
+arrives), `t0` (CPU0's bounded wait times out).
+
+Coroutines cannot be copied, so a branch is reached again by rebuilding the run
+and replaying its choice prefix (as loom and shuttle do). States are pruned by
+fingerprint (`haltlab.engine.fingerprint`); the state graph is kept, edges and
+all, so that a later pass can judge liveness on it (a fair cycle in which a CPU
+never progresses) and so that a counterexample can be shrunk to the shortest
+path from the initial state, by breadth-first search over that graph.
+
+Time is abstract. A bounded wait may time out either only when nothing else can
+happen (`timeouts="quiescent"`, the default: the kernel's one-second waits are
+orders of magnitude longer than any IPI latency) or at any step
+(`timeouts="any"`, which also finds orders that need an unusually slow IPI).
+Replays are checked: a replayed prefix must reach the fingerprint it reached the
+first time, or the run is not a function of its choices and the explorer stops
+with the usual culprits named.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from haltlab.engine.core import PARKED, Driver, DriverError, Strand
+from haltlab.engine.fingerprint import stack_fingerprint
+
+__all__ = ["ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
+           "parse_choices", "format_trace"]
+
+
+class ExplorerDriver(Driver):
+    """Runs kernel code one chosen step at a time."""
+
+    timed = False
+
+    def __init__(self, machine, *, seed: int = 0, timeouts: str = "quiescent") -> None:
+        if timeouts not in ("quiescent", "any"):
+            raise ValueError(f"timeouts={timeouts!r}: choose 'quiescent' or 'any'")
+        self.timeouts = timeouts
+        self.inflight: set[tuple[int, str]] = set()
+        self.steps = 0
+        self.trace: list[tuple[str, int, str]] = []   # (choice, cpu, what happened)
+        self._choice = ""
+        self.ghost = None    # optional: () -> hashable ghost state of the model
+        super().__init__(machine, seed=seed)
+
+    # --- the driver contract ---------------------------------------------------------
+
+    def _gate(self, s: Strand, op) -> bool:
+        return not op.branch
+
+    def _after_done(self, s: Strand, done):
+        return done.result
+
+    def _busy(self, s: Strand, frame):
+        return self.finish(frame, None)
+
+    def _wait(self, s: Strand, frame):
+        s.status = "waiting"
+        return PARKED
+
+    def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
+        self.inflight.add((target, vector))
+
+    def on_op(self, s: Strand, op) -> None:
+        self.trace.append((self._choice, s.cpu, f"{_where(s)}: {op.describe()}"))
+
+    def on_interrupt(self, s: Strand, kind: str) -> None:
+        self.trace.append((self._choice, s.cpu, f"<{kind} entry>"))
+
+    # --- choices ------------------------------------------------------------------------
+
+    def choices(self) -> list[str]:
+        if self.reset_reason is not None:
+            return []
+        steps, timeouts = [], []
+        for s in self.strands:
+            if s.status == "ready":
+                steps.append(f"c{s.cpu}")
+            elif s.status == "waiting":
+                w = s.top.outcome
+                if w.until is not None and w.until():
+                    steps.append(f"c{s.cpu}")
+                elif s.top.deadline_ns is not None:
+                    timeouts.append(f"t{s.cpu}")
+        irqs = [f"i{t}.{v}" for t, v in sorted(self.inflight)]
+        if self.timeouts == "any" or not (steps or irqs):
+            return steps + irqs + timeouts
+        return steps + irqs
+
+    def step(self, choice: str) -> None:
+        self.steps += 1
+        self._choice = f"{self.steps}:{choice}"
+        kind, rest = choice[0], choice[1:]
+        if kind == "i":
+            cpu_s, vector = rest.split(".", 1)
+            cpu = int(cpu_s)
+            self.inflight.discard((cpu, vector))
+            self.machine.raise_interrupt(cpu, vector)
+            s = self.strands[cpu]
+            if s.status in ("ready", "waiting") and self.machine.deliverable(cpu):
+                self.run_strand(s, None)
+            return
+        s = self.strands[int(rest)]
+        frame = s.top
+        if kind == "t":
+            self.run_strand(s, self.finish(frame, False))
+        elif s.status == "waiting":
+            self.run_strand(s, self.finish(frame, True))
+        else:
+            self.run_strand(s, self.start_op(s, frame, frame.op))
+
+    def fingerprint(self) -> tuple:
+        return (
+            self.machine.memory.fingerprint(),
+            self.machine.fingerprint(),
+            tuple(sorted(self.inflight)),
+            tuple((s.status, stack_fingerprint(s.stack)) for s in self.strands),
+            self.reset_reason,
+            self.ghost() if self.ghost is not None else None,
+        )
+
+
+def _where(s: Strand) -> str:
+    """The innermost kernel function the CPU is in, as `function:line`."""
+    coro, name = s.top.coro, "?"
+    while isinstance(coro, types.CoroutineType):
+        if coro.cr_frame is not None:
+            name = f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}"
+        coro = coro.cr_await
+    return name
+
+
+def parse_choices(text: str) -> list[str]:
+    out = [c.strip() for c in text.replace(" ", ",").split(",") if c.strip()]
+    for c in out:
+        if not (c[0] in "cti" and len(c) > 1):
+            raise ValueError(f"choice {c!r}: expected cN, tN or iN.VECTOR")
+    return out
+
+
+@dataclass
+class Violation:
+    message: str
+    choices: list[str]
+    trace: list[tuple[str, int, str]]
+
+
+@dataclass
+class Exploration:
+    """What an exploration found, and the state graph it walked."""
+
+    states: int = 0
+    transitions: int = 0
+    terminal: int = 0
+    max_depth: int = 0
+    truncated: bool = False
+    seconds: float = 0.0
+    replays: int = 0
+    violation: Violation | None = None
+    edges: list[tuple[int, str, int]] = field(default_factory=list)
+    labels: dict[int, frozenset] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if self.violation is not None:
+            return "violation"
+        return "bounded-ok" if self.truncated else "ok"
+
+
+Build = Callable[[], ExplorerDriver]
+Check = Callable[[ExplorerDriver], "str | None"]
+
+
+def replay(build: Build, choices: list[str]) -> ExplorerDriver:
+    run = build()
+    for i, c in enumerate(choices):
+        if c not in run.choices():
+            raise DriverError(f"replay diverged at step {i}: {c!r} is not among {run.choices()}")
+        run.step(c)
+    return run
+
+
+def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
+            goal: Callable[[ExplorerDriver], bool] | None = None, label=None,
+            max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
+            progress: Callable[[int], None] | None = None) -> Exploration:
+    """Depth-first search over every interleaving of the runs `build()` makes.
+
+    `check(run)` is a safety property evaluated in every state (a message means a
+    violation); `at_end(run)` is evaluated in terminal states (no choice left) and
+    in goal states; `goal(run)` marks states not to expand further (the question
+    is answered there). `label(run)` may attach a frozenset of atomic facts to
+    each state for later liveness checks.
+    """
+    t0 = time.perf_counter()
+    ex = Exploration()
+    run = build()
+    ids: dict[tuple, int] = {}
+    root = run.fingerprint()
+    ids[root] = 0
+    bad: dict[int, str] = {}
+    _visit(ex, run, 0, check, at_end, goal, label, bad)
+    stack = [[(), root, _expandable(run, goal), 0]]
+    live: tuple = ()
+    while stack:
+        node = stack[-1]
+        prefix, fp, choices, nxt = node
+        if nxt >= len(choices) or (bad and stop_on_violation):
+            stack.pop()
+            continue
+        node[3] += 1
+        c = choices[nxt]
+        if live != prefix:
+            run = _replay_checked(build, prefix, fp)
+            ex.replays += 1
+        run.step(c)
+        live = prefix + (c,)
+        new = run.fingerprint()
+        src, dst = ids[fp], ids.get(new)
+        seen = dst is not None
+        if not seen:
+            dst = ids[new] = len(ids)
+        ex.edges.append((src, c, dst))
+        if seen:
+            continue
+        if progress is not None and dst % 1000 == 0:
+            progress(dst)
+        _visit(ex, run, dst, check, at_end, goal, label, bad)
+        ex.max_depth = max(ex.max_depth, len(live))
+        if len(ids) >= max_states or len(live) >= max_depth:
+            ex.truncated = True
+            continue
+        stack.append([live, new, _expandable(run, goal), 0])
+    ex.states, ex.transitions = len(ids), len(ex.edges)
+    if bad:
+        ex.violation = _shortest(build, ex.edges, bad, check, at_end, goal)
+    ex.seconds = time.perf_counter() - t0
+    return ex
+
+
+def _expandable(run: ExplorerDriver, goal) -> list[str]:
+    if goal is not None and goal(run):
+        return []
+    return run.choices()
+
+
+def _visit(ex, run, sid, check, at_end, goal, label, bad) -> None:
+    msg = check(run) if check is not None else None
+    terminal = not _expandable(run, goal)
+    if terminal:
+        ex.terminal += 1
+        if msg is None and at_end is not None:
+            msg = at_end(run)
+    if msg is not None:
+        bad[sid] = msg
+    if label is not None:
+        ex.labels[sid] = label(run)
+
+
+def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> ExplorerDriver:
+    run = replay(build, list(prefix))
+    if run.fingerprint() != fp:
+        raise DriverError(
+            f"replay of {len(prefix)} choices reached a different state: the run is not a "
+            "function of its choices (usual culprits: iterating a set or dict whose order "
+            "varies, id()-based ordering, a random draw outside the run's generator, "
+            "state kept in a module global between runs)")
+    return run
+
+
+def _shortest(build: Build, edges, bad: dict[int, str], check, at_end, goal) -> Violation:
+    """Breadth-first search from the initial state to the nearest violating state
+    of the explored graph, then delta-debugging on the choice list (the graph may
+    be partial when the search stopped early or hit a bound)."""
+    succ: dict[int, list[tuple[str, int]]] = {}
+    for src, c, dst in edges:
+        succ.setdefault(src, []).append((c, dst))
+    parent: dict[int, tuple[int, str] | None] = {0: None}
+    queue = deque([0])
+    target = 0 if 0 in bad else None
+    while queue and target is None:
+        sid = queue.popleft()
+        for c, dst in succ.get(sid, ()):
+            if dst not in parent:
+                parent[dst] = (sid, c)
+                if dst in bad:
+                    target = dst
+                    break
+                queue.append(dst)
+    path: list[str] = []
+    node = target
+    while parent[node] is not None:
+        node, c = parent[node]
+        path.append(c)
+    path.reverse()
+    path = shrink(build, path, lambda run: _violates(run, check, at_end, goal))
+    run = replay(build, path)
+    return Violation(_violates(run, check, at_end, goal) or bad[target], path, run.trace)
+
+
+def _violates(run: ExplorerDriver, check, at_end, goal) -> str | None:
+    msg = check(run) if check is not None else None
+    if msg is None and at_end is not None and not _expandable(run, goal):
+        msg = at_end(run)
+    return msg
+
+
+def shrink(build: Build, choices: list[str], bad: Callable[[ExplorerDriver], "str | None"]) -> list[str]:
+    """Remove chunks of choices, halving the chunk size, while the shorter list
+    still replays and still ends in a violating state (ddmin, greedy)."""
+    chunk = max(1, len(choices) // 2)
+    while chunk >= 1:
+        i, changed = 0, False
+        while i < len(choices):
+            candidate = choices[:i] + choices[i + chunk:]
+            try:
+                ok = bad(replay(build, candidate)) is not None
+            except DriverError:
+                ok = False
+            if ok:
+                choices, changed = candidate, True
+            else:
+                i += chunk
+        if not changed:
+            chunk //= 2
+    return choices
+
+
+def format_trace(v: Violation) -> str:
+    """One line per operation, grouped under the choice that ran it."""
+    lines, last = [], None
+    for choice, cpu, what in v.trace:
+        if choice != last:
+            step, _, token = choice.partition(":")
+            lines.append(f"step {step} [{token}]" if token else "boot")
+            last = choice
+        lines.append(f"    CPU{cpu} {what}")
+    return "\n".join(lines)

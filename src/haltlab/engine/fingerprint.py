@@ -1,0 +1,79 @@
+"""State fingerprints for the explorer.
+
+A state is: shared memory, each CPU's hardware flags and pending interrupts, the
+interrupts still in flight, and each CPU's stack of contexts as (function, line,
+locals) for every coroutine in the chain, plus what the CPU is waiting for. Two
+states with equal fingerprints have the same future, which is what lets the
+explorer prune revisits.
+
+That holds only if every local that can influence the future is in the
+fingerprint, so locals must be values: ints, strings, tuples, frozensets, enums,
+shared `Var`s (by name; their contents are in memory), and objects that declare a
+`__fingerprint__()` (the kernel, the machine). Anything else (a list, a dict, an
+arbitrary object) is refused with the function and variable named, rather than
+hashed by identity and silently breaking pruning.
+
+Declared abstractions: kernel side records that no kernel code reads back (the
+text of log records, timestamps, `k.marks`) are not part of the state.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+
+from haltlab.engine.memory import Var
+
+__all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint"]
+
+_PLAIN = (int, str, bool, float, type(None), bytes)
+
+
+class FingerprintError(TypeError):
+    """A local variable that the explorer cannot put in a state fingerprint."""
+
+
+def value_fingerprint(value, where: str):
+    if isinstance(value, _PLAIN) or isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, Var):
+        return ("var", value.name)
+    if isinstance(value, tuple):
+        return tuple(value_fingerprint(v, where) for v in value)
+    if isinstance(value, frozenset):
+        return frozenset(value_fingerprint(v, where) for v in value)
+    fp = getattr(value, "__fingerprint__", None)
+    if fp is not None and not isinstance(value, type):
+        return fp()
+    if isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        return ("fn", value.__qualname__)
+    raise FingerprintError(f"{where}: a {type(value).__name__} cannot be fingerprinted; "
+                           "locals that reach the explorer must be immutable values")
+
+
+def _coroutine_chain(coro):
+    while isinstance(coro, types.CoroutineType):
+        yield coro
+        coro = coro.cr_await
+
+
+def stack_fingerprint(frames) -> tuple:
+    """(kind, op, ((qualname, line, locals), ...)) for each frame, bottom first."""
+    out = []
+    for frame in frames:
+        chain = []
+        for coro in _coroutine_chain(frame.coro):
+            f = coro.cr_frame
+            if f is None:               # finished or never started
+                chain.append((coro.cr_code.co_qualname, -1, ()))
+                continue
+            name = coro.cr_code.co_qualname
+            local_fp = tuple(
+                (var, value_fingerprint(val, f"{name}(): local {var!r}"))
+                for var, val in sorted(f.f_locals.items())
+            )
+            chain.append((name, f.f_lineno, local_fp))
+        op = frame.op.describe() if frame.op is not None else None
+        waiting = frame.outcome is not None
+        out.append((frame.kind, op, waiting, tuple(chain)))
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""The kernel model, written to read like the kernel's own code paths."""

@@ -1,0 +1,119 @@
+"""Scenario for the explorer: several CPUs call `panic()` at once.
+
+In the shape of a litmus test:
+
+    Result: Never (two panic CPUs)
+
+Every CPU disables interrupts and tries to claim `panic_cpu` with
+`atomic_try_cmpxchg()`. Exactly one wins and carries on; every other CPU sees
+the claim and ends in `panic_smp_self_stop()` (on x86 spinning with interrupts
+off until the winner's `smp_send_stop()` gives up on REBOOT_VECTOR and stops it
+with an NMI). The `load-store` variant replaces the cmpxchg with a read and a
+separate write, and the explorer must find the interleaving in which two CPUs
+both read PANIC_CPU_INVALID and both become the panic CPU.
+
+Properties:
+* always: at most one CPU has passed the claim;
+* at the end (the winner in the final loop, or nothing left to do): exactly one
+  CPU passed the claim, `panic_cpu` names it, and every other CPU entered
+  `panic_smp_self_stop()` (with `timeouts="any"` a slow CPU may instead be
+  stopped by the NMI before it reaches the claim; then it must be in
+  `stop_this_cpu()`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from haltlab.engine.explorer import ExplorerDriver, Exploration, explore, replay
+from haltlab.errors import UserError
+from haltlab.kernel.kernel import Kernel, KernelConfig
+from haltlab.kernel.panic import panic
+from haltlab.kernel.policies import Policies, choose
+from haltlab.machine.machine import Machine
+from haltlab.machine.profile import load_profile
+
+__all__ = ["PanicRaceConfig", "explore_panic_race", "replay_panic_race", "VARIANTS"]
+
+VARIANTS = ("cmpxchg", "load-store")
+
+
+@dataclass(frozen=True)
+class PanicRaceConfig:
+    cpus: int = 2
+    variant: str = "cmpxchg"
+    profile: str = "kvm-x86"
+    kernel: str = "v7.1"
+    timeouts: str = "quiescent"
+    max_states: int = 500_000
+
+    def validate(self) -> None:
+        if not 2 <= self.cpus <= 8:
+            raise UserError(f"--cpus {self.cpus}: the race needs 2 to 8 CPUs")
+        choose("panic_start", self.variant)
+        if self.timeouts not in ("quiescent", "any"):
+            raise UserError(f"--timeouts {self.timeouts}: choose quiescent or any")
+
+
+@lru_cache(maxsize=8)
+def _profile(name: str):
+    return load_profile(name)
+
+
+def make_run(cfg: PanicRaceConfig) -> ExplorerDriver:
+    machine = Machine(_profile(cfg.profile), cfg.cpus, record_timeline=False)
+    k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0,
+                                     policies=Policies(panic_start=cfg.variant)))
+    k.boot()
+    run = ExplorerDriver(machine, timeouts=cfg.timeouts)
+    run.kernel = k
+    run.ghost = k.ghost_fingerprint
+    for cpu in range(cfg.cpus):
+        run.start_task(cpu, panic(k, "race"))
+    return run
+
+
+def at_most_one_owner(run: ExplorerDriver) -> str | None:
+    owners = sorted(run.kernel.ghost.get("panic_owners", ()))
+    if len(owners) > 1:
+        return f"CPUs {owners} all passed the panic_cpu claim: two panic CPUs"
+    return None
+
+
+def settled(run: ExplorerDriver) -> str | None:
+    k = run.kernel
+    owners = k.ghost.get("panic_owners", frozenset())
+    if len(owners) != 1:
+        return f"{len(owners)} CPUs passed the panic_cpu claim; expected exactly one"
+    (owner,) = owners
+    if k.panic_cpu.value != owner:
+        return f"panic_cpu is {k.panic_cpu.value} but CPU{owner} passed the claim"
+    self_stopped = k.ghost.get("self_stopped", frozenset())
+    stopped = k.ghost.get("stopped", frozenset())
+    for cpu in range(k.machine.ncpus):
+        if cpu == owner or cpu in self_stopped:
+            continue
+        if run.timeouts == "any" and cpu in stopped:
+            continue
+        return f"CPU{cpu} neither owns the panic nor entered panic_smp_self_stop()"
+    return None
+
+
+def winner_in_final_loop(run: ExplorerDriver) -> bool:
+    return bool(run.kernel.ghost.get("in_panic_loop"))
+
+
+def explore_panic_race(cfg: PanicRaceConfig, progress=None) -> Exploration:
+    cfg.validate()
+    return explore(lambda: make_run(cfg), check=at_most_one_owner, at_end=settled,
+                   goal=winner_in_final_loop, max_states=cfg.max_states, progress=progress)
+
+
+def replay_panic_race(cfg: PanicRaceConfig, choices: list[str]) -> tuple[ExplorerDriver, str | None]:
+    cfg.validate()
+    run = replay(lambda: make_run(cfg), choices)
+    msg = at_most_one_owner(run)
+    if msg is None and (not run.choices() or winner_in_final_loop(run)):
+        msg = settled(run)
+    return run, msg
