@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps", "write_json_atomic", "write_text_atomic"]
+__all__ = ["dumps", "write_json_atomic", "write_text_atomic", "write_bytes_atomic"]
 
 
 def dumps(obj: Any) -> str:
@@ -24,20 +24,34 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2, separators=(",", ": "), allow_nan=False) + "\n"
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write all of `text` or nothing: a crash never leaves a partial result file."""
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write all of `data` or nothing: a crash never leaves a partial result file.
+
+    The file gets the mode a plain `open()` would give it (0666 less the umask),
+    not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -1,9 +1,8 @@
 """A panic run kept whole (result, machine, kernel) and its trace files.
 
 `run_panic` returns only the result dict; a trace needs the machine's timeline,
-console and interrupt log and the kernel's log buffer too. `run_panic_traced`
-runs the same steps as `haltlab.scenarios.panic.run_panic` (a test checks that
-both give the same result) and keeps the objects.
+console and interrupt log and the kernel's log buffer too, which
+`haltlab.scenarios.panic.simulate_panic` keeps.
 
 Files, as a kernel developer would look at them:
 
@@ -19,40 +18,19 @@ Files, as a kernel developer would look at them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from haltlab.results import dumps
-from haltlab.scenarios.panic import PanicConfig, _result, _Window, build_panic
+from haltlab.scenarios.panic import PanicConfig, PanicRun, simulate_panic
 
 __all__ = ["Trace", "run_panic_traced", "dmesg_text", "console_text",
            "interrupts_text", "trace_files"]
 
 
-@dataclass
-class Trace:
-    """One finished run: its result and the model objects behind it."""
-
-    config: PanicConfig
-    result: dict
-    machine: object
-    kernel: object
+Trace = PanicRun
 
 
-def run_panic_traced(cfg: PanicConfig) -> Trace:
+def run_panic_traced(cfg: PanicConfig) -> PanicRun:
     """`run_panic(cfg)`, keeping the machine and kernel for traces and plots."""
-    machine, k, sim = build_panic(cfg)
-    window: dict[str, _Window | None] = {}
-
-    def on_mark(name: str, at_ns: int) -> None:
-        if name == "panic_end":   # the observation window opens, as in run_panic
-            window["start"] = _Window(machine, at_ns) if machine.hyp else None
-            sim.schedule(at_ns + cfg.observe_ns, sim.stop)
-
-    k.on_mark = on_mark
-    sim.run(cfg.limit_ns)
-    machine.close(sim.now_ns)
-    result = _result(cfg, machine, k, sim, window.get("start"), sim.now_ns)
-    return Trace(cfg, result, machine, k)
+    return simulate_panic(cfg)
 
 
 def _printk_time(ns: int) -> str:

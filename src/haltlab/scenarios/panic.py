@@ -24,7 +24,7 @@ from haltlab.kernel.printk import printk
 from haltlab.machine.machine import BUSY_STATES, Machine
 from haltlab.machine.profile import load_profile
 
-__all__ = ["PanicConfig", "run_panic", "build_panic"]
+__all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -102,7 +102,21 @@ def _host_ns(machine: Machine, cpu: int, now_ns: int) -> int:
     return v.host_ns + open_ns
 
 
+@dataclass
+class PanicRun:
+    """A finished run: its result and the model objects behind it (for traces)."""
+
+    config: PanicConfig
+    result: dict
+    machine: Machine
+    kernel: Kernel
+
+
 def run_panic(cfg: PanicConfig) -> dict:
+    return simulate_panic(cfg).result
+
+
+def simulate_panic(cfg: PanicConfig) -> PanicRun:
     machine, k, sim = build_panic(cfg)
     window: dict[str, _Window] = {}
 
@@ -115,7 +129,7 @@ def run_panic(cfg: PanicConfig) -> dict:
     sim.run(cfg.limit_ns)
     end_ns = sim.now_ns
     machine.close(end_ns)
-    return _result(cfg, machine, k, sim, window.get("start"), end_ns)
+    return PanicRun(cfg, _result(cfg, machine, k, sim, window.get("start"), end_ns), machine, k)
 
 
 def _result(cfg, machine, k, sim, w, end_ns) -> dict:
