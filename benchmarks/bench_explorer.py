@@ -1,0 +1,69 @@
+"""Explorer throughput: states and transitions per second on `panic_race`.
+
+Explores every interleaving of 2, 3 and 4 CPUs calling `panic()` at once (the
+stock cmpxchg claim, `timeouts="quiescent"`) and reports states/s,
+transitions/s and how many replays the search needed (each branch is reached by
+rebuilding the run and replaying its choice prefix, so replays dominate).
+
+The explorer is imported lazily: if `haltlab.engine.explorer` or
+`haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
+
+    .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+__all__ = ["load", "measure", "main"]
+
+
+def load():
+    """The panic_race module, or None when the explorer is not available."""
+    try:
+        importlib.import_module("haltlab.engine.explorer")
+        return importlib.import_module("haltlab.scenarios.panic_race")
+    except ImportError as exc:
+        print(f"explorer not available ({exc}); nothing measured")
+        return None
+
+
+def measure(race, ncpus: int, repeat: int, variant: str = "cmpxchg") -> dict:
+    best, ex = None, None
+    for _ in range(repeat):
+        t0 = time.perf_counter_ns()
+        ex = race.explore_panic_race(race.PanicRaceConfig(cpus=ncpus, variant=variant))
+        dt = time.perf_counter_ns() - t0
+        best = dt if best is None else min(best, dt)
+    s = best / 1e9
+    return {"cpus": ncpus, "variant": variant, "verdict": ex.verdict, "states": ex.states,
+            "transitions": ex.transitions, "replays": ex.replays, "seconds": s,
+            "states_per_s": ex.states / s, "transitions_per_s": ex.transitions / s}
+
+
+def main(argv=None) -> list[dict] | None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4])
+    ap.add_argument("--repeat", type=int, default=3, help="best of; 4 CPUs always runs once")
+    ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs, one repetition")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.cpus, a.repeat = [2, 3], 1
+    race = load()
+    if race is None:
+        return None
+    print(f"{'cpus':>4} {'verdict':>8} {'states':>7} {'transitions':>11} {'replays':>7} "
+          f"{'best s':>7} {'states/s':>9} {'trans/s':>8}")
+    rows = []
+    for n in a.cpus:
+        r = measure(race, n, a.repeat if n < 4 else 1)
+        rows.append(r)
+        print(f"{n:>4} {r['verdict']:>8} {r['states']:>7} {r['transitions']:>11} {r['replays']:>7} "
+              f"{r['seconds']:>7.2f} {r['states_per_s']:>9,.0f} {r['transitions_per_s']:>8,.0f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
