@@ -162,6 +162,10 @@ class Driver:
         below = s.top
         if below.outcome is None:
             return below.resume_value
+        if self.machine.deliverable(s.cpu):
+            # `iret` restored IF with another interrupt pending (it arrived while
+            # the handler ran): take it before the interrupted op goes on.
+            return None
         if isinstance(below.outcome, Busy):
             if self.now_ns >= below.deadline_ns:
                 return self.finish(below, None)

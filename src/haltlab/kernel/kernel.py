@@ -67,7 +67,7 @@ class Kernel:
         self.blinks: list[int] = []
         # Ghost state: facts about the run that no kernel code reads, kept for
         # properties. Part of the explorer's state, so pruning stays sound.
-        self.ghost: dict[str, frozenset] = {}
+        self.ghost: dict[str, set[int]] = {}
         self.panic_loop_iterations = 0
         from haltlab.kernel.arch import arch_ops
         self.arch = arch_ops(self.arch_name)
@@ -87,10 +87,10 @@ class Kernel:
                 self.on_mark(name, at_ns)
 
     def ghost_add(self, name: str, cpu: int) -> None:
-        self.ghost[name] = self.ghost.get(name, frozenset()) | {cpu}
+        self.ghost.setdefault(name, set()).add(cpu)
 
     def ghost_fingerprint(self) -> tuple:
-        return tuple(sorted(self.ghost.items()))
+        return tuple((name, frozenset(cpus)) for name, cpus in sorted(self.ghost.items()))
 
     def boot(self) -> None:
         """Install the interrupt handlers, as the arch's SMP setup does."""
