@@ -102,7 +102,7 @@ def busybox_entries(busybox: Path = Path("/bin/busybox")) -> list[Entry]:
     """Static busybox as /bin/busybox and one symlink per applet it lists."""
     if not busybox.is_file():
         raise UserError(f"busybox not found at {busybox} (Debian: apt-get install busybox-static)")
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True, timeout=60).stdout.split()
     return [file("/bin/busybox", busybox.read_bytes(), 0o755)] + [
         symlink(f"/bin/{a}", "busybox") for a in applets if a != "busybox"
     ]
@@ -122,7 +122,7 @@ def binary_with_libs(binary: Path, guest_path: str) -> list[Entry]:
     """A dynamically linked binary plus every library it loads, at their host paths."""
     if not binary.is_file():
         raise UserError(f"{binary} not found (Debian: apt-get install kexec-tools)")
-    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60).stdout
     entries = [file(guest_path, binary.read_bytes(), 0o755)]
     for lib in parse_ldd(ldd):
         entries.append(file(lib, Path(lib).resolve().read_bytes(), 0o755))
@@ -139,7 +139,7 @@ def module_bytes(path: Path) -> bytes:
     if path.suffix == ".zst":
         if not shutil.which("zstd"):
             raise UserError(f"{path} is zstd-compressed and `zstd` is not installed")
-        return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+        return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout=300).stdout
     return data
 
 

@@ -84,7 +84,7 @@ def qemu_version() -> str:
     """`7.2.22` from `qemu-system-x86_64 --version`; a missing QEMU is a user error."""
     if not shutil.which(QEMU):
         raise UserError(f"{QEMU} not found (Debian: apt-get install qemu-system-x86)")
-    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
     m = re.search(r"version (\S+)", out)
     return m.group(1) if m else out.strip()
 

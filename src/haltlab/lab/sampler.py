@@ -68,38 +68,45 @@ class CpuSample:
 
 
 
+def _figures(t0: int | None, t1: int | None, window_s: float, perf_freq_hz: int) -> dict:
+    """CPU seconds, CPU-s per s and perf-style samples from two tick counts."""
+    cpu_s = (t1 - t0) / CLK_TCK if t0 is not None and t1 is not None else None
+    rate = cpu_s / window_s if cpu_s is not None else None
+    return {
+        "host_cpu_s": cpu_s,
+        "host_cpu_s_per_s": rate,
+        "perf_samples": round(cpu_s * perf_freq_hz) if cpu_s is not None else None,
+        "perf_samples_per_s": round(rate * perf_freq_hz) if rate is not None else None,
+    }
+
+
+def _demand(a: tuple[int, int] | None, b: tuple[int, int] | None, window_s: float) -> dict:
+    """Run-queue wait and demand (run + wait) per second from two schedstat readings."""
+    if a is None or b is None:
+        return {"host_runqueue_wait_s_per_s": None, "host_cpu_demand_s_per_s": None}
+    wait = (b[1] - a[1]) / 1e9 / window_s
+    return {"host_runqueue_wait_s_per_s": wait, "host_cpu_demand_s_per_s": (b[0] - a[0]) / 1e9 / window_s + wait}
+
+
 def cpu_usage(before: CpuSample, after: CpuSample, vcpus: Mapping[int, int], perf_freq_hz: int) -> dict:
     """Host CPU-seconds per second over [before, after], whole process and per vCPU.
 
     `vcpus` maps thread id -> vCPU index (from query-cpus-fast).
     """
     window_s = (after.ns - before.ns) / 1e9
-
-    def figures(t0: int | None, t1: int | None) -> dict:
-        cpu_s = (t1 - t0) / CLK_TCK if t0 is not None and t1 is not None else None
-        rate = cpu_s / window_s if cpu_s is not None else None
-        return {
-            "host_cpu_s": cpu_s,
-            "host_cpu_s_per_s": rate,
-            "perf_samples": round(cpu_s * perf_freq_hz) if cpu_s is not None else None,
-            "perf_samples_per_s": round(rate * perf_freq_hz) if rate is not None else None,
-        }
-
-    def demand(tid: int) -> dict:
-        a, b = before.sched.get(tid), after.sched.get(tid)
-        if a is None or b is None:
-            return {"host_runqueue_wait_s_per_s": None, "host_cpu_demand_s_per_s": None}
-        wait = (b[1] - a[1]) / 1e9 / window_s
-        return {"host_runqueue_wait_s_per_s": wait, "host_cpu_demand_s_per_s": (b[0] - a[0]) / 1e9 / window_s + wait}
-
     per_vcpu = [
-        {"cpu_index": idx, "thread_id": tid, **figures(before.threads.get(tid), after.threads.get(tid)), **demand(tid)}
+        {
+            "cpu_index": idx,
+            "thread_id": tid,
+            **_figures(before.threads.get(tid), after.threads.get(tid), window_s, perf_freq_hz),
+            **_demand(before.sched.get(tid), after.sched.get(tid), window_s),
+        }
         for tid, idx in sorted(vcpus.items(), key=lambda kv: kv[1])
     ]
     demands = [v["host_cpu_demand_s_per_s"] for v in per_vcpu]
     return {
         "window_ns": after.ns - before.ns,
-        **figures(before.process, after.process),
+        **_figures(before.process, after.process, window_s, perf_freq_hz),
         "vcpu_demand_s_per_s": sum(demands) if None not in demands else None,
         "per_vcpu": per_vcpu,
     }
