@@ -9,7 +9,6 @@ once everything is rendered, so a failing run leaves no partial output.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -183,25 +182,13 @@ def _with_progress(work, total: int):
 
 # --- commands from other modules ----------------------------------------------------
 
-_OPTIONAL = {"haltlab.cli_explore": ("explore", "replay")}
-
-
 def _mount_subcommands() -> None:
-    """Add `lab` and, when their module exists, `explore` and `replay`. Idempotent."""
+    from haltlab.cli_explore import explore, replay
+    from haltlab.cli_sweep import sweep
     from haltlab.lab.cli import lab
 
-    cli.add_command(lab)
-    for module_name, names in _OPTIONAL.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:   # the module exists but something it needs does not
-                raise
-            continue
-        for name in names:
-            command = getattr(module, name, None)
-            if isinstance(command, click.Command):
-                cli.add_command(command, name)
+    for command in (explore, replay, sweep, lab):
+        cli.add_command(command)
 
 
 _mount_subcommands()

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from haltlab.engine.explorer import format_trace, parse_choices, replay as replay_choices
+from haltlab.engine.explorer import format_trace, parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.results import dumps

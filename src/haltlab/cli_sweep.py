@@ -1,0 +1,116 @@
+"""`haltlab sweep panic`: the panic scenario over seeds x policies x CPU counts.
+
+Runs go through `haltlab.sweep`: a local process pool, or a Dask cluster with
+`--scheduler`. Results stream to `--out` (JSON Lines) as they finish; running the
+same command again resumes, skipping runs already in the file.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from haltlab.errors import UserError
+from haltlab.kernel.idle import OTHERS
+from haltlab.kernel.policies import POLICIES
+from haltlab.scenarios.panic import PanicConfig, run_panic
+from haltlab.sweep import executor, read_sweep, run_sweep
+
+__all__ = ["sweep"]
+
+NSEC_PER_SEC = 1_000_000_000
+_KEEP = ("outcome", "time_to_end_ns", "stop_others_ns", "host_cpu_s_per_s", "perf_samples", "events")
+
+
+def panic_row(cfg: dict) -> dict:
+    """One sweep run; module-level so that worker processes can unpickle it."""
+    r = run_panic(PanicConfig(**cfg))
+    return {k: r.get(k) for k in _KEEP}
+
+
+def _ints(option: str, text: str) -> list[int]:
+    out = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"{option} {text}: expected integers like 0-9 or 8,64,512") from None
+    return out
+
+
+def _names(option: str, text: str, allowed) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    for n in names:
+        if n not in allowed:
+            raise UserError(f"{option} {text}: unknown {n!r} (choose from {', '.join(sorted(allowed))})")
+    return names
+
+
+@click.group()
+def sweep() -> None:
+    """Run a scenario over many seeds, variants and CPU counts in parallel."""
+
+
+@sweep.command("panic")
+@click.option("--out", "out_path", required=True, help="JSON Lines file; an existing one is resumed.")
+@click.option("--profile", default="kvm-x86", show_default=True)
+@click.option("--cpus", default="8", show_default=True, help="CPU counts, e.g. 8,64,512.")
+@click.option("--after-panic", default="mdelay,safe_halt", show_default=True)
+@click.option("--others", default="idle", show_default=True)
+@click.option("--seeds", default="0-3", show_default=True, help="Seeds, e.g. 0-99 or 1,5,9.")
+@click.option("--observe", type=float, default=1.0, show_default=True, help="Seconds after the end line.")
+@click.option("--workers", type=int, default=None, help="Local worker processes [default: CPU count].")
+@click.option("--scheduler", default=None, help="Dask scheduler address (needs haltlab[dask]).")
+def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, workers, scheduler) -> None:
+    """The panic scenario for every combination; prints medians per configuration."""
+    if observe <= 0:
+        raise UserError(f"--observe {observe}: must be positive")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    items = []
+    for n in _ints("--cpus", cpus):
+        if not 1 <= n <= 8192:
+            raise UserError(f"--cpus {n}: must be 1 to 8192")
+        for policy in _names("--after-panic", after_panic, POLICIES["after_panic"]):
+            for other in _names("--others", others, OTHERS):
+                for seed in _ints("--seeds", seeds):
+                    cfg = PanicConfig(profile=profile, cpus=n, after_panic=policy, others=other,
+                                      seed=seed, observe_ns=int(observe * NSEC_PER_SEC), timeline=False)
+                    key = f"{profile}/cpus={n:05d}/{policy}/{other}/seed={seed:06d}"
+                    items.append((key, asdict(cfg)))
+    from haltlab.machine.profile import load_profile
+    load_profile(profile)                       # a bad profile fails here, in one line
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("sweep", total=len(items))
+        with executor(scheduler, workers) as pool:
+            ran = run_sweep(panic_row, items, out_path, pool,
+                            progress=lambda n, total: bar.update(task, completed=len(items) - total + n))
+    _print_summary(read_sweep(out_path), ran, out_path)
+
+
+def _print_summary(rows: list[dict], ran: int, out_path: str) -> None:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["key"].rsplit("/seed=", 1)[0], []).append(row["result"])
+    # keys sort by zero-padded CPU count, so the table reads in CPU order
+    t = Table(title=f"sweep: {len(rows)} runs in {out_path} ({ran} new)")
+    for col in ("configuration", "runs", "hung", "time to end (ms, median)", "host CPU-s/s (median)"):
+        t.add_column(col)
+    for key, results in sorted(groups.items()):
+        profile, cpus, policy, other = key.split("/")
+        name = f"{profile} {int(cpus.split('=')[1])} CPUs {policy} {other}"
+        ends = [r["time_to_end_ns"] for r in results if r["time_to_end_ns"] is not None]
+        host = [r["host_cpu_s_per_s"] for r in results if r.get("host_cpu_s_per_s") is not None]
+        t.add_row(name, str(len(results)), str(sum(r["outcome"] == "hung" for r in results)),
+                  f"{statistics.median(ends) / 1e6:.3f}" if ends else "-",
+                  f"{statistics.median(host):.4f}" if host else "-")
+    Console().print(t)

@@ -1,0 +1,92 @@
+"""Sweeps: the process pool and a real Dask cluster give the same rows; an
+interrupted sweep resumes without running anything twice."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from click.testing import CliRunner
+
+from haltlab.cli import cli
+from haltlab.sweep import executor, read_sweep, run_sweep
+
+
+def square(x: int) -> dict:
+    return {"x": x, "square": x * x}
+
+
+def items(n):
+    return [(f"k{i:03d}", i) for i in range(n)]
+
+
+def test_process_pool_sweep_writes_every_row(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with executor(workers=2) as pool:
+        assert run_sweep(square, items(6), path, pool) == 6
+    rows = read_sweep(path)
+    assert [r["key"] for r in rows] == [f"k{i:03d}" for i in range(6)]
+    assert [r["result"]["square"] for r in rows] == [i * i for i in range(6)]
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with ThreadPoolExecutor(2) as pool:
+        run_sweep(square, items(3), path, pool)
+        assert run_sweep(square, items(5), path, pool) == 2
+        assert run_sweep(square, items(5), path, pool) == 0
+    assert len(path.read_text().splitlines()) == 5
+
+
+def test_a_torn_last_line_is_dropped_and_run_again(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with ThreadPoolExecutor(1) as pool:
+        run_sweep(square, items(2), path, pool)
+    torn = json.dumps({"key": "k002", "result": {"x": 2}})[:-7]
+    path.write_text(path.read_text() + torn)             # killed mid-write
+    with ThreadPoolExecutor(1) as pool:
+        assert run_sweep(square, items(3), path, pool) == 1
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["key"] for line in lines)
+
+
+def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with executor(scheduler=cluster.scheduler_address) as pool:
+            run_sweep(square, items(4), tmp_path / "d.jsonl", pool)
+    with executor(workers=2) as pool:
+        run_sweep(square, items(4), tmp_path / "p.jsonl", pool)
+    assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
+
+
+def test_unreachable_scheduler_is_one_line():
+    pytest.importorskip("distributed")
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", "/tmp/never.jsonl",
+                                      "--scheduler", "tcp://127.0.0.1:9", "--seeds", "0"])
+    assert result.exit_code == 2
+    assert "cannot reach the Dask scheduler" in result.stderr
+    assert "\n" not in result.stderr.strip()
+
+
+def test_sweep_panic_command_resumes(tmp_path):
+    out = tmp_path / "panic.jsonl"
+    args = ["sweep", "panic", "--out", str(out), "--cpus", "4", "--seeds", "0-1", "--observe", "0.2",
+            "--workers", "2"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    rows = read_sweep(out)
+    assert len(rows) == 4
+    stock = [r["result"] for r in rows if "/mdelay/" in r["key"]]
+    halted = [r["result"] for r in rows if "/safe_halt/" in r["key"]]
+    assert all(r["host_cpu_s_per_s"] > 0.9 for r in stock)
+    assert all(r["host_cpu_s_per_s"] < 0.01 for r in halted)
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0
+    assert len(out.read_text().splitlines()) == 4          # nothing ran twice
+
+
+def test_bad_sweep_input_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "x"), "--cpus", "8,x"])
+    assert result.exit_code == 2 and "--cpus 8,x" in result.stderr
+    assert not (tmp_path / "x").exists()
