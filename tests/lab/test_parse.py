@@ -68,9 +68,18 @@ def test_panic_facts():
     assert f["panic_to_end_ns"] == 3_714_000
 
 
+def test_panic_console_size_and_longest_silence():
+    f = parse.panic_facts(PANIC_LOG)
+    # panic line through end line: four lines, each with its newline
+    assert f["panic_console_lines"] == 4
+    assert f["panic_console_chars"] == sum(len(t) + 1 for _, t in PANIC_LOG[1:])
+    assert f["panic_max_line_gap_ns"] == 5      # 20 -> 25 and 25 -> 30
+
+
 def test_panic_facts_without_end():
     f = parse.panic_facts(PANIC_LOG[:3])
     assert f["end_host_ns"] is None and f["panic_to_end_ns"] is None
+    assert f["panic_console_chars"] is None and f["panic_max_line_gap_ns"] is None
 
 
 def test_dropped_messages():

@@ -38,6 +38,10 @@ printk_store_ns = { value = "1 us", source = "test" }
 console_ns_per_char = { value = "86806 ns", source = "test" }
 stop_this_cpu_ns = { value = "0.005 ms", source = "test" }
 
+[kernel]
+panic_console_lines = { value = 41, source = "test" }
+panic_console_chars = { value = 2424, source = "test" }
+
 [hypervisor]
 vm_exit_roundtrip_ns = { value = "1 us", source = "test" }
 halt_wakeup_ns = { value = "5 us", source = "test" }

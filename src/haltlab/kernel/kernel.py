@@ -25,7 +25,9 @@ class KernelConfig:
 
     version: str = "v7.1"
     panic_timeout_s: int = 0            # panic= / CONFIG_PANIC_TIMEOUT (default 0)
-    dump_stack_lines: int = 24          # lines dump_stack() prints for a sysrq crash
+    # Lines dump_stack() prints; None sizes the whole panic output from the
+    # profile's measured panic_console_lines/chars (the explorer uses 0).
+    dump_stack_lines: int | None = None
     pseudo_nmi: bool = False            # arm64: irqchip.gicv3_pseudo_nmi=1
     smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
     policies: Policies = field(default_factory=Policies)

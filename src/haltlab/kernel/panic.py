@@ -3,7 +3,16 @@
 The steps keep the kernel's order (kernel-facts §1.2); numbers in comments are
 that list's. Abridged: no `panic_on_warn` (1), no `panic_force_cpu=` redirection
 (3), no kgdb (8), no kdump (9 and 15: no crash kernel is loaded in these runs), no
-notifiers, `sys_info()` or `kmsg_dump` (12-14), no sparc/s390 hooks (22).
+`sys_info()` or `kmsg_dump` (13-14), no sparc/s390 hooks (22). Of the panic
+notifiers (12) two are modelled, in priority order: pvpanic's (priority 1 in 6.1,
+INT_MAX later; `drivers/misc/pvpanic/pvpanic.c`), which tells the hypervisor, and
+x86's `dump_kernel_offset()` (priority 0, `arch/x86/kernel/setup.c`), whose
+"Kernel Offset" line is why real panics print a line after the stop gap.
+
+The size of what a panic prints comes from the profile (`panic_console_lines`,
+`panic_console_chars`, measured by the lab on a real kernel): the console time of
+a panic is most of its duration, so the model prints as many characters as the
+real kernel does, as filler lines of the right length.
 
 The after-panic loop (27) is a policy: the stock busy `mdelay(PANIC_TIMER_STEP)`,
 or S1's `safe_halt()`. With `safe_halt()` each pass of the loop lasts until the
@@ -17,7 +26,7 @@ from __future__ import annotations
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, emergency_restart, local_irq_disable,
-    local_irq_enable, mdelay, safe_halt,
+    local_irq_enable, machine_op, mdelay, safe_halt,
 )
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
 from haltlab.kernel.printk import console_flush_on_panic, printk
@@ -27,6 +36,9 @@ __all__ = ["panic", "panic_try_start", "panic_on_other_cpu", "PANIC_TIMER_STEP",
 
 PANIC_TIMER_STEP = 100   # ms, kernel/panic.c
 PANIC_BLINK_SPD = 18     # kernel/panic.c: next blink at i + 3600 / PANIC_BLINK_SPD ms
+PRINTK_PREFIX = len("[    2.479056] ")       # print_time(): "[%5lu.%06lu] "
+KERNEL_OFFSET = ("Kernel Offset: 0x1ae00000 from 0xffffffff81000000 "
+                 "(relocation range: 0xffffffff80000000-0xffffffffbfffffff)")
 
 
 async def panic(k, msg: str) -> None:
@@ -41,9 +53,10 @@ async def panic(k, msg: str) -> None:
     k.ghost_add("panic_owners", this_cpu)
     k.mark("panic_entry", ktime_get_ns())
     await printk(k, f"Kernel panic - not syncing: {msg}")              # (6)
-    await dump_stack(k, this_cpu)                                      # (7)
+    await dump_stack(k, this_cpu, msg)                                 # (7)
     await panic_other_cpus_shutdown(k)                                 # (10)
     k.mark("others_stopped", ktime_get_ns())
+    await atomic_notifier_call_chain_panic(k)                          # (12)
     await console_flush_on_panic(k)                                    # (17)
     timeout_s = k.config.panic_timeout_s
     if timeout_s > 0:                                                  # (20)
@@ -87,11 +100,35 @@ async def panic_on_other_cpu(k, this_cpu: int) -> bool:
     return cpu != PANIC_CPU_INVALID and cpu != this_cpu
 
 
-async def dump_stack(k, cpu: int) -> None:
-    await printk(k, f"CPU: {cpu} PID: 1 Comm: sh Not tainted (haltlab model)")
-    await printk(k, "Call Trace:")
-    for n in range(max(0, k.config.dump_stack_lines - 2)):
-        await printk(k, f" <TASK> frame {n}")
+async def dump_stack(k, cpu: int, msg: str) -> None:
+    for text in dump_stack_lines(k, cpu, msg):
+        await printk(k, text)
+
+
+def dump_stack_lines(k, cpu: int, msg: str) -> list[str]:
+    """Filler for `dump_stack()`: as many lines and characters as the real kernel
+    prints for the whole panic, less the lines the model prints for real."""
+    if k.config.dump_stack_lines is not None:
+        return [f" <frame {i}>" for i in range(k.config.dump_stack_lines)]
+    profile = k.machine.profile
+    real = [f"Kernel panic - not syncing: {msg}", KERNEL_OFFSET,
+            f"---[ end Kernel panic - not syncing: {msg} ]---"]
+    n = int(profile.get("panic_console_lines")) - len(real)
+    if n <= 0:
+        return []
+    chars = int(profile.get("panic_console_chars")) - sum(PRINTK_PREFIX + len(t) + 1 for t in real)
+    width, extra = divmod(max(chars - n * (PRINTK_PREFIX + 1), n), n)
+    sizes = [width + (i < extra) for i in range(n)]
+    return [f" <frame {i}>"[:w].ljust(w, ".") for i, w in enumerate(sizes)]
+
+
+async def atomic_notifier_call_chain_panic(k) -> None:
+    """The panic notifier chain, highest priority first."""
+    if k.machine.pvpanic is not None:
+        k.mark("pvpanic", ktime_get_ns())
+        await machine_op("pvpanic_event", "PVPANIC_PANICKED")        # pvpanic_panic_notify()
+    if k.arch_name == "x86_64" and k.config.dump_stack_lines is None:
+        await printk(k, KERNEL_OFFSET)                                  # dump_kernel_offset()
 
 
 async def panic_other_cpus_shutdown(k) -> None:

@@ -134,6 +134,17 @@ def panic_facts(lines: Sequence[Line]) -> dict:
     }
     a, b = facts["panic_printk_ns"], facts["end_printk_ns"]
     facts["panic_to_end_ns"] = b - a if a is not None and b is not None else None
+    # What the UART carried from the panic line to the end line, both included:
+    # every character plus its newline, printk prefix and all. With the host
+    # times above this gives the console's effective cost per character.
+    span = lines[start:end + 1] if start is not None and end is not None else []
+    facts["panic_console_lines"] = len(span) if span else None
+    facts["panic_console_chars"] = sum(len(text) + 1 for _, text in span) if span else None
+    # The longest silence inside the panic: on a stock kernel that is
+    # smp_send_stop() waiting for the other CPUs, between the last dump_stack()
+    # line and the first line a panic notifier prints.
+    gaps = [b[0] - a[0] for a, b in zip(span, span[1:])]
+    facts["panic_max_line_gap_ns"] = max(gaps) if gaps else None
     return facts
 
 

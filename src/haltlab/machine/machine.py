@@ -38,7 +38,8 @@ Handler = Callable[[int], Coroutine]
 class Machine:
     """CPUs, memory, interrupts and console of one run."""
 
-    def __init__(self, profile, ncpus: int, *, record_timeline: bool = True) -> None:
+    def __init__(self, profile, ncpus: int, *, record_timeline: bool = True,
+                 pvpanic: str | None = None) -> None:
         if ncpus < 1:
             raise ValueError("a machine needs at least one CPU")
         self.profile = profile
@@ -55,6 +56,10 @@ class Machine:
         self.irq_log: list[tuple[int, int, str]] = []          # time, cpu, vector
         self.console: list[tuple[int, int, int, str]] = []     # start, end, cpu, text
         self.driver = None
+        if pvpanic not in (None, "none", "pause"):
+            raise ValueError(f"pvpanic={pvpanic!r}: choose None (no device), 'none' or 'pause'")
+        self.pvpanic = pvpanic          # QEMU's pvpanic device and its `-action panic=`
+        self.paused_at_ns: int | None = None
 
     def __fingerprint__(self) -> str:
         return "machine"
@@ -204,6 +209,14 @@ class Machine:
             self.hyp.vm_exit(cpu)       # the ICR write traps
         return Done(None, self.cost_ns("atomic_op_ns"))
 
+    def op_pvpanic_event(self, cpu: int, event: str):
+        """The guest wrote PVPANIC_PANICKED: the VMM reports it and, with
+        `-action panic=pause`, stops every vCPU (the host-side remedy to S1)."""
+        if self.pvpanic == "pause":
+            self.paused_at_ns = self._now()
+            return Gone("pvpanic-pause", whole_machine=True)
+        return Done(None, self.cost_ns("vm_exit_roundtrip_ns") if self.hyp else 0)
+
     def op_emergency_restart(self, cpu: int, reason: str):
         return Gone(reason, whole_machine=True)
 
@@ -259,6 +272,15 @@ class Machine:
             if self.hyp is not None and c.state in BUSY_STATES:
                 self.hyp.guest_ran(c.index, dt)
             c.state_since_ns = now_ns
+
+    def host_ns(self, cpu: int, now_ns: int) -> int:
+        """Host CPU spent on vCPU `cpu` up to `now_ns`, counting the state it is
+        in now; nothing after a pvpanic pause (the VMM stopped the vCPUs)."""
+        c = self.cpus[cpu]
+        if self.paused_at_ns is not None:
+            now_ns = min(now_ns, self.paused_at_ns)
+        open_ns = max(0, now_ns - c.state_since_ns) if c.state in BUSY_STATES else 0
+        return self.hyp.vcpus[cpu].host_ns + open_ns
 
     def _now(self) -> int:
         return self.driver.now_ns if self.driver is not None else 0

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from haltlab.errors import UserError
+from haltlab.results import write_text_atomic
 
 __all__ = [
     "Param",
@@ -48,6 +49,7 @@ _DIMENSIONS: dict[str, tuple[str, dict[str, float], bool]] = {
     "time": ("ns", {"": 1, "ns": 1, "us": 1e3, "µs": 1e3, "μs": 1e3, "ms": 1e6, "s": 1e9}, True),
     "frequency": ("Hz", {"": 1, "hz": 1, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}, True),
     "count": ("cpus", {"": 1}, True),
+    "number": ("1", {"": 1}, True),
     "factor": ("1", {"": 1}, False),
     "fraction": ("1", {"": 1, "%": 0.01}, False),
 }
@@ -83,10 +85,14 @@ _KEYS: tuple[_Key, ...] = (
     _Key("vmm_background_cpu_s_per_s", "hypervisor", "fraction"),
     _Key("perf_freq_hz", "hypervisor", "frequency", positive=True),
     _Key("host_cpu_hz", "hypervisor", "frequency", positive=True),
+    # What the guest kernel prints from "Kernel panic - not syncing" through the
+    # end-of-panic line for a sysrq crash: the console time of a panic depends on it.
+    _Key("panic_console_lines", "kernel", "number", positive=True),
+    _Key("panic_console_chars", "kernel", "number", positive=True),
 )
 KEYS: Mapping[str, _Key] = MappingProxyType({k.name: k for k in _KEYS})
 _HEADER_KEYS = ("name", "description", "arch", "kind")
-_SECTIONS = ("profile", "machine", "costs", "hypervisor")
+_SECTIONS = ("profile", "machine", "costs", "hypervisor", "kernel")
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(\S*)\s*$")
 
 
@@ -211,7 +217,7 @@ def _validate(where: str, data: dict) -> Profile:
         raise UserError(f"{where}: [hypervisor]: only allowed with kind = \"guest\", "
                         f"not {header['kind']!r}")
     params: dict[str, Param] = {}
-    for section in ("machine", "costs", "hypervisor"):
+    for section in ("machine", "costs", "hypervisor", "kernel"):
         table = data.get(section, {})
         for key, raw in table.items():
             spec = KEYS.get(key)
@@ -289,7 +295,7 @@ def _convert(label: str, spec: _Key, raw: object) -> int | float:
         raise UserError(f"{shown}: negative value")
     if spec.positive and value == 0:
         raise UserError(f"{shown}: must be greater than zero")
-    if spec.dimension == "count" and value != int(value):
+    if spec.dimension in ("count", "number") and value != int(value):
         raise UserError(f"{shown}: must be a whole number")
     return int(round(value)) if integral else float(value)
 
@@ -300,7 +306,7 @@ def write_profile(profile: Profile, path: str | os.PathLike) -> Path:
              "[profile]"]
     for key in _HEADER_KEYS:
         lines.append(f"{key} = {_toml_str(getattr(profile, key))}")
-    for section in ("machine", "costs", "hypervisor"):
+    for section in ("machine", "costs", "hypervisor", "kernel"):
         keys = [k for k in _KEYS if k.section == section and k.name in profile.params]
         if not keys:
             continue
@@ -310,7 +316,7 @@ def write_profile(profile: Profile, path: str | os.PathLike) -> Path:
             lines.append(f"{spec.name} = {{ value = {_toml_value(spec, param.value)}, "
                          f"source = {_toml_str(param.source)} }}")
     out = Path(path)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out, "\n".join(lines) + "\n")
     return out
 
 

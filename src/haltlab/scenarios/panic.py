@@ -21,7 +21,7 @@ from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import Policies
 from haltlab.kernel.printk import printk
-from haltlab.machine.machine import BUSY_STATES, Machine
+from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
 __all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic"]
@@ -43,6 +43,7 @@ class PanicConfig:
     trigger_ns: int = 10_000_000        # when the shell writes 'c' to /proc/sysrq-trigger
     limit_ns: int = 600 * NSEC_PER_SEC  # a panic not finished by then is a hang
     timeline: bool = True
+    pvpanic: str | None = None          # QEMU pvpanic device: None (absent), "none" or "pause"
 
     def validate(self, ncpus: int) -> None:
         if ncpus < 1:
@@ -53,6 +54,8 @@ class PanicConfig:
             raise UserError(f"--others {self.others}: choose from {', '.join(OTHERS)}")
         if self.observe_ns <= 0:
             raise UserError(f"--observe {self.observe_ns / NSEC_PER_SEC}: must be positive")
+        if self.pvpanic not in (None, "none", "pause"):
+            raise UserError(f"--pvpanic {self.pvpanic}: choose none or pause")
         if self.panic_timeout_s < 0:
             raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
 
@@ -71,7 +74,7 @@ def build_panic(cfg: PanicConfig):
     profile = load_profile(cfg.profile)
     ncpus = cfg.cpus if cfg.cpus is not None else int(profile.get("cpus"))
     cfg.validate(ncpus)
-    machine = Machine(profile, ncpus, record_timeline=cfg.timeline)
+    machine = Machine(profile, ncpus, record_timeline=cfg.timeline, pvpanic=cfg.pvpanic)
     kcfg = KernelConfig(version=cfg.kernel, panic_timeout_s=cfg.panic_timeout_s,
                         policies=Policies(after_panic=cfg.after_panic))
     k = Kernel(machine, kcfg)
@@ -88,18 +91,10 @@ class _Window:
 
     def __init__(self, machine: Machine, now_ns: int) -> None:
         self.start_ns = now_ns
-        self.host_ns = [_host_ns(machine, c, now_ns) for c in range(machine.ncpus)]
+        self.host_ns = [machine.host_ns(c, now_ns) for c in range(machine.ncpus)] if machine.hyp else None
         hyp = machine.hyp
         self.exits = [v.exits for v in hyp.vcpus] if hyp else None
         self.wakeups = [v.wakeups for v in hyp.vcpus] if hyp else None
-        self.irqs = len(machine.irq_log)
-
-
-def _host_ns(machine: Machine, cpu: int, now_ns: int) -> int:
-    c = machine.cpus[cpu]
-    v = machine.hyp.vcpus[cpu]
-    open_ns = now_ns - c.state_since_ns if c.state in BUSY_STATES else 0
-    return v.host_ns + open_ns
 
 
 @dataclass
@@ -121,7 +116,9 @@ def simulate_panic(cfg: PanicConfig) -> PanicRun:
     window: dict[str, _Window] = {}
 
     def on_mark(name: str, at_ns: int) -> None:
-        if name == "panic_end":
+        # The window opens at the end line, or at the pvpanic event when the
+        # host pauses the guest (then no end line ever comes), as in the lab.
+        if name == "panic_end" or (name == "pvpanic" and cfg.pvpanic == "pause"):
             window["start"] = _Window(machine, at_ns) if machine.hyp else None
             sim.schedule(at_ns + cfg.observe_ns, sim.stop)
 
@@ -129,6 +126,8 @@ def simulate_panic(cfg: PanicConfig) -> PanicRun:
     sim.run(cfg.limit_ns)
     end_ns = sim.now_ns
     machine.close(end_ns)
+    if machine.paused_at_ns is not None:
+        end_ns = machine.paused_at_ns + cfg.observe_ns   # time goes on for the host
     return PanicRun(cfg, _result(cfg, machine, k, sim, window.get("start"), end_ns), machine, k)
 
 
@@ -146,6 +145,7 @@ def _result(cfg, machine, k, sim, w, end_ns) -> dict:
         "marks_ns": dict(sorted(marks.items())),
         "time_to_end_ns": marks["panic_end"] - entry if "panic_end" in marks and entry is not None else None,
         "reboot_after_ns": marks["emergency_restart"] - entry if "emergency_restart" in marks else None,
+        "pvpanic": cfg.pvpanic,
         "stop_others_ns": marks["others_stopped"] - entry if "others_stopped" in marks else None,
         "state_ns": {str(c.index): dict(c.time_in_ns) for c in machine.cpus},
         "handlers_after_panic": _handlers_after(machine, entry),
@@ -160,6 +160,8 @@ def _result(cfg, machine, k, sim, w, end_ns) -> dict:
 
 
 def _outcome(k, sim) -> str:
+    if sim.reset_reason == "pvpanic-pause":
+        return "paused"
     if "emergency_restart" in k.marks:
         return "rebooted"
     if "panic_end" in k.marks:
@@ -188,7 +190,7 @@ def _host_view(machine: Machine, w: _Window, end_ns: int) -> dict:
     span = end_ns - w.start_ns
     per_vcpu = []
     for cpu in range(machine.ncpus):
-        host = _host_ns(machine, cpu, end_ns) - w.host_ns[cpu]
+        host = machine.host_ns(cpu, end_ns) - w.host_ns[cpu]
         per_vcpu.append({
             "cpu": cpu,
             "host_cpu_s_per_s": host / span,

@@ -89,6 +89,10 @@ def panic_once(g: Guest, config: PanicConfig) -> dict:
         "boot_to_trigger_ns": elapsed_ns(g.start_ns, trigger),
         "panic_to_end_ns": facts["panic_to_end_ns"],
         "trigger_to_end_ns": elapsed_ns(trigger, facts["end_host_ns"]),
+        "panic_to_end_host_ns": elapsed_ns(facts["panic_host_ns"], facts["end_host_ns"]),
+        "panic_console_lines": facts["panic_console_lines"],
+        "panic_console_chars": facts["panic_console_chars"],
+        "panic_max_line_gap_ns": facts["panic_max_line_gap_ns"],
         "trigger_to_pvpanic_ns": elapsed_ns(trigger, ev[0] if ev else None),
         "panic_to_reset_ns": elapsed_ns(facts["panic_host_ns"], g.exit_ns) if config.panic_timeout else None,
     })
@@ -117,7 +121,8 @@ def summarize_panic(runs: list[dict], smp: int) -> dict:
         "panicked_and_finished": sum(r["outcome"] == PANICKED for r in runs),
     }
     for key in ("boot_to_trigger_ns", "panic_to_end_ns", "trigger_to_end_ns", "trigger_to_pvpanic_ns",
-                "panic_to_reset_ns"):
+                "panic_to_reset_ns", "panic_to_end_host_ns", "panic_console_lines", "panic_console_chars",
+                "panic_max_line_gap_ns"):
         out[key] = summarize(r.get(key) for r in runs)
     return out
 
