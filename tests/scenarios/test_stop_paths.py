@@ -1,0 +1,99 @@
+"""How `smp_send_stop()` fares with what the other CPUs are doing, per arch and kernel.
+
+Truths from kernel-facts §3.1 (x86 `native_stop_other_cpus()`: REBOOT_VECTOR, wait
+up to 1 s, then "Shutting down cpus with NMI" and wait up to 10 ms; pre-6.5 waits
+on `num_online_cpus()` instead of `cpus_stop_mask`) and §4.1 / §7 (arm64 without
+pseudo-NMI: a CPU with interrupts masked is never stopped, "failed to stop
+secondary CPUs", and the panic goes on with it running).
+"""
+
+import pytest
+
+import haltlab.kernel.panic
+from haltlab.engine.context import ktime_get_ns
+from haltlab.scenarios.panic import PanicConfig, simulate_panic
+
+MS = 1_000_000
+SEC = 1_000_000_000
+
+
+@pytest.fixture
+def panic_run(monkeypatch):
+    """simulate_panic(), with the time `smp_send_stop()` is entered marked as
+    `stop_start`, so the stop itself is timed apart from the console output
+    before it (which grows with the profile's measured panic size)."""
+    original = haltlab.kernel.panic.smp_send_stop
+
+    async def timed_smp_send_stop(k):
+        k.mark("stop_start", ktime_get_ns())
+        await original(k)
+
+    monkeypatch.setattr(haltlab.kernel.panic, "smp_send_stop", timed_smp_send_stop)
+
+    def _run(**kw):
+        cfg = dict(cpus=4, observe_ns=100 * MS, seed=0)
+        cfg.update(kw)
+        run = simulate_panic(PanicConfig(**cfg))
+        marks = run.kernel.marks
+        stop_ns = marks["others_stopped"] - marks["stop_start"]
+        assert 0 <= stop_ns <= run.result["stop_others_ns"]
+        texts = [text for _, _, text in run.kernel.log.values()]
+        return run, run.result, texts, stop_ns
+    return _run
+
+
+def _handlers(result, vector):
+    return {key.split(":")[0] for key, n in result["handlers_after_panic"].items()
+            if key.endswith(":" + vector) and n}
+
+
+@pytest.mark.parametrize("kernel", ["v7.1", "v6.1"])
+def test_x86_irqsoff_others_cost_the_full_second_then_an_nmi(panic_run, kernel):
+    run, r, texts, stop_ns = panic_run(others="irqsoff", kernel=kernel)
+    assert "smp: Shutting down cpus with NMI" in texts
+    assert 1 * SEC <= stop_ns <= 1_020 * MS
+    assert 1 * SEC <= r["stop_others_ns"] <= 1_050 * MS
+    assert _handlers(r, "NMI") == {"CPU1", "CPU2", "CPU3"}
+    assert not _handlers(r, "REBOOT")                  # IF=0: REBOOT_VECTOR never taken
+    assert run.kernel.cpu_online_mask.value == 0b0001
+    assert r["outcome"] == "panicked-and-finished"
+
+
+@pytest.mark.parametrize("kernel", ["v7.1", "v6.1"])
+@pytest.mark.parametrize("others", ["idle", "busy"])
+def test_x86_interruptible_others_stop_within_a_few_ms(panic_run, kernel, others):
+    run, r, texts, stop_ns = panic_run(others=others, kernel=kernel)
+    assert not any("NMI" in t for t in texts)
+    assert stop_ns < 2 * MS                            # the REBOOT IPI, not the 1 s timeout
+    assert _handlers(r, "REBOOT") == {"CPU1", "CPU2", "CPU3"}
+    assert run.kernel.cpu_online_mask.value == 0b0001
+    for cpu in run.machine.cpus[1:]:                   # stop_this_cpu(): hlt with IF=0, APIC off
+        assert (cpu.state, cpu.irqs_enabled, cpu.apic_enabled) == ("halted", False, False)
+
+
+def test_x86_stopping_cpu_clears_cpus_stop_mask_when_done(panic_run):
+    run, _, _, _ = panic_run(others="idle")
+    assert run.kernel.cpus_stop_mask.value == 0
+    assert run.kernel.stopping_cpu.value == 0
+
+
+def test_arm64_without_pseudo_nmi_leaves_irqsoff_cpus_running(panic_run):
+    run, r, texts, stop_ns = panic_run(profile="arm64-server-24", others="irqsoff")
+    assert "SMP: stopping secondary CPUs" in texts
+    assert "SMP: failed to stop secondary CPUs" in texts
+    assert not any("NMI" in t for t in texts)
+    assert run.kernel.cpu_online_mask.value == 0b1111  # still online, still executing
+    for cpu in run.machine.cpus[1:]:
+        assert cpu.state == "irqs_off"
+    assert 1 * SEC <= stop_ns < 1_050 * MS               # waited the full second first
+    assert r["outcome"] == "panicked-and-finished"     # and the panic went on regardless
+
+
+def test_arm64_idle_others_are_stopped_by_ipi_cpu_stop(panic_run):
+    run, r, texts, stop_ns = panic_run(profile="arm64-server-24", others="idle")
+    assert "SMP: failed to stop secondary CPUs" not in texts
+    assert _handlers(r, "IPI_CPU_STOP") == {"CPU1", "CPU2", "CPU3"}
+    assert run.kernel.cpu_online_mask.value == 0b0001
+    # The IPI takes microseconds; the rest is "SMP: stopping secondary CPUs"
+    # on a 115200-baud console (86.8 us a character).
+    assert stop_ns < 10 * MS
