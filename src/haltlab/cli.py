@@ -185,9 +185,11 @@ def _with_progress(work, total: int):
 def _mount_subcommands() -> None:
     from haltlab.cli_explore import explore, replay
     from haltlab.cli_sweep import sweep
+    from haltlab.cli_validate import calibrate, validate
     from haltlab.lab.cli import lab
 
-    for command in (explore, replay, sweep, lab):
+    lab.add_command(calibrate)      # defined above the lab: it writes model profiles
+    for command in (explore, replay, sweep, validate, lab):
         cli.add_command(command)
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from haltlab.cli import cli
@@ -38,9 +39,9 @@ def test_json_has_the_s1_rows_and_identical_bytes_across_runs(tmp_path):
     assert a.decode() == first.stdout
 
 
-def test_human_output_and_files_with_lab_auto(tmp_path):
+def test_human_output_and_files_with_lab_skip(tmp_path):
     out = tmp_path / "out"
-    result = reproduce("--out", str(out))       # --lab auto: must not crash
+    result = reproduce("--lab", "skip", "--out", str(out))
     assert result.exit_code == 0, result.output
     for row_id in S1_IDS:
         assert row_id in result.stdout
@@ -50,7 +51,23 @@ def test_human_output_and_files_with_lab_auto(tmp_path):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     md = (out / "reproduce.md").read_text()
     assert "| S1-reduction | cycles before / cycles after | ratio | 961.0 |" in md
-    assert json.loads((out / "reproduce.json").read_text())["lab"] == "auto"
+    assert json.loads((out / "reproduce.json").read_text())["lab"] == "skip"
+
+
+@pytest.mark.lab
+def test_lab_columns_come_from_real_guests(tmp_path):
+    """--lab auto boots the stock and the pvpanic-paused guest: a stock panicked
+    guest burns about one host CPU (55K-ish samples over S1's window), a paused
+    one next to nothing."""
+    result = reproduce("--json", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.stdout)["rows"]}
+    before, after = rows["S1-samples-before"], rows["S1-samples-after"]
+    assert before["lab_value"] is not None
+    assert any(accel in before["lab_note"] for accel in ("tcg guest", "kvm guest"))
+    # one spinning vCPU: about one host CPU (less if the host is busy with other work)
+    assert 0.5 * 55_000 < before["lab_value"] < 1.05 * 55_000
+    assert after["lab_value"] < 0.01 * before["lab_value"]
 
 
 def test_out_must_be_a_directory(tmp_path):

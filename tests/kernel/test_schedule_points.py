@@ -119,12 +119,6 @@ def test_robust_stop_loser_returns_after_the_cmpxchg(kvm):
     assert run.strands[0].status == "done" and not run.inflight
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: x86._native_stop_other_cpus_pre_6_5() does not return when the stopping_cpu "
-    "cmpxchg fails; v6.1 arch/x86/kernel/smp.c does ('/* did someone beat us here? */ "
-    "if (atomic_cmpxchg(&stopping_cpu, -1, ...) != -1) return;'). The model's loser instead "
-    "waits up to 1 s on num_online_cpus(), then sends NMIs to all-but-self and disables "
-    "its own local APIC"))
 def test_pre_6_5_stop_loser_returns_after_the_cmpxchg(kvm):
     run, k = run_alone(kvm, lambda k: native_stop_other_cpus(k, wait=False),
                        config=KernelConfig(version="v6.1"), setup=_someone_else_is_stopping)

@@ -130,13 +130,6 @@ def test_a_long_halt_polls_the_full_window_then_shrinks_it(kvm):
     assert v.halt_poll_ns == 100 * US                    # shrink = 2 halves it
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: Hypervisor._adapt() shrinks the poll window by halt_poll_ns_shrink without "
-    "shrink_halt_poll_ns()'s floor 'if (val < grow_start) val = 0' (Linux kernel commit "
-    "ae232ea46088 'KVM: do not shrink halt_poll_ns below grow_start'): after long halts the "
-    "window goes 200, 100, 50, 25, 12.5, 6.25, 3.125 us ... (about 15 halvings to reach 0) "
-    "instead of 0 right after 12.5 us, so a vCPU that had short halts keeps polling a few "
-    "us in vain on each later long halt"))
 def test_repeated_long_halts_turn_polling_off_below_grow_start(kvm):
     _, windows = _halts(kvm, [190 * US] * 6 + [4_000 * US] * 6)
     assert windows[-6:] == [100 * US, 50 * US, 25 * US, 12_500, 0, 0]

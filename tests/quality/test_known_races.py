@@ -51,16 +51,6 @@ def test_cmpxchg_three_cpus_is_ok_and_every_cpu_can_win():
         frozenset({0}), frozenset({1}), frozenset({2})]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: panic_race's at_end property settled() is evaluated at goal states (the winner "
-    "reached the final loop) although other CPUs may still have enabled steps and stop "
-    "interrupts in flight. With timeouts='any' the winner can time out both stop waits "
-    "(REBOOT 1 s, NMI 10 ms) before CPU1 has executed its atomic_try_cmpxchg(panic_cpu) "
-    "and before i1.REBOOT / i1.NMI are delivered, so the correct cmpxchg kernel is "
-    "reported as 'CPU1 neither owns the panic nor entered panic_smp_self_stop()' "
-    "(the shrunk counterexample ends with CPU1 ready at the claim, REBOOT and NMI in "
-    "flight). Either the goal must wait for the others to settle or settled() must "
-    "accept a CPU that has not yet reached the claim"))
 def test_cmpxchg_is_ok_even_when_timeouts_may_fire_at_any_step():
     ex = explore_panic_race(PanicRaceConfig(cpus=2, timeouts="any"))
     assert ex.verdict == "ok"

@@ -1,1 +1,3 @@
 """haltlab.checks"""
+
+__all__: list[str] = []

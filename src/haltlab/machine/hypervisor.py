@@ -95,7 +95,10 @@ class Hypervisor:
         elif halt_ns <= v.halt_poll_ns:
             pass
         elif v.halt_poll_ns and halt_ns > self.max_poll_ns:
-            v.halt_poll_ns = 0 if not self.shrink else int(v.halt_poll_ns // self.shrink)
+            # shrink_halt_poll_ns(), with Linux kernel commit ae232ea46088 ("KVM: do
+            # not shrink halt_poll_ns below grow_start"): below grow_start, stop polling.
+            shrunk = 0 if not self.shrink else int(v.halt_poll_ns // self.shrink)
+            v.halt_poll_ns = 0 if shrunk < self.grow_start_ns else shrunk
         elif v.halt_poll_ns < self.max_poll_ns and halt_ns < self.max_poll_ns:
             grown = max(int(v.halt_poll_ns * self.grow), self.grow_start_ns) if self.grow else v.halt_poll_ns
             v.halt_poll_ns = min(grown, self.max_poll_ns)

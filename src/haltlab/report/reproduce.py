@@ -19,7 +19,7 @@ __all__ = ["LAB_MODES", "LAB_PENDING", "evaluate", "run_reproduce", "markdown", 
            "fmt_value"]
 
 LAB_MODES = ("auto", "skip")
-LAB_PENDING = "lab columns arrive with `haltlab lab`; skipped"
+LAB_PENDING = "no lab measurement of this figure yet"
 FILES = ("reproduce.json", "reproduce.md", "s1_host_cpu.png", "s1_timeline.png")
 
 

@@ -22,7 +22,7 @@ from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import Policies
 from haltlab.kernel.printk import printk
 from haltlab.machine.machine import Machine
-from haltlab.machine.profile import load_profile
+from haltlab.machine.profile import Profile, load_profile
 
 __all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic"]
 
@@ -69,9 +69,10 @@ async def sysrq_crash(k, trigger_ns: int) -> None:
     await panic(k, "sysrq triggered crash")
 
 
-def build_panic(cfg: PanicConfig):
-    """Machine, kernel and simulator, booted and ready to run."""
-    profile = load_profile(cfg.profile)
+def build_panic(cfg: PanicConfig, profile: Profile | None = None):
+    """Machine, kernel and simulator, booted and ready to run. `profile`, when
+    given, is used instead of loading `cfg.profile` (calibration tries values)."""
+    profile = profile if profile is not None else load_profile(cfg.profile)
     ncpus = cfg.cpus if cfg.cpus is not None else int(profile.get("cpus"))
     cfg.validate(ncpus)
     machine = Machine(profile, ncpus, record_timeline=cfg.timeline, pvpanic=cfg.pvpanic)
@@ -111,8 +112,8 @@ def run_panic(cfg: PanicConfig) -> dict:
     return simulate_panic(cfg).result
 
 
-def simulate_panic(cfg: PanicConfig) -> PanicRun:
-    machine, k, sim = build_panic(cfg)
+def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun:
+    machine, k, sim = build_panic(cfg, profile)
     window: dict[str, _Window] = {}
 
     def on_mark(name: str, at_ns: int) -> None:

@@ -18,7 +18,7 @@ Properties:
   CPU passed the claim, `panic_cpu` names it, and every other CPU entered
   `panic_smp_self_stop()` (with `timeouts="any"` a slow CPU may instead be
   stopped by the NMI before it reaches the claim; then it must be in
-  `stop_this_cpu()`).
+  `stop_this_cpu()` or have the stop NMI on its way).
 """
 
 from __future__ import annotations
@@ -94,10 +94,18 @@ def settled(run: ExplorerDriver) -> str | None:
     for cpu in range(k.machine.ncpus):
         if cpu == owner or cpu in self_stopped:
             continue
-        if run.timeouts == "any" and cpu in stopped:
+        if run.timeouts == "any" and (cpu in stopped or _nmi_on_its_way(run, cpu)):
             continue
         return f"CPU{cpu} neither owns the panic nor entered panic_smp_self_stop()"
     return None
+
+
+def _nmi_on_its_way(run: ExplorerDriver, cpu: int) -> bool:
+    """With timeouts at any step the winner may finish before a slow CPU even
+    tried the claim; the stop NMI in flight to it, latched, or already in its
+    handler still stops it, since an NMI cannot be masked."""
+    c = run.machine.cpus[cpu]
+    return (cpu, "NMI") in run.inflight or c.nmi_pending or c.in_nmi
 
 
 def winner_in_final_loop(run: ExplorerDriver) -> bool:

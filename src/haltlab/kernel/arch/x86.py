@@ -76,8 +76,9 @@ async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
 
     if await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu):
         ok, _ = await atomic_try_cmpxchg(k.stopping_cpu, -1, this_cpu)
-        if ok:
-            await send_IPI_mask(k.all_cpus_mask & ~(1 << this_cpu), "REBOOT")
+        if not ok:
+            return                                # "did someone beat us here?"
+        await send_IPI_mask(k.all_cpus_mask & ~(1 << this_cpu), "REBOOT")
         await spin_until(lambda: not others_online(), timeout_ns=USEC_PER_SEC * 1000,
                          what="num_online_cpus() == 1")
     if others_online() and not k.config.smp_no_nmi_ipi:

@@ -1,0 +1,130 @@
+"""`haltlab lab calibrate`: measure what the QEMU/TCG profile needs, write it back.
+
+Measured on the real kernel (the lab's `panic` experiment, stock, `--smp 2`):
+
+* `panic_console_lines`, `panic_console_chars`: what the kernel prints from the
+  panic line through the end line (the lab counts them on the serial console);
+* `console_ns_per_char`: the panic's host-clock duration, less its longest silence
+  (the stop gap below), divided by the characters printed;
+* `ipi_latency_ns`: solved so that the model's longest silence during the panic
+  (`smp_send_stop()` waiting for the other CPU) equals the lab's. The model is
+  run once with the latency at zero; what the lab's gap exceeds that by is the
+  latency (the gap is linear in it: one IPI, one wait);
+* `vmm_background_cpu_s_per_s`: the QEMU process's host CPU minus its vCPU
+  threads' in the post-panic window, the VMM's own work;
+* `host_cpu_hz`: this host's clock (`/proc/cpuinfo`), to turn CPU time into cycles.
+
+Every value is the median over runs and is written with its provenance: the
+command, the date, the kernel release, the QEMU version and the accelerator.
+Validation (`haltlab validate`) then checks the calibrated model on cases that
+were not used here (more CPUs, the pvpanic pause, panic_timeout).
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+from dataclasses import replace
+
+from haltlab.errors import UserError
+from haltlab.lab.experiments import PanicConfig as LabPanic
+from haltlab.lab.experiments import run_panic as lab_panic
+from haltlab.machine.profile import Param, Profile, load_profile, write_profile
+from haltlab.scenarios.panic import PanicConfig, simulate_panic
+from haltlab.validation.s1_lab import host_cpu_hz
+
+__all__ = ["calibrate", "model_max_line_gap_ns", "CALIBRATED_KEYS"]
+
+CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per_char",
+                   "ipi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
+
+
+def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, smp: int = 2, write: bool = True,
+              progress=None) -> dict:
+    """Measure, solve, and (with `write`) rewrite the profile file in place."""
+    profile = load_profile(profile_name)
+    if not profile.is_guest:
+        raise UserError(f"--profile {profile_name}: calibration measures a guest; this profile is bare metal")
+    lab = lab_panic(LabPanic(smp=smp, runs=runs, accel="tcg"), progress=progress)
+    if lab.get("panicked_and_finished", 0) == 0:
+        raise UserError(f"calibration: no lab run finished its panic ({lab.get('outcomes')})")
+    values, lab_gap_ns = _measure(lab)
+    values["ipi_latency_ns"] = _solve_ipi_latency(profile, smp, values, lab_gap_ns)
+    provenance = (f"lab measurement: haltlab lab calibrate --profile {profile_name} --runs {runs} --smp {smp} "
+                  f"({datetime.date.today().isoformat()}; kernel {lab['kernel_release']}, QEMU "
+                  f"{lab['qemu_version']}, {lab['accelerator']}; median of {lab['panicked_and_finished']} runs)")
+    calibrated = _with_values(profile, values, provenance)
+    if write:
+        write_profile(calibrated, profile.path)
+    return {"profile": profile_name, "path": profile.path, "written": write, "values": values,
+            "previous": {k: profile.get(k) for k in values}, "provenance": provenance, "lab": _lab_summary(lab)}
+
+
+def _median(runs: list[dict], key: str) -> float:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    if not values:
+        raise UserError(f"calibration: the lab runs reported no {key}")
+    return statistics.median(values)
+
+
+def _measure(lab: dict) -> tuple[dict, float]:
+    runs = [r for r in lab["runs"] if r.get("panic_console_chars")]
+    chars = _median(runs, "panic_console_chars")
+    busy = _median(runs, "panic_to_end_host_ns") - _median(runs, "panic_max_line_gap_ns")
+    background = [r["host_cpu_s_per_s"] - sum(v["host_cpu_s_per_s"] for v in r["per_vcpu"])
+                  for r in runs if r.get("per_vcpu")]
+    values = {
+        "panic_console_lines": int(_median(runs, "panic_console_lines")),
+        "panic_console_chars": int(chars),
+        "console_ns_per_char": max(1, round(busy / chars)),
+        "vmm_background_cpu_s_per_s": max(0.0, statistics.median(background)) if background else 0.0,
+        "host_cpu_hz": _host_cpu_hz(),
+    }
+    return values, _median(runs, "panic_max_line_gap_ns")
+
+
+def model_max_line_gap_ns(profile: Profile, smp: int) -> int:
+    """The model's longest silence between console lines during the panic, as the
+    lab measures it on the host: from one line's arrival to the next one's."""
+    run = simulate_panic(PanicConfig(profile=profile.path, cpus=smp, kernel="v6.1", pvpanic="none",
+                                     observe_ns=10_000_000, timeline=False), profile)
+    k, console = run.kernel, run.machine.console
+    entry, end = k.marks["panic_entry"], k.marks["panic_end"]
+    ends = [e for s, e, _, _ in console if entry <= e <= end]
+    return max((b - a for a, b in zip(ends, ends[1:])), default=0)
+
+
+def _solve_ipi_latency(profile: Profile, smp: int, measured: dict, lab_gap_ns: float) -> int:
+    base = _with_values(profile, measured | {"ipi_latency_ns": 0}, "calibration trial")
+    return max(0, round(lab_gap_ns - model_max_line_gap_ns(base, smp)))
+
+
+def _with_values(profile: Profile, values: dict, source: str) -> Profile:
+    params = dict(profile.params)
+    for key, value in values.items():
+        params[key] = Param(value, f"{source}: {_what(key)}", profile.params[key].unit)
+    return replace(profile, params=params)
+
+
+def _what(key: str) -> str:
+    return {
+        "panic_console_lines": "lines from the panic line through the end line",
+        "panic_console_chars": "characters of those lines (printk prefix and newline included)",
+        "console_ns_per_char": "(panic-to-end host time - longest silence) / characters",
+        "ipi_latency_ns": "solved so the model's stop gap equals the lab's longest silence in the panic",
+        "vmm_background_cpu_s_per_s": "QEMU process host CPU minus its vCPU threads after the panic",
+        "host_cpu_hz": "this host's clock, /proc/cpuinfo 'cpu MHz'",
+    }[key]
+
+
+def _host_cpu_hz() -> int:
+    hz = host_cpu_hz()
+    if not hz:
+        raise UserError("calibration: /proc/cpuinfo has no 'cpu MHz' line")
+    return hz
+
+
+def _lab_summary(lab: dict) -> dict:
+    keep = ("kernel_release", "qemu_version", "accelerator", "smp", "n_runs", "outcomes",
+            "host_cpu_s_per_s", "panic_to_end_host_ns", "panic_max_line_gap_ns", "panic_console_chars")
+    return {k: lab.get(k) for k in keep}

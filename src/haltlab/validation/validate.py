@@ -1,0 +1,104 @@
+"""`haltlab validate`: the calibrated model and the lab on the same configurations.
+
+Each case runs the lab's panic experiment and the model's panic scenario with the
+same CPU count, pvpanic action and panic_timeout, on the profile the lab
+calibrates (`qemu-tcg-x86`, kernel preset v6.1 like Debian 12's kernel). Rows
+say whether the calibration used that configuration: `panic-smp2` is the
+calibration run's own configuration (agreement there is expected, not evidence);
+the others were not used and are the test.
+
+Quantities, each with the same meaning on both sides:
+* `host_cpu_s_per_s`: the whole guest's host CPU over the post-panic window;
+* `panic_to_end_ns`: host time from the panic line to the end-of-panic line
+  (model: from `panic()` to the end line leaving the UART);
+* `stop_gap_ns`: the longest silence in the panic's console output
+  (`smp_send_stop()` waiting for the other CPUs);
+* `panic_to_reset_ns`: panic to the machine reset, with `panic=N`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from haltlab.errors import UserError
+from haltlab.lab.experiments import PanicConfig as LabPanic
+from haltlab.lab.experiments import run_panic as lab_panic
+from haltlab.scenarios.panic import PanicConfig, simulate_panic
+
+__all__ = ["Case", "CASES", "validate", "model_facts"]
+
+PROFILE = "qemu-tcg-x86"
+NSEC_PER_SEC = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    smp: int
+    pvpanic: str = "none"
+    panic_timeout: int = 0
+    calibrated: bool = False
+
+    def quantities(self) -> tuple[str, ...]:
+        if self.panic_timeout:
+            return ("panic_to_reset_ns",)
+        if self.pvpanic == "pause":
+            return ("host_cpu_s_per_s",)
+        return ("host_cpu_s_per_s", "panic_to_end_ns", "stop_gap_ns")
+
+
+CASES = (
+    Case("panic-smp2", 2, calibrated=True),
+    Case("panic-smp4", 4),
+    Case("pause-smp2", 2, pvpanic="pause"),
+    Case("pause-smp4", 4, pvpanic="pause"),
+    Case("timeout3-smp2", 2, panic_timeout=3),
+)
+
+_LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "panic_to_end_host_ns",
+              "stop_gap_ns": "panic_max_line_gap_ns", "panic_to_reset_ns": "panic_to_reset_ns"}
+
+
+def model_facts(case: Case, profile=None) -> dict:
+    """The model's value of every quantity of `case`."""
+    run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.smp, kernel="v6.1", pvpanic=case.pvpanic,
+                                     panic_timeout_s=case.panic_timeout, observe_ns=3 * NSEC_PER_SEC,
+                                     timeline=False), profile)
+    r, k = run.result, run.kernel
+    ends = [e for s, e, _, _ in run.machine.console
+            if k.marks["panic_entry"] <= e <= k.marks.get("panic_end", e)]
+    return {
+        "host_cpu_s_per_s": r.get("host_cpu_s_per_s"),
+        "panic_to_end_ns": r["time_to_end_ns"],
+        "stop_gap_ns": max((b - a for a, b in zip(ends, ends[1:])), default=None),
+        "panic_to_reset_ns": r["reboot_after_ns"],
+    }
+
+
+def _lab_facts(case: Case, runs: int, progress) -> dict:
+    lab = lab_panic(LabPanic(smp=case.smp, runs=runs, pvpanic=case.pvpanic, accel="tcg",
+                             panic_timeout=case.panic_timeout), progress=progress)
+    facts = {q: lab.get(_LAB_FIELD[q]) for q in case.quantities()}
+    facts["_meta"] = {k: lab[k] for k in ("kernel_release", "qemu_version", "accelerator", "outcomes")}
+    return facts
+
+
+def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None) -> dict:
+    if runs < 1:
+        raise UserError(f"--runs {runs}: must be at least 1")
+    rows, meta = [], None
+    for case in cases:
+        model = model_facts(case)
+        lab = _lab_facts(case, 1 if case.panic_timeout else runs, progress)
+        meta = lab.pop("_meta")
+        for q in case.quantities():
+            stats = lab.get(q)
+            lab_median = stats["median"] if stats else None
+            m = model[q]
+            err = (m - lab_median) / lab_median if m is not None and lab_median else None
+            rows.append({"case": case.name, "smp": case.smp, "pvpanic": case.pvpanic,
+                         "panic_timeout_s": case.panic_timeout, "calibrated_on": case.calibrated,
+                         "quantity": q, "model": m, "lab_median": lab_median,
+                         "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
+                         "lab_runs": stats["n"] if stats else 0, "relative_error": err})
+    return {"profile": PROFILE, "kernel_preset": "v6.1", "lab": meta, "rows": rows}
