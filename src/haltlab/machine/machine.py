@@ -24,7 +24,7 @@ from typing import Callable, Coroutine
 
 from haltlab.engine.memory import Memory, for_each_cpu
 from haltlab.engine.ops import Busy, Done, Gone, Wait, _Local
-from haltlab.machine.cpu import HW_STATES, Cpu
+from haltlab.machine.cpu import Cpu
 from haltlab.machine.hypervisor import Hypervisor
 
 __all__ = ["Machine", "BUSY_STATES"]
@@ -140,29 +140,26 @@ class Machine:
 
     # --- local operations (see haltlab.engine.ops) ------------------------------------
 
-    def op_local_irq_disable(self, cpu: int):
+    def _set_irqs(self, cpu: int, enabled: bool) -> bool:
+        """Set the interrupt flag; returns the previous one (the saved flags)."""
         c = self.cpus[cpu]
-        c.irqs_enabled = False
+        previous, c.irqs_enabled = c.irqs_enabled, enabled
         self._restate(c)
+        return previous
+
+    def op_local_irq_disable(self, cpu: int):
+        self._set_irqs(cpu, False)
         return Done()
 
     def op_local_irq_enable(self, cpu: int):
-        c = self.cpus[cpu]
-        c.irqs_enabled = True
-        self._restate(c)
+        self._set_irqs(cpu, True)
         return Done()
 
     def op_local_irq_save(self, cpu: int):
-        c = self.cpus[cpu]
-        flags = c.irqs_enabled
-        c.irqs_enabled = False
-        self._restate(c)
-        return Done(flags)
+        return Done(self._set_irqs(cpu, False))
 
     def op_local_irq_restore(self, cpu: int, flags: bool):
-        c = self.cpus[cpu]
-        c.irqs_enabled = flags
-        self._restate(c)
+        self._set_irqs(cpu, flags)
         return Done()
 
     def op_safe_halt(self, cpu: int):

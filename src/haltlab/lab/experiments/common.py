@@ -17,8 +17,10 @@ from haltlab.errors import UserError
 from haltlab.lab import images, initramfs
 from haltlab.lab.images import KernelImage
 from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_version
+from haltlab.lab.runner import Guest
 
-__all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn", "elapsed_ns"]
+__all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
+           "elapsed_ns", "repeat"]
 
 # Called after each run with (run index, number of runs, that run's dict).
 ProgressFn = Callable[[int, int, dict], None]
@@ -112,3 +114,13 @@ def elapsed_ns(a: int | None, b: int | None) -> int | None:
     """b - a when both host stamps exist."""
     return b - a if a is not None and b is not None else None
 
+
+def repeat(n: int, spec: GuestSpec, once: Callable, progress: ProgressFn | None) -> list[dict]:
+    """Boot a fresh guest `n` times, measure each with `once(guest)`."""
+    runs = []
+    for i in range(n):
+        with Guest(spec) as g:
+            runs.append(once(g))
+        if progress:
+            progress(i, n, runs[-1])
+    return runs

@@ -20,7 +20,7 @@ from haltlab.errors import UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import COMPLETED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare,
+    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import kexec_init
 from haltlab.lab.images import cache_dir
@@ -109,12 +109,7 @@ def run_kexec(config: KexecConfig, progress: ProgressFn | None = None) -> dict:
         raise UserError(f"--memory-mb: kexec needs room for two kernels, at least 384, got {config.memory_mb}")
     prep = prepare(config, _entries)
     spec = guest_spec(prep, config)
-    runs = []
-    for i in range(config.runs):
-        with Guest(spec) as g:
-            runs.append(kexec_once(g, config))
-        if progress:
-            progress(i, config.runs, runs[-1])
+    runs = repeat(config.runs, spec, lambda g: kexec_once(g, config), progress)
     result = header("kexec", config, prep)
     result["outcomes"] = outcome_counts(runs)
     result["completed"] = sum(r["outcome"] == COMPLETED for r in runs)

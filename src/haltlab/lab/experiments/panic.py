@@ -22,7 +22,7 @@ from haltlab.errors import UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import PANICKED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare,
+    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import panic_init
 from haltlab.lab.parse import PANIC_END, panic_facts
@@ -134,12 +134,7 @@ def run_panic(config: PanicConfig, progress: ProgressFn | None = None) -> dict:
     # The device is always there: with panic=none it only reports (GUEST_PANICKED
     # is a panic signal that needs no console); with pause the host stops the guest.
     spec = guest_spec(prep, config, panic_timeout=config.panic_timeout, pvpanic=config.pvpanic)
-    runs = []
-    for i in range(config.runs):
-        with Guest(spec) as g:
-            runs.append(panic_once(g, config))
-        if progress:
-            progress(i, config.runs, runs[-1])
+    runs = repeat(config.runs, spec, lambda g: panic_once(g, config), progress)
     result = header("panic", config, prep)
     result.update({
         "pvpanic": config.pvpanic,
