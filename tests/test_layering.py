@@ -8,7 +8,6 @@ included, relative imports resolved), so a lazy import cannot slip past.
 import ast
 from pathlib import Path
 
-import pytest
 
 import haltlab
 

@@ -90,3 +90,9 @@ def test_bad_sweep_input_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "x"), "--cpus", "8,x"])
     assert result.exit_code == 2 and "--cpus 8,x" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_out_that_is_a_directory_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path), "--seeds", "0"])
+    assert result.exit_code == 2
+    assert "is a directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1

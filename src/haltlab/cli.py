@@ -98,7 +98,8 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
                    panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
     from haltlab.report._files import check_out_dir, write_files
-    from haltlab.report.trace import run_panic_traced, trace_files
+    from haltlab.report.trace import trace_files
+    from haltlab.scenarios.panic import simulate_panic
     from haltlab.results import dumps
     from haltlab.scenarios.panic import PanicConfig
 
@@ -109,7 +110,7 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=_seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
-    trace = run_panic_traced(cfg)
+    trace = simulate_panic(cfg)
     if trace_dir is not None:
         write_files(trace_dir, trace_files(trace))
     if as_json:

@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from haltlab.engine.explorer import format_trace, parse_choices
+from haltlab.engine.core import DriverError
+from haltlab.engine.explorer import Violation, format_trace, parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.results import dumps
@@ -116,14 +117,12 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determ
         parsed = parse_choices(choices)
     except ValueError as e:
         raise UserError(f"--choices: {e}") from None
-    from haltlab.engine.core import DriverError
     try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:
             _check_determinism(cfg, parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
-    from haltlab.engine.explorer import Violation
     out = Console()
     out.print(format_trace(Violation(msg or "", parsed, run.trace)), markup=False, highlight=False)
     out.print(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}", markup=False)
@@ -134,7 +133,6 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determ
 
 
 def _check_determinism(cfg: PanicRaceConfig, choices: list[str]) -> None:
-    from haltlab.engine.core import DriverError
     a, b = make_run(cfg), make_run(cfg)
     for i, c in enumerate(choices):
         for run in (a, b):

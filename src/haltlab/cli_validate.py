@@ -5,6 +5,8 @@ Both run real QEMU guests (TCG), so they take a minute or two and show progress.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -59,6 +61,8 @@ def validate(runs, cases, as_json, out_path) -> None:
     for c in cases:
         if c not in names:
             raise UserError(f"--case {c}: unknown (choose from {', '.join(sorted(names))})")
+    if out_path and Path(out_path).is_dir():
+        raise UserError(f"--out {out_path}: is a directory; give a file for the JSON result")
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
     result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"))
     if out_path:

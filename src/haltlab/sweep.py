@@ -53,11 +53,17 @@ def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path:
     `fn` must be picklable (a module-level function) and return a JSON-able dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--out {path}: is a directory; give a file for the sweep's JSON Lines")
     _drop_torn_tail(path)
     done = set(_keys(path))
     todo = [(key, arg) for key, arg in items if key not in done]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = path.open("a", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot write ({e.strerror})") from None
+    with out:
         futures = {pool.submit(fn, arg): key for key, arg in todo}
         for n, fut in enumerate(as_completed(futures), 1):
             line = json.dumps({"key": futures[fut], "result": fut.result()}, sort_keys=True,

@@ -3,7 +3,6 @@
 import gzip
 import os
 import shutil
-import stat
 import subprocess
 import time
 from pathlib import Path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from haltlab.lab import guest, images, initramfs
+from haltlab.lab import guest, initramfs
 from haltlab.lab.classify import COMPLETED, HUNG_OUTPUT, HUNG_SILENT, PANICKED
 from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, run_flood, run_kexec, run_panic
 from haltlab.lab.experiments.common import guest_spec, prepare

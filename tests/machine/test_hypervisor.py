@@ -13,7 +13,6 @@ shrink = 2:
   window above the max is clamped to it before the next poll.
 """
 
-import pytest
 
 from haltlab.engine.ops import ndelay, safe_halt, set_cpu_state
 from haltlab.engine.simulator import Simulator

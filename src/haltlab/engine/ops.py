@@ -37,7 +37,7 @@ __all__ = [
     "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
-    "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "machine_op",
+    "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "local_op", "machine_op",
     "emergency_restart", "cpu_off",
 ]
 
@@ -301,6 +301,11 @@ def native_halt() -> Op:
 def set_cpu_state(**changes) -> Op:
     """A local hardware change (`disable_local_APIC`, stopping the tick, ...)."""
     return _Local("set_cpu_state", tuple(sorted(changes.items())))
+
+
+def local_op(name: str, *args) -> Op:
+    """A local op carried out by the machine's `op_<name>` (e.g. interrupt entry)."""
+    return _Local(name, *args)
 
 
 def machine_op(name: str, *args) -> Op:

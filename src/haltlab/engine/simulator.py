@@ -70,8 +70,6 @@ class Simulator(Driver):
         """End `run()` after the current event (a scenario's observation is over)."""
         self.stopped = True
 
-    def peek_ns(self) -> int | None:
-        return self._heap[0][0] if self._heap else None
 
     # --- how time passes for a CPU -------------------------------------------------------
 

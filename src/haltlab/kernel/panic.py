@@ -37,6 +37,7 @@ __all__ = ["panic", "panic_try_start", "panic_on_other_cpu", "PANIC_TIMER_STEP",
 PANIC_TIMER_STEP = 100   # ms, kernel/panic.c
 PANIC_BLINK_SPD = 18     # kernel/panic.c: next blink at i + 3600 / PANIC_BLINK_SPD ms
 PRINTK_PREFIX = len("[    2.479056] ")       # print_time(): "[%5lu.%06lu] "
+# The line dump_kernel_offset() printed in the lab's Debian 6.1 guest (KASLR on):
 KERNEL_OFFSET = ("Kernel Offset: 0x1ae00000 from 0xffffffff81000000 "
                  "(relocation range: 0xffffffff80000000-0xffffffffbfffffff)")
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["parse_stat_ticks", "read_ticks", "read_schedstat", "CpuSample", "cpu_usage"]
+__all__ = ["parse_stat_ticks", "read_ticks", "read_schedstat", "CpuSample", "cpu_usage", "host_cpu_hz"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -110,3 +110,13 @@ def cpu_usage(before: CpuSample, after: CpuSample, vcpus: Mapping[int, int], per
         "vcpu_demand_s_per_s": sum(demands) if None not in demands else None,
         "per_vcpu": per_vcpu,
     }
+
+
+def host_cpu_hz() -> int:
+    """This host's clock from /proc/cpuinfo ('cpu MHz'), 0 if it says none:
+    what turns host CPU time into perf-style cycles."""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return round(float(line.split(":")[1]) * 1e6)
+    return 0

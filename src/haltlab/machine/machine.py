@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Callable, Coroutine
 
 from haltlab.engine.memory import Memory, for_each_cpu
-from haltlab.engine.ops import Busy, Done, Gone, Wait, _Local
+from haltlab.engine.ops import Busy, Done, Gone, Wait, local_op
 from haltlab.machine.cpu import Cpu
 from haltlab.machine.hypervisor import Hypervisor
 
@@ -132,7 +132,7 @@ class Machine:
         return self._entry(cpu, vector, handler), kind, iret
 
     async def _entry(self, cpu: int, vector: str, handler: Handler):
-        await _Local("irq_entry")
+        await local_op("irq_entry")
         return await handler(cpu)
 
     def op_irq_entry(self, cpu: int):

@@ -6,7 +6,6 @@ but the CLI. Plots use matplotlib's object API on the Agg canvas, never pyplot.
 
 from haltlab.report.figures import FIGURES, Figure, LabValue, ModelValue
 from haltlab.report.reproduce import run_reproduce
-from haltlab.report.trace import Trace, run_panic_traced, trace_files
+from haltlab.report.trace import trace_files
 
-__all__ = ["FIGURES", "Figure", "LabValue", "ModelValue", "run_reproduce", "Trace",
-           "run_panic_traced", "trace_files"]
+__all__ = ["FIGURES", "Figure", "LabValue", "ModelValue", "run_reproduce", "trace_files"]

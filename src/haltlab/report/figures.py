@@ -133,7 +133,8 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
     pause ('after', the host-side remedy: the lab cannot boot S1's unmerged
     patch), host CPU scaled to the same inferred 13.75 s window."""
     def lab() -> LabValue:
-        from haltlab.validation.s1_lab import host_cpu_hz, s1_lab_run
+        from haltlab.lab.sampler import host_cpu_hz
+        from haltlab.validation.s1_lab import s1_lab_run
         r = s1_lab_run("none" if phase == "before" else "pause")
         window_s = s1_config("mdelay").observe_ns / NSEC_PER_SEC
         stats = r["host_cpu_s_per_s_stats"]

@@ -75,11 +75,11 @@ def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambd
 def _render(report: dict, step: Callable[[str], None]) -> dict[str, str | bytes]:
     from haltlab.report.charts import s1_host_cpu_png
     from haltlab.report.timeline import timeline_png
-    from haltlab.report.trace import run_panic_traced
+    from haltlab.scenarios.panic import simulate_panic
     step("s1_host_cpu.png: thread vs model")
     host = s1_host_cpu_png(report["rows"], s1_config("mdelay").observe_ns / 1e9)
     step("s1_timeline.png: simulate the safe_halt run")
-    trace = run_panic_traced(s1_config("safe_halt"))
+    trace = simulate_panic(s1_config("safe_halt"))
     step("s1_timeline.png: plot")
     timeline = timeline_png(trace)
     return {"reproduce.json": dumps(report), "reproduce.md": markdown(report),

@@ -19,18 +19,9 @@ Files, as a kernel developer would look at them:
 from __future__ import annotations
 
 from haltlab.results import dumps
-from haltlab.scenarios.panic import PanicConfig, PanicRun, simulate_panic
+from haltlab.scenarios.panic import PanicRun
 
-__all__ = ["Trace", "run_panic_traced", "dmesg_text", "console_text",
-           "interrupts_text", "trace_files"]
-
-
-Trace = PanicRun
-
-
-def run_panic_traced(cfg: PanicConfig) -> PanicRun:
-    """`run_panic(cfg)`, keeping the machine and kernel for traces and plots."""
-    return simulate_panic(cfg)
+__all__ = ["dmesg_text", "console_text", "interrupts_text", "trace_files"]
 
 
 def _printk_time(ns: int) -> str:
@@ -61,7 +52,7 @@ def interrupts_text(machine) -> str:
     return head + "".join(body)
 
 
-def trace_files(trace: Trace) -> dict[str, str | bytes]:
+def trace_files(trace: PanicRun) -> dict[str, str | bytes]:
     """Every trace file, rendered in memory (written by the caller, all at once)."""
     from haltlab.report.timeline import timeline_png
     return {

@@ -31,7 +31,7 @@ from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.machine.profile import Param, Profile, load_profile, write_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.validation.s1_lab import host_cpu_hz
+from haltlab.lab.sampler import host_cpu_hz
 
 __all__ = ["calibrate", "model_max_line_gap_ns", "CALIBRATED_KEYS"]
 

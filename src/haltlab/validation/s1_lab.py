@@ -33,11 +33,3 @@ def lab_available() -> None:
 def s1_lab_run(pvpanic: str) -> dict:
     lab_available()
     return lab_panic(LabPanic(smp=LAB_SMP, runs=LAB_RUNS, pvpanic=pvpanic))
-
-
-def host_cpu_hz() -> int:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("cpu MHz"):
-                return round(float(line.split(":")[1]) * 1e6)
-    return 0
