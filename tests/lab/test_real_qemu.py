@@ -13,7 +13,7 @@ import pytest
 from haltlab.lab import guest, initramfs
 from haltlab.lab.classify import COMPLETED, HUNG_OUTPUT, HUNG_SILENT, PANICKED
 from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, run_flood, run_kexec, run_panic
-from haltlab.lab.experiments.common import guest_spec, prepare
+from haltlab.lab.experiments.common import BOOT_RETRIES, guest_spec, prepare, repeat
 from haltlab.lab.experiments.flood import flood_once
 from haltlab.lab.runner import Guest
 
@@ -37,7 +37,7 @@ def pids(result: dict) -> list[int]:
 
 def test_stock_panic_burns_one_host_cpu():
     r = run_panic(PanicConfig(smp=2, window_s=2.0, settle_s=0.3))
-    assert r["runs"][0]["outcome"] == PANICKED
+    assert r["runs"][0]["outcome"] == PANICKED, r["runs"][0]
     assert r["kernel_release"] and r["accelerator"] in ("kvm", "tcg")
     # The busy mdelay() loop of one vCPU wants a whole host CPU. What it gets
     # depends on what else this 2-core host runs, so the firm check is on
@@ -52,7 +52,7 @@ def test_stock_panic_burns_one_host_cpu():
 
 def test_pvpanic_pause_brings_it_near_zero():
     r = run_panic(PanicConfig(smp=2, pvpanic="pause", window_s=2.0, settle_s=0.3))
-    assert r["runs"][0]["outcome"] == PANICKED
+    assert r["runs"][0]["outcome"] == PANICKED, r["runs"][0]
     assert r["runs"][0]["pvpanic_event"] == "pause"
     assert r["host_cpu_s_per_s"] < 0.05
     assert r["vcpu_demand_s_per_s"]["median"] < 0.05
@@ -63,7 +63,7 @@ def test_pvpanic_pause_brings_it_near_zero():
 def test_kexec_cycle_completes_and_parses():
     r = run_kexec(KexecConfig(smp=2, timeout_s=90))
     run = r["runs"][0]
-    assert run["outcome"] == COMPLETED
+    assert run["outcome"] == COMPLETED, run
     assert 0 < run["kexec_downtime_ns"] < 60e9
     assert 0 < run["smp_init_first_ns"] < 5e9 and 0 < run["smp_init_second_ns"] < 5e9
     assert run["cpus_first"] == run["cpus_second"] == 2
@@ -102,3 +102,16 @@ def test_unfinished_panic_is_hung_and_killed(expected):
     assert g.killed and g.proc.returncode is not None  # killed by us and reaped
     assert_gone(pid)
     assert not g._tmp.exists()  # the private QMP directory is gone
+
+
+def test_guest_that_never_triggers_is_booted_again_and_kept():
+    """A boot hang is not a panic hang: retried, and the attempt it replaced is kept."""
+    config = FloodConfig(smp=2, boot_timeout_s=4.0, timeout_s=3.0)
+    prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init("while :; do sleep 1; done\n")))
+    runs = repeat(1, guest_spec(prep, config), lambda g: flood_once(g, config), None)
+    run = runs[0]
+    assert run["triggered"] is False and run["outcome"] in (HUNG_OUTPUT, HUNG_SILENT)
+    assert len(run["boot_retries"]) == BOOT_RETRIES
+    for attempt in [run, *run["boot_retries"]]:
+        assert attempt["console_tail"] and "progress_tail" in attempt, attempt  # what it was doing
+        assert_gone(attempt["qemu_pid"])

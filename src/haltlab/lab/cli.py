@@ -108,7 +108,8 @@ def _kexec_table(r: dict) -> Table:
 
 def _flood_table(r: dict) -> Table:
     return _table(r, [
-        ("hangs / runs", f"{r['hangs']} / {r['n_runs']}"),
+        ("hangs / runs", f"{r['hangs']} / {r['n_runs']}"
+                         + (f" ({r['never_triggered']} never reached the trigger)" if r["never_triggered"] else "")),
         ("trigger to end of panic", _fmt(r["trigger_to_end_ns"], 1e6, " ms", 1)),
         ("flood records before trigger", _fmt(r["flood_lines_before_trigger"], digits=0)),
         ("printk messages dropped", _fmt(r["dropped_messages"], digits=0)),

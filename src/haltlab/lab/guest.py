@@ -42,11 +42,16 @@ finish() {
 heartbeat() { n=0; while :; do progress "HB $n"; n=$((n+1)); sleep 0.2; done; }
 for m in /lib/modules/*.ko; do [ -e "$m" ] && insmod "$m"; done
 heartbeat &
+HEARTBEAT=$!
+# Before a trigger the heartbeat stops, so the trigger's own write is the
+# port's last close, which waits until the UART has sent it (tty drain on close).
+quiet() { kill "$HEARTBEAT" 2>/dev/null; wait "$HEARTBEAT" 2>/dev/null; }
 progress "READY stage=$(param stage 1) release=$(uname -r) cpus=$(nproc)"
 """
 
 PANIC_BODY = r"""
 sleep "$(param delay 0.3)"
+quiet
 # The trigger runs on CPU 0, as in S1 and S2's reproducers.
 taskset -c 0 sh -c 'echo TRIGGER > /dev/ttyS1; echo c > /proc/sysrq-trigger'
 progress "NOT-PANICKED"
@@ -60,6 +65,7 @@ LINE="%(tag)s$(printf "%%0$(param line_len 991)d" 0 | tr 0 F | cut -c8-)"
 taskset -c 1 sh -c "exec 3>/dev/kmsg; while :; do echo $LINE >&3; done" &
 progress FLOOD
 sleep "$(param delay 1)"
+quiet
 taskset -c 0 sh -c 'echo TRIGGER > /dev/ttyS1; echo c > /proc/sysrq-trigger'
 progress "NOT-PANICKED"
 finish 3
@@ -72,6 +78,7 @@ if [ "$(param stage 1)" = 2 ]; then
 fi
 kexec -l /boot/vmlinuz --initrd=/boot/initrd.img \
     --append="$(cat /proc/cmdline) haltlab.stage=2" || finish 4
+quiet
 progress KEXEC-E
 echo "haltlab: kexec -e" > /dev/kmsg
 kexec -e

@@ -116,6 +116,30 @@ class Guest:
     def panic_event(self) -> tuple[int, dict] | None:
         return self.qmp.event("GUEST_PANICKED") if self.qmp else None
 
+    def trigger_ns(self, tag: str = "TRIGGER") -> int | None:
+        """Host ns at which the guest was seen to trigger its panic, or None.
+
+        The `tag` line on the progress port comes first; but a tty write is sent
+        by the UART's interrupt, which a panic can overtake (the guest is then
+        stopped, or paused by pvpanic, with the line still in its buffer). So the
+        panic's own evidence also counts: its first console line, or pvpanic's
+        GUEST_PANICKED event; the earliest of them is the trigger's time.
+        """
+        seen = [self.progress.lines[i][0] for i in [self.progress.seen(tag)] if i is not None]
+        seen += [self.console.lines[i][0] for i in [self.console.seen(PANIC_START)] if i is not None]
+        ev = self.panic_event()
+        if ev is not None:
+            seen.append(ev[0])
+        return min(seen) if seen else None
+
+    def tails(self, n: int = 6) -> dict[str, list[str]]:
+        """The last lines of each channel: what a hung or failed run is judged by."""
+        return {
+            "console_tail": [text for _, text in self.console.lines[-n:]],
+            "progress_tail": [text for _, text in self.progress.lines[-n:]],
+            "qemu_stderr_tail": self.stderr.decode(errors="replace").strip().splitlines()[-n:],
+        }
+
     def observation(self, timed_out: bool) -> Observation:
         """What classify() needs, read from the channels now."""
         ev = self.panic_event()

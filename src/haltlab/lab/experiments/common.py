@@ -115,12 +115,34 @@ def elapsed_ns(a: int | None, b: int | None) -> int | None:
     return b - a if a is not None and b is not None else None
 
 
-def repeat(n: int, spec: GuestSpec, once: Callable, progress: ProgressFn | None) -> list[dict]:
-    """Boot a fresh guest `n` times, measure each with `once(guest)`."""
+# A run whose guest never reached its trigger measured nothing about the panic
+# (the guest hung or crawled while booting: TCG on a loaded host); it is run again
+# this many times, and the discarded attempts stay in the result.
+BOOT_RETRIES = 1
+
+
+def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[[Guest], dict],
+           progress: ProgressFn | None, *, bulk: Callable[[str], bool] | None = None) -> list[dict]:
+    """Boot a fresh guest `n` times, measure each with `once(guest)`.
+
+    `spec` is one GuestSpec for every run or a function of the run index.
+    `once` marks a run that never reached its trigger with `triggered: False`;
+    such a run is booted again up to BOOT_RETRIES times, so a boot hang is not
+    counted as a panic hang, and the attempts it replaced are kept under
+    `boot_retries` (with their console tails), never dropped silently.
+    """
     runs = []
     for i in range(n):
-        with Guest(spec) as g:
-            runs.append(once(g))
+        discarded = []
+        for attempt in range(BOOT_RETRIES + 1):
+            with Guest(spec(i) if callable(spec) else spec, bulk=bulk) as g:
+                run = once(g)
+            if run.get("triggered", True) or attempt == BOOT_RETRIES:
+                break
+            discarded.append(run)
+        if discarded:
+            run["boot_retries"] = discarded
+        runs.append(run)
         if progress:
-            progress(i, n, runs[-1])
+            progress(i, n, run)
     return runs

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from haltlab.errors import UserError
 from haltlab.lab import initramfs
-from haltlab.lab.classify import HUNG_OUTPUT, HUNG_SILENT, classify
+from haltlab.lab.classify import HUNG_OUTPUT, HUNG_SILENT, PANICKED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, Prepared, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare,
+    LabConfig, Prepared, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.experiments.panic import PVPANIC_MODULES
 from haltlab.lab.guest import FLOOD_TAG, flood_init
@@ -66,12 +66,14 @@ def _entries(kernel):
 
 def flood_once(g: Guest, config: FloodConfig) -> dict:
     """One run on a started guest: wait for the trigger, then for the end of panic."""
-    triggered = g.wait_until(lambda: g.progress.seen("TRIGGER") is not None, config.boot_timeout_s)
+    triggered = g.wait_until(lambda: g.trigger_ns() is not None, config.boot_timeout_s)
     lines_at_trigger = g.console.bulk_lines
     done = triggered and g.wait_until(lambda: g.console.seen(PANIC_END) is not None, config.timeout_s)
     run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    if run["outcome"] != PANICKED:
+        run.update(g.tails())
     facts = panic_facts(g.console.lines)
-    trigger = g.progress.lines[g.progress.seen("TRIGGER")][0] if triggered else None
+    trigger = g.trigger_ns()
     ev = g.panic_event()
     run.update({
         "triggered": triggered,
@@ -94,19 +96,21 @@ def run_flood(config: FloodConfig, progress: ProgressFn | None = None) -> dict:
     """Run the flood stress test `config.runs` times; a JSON-able result."""
     config.validate()
     prep = prepare(config, _entries)
-    runs = []
-    for i, delay in enumerate(run_delays(config)):
-        with Guest(_spec(prep, config, delay), bulk=lambda text: FLOOD_TAG in text) as g:
-            runs.append({"delay_s": delay, **flood_once(g, config)})
-        if progress:
-            progress(i, config.runs, runs[-1])
-    hangs = sum(r["outcome"] in (HUNG_OUTPUT, HUNG_SILENT) for r in runs)
+    delays = run_delays(config)
+    runs = repeat(config.runs, lambda i: _spec(prep, config, delays[i]),
+                  lambda g: flood_once(g, config), progress, bulk=lambda text: FLOOD_TAG in text)
+    for run, delay in zip(runs, delays):
+        run["delay_s"] = delay
+    # A hang is a panic that never ended; a guest that never triggered is not one.
+    hangs = sum(r["outcome"] in (HUNG_OUTPUT, HUNG_SILENT) and r["triggered"] for r in runs)
+    triggered = sum(r["triggered"] for r in runs)
     result = header("flood", config, prep)
     result.update({
         "seed": config.seed,
         "timeout_ns": round(config.timeout_s * 1e9),
         "hangs": hangs,
-        "hang_rate": hangs / len(runs),
+        "never_triggered": sum(not r["triggered"] for r in runs),
+        "hang_rate": hangs / triggered if triggered else None,
         "outcomes": outcome_counts(runs),
         "trigger_to_end_ns": summarize(r["trigger_to_end_ns"] for r in runs),
         "trigger_to_end_ns_all": sorted(r["trigger_to_end_ns"] for r in runs if r["trigger_to_end_ns"] is not None),

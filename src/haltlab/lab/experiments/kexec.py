@@ -93,6 +93,8 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
     """One kexec cycle on a started guest."""
     done = g.wait_until(lambda: g.progress.seen("STAGE2") is not None and g.exited(), config.timeout_s)
     run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    if run["outcome"] != COMPLETED:
+        run.update(g.tails())
     run.update(kexec_timings(g.console.lines, g.start_ns))
     prog = g.progress.lines
     ke, s2 = g.progress.seen("KEXEC-E"), g.progress.seen("STAGE2")

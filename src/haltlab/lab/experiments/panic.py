@@ -71,10 +71,12 @@ def _panic_done(g: Guest, config: PanicConfig) -> bool:
 
 def panic_once(g: Guest, config: PanicConfig) -> dict:
     """One run on a started guest: wait for the trigger and the panic, then measure."""
-    g.wait_until(lambda: g.progress.seen("TRIGGER") is not None, config.boot_timeout_s)
+    triggered = g.wait_until(lambda: g.trigger_ns() is not None, config.boot_timeout_s)
     limit = config.timeout_s + max(config.panic_timeout, 0)
-    done = g.progress.seen("TRIGGER") is not None and g.wait_until(lambda: _panic_done(g, config), limit)
-    run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    done = triggered and g.wait_until(lambda: _panic_done(g, config), limit)
+    run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid, "triggered": triggered}
+    if run["outcome"] != PANICKED:
+        run.update(g.tails())
     if done and config.panic_timeout == 0:
         time.sleep(config.settle_s)
         before = CpuSample(g.pid, g.vcpus)
@@ -82,7 +84,7 @@ def panic_once(g: Guest, config: PanicConfig) -> dict:
         run.update(cpu_usage(before, CpuSample(g.pid, g.vcpus), g.vcpus, config.perf_freq_hz))
     facts = panic_facts(g.console.lines)
     ev = g.panic_event()
-    trigger = g.progress.lines[g.progress.seen("TRIGGER")][0] if g.progress.seen("TRIGGER") is not None else None
+    trigger = g.trigger_ns()
     run.update({
         "panic_message": facts["panic_message"],
         "pvpanic_event": ev[1]["data"]["action"] if ev else None,
