@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_engine  # noqa: E402
 import bench_explorer  # noqa: E402
 import bench_panic_scale  # noqa: E402
+import bench_spinners  # noqa: E402
 import bench_vs_simpy  # noqa: E402
 
 __all__ = ["machine_summary", "main"]
@@ -50,7 +51,8 @@ def main(argv=None) -> None:
     for title, mod in (("simulator events/s (bench_engine)", bench_engine),
                        ("simulate panic at scale (bench_panic_scale)", bench_panic_scale),
                        ("haltlab vs SimPy (bench_vs_simpy)", bench_vs_simpy),
-                       ("explorer states/s (bench_explorer)", bench_explorer)):
+                       ("explorer states/s (bench_explorer)", bench_explorer),
+                       ("spinning CPUs, one writer (bench_spinners)", bench_spinners)):
         print(f"\n## {title}")
         mod.main(quick)
 

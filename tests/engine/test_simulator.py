@@ -97,6 +97,55 @@ def test_spin_until_wakes_at_the_nanosecond_of_the_satisfying_store(kvm):
     assert woke == [(5_000 + atomic + 2_000, True)]
 
 
+def test_a_store_re_evaluates_only_the_spinners_whose_condition_read_it(kvm):
+    m = _machine(kvm, ncpus=3)
+    a, b, noise = (m.memory.var(n, 0) for n in ("a", "b", "noise"))
+    evaluations = {1: 0, 2: 0}
+
+    def watching(cpu, var):
+        def cond():
+            evaluations[cpu] += 1
+            return var.value == 1
+        return cond
+
+    async def spinner(cpu, var):
+        await spin_until(watching(cpu, var))
+
+    async def writer():
+        for _ in range(10):
+            await WRITE_ONCE(noise, 1)   # read by nobody: wakes nobody
+        await WRITE_ONCE(a, 1)
+
+    _run(m, {0: writer(), 1: spinner(1, a), 2: spinner(2, b)}, 1 * MS)
+    # Each CPU checks three times as its wait begins (the op's start, the wait's
+    # start, the traced check that notes what it read); CPU1 once more for the
+    # store to `a`, which satisfies it; the ten stores to `noise` cost nobody a check.
+    assert evaluations == {1: 4, 2: 3}
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_a_short_circuit_condition_wakes_whichever_store_comes_last(kvm, first):
+    """`a and b` reads only `a` while `a` is 0; the read set follows the path the
+    condition took, so the spinner wakes at the second store in either order."""
+    m = _machine(kvm)
+    vars_ = {"a": m.memory.var("a", 0), "b": m.memory.var("b", 0)}
+    second = "b" if first == "a" else "a"
+    woke = []
+
+    async def spinner():
+        await spin_until(lambda: vars_["a"].value and vars_["b"].value)
+        woke.append(ktime_get_ns())
+
+    async def writer():
+        await WRITE_ONCE(vars_[first], 1)
+        await ndelay(3_000)
+        await WRITE_ONCE(vars_[second], 1)
+
+    _run(m, {0: spinner(), 1: writer()}, 1 * MS)
+    atomic = m.cost_ns("atomic_op_ns")
+    assert woke == [atomic + 3_000]       # a store is visible when its op starts
+
+
 def test_spin_until_with_a_timeout_returns_false_exactly_at_the_deadline(kvm):
     m = _machine(kvm)
     flag = m.memory.var("flag", 0)

@@ -109,7 +109,7 @@ def test_stop_this_cpu_before_6_5_has_no_stop_mask_report(kvm):
 # --- native_stop_other_cpus(): a CPU that finds another already stopping --------------
 
 def _someone_else_is_stopping(k) -> None:
-    k.stopping_cpu.value = 1
+    k.machine.memory.store(k.stopping_cpu, 1)
 
 
 def test_robust_stop_loser_returns_after_the_cmpxchg(kvm):

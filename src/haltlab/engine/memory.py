@@ -18,14 +18,25 @@ __all__ = ["Memory", "Var", "cpumask_of", "cpumask_weight", "for_each_cpu"]
 
 
 class Var:
-    """One shared kernel variable, named as in the kernel (`panic_cpu`)."""
+    """One shared kernel variable, named as in the kernel (`panic_cpu`).
 
-    __slots__ = ("name", "value", "memory")
+    Reading `value` is recorded while the memory traces reads (`Memory.traced`):
+    that is how the simulator learns which variables a spinner's condition
+    depends on, without the kernel code having to say so."""
+
+    __slots__ = ("name", "_value", "memory")
 
     def __init__(self, memory: "Memory", name: str, value: Any) -> None:
         self.name = name
-        self.value = value
+        self._value = value
         self.memory = memory
+
+    @property
+    def value(self) -> Any:
+        reads = self.memory.reads
+        if reads is not None:
+            reads.add(self)
+        return self._value
 
     def __repr__(self) -> str:
         return f"<{self.name}={self.value!r}>"
@@ -35,12 +46,14 @@ class Memory:
     """All shared variables of one run, plus who watches them.
 
     `on_write` is called after every store so a driver can re-check CPUs that
-    spin or mwait on a condition instead of polling it every nanosecond.
+    spin or mwait on a condition instead of polling it every nanosecond; with
+    `traced()` it re-checks only the CPUs whose condition read that variable.
     """
 
     def __init__(self) -> None:
         self.vars: dict[str, Var] = {}
         self.on_write: Callable[[Var], None] | None = None
+        self.reads: set[Var] | None = None   # set while `traced()` runs
 
     def var(self, name: str, value: Any) -> Var:
         if name in self.vars:
@@ -54,12 +67,25 @@ class Memory:
         return v
 
     def store(self, var: Var, value: Any) -> None:
-        var.value = value
+        var._value = value
         if self.on_write is not None:
             self.on_write(var)
 
+    def traced(self, cond: Callable[[], Any]) -> tuple[Any, frozenset[Var]]:
+        """`cond()` and the variables it read.
+
+        For a condition that reads shared state only through `Var`s, the result
+        can change only when one of *these* variables is stored to: with the same
+        values it takes the same path and reads the same variables again."""
+        outer, self.reads = self.reads, set()
+        try:
+            result = cond()
+            return result, frozenset(self.reads)
+        finally:
+            self.reads = outer
+
     def fingerprint(self) -> tuple:
-        return tuple((name, v.value) for name, v in sorted(self.vars.items()))
+        return tuple((name, v._value) for name, v in sorted(self.vars.items()))
 
 
 def cpumask_of(*cpus: int) -> int:

@@ -72,8 +72,8 @@ class Wait:
     """The CPU waits for `until()` to become true.
 
     `state` is what the hardware does meanwhile ("spinning" burns the CPU;
-    "halted" and "mwait" release it). `until` is re-checked after every store to
-    shared memory and after every interrupt handler this CPU runs. With
+    "halted" and "mwait" release it). `until` is re-checked after a store to a
+    shared variable it read and after every interrupt handler this CPU runs. With
     `timeout_ns` the wait ends with result False at the deadline. `wake_on_irq`
     ends the wait (result True) once an interrupt has been taken, as `hlt` does.
     """
@@ -200,8 +200,10 @@ def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what:
     `while (!cond && timeout--) udelay(1);`). Returns whether `cond` came true.
 
     One op instead of a loop of `cpu_relax()` keeps a spinning CPU from costing an
-    event per iteration; `cond` may read shared variables directly because the
-    driver re-evaluates it after every store, which is exactly when it can change.
+    event per iteration; `cond` may read shared variables directly (`var.value`)
+    because the simulator re-evaluates it after a store to any variable it read
+    last time, which is exactly when it can change. So `cond` must depend on
+    `Var`s only, never on plain Python state that changes without a store.
     """
     return _SpinUntil(cond, timeout_ns, what)
 

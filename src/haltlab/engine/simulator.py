@@ -30,7 +30,10 @@ class Simulator(Driver):
     def __init__(self, machine, *, seed: int = 0) -> None:
         self._heap: list[tuple] = []
         self._seq = 0
-        self._waiters: dict[int, Strand] = {}
+        # Spinners, indexed by what their condition read when last evaluated:
+        # a store wakes only the CPUs that watch the variable it wrote.
+        self._watchers: dict[Any, set[int]] = {}          # Var -> CPUs
+        self._watching: dict[int, frozenset] = {}          # CPU -> Vars
         self.events_run = 0
         self.stopped = False
         super().__init__(machine, seed=seed)
@@ -100,7 +103,7 @@ class Simulator(Driver):
         s.status = "waiting"
         self.set_activity(s, frame.outcome.state)
         if frame.outcome.until is not None:
-            self._waiters[s.cpu] = s
+            self._watch(s)
         if frame.deadline_ns is not None:
             self.schedule(frame.deadline_ns, self._wait_end, s, s.gen, False)
         return PARKED
@@ -108,19 +111,37 @@ class Simulator(Driver):
     def _wait_end(self, s: Strand, gen: int, result: bool) -> None:
         if gen == s.gen:
             s.gen += 1
-            self._waiters.pop(s.cpu, None)
+            self._unwatch(s.cpu)
             self.set_activity(s, "running")
             self.run_strand(s, self.finish(s.top, result))
 
-    def _on_write(self, var) -> None:
-        """A store may satisfy a spinner: wake it at this same nanosecond.
+    def _watch(self, s: Strand) -> None:
+        """(Re-)evaluate a spinner's condition, noting what it read; if it holds,
+        wake the spinner at this same nanosecond.
 
-        Deferred through the heap rather than run here, because the writer is
-        still in the middle of its own operation."""
-        for cpu, s in list(self._waiters.items()):
-            if s.top.outcome.until():
-                del self._waiters[cpu]
-                self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
+        Deferred through the heap rather than run here, because a writer may
+        still be in the middle of its own operation."""
+        self._unwatch(s.cpu)
+        holds, reads = self.machine.memory.traced(s.top.outcome.until)
+        if holds:
+            self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
+            return
+        self._watching[s.cpu] = reads
+        for var in reads:
+            self._watchers.setdefault(var, set()).add(s.cpu)
+
+    def _unwatch(self, cpu: int) -> None:
+        for var in self._watching.pop(cpu, ()):
+            self._watchers[var].discard(cpu)
+
+    def _on_write(self, var) -> None:
+        """A store may satisfy the spinners whose condition read `var`, and only
+        those (`Memory.traced`); in CPU order, so the seeded tie-breaks of their
+        wake-ups are drawn in an order that does not depend on hashing."""
+        cpus = self._watchers.get(var)
+        if cpus:
+            for cpu in sorted(cpus):
+                self._watch(self.strands[cpu])
 
     # --- interrupts ------------------------------------------------------------------
 
@@ -138,6 +159,6 @@ class Simulator(Driver):
         s = self.strands[cpu]
         if s.status in ("busy", "waiting") and self.machine.deliverable(cpu):
             s.gen += 1
-            self._waiters.pop(cpu, None)
+            self._unwatch(cpu)
             self.set_activity(s, "running")
             self.run_strand(s, None)
