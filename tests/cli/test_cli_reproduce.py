@@ -65,8 +65,10 @@ def test_lab_columns_come_from_real_guests(tmp_path):
     before, after = rows["S1-samples-before"], rows["S1-samples-after"]
     assert before["lab_value"] is not None
     assert any(accel in before["lab_note"] for accel in ("tcg guest", "kvm guest"))
-    # one spinning vCPU: about one host CPU (less if the host is busy with other work)
-    assert 0.5 * 55_000 < before["lab_value"] < 1.05 * 55_000
+    # One spinning vCPU: about one host CPU, less if the host is busy with other
+    # work (under a load average of 3-4 on 2 cores it got 0.47-0.64, README's lab
+    # table); the same floor as tests/lab/test_real_qemu.py uses.
+    assert 0.3 * 55_000 < before["lab_value"] < 1.05 * 55_000
     assert after["lab_value"] < 0.01 * before["lab_value"]
 
 
