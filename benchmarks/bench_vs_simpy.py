@@ -91,6 +91,9 @@ def main(argv=None) -> dict:
           f"{'OK' if eq['ok'] else 'MISMATCH'}); stop others {eq['haltlab_stop_others_ns']} / "
           f"{eq['simpy_stop_others_ns']} ns; events {eq['haltlab_events']} / {eq['simpy_events']}; "
           f"final-loop mdelays {eq['haltlab_loop_iterations']} / {eq['simpy_loop_iterations']}")
+    if not eq["ok"]:
+        # A ratio between runs that do different work means nothing: stop here.
+        raise SystemExit("bench_vs_simpy: the peer no longer models the same panic; not timing it")
     print(f"{'cpus':>6} {'haltlab s':>10} {'SimPy s':>10} {'haltlab/SimPy':>13}")
     rows = []
     for n in a.cpus:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--quick]
 
-`--quick` (about 15 s) runs small sizes with few repetitions, to check the
+`--quick` (a few seconds) runs small sizes with few repetitions, to check the
 scripts work; the README table comes from the full run (several minutes).
 """
 

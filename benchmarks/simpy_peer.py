@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import simpy
 
+# What the panic prints is data, not engine: the peer prints the same text as the
+# model (the dump sized from the profile's measured console output, and x86's
+# "Kernel Offset" line), so both sides time the same console work.
+from haltlab.kernel.panic import KERNEL_OFFSET, dump_stack_lines
+
 __all__ = ["PanicPeer", "run_peer"]
 
 PANIC_TIMER_STEP_NS = 100 * 1_000_000
 STOP_TIMEOUT_NS = 1_000_000_000     # native_stop_other_cpus(): 1 s for the REBOOT stage
-DUMP_STACK_LINES = 24               # KernelConfig.dump_stack_lines
 
 
 class Costs:
@@ -52,6 +56,7 @@ class PanicPeer:
                  trigger_ns: int = 10_000_000, observe_ns: int = 10**9, panic_cpu: int = 0) -> None:
         self.env = env
         self.cost = Costs(profile)
+        self.dump_stack = dump_stack_lines(profile, "sysrq triggered crash")
         self.ncpus = ncpus
         self.panic_cpu = panic_cpu
         self.trigger_ns = trigger_ns
@@ -78,12 +83,11 @@ class PanicPeer:
         self.mark("panic_entry")
         msg = "sysrq triggered crash"
         yield from self.printk(f"Kernel panic - not syncing: {msg}")
-        yield from self.printk(f"CPU: {self.panic_cpu} PID: 1 Comm: sh Not tainted (haltlab model)")
-        yield from self.printk("Call Trace:")
-        for n in range(DUMP_STACK_LINES - 2):
-            yield from self.printk(f" <TASK> frame {n}")
+        for text in self.dump_stack:
+            yield from self.printk(text)
         yield from self.smp_send_stop()
         self.mark("others_stopped")
+        yield from self.printk(KERNEL_OFFSET)           # x86's dump_kernel_offset() notifier
         yield from self.console_flush()
         yield from self.printk(f"---[ end Kernel panic - not syncing: {msg} ]---")
         yield env.timeout(atomic)                       # WRITE_ONCE(suppress_printk, 1)

@@ -54,7 +54,7 @@ async def panic(k, msg: str) -> None:
     k.ghost_add("panic_owners", this_cpu)
     k.mark("panic_entry", ktime_get_ns())
     await printk(k, f"Kernel panic - not syncing: {msg}")              # (6)
-    await dump_stack(k, this_cpu, msg)                                 # (7)
+    await dump_stack(k, msg)                                           # (7)
     await panic_other_cpus_shutdown(k)                                 # (10)
     k.mark("others_stopped", ktime_get_ns())
     await atomic_notifier_call_chain_panic(k)                          # (12)
@@ -101,17 +101,17 @@ async def panic_on_other_cpu(k, this_cpu: int) -> bool:
     return cpu != PANIC_CPU_INVALID and cpu != this_cpu
 
 
-async def dump_stack(k, cpu: int, msg: str) -> None:
-    for text in dump_stack_lines(k, cpu, msg):
+async def dump_stack(k, msg: str) -> None:
+    for text in dump_stack_lines(k.machine.profile, msg, k.config.dump_stack_lines):
         await printk(k, text)
 
 
-def dump_stack_lines(k, cpu: int, msg: str) -> list[str]:
+def dump_stack_lines(profile, msg: str, fixed_lines: int | None = None) -> list[str]:
     """Filler for `dump_stack()`: as many lines and characters as the real kernel
-    prints for the whole panic, less the lines the model prints for real."""
-    if k.config.dump_stack_lines is not None:
-        return [f" <frame {i}>" for i in range(k.config.dump_stack_lines)]
-    profile = k.machine.profile
+    prints for the whole panic, less the lines the model prints for real; or
+    `fixed_lines` short lines when the run fixes the count (the explorer's 0)."""
+    if fixed_lines is not None:
+        return [f" <frame {i}>" for i in range(fixed_lines)]
     real = [f"Kernel panic - not syncing: {msg}", KERNEL_OFFSET,
             f"---[ end Kernel panic - not syncing: {msg} ]---"]
     n = int(profile.get("panic_console_lines")) - len(real)
