@@ -109,13 +109,17 @@ def test_replaying_a_choice_list_twice_gives_equal_fingerprints_at_every_step():
     assert len(set(first)) > len(first) // 2      # the fingerprint does track the state
 
 
-def test_replay_gives_the_state_the_exploration_reached():
+def test_replaying_the_counterexample_reaches_the_violation_with_its_trace():
     cfg = PanicRaceConfig(cpus=2, variant="load-store")
     v = explore_panic_race(cfg).violation
     a = replay(lambda: make_run(cfg), v.choices)
-    b = replay(lambda: make_run(cfg), v.choices)
-    assert a.fingerprint() == b.fingerprint()
-    assert v.trace and a.trace == b.trace == v.trace  # the search ran untraced; its counterexample did not
+    assert a.kernel.ghost["panic_owners"] == frozenset({0, 1})   # both passed the claim
+    assert a.kernel.panic_cpu.value in (0, 1)
+    # The search ran untraced; the counterexample carries the trace of this replay,
+    # one line per operation, with both CPUs' claim steps in it.
+    assert v.trace and a.trace == v.trace
+    claims = [(cpu, what) for _, cpu, what in v.trace if "panic_try_start" in what]
+    assert {cpu for cpu, _ in claims} == {0, 1}
 
 
 def test_fingerprinter_refuses_a_list_local_naming_function_and_variable(kvm):

@@ -7,9 +7,12 @@ pseudo-NMI: a CPU with interrupts masked is never stopped, "failed to stop
 secondary CPUs", and the panic goes on with it running).
 """
 
+import functools
+
 import pytest
 
 import haltlab.kernel.panic
+import haltlab.scenarios.panic
 from haltlab.engine.context import ktime_get_ns
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 
@@ -40,6 +43,13 @@ def panic_run(monkeypatch):
         texts = [text for _, _, text in run.kernel.log.values()]
         return run, run.result, texts, stop_ns
     return _run
+
+
+def _boot_option(monkeypatch, **options):
+    """Run the scenario's kernels with a boot option set (KernelConfig fields the
+    CLI does not expose: `pseudo_nmi`, `smp_no_nmi_ipi`)."""
+    config = functools.partial(haltlab.scenarios.panic.KernelConfig, **options)
+    monkeypatch.setattr(haltlab.scenarios.panic, "KernelConfig", config)
 
 
 def _handlers(result, vector):
@@ -97,3 +107,28 @@ def test_arm64_idle_others_are_stopped_by_ipi_cpu_stop(panic_run):
     # The IPI takes microseconds; the rest is "SMP: stopping secondary CPUs"
     # on a 115200-baud console (86.8 us a character).
     assert stop_ns < 10 * MS
+
+
+def test_x86_nonmi_ipi_leaves_irqsoff_cpus_running_after_the_second(panic_run, monkeypatch):
+    """`nonmi_ipi` on the command line: no NMI stage, so CPUs spinning with
+    interrupts off are never stopped; the panic goes on after the 1 s wait."""
+    _boot_option(monkeypatch, smp_no_nmi_ipi=True)
+    run, r, texts, stop_ns = panic_run(others="irqsoff")
+    assert not any("NMI" in t for t in texts)
+    assert not _handlers(r, "NMI")
+    assert 1 * SEC <= stop_ns <= 1_020 * MS
+    assert run.kernel.cpu_online_mask.value == 0b1111
+    assert r["outcome"] == "panicked-and-finished"
+
+
+@pytest.mark.parametrize("kernel, stopped", [("v7.1", True), ("v6.1", False)])
+def test_arm64_pseudo_nmi_stops_irqsoff_cpus_after_the_second(panic_run, monkeypatch, kernel, stopped):
+    """With pseudo-NMIs, kernels with "try non-NMI first" (v6.12) retry with
+    IPI_CPU_STOP_NMI after 1 s; the model's v6.1 has no NMI retry at all."""
+    _boot_option(monkeypatch, pseudo_nmi=True)
+    run, r, texts, stop_ns = panic_run(profile="arm64-server-24", others="irqsoff", kernel=kernel)
+    assert ("SMP: retry stop with NMI for CPUs" in texts) == stopped
+    assert ("SMP: failed to stop secondary CPUs" in texts) == (not stopped)
+    assert _handlers(r, "NMI") == ({"CPU1", "CPU2", "CPU3"} if stopped else set())
+    assert run.kernel.cpu_online_mask.value == (0b0001 if stopped else 0b1111)
+    assert 1 * SEC <= stop_ns < 1_050 * MS

@@ -52,7 +52,7 @@ class Frame:
 class Strand:
     """The driver's view of one CPU: its frames and what it is doing now."""
 
-    __slots__ = ("cpu", "stack", "status", "gen", "activity", "gone_reason")
+    __slots__ = ("cpu", "stack", "status", "gen", "activity")
 
     def __init__(self, cpu: int) -> None:
         self.cpu = cpu
@@ -60,7 +60,6 @@ class Strand:
         self.status = "done"      # ready | busy | waiting | done | gone
         self.gen = 0              # bumped to invalidate events scheduled for it
         self.activity = "idle"    # running | spinning | halted | mwait | idle | gone
-        self.gone_reason = ""
 
     @property
     def top(self) -> Frame:
@@ -72,7 +71,6 @@ class Driver:
 
     def __init__(self, machine, *, seed: int = 0) -> None:
         self.machine = machine
-        self.seed = seed
         self.rng = random.Random(seed)
         self.now_ns = 0
         self.strands = [Strand(cpu) for cpu in range(machine.ncpus)]
@@ -133,7 +131,7 @@ class Driver:
         if isinstance(outcome, Wait):
             frame.outcome = outcome
             frame.deadline_ns = None if outcome.timeout_ns is None else self.now_ns + outcome.timeout_ns
-            return self._begin_wait(s, frame)
+            return self._begin_wait(s, frame, until_checked=True)
         if isinstance(outcome, Gone):
             frame.op = None
             self._gone(s, outcome)
@@ -175,9 +173,11 @@ class Driver:
             return self.finish(below, True)
         return self._begin_wait(s, below)
 
-    def _begin_wait(self, s: Strand, frame: Frame):
+    def _begin_wait(self, s: Strand, frame: Frame, until_checked: bool = False):
+        """`until_checked`: the op that returned this Wait has just found its
+        condition false, and nothing has run since (no need to ask again)."""
         w = frame.outcome
-        if w.until is not None and w.until():
+        if not until_checked and w.until is not None and w.until():
             return self.finish(frame, True)
         if self._take_interrupt(s, None):
             return None     # e.g. `sti; hlt` with an interrupt pending: take it now
@@ -190,7 +190,6 @@ class Driver:
 
     def _gone(self, s: Strand, gone: Gone) -> None:
         s.status = "gone"
-        s.gone_reason = gone.reason
         self.set_activity(s, "gone")
         if gone.whole_machine:
             self.reset_reason = gone.reason

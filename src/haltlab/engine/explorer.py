@@ -25,13 +25,12 @@ with the usual culprits named.
 from __future__ import annotations
 
 import time
-import types
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from haltlab.engine.core import PARKED, Driver, DriverError, Strand
-from haltlab.engine.fingerprint import stack_fingerprint
+from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 
 __all__ = ["ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
            "parse_choices", "format_trace"]
@@ -135,11 +134,10 @@ class ExplorerDriver(Driver):
 
 def _where(s: Strand) -> str:
     """The innermost kernel function the CPU is in, as `function:line`."""
-    coro, name = s.top.coro, "?"
-    while isinstance(coro, types.CoroutineType):
+    name = "?"
+    for coro in coroutine_chain(s.top.coro):
         if coro.cr_frame is not None:
             name = f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}"
-        coro = coro.cr_await
     return name
 
 
@@ -225,8 +223,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     root = run.fingerprint()
     ids[root] = 0
     bad: dict[int, str] = {}
-    _visit(ex, run, 0, check, at_end, goal, label, bad)
-    stack = [[(), root, _expandable(run, goal), 0]]
+    stack = [[(), root, _visit(ex, run, 0, check, at_end, goal, label, bad), 0]]
     live: tuple = ()
     while stack:
         node = stack[-1]
@@ -251,12 +248,12 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             continue
         if progress is not None and dst % 1000 == 0:
             progress(dst)
-        _visit(ex, run, dst, check, at_end, goal, label, bad)
+        choices = _visit(ex, run, dst, check, at_end, goal, label, bad)
         ex.max_depth = max(ex.max_depth, len(live))
         if len(ids) >= max_states or len(live) >= max_depth:
             ex.truncated = True
             continue
-        stack.append([live, new, _expandable(run, goal), 0])
+        stack.append([live, new, choices, 0])
     ex.states, ex.transitions = len(ids), len(ex.edges)
     if bad:
         ex.violation = _shortest(build, traced_build, ex.edges, bad, check, at_end, goal)
@@ -270,10 +267,11 @@ def _expandable(run: ExplorerDriver, goal) -> list[str]:
     return run.choices()
 
 
-def _visit(ex, run, sid, check, at_end, goal, label, bad) -> None:
+def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
+    """Judge and label a new state; its choices, to expand it with."""
     msg = check(run) if check is not None else None
-    terminal = not _expandable(run, goal)
-    if terminal:
+    choices = _expandable(run, goal)
+    if not choices:
         ex.terminal += 1
         if msg is None and at_end is not None:
             msg = at_end(run)
@@ -281,6 +279,7 @@ def _visit(ex, run, sid, check, at_end, goal, label, bad) -> None:
         bad[sid] = msg
     if label is not None:
         ex.labels[sid] = label(run)
+    return choices
 
 
 def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> ExplorerDriver:

@@ -24,7 +24,7 @@ import types
 
 from haltlab.engine.memory import Var
 
-__all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint"]
+__all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint", "coroutine_chain"]
 
 _PLAIN = (int, str, bool, float, type(None), bytes)
 _PLAIN_TYPES = frozenset(_PLAIN)   # the common case, by exact type: one set lookup
@@ -54,7 +54,8 @@ def value_fingerprint(value, where: str):
                            "locals that reach the explorer must be immutable values")
 
 
-def _coroutine_chain(coro):
+def coroutine_chain(coro):
+    """A coroutine and those it awaits, outermost first."""
     while isinstance(coro, types.CoroutineType):
         yield coro
         coro = coro.cr_await
@@ -65,7 +66,7 @@ def stack_fingerprint(frames) -> tuple:
     out = []
     for frame in frames:
         chain = []
-        for coro in _coroutine_chain(frame.coro):
+        for coro in coroutine_chain(frame.coro):
             f = coro.cr_frame
             if f is None:               # finished or never started
                 chain.append((coro.cr_code.co_qualname, -1, ()))

@@ -7,9 +7,9 @@ driver (simulator or explorer) carries it out against the machine and resumes th
 coroutine with its result. Pure computation between two operations is not a
 scheduling point, so every race window in the model is visible here.
 
-Operations come in three sorts, which is all a driver needs to know:
+Operations come in three sorts:
 
-* `shared`: touches state other CPUs can see (memory, interrupts in flight). The
+* shared: touches state other CPUs can see (memory, interrupts in flight). The
   explorer branches on the order of these.
 * local: touches only the calling CPU (its interrupt flag, its local APIC). They
   commute with every other CPU's operations, so the explorer runs them without
@@ -19,7 +19,8 @@ Operations come in three sorts, which is all a driver needs to know:
   local but still a branch point: it is where time passes, so interrupts and
   other CPUs can overtake it.
 
-`branch` says whether the explorer chooses the next CPU before the op.
+All a driver needs to know is `branch`: whether the explorer chooses the next
+CPU before the op (true for shared ops and delays, false for local ones).
 
 A forgotten `await` leaves a coroutine never started; `Op.__del__` cannot see that,
 so the drivers instead refuse any yielded value that is not an `Op`.
@@ -38,7 +39,7 @@ __all__ = [
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "local_op", "machine_op",
-    "emergency_restart", "cpu_off",
+    "emergency_restart",
 ]
 
 NSEC_PER_USEC = 1_000
@@ -104,7 +105,6 @@ class Op:
     """Base of every awaitable operation. `start(machine, cpu)` does its effect."""
 
     __slots__ = ()
-    shared = True
     branch = True   # the explorer chooses the next CPU before this op
 
     def __await__(self):
@@ -222,7 +222,6 @@ def cpu_relax() -> Op:
 
 class _Delay(Op):
     __slots__ = ("duration_ns", "name")
-    shared = False
 
     def __init__(self, duration_ns: int, name: str):
         self.duration_ns, self.name = duration_ns, name
@@ -250,7 +249,6 @@ class _Local(Op):
     """An op on the calling CPU's own hardware state, delegated to the machine."""
 
     __slots__ = ("name", "args")
-    shared = False
     branch = False
 
     def __init__(self, name: str, *args):
@@ -267,7 +265,6 @@ class _Machine(_Local):
     """An op whose effect other CPUs can see (sending an interrupt, a reset)."""
 
     __slots__ = ()
-    shared = True
     branch = True
 
 
@@ -324,8 +321,3 @@ def send_NMI_mask(mask: int) -> Op:
 
 def emergency_restart(reason: str = "emergency_restart") -> Op:
     return _Machine("emergency_restart", reason)
-
-
-def cpu_off() -> Op:
-    """PSCI CPU_OFF: the CPU leaves the kernel for good."""
-    return _Machine("cpu_off")

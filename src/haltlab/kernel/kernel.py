@@ -95,7 +95,6 @@ class Kernel:
         return tuple((name, frozenset(cpus)) for name, cpus in sorted(self.ghost.items()))
 
     def boot(self) -> None:
-        """Install the interrupt handlers, as the arch's SMP setup does."""
-        from haltlab.kernel import idle
+        """Install the interrupt handlers (stop IPI, timer, NMI), as the arch's
+        SMP and timer setup do: their priorities are the arch's."""
         self.arch.setup_irqs(self)
-        self.machine.request_irq("LOCAL_TIMER", 0xEC, lambda cpu: idle.tick_handler(self, cpu))

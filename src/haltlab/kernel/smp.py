@@ -7,14 +7,9 @@ x86 is `smp_ops.stop_other_cpus(0)` = `native_stop_other_cpus()`
 
 from __future__ import annotations
 
-__all__ = ["smp_send_stop", "stop_other_cpus"]
+__all__ = ["smp_send_stop"]
 
 
 async def smp_send_stop(k) -> None:
     """Panic path: stop the others without waiting forever (x86 `wait = 0`)."""
     await k.arch.smp_send_stop(k)
-
-
-async def stop_other_cpus(k) -> None:
-    """Reboot / normal kexec path: x86 waits for the NMI stage forever (`wait = 1`)."""
-    await k.arch.stop_other_cpus(k)

@@ -17,7 +17,7 @@ HW_STATES = ("running", "irqs_off", "in_nmi", "halted", "mwait", "offline")
 class Cpu:
     __slots__ = ("index", "irqs_enabled", "in_nmi", "apic_enabled", "tick_enabled",
                  "pending", "nmi_pending", "state", "state_since_ns", "activity",
-                 "time_in_ns", "handlers_run", "tick_gen")
+                 "time_in_ns", "tick_gen")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -31,7 +31,6 @@ class Cpu:
         self.state_since_ns = 0
         self.activity = "idle"
         self.time_in_ns = dict.fromkeys(HW_STATES, 0)
-        self.handlers_run: dict[str, int] = {}
         self.tick_gen = 0
 
     def hw_state(self) -> str:

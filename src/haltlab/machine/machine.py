@@ -127,7 +127,6 @@ class Machine:
         if handler is None:
             raise RuntimeError(f"CPU{cpu}: {vector} arrived and no handler is installed")
         self._restate(c)
-        c.handlers_run[vector] = c.handlers_run.get(vector, 0) + 1
         self.irq_log.append((self._now(), cpu, vector))
         return self._entry(cpu, vector, handler), kind, iret
 
@@ -163,8 +162,7 @@ class Machine:
         return Done()
 
     def op_safe_halt(self, cpu: int):
-        c = self.cpus[cpu]
-        c.irqs_enabled = True
+        self._set_irqs(cpu, True)       # `sti; hlt`
         return Wait(None, "halted", wake_on_irq=True)
 
     def op_native_halt(self, cpu: int):
@@ -217,10 +215,6 @@ class Machine:
     def op_emergency_restart(self, cpu: int, reason: str):
         return Gone(reason, whole_machine=True)
 
-    def op_cpu_off(self, cpu: int):
-        self.cpus[cpu].apic_enabled = False
-        return Gone("cpu_off")
-
     # --- the tick ------------------------------------------------------------------
 
     def _tick(self, cpu: int, gen: int) -> None:
@@ -245,30 +239,29 @@ class Machine:
         if new == c.state:
             return
         now = self._now() if now_ns is None else now_ns
-        old, since = c.state, c.state_since_ns
-        dt = now - since
-        c.time_in_ns[old] += dt
-        if self.record_timeline and dt:
-            self.intervals.append((c.index, old, since, now))
+        old = c.state
+        self._close_interval(c, now)
         if self.hyp is not None:
-            if old in BUSY_STATES:
-                self.hyp.guest_ran(c.index, dt)
             if new == "halted" or new == "mwait":
                 self.hyp.halt(c.index, now)
             elif old in ("halted", "mwait"):
                 self.hyp.wake(c.index, now)
-        c.state, c.state_since_ns = new, now
+        c.state = new
+
+    def _close_interval(self, c: Cpu, now_ns: int) -> None:
+        """Account the CPU's current state from `state_since_ns` to `now_ns`."""
+        dt = now_ns - c.state_since_ns
+        c.time_in_ns[c.state] += dt
+        if self.record_timeline and dt:
+            self.intervals.append((c.index, c.state, c.state_since_ns, now_ns))
+        if self.hyp is not None and c.state in BUSY_STATES:
+            self.hyp.guest_ran(c.index, dt)
+        c.state_since_ns = now_ns
 
     def close(self, now_ns: int) -> None:
         """Account every CPU's current state up to `now_ns` (end of a run)."""
         for c in self.cpus:
-            dt = now_ns - c.state_since_ns
-            c.time_in_ns[c.state] += dt
-            if self.record_timeline and dt:
-                self.intervals.append((c.index, c.state, c.state_since_ns, now_ns))
-            if self.hyp is not None and c.state in BUSY_STATES:
-                self.hyp.guest_ran(c.index, dt)
-            c.state_since_ns = now_ns
+            self._close_interval(c, now_ns)
 
     def host_ns(self, cpu: int, now_ns: int) -> int:
         """Host CPU spent on vCPU `cpu` up to `now_ns`, counting the state it is

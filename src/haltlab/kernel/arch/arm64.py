@@ -16,26 +16,37 @@ crash-stop variant (no kdump in these runs).
 from __future__ import annotations
 
 from haltlab.engine.context import smp_processor_id
+from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     READ_ONCE, clear_bit, local_irq_disable, native_halt, send_IPI_mask, send_NMI_mask,
     spin_until, test_and_set_bit,
 )
+from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 
-__all__ = ["setup_irqs", "smp_send_stop", "stop_other_cpus", "local_cpu_stop", "panic_smp_self_stop"]
+__all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop"]
 
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
-IPI_CPU_STOP = 2   # enum ipi_msg_type order; only the relative priority matters here
+# GIC interrupt IDs. Linux gives its IPIs and the arch timer the same GIC
+# priority; among equal priorities the GIC takes the lowest ID first (in
+# practice; the architecture leaves the choice to the implementation), so the
+# machine's "higher priority first" gets -ID. IPI_CPU_STOP is SGI 2 (enum
+# ipi_msg_type, arch/arm64/kernel/smp.c); the timer is a PPI (IDs 16-31; 27 is
+# the EL1 virtual timer in the Arm Base System Architecture's PPI map), so any
+# timer PPI ranks below every SGI.
+IPI_CPU_STOP = 2
+ARCH_TIMER_PPI = 27
 
 
 def setup_irqs(k) -> None:
-    k.machine.request_irq("IPI_CPU_STOP", IPI_CPU_STOP, lambda cpu: local_cpu_stop(k))
+    k.machine.request_irq("IPI_CPU_STOP", -IPI_CPU_STOP, lambda cpu: local_cpu_stop(k))
+    k.machine.request_irq("LOCAL_TIMER", -ARCH_TIMER_PPI, lambda cpu: idle.tick_handler(k, cpu))
     k.machine.register_nmi_handler(lambda cpu: local_cpu_stop(k))   # IPI_CPU_STOP_NMI
 
 
 def _other_online(k, this_cpu: int) -> int:
-    return (k.cpu_online_mask.value & ~(1 << this_cpu)).bit_count()
+    return cpumask_weight(k.cpu_online_mask.value & ~(1 << this_cpu))
 
 
 async def smp_send_stop(k) -> None:
@@ -58,10 +69,6 @@ async def smp_send_stop(k) -> None:
                          what="num_other_online_cpus() == 0")
     if _other_online(k, this_cpu):
         await printk(k, "SMP: failed to stop secondary CPUs")
-
-
-async def stop_other_cpus(k) -> None:
-    await smp_send_stop(k)
 
 
 async def local_cpu_stop(k) -> None:

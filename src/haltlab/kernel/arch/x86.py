@@ -16,32 +16,35 @@ shows it).
 from __future__ import annotations
 
 from haltlab.engine.context import smp_processor_id
+from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, clear_bit, local_irq_disable, local_irq_restore,
     local_irq_save, native_halt,
     ndelay, send_IPI_mask, send_NMI_mask, set_cpu_state, spin_until,
 )
+from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 
-__all__ = ["setup_irqs", "smp_send_stop", "stop_other_cpus", "native_stop_other_cpus",
+__all__ = ["setup_irqs", "smp_send_stop", "native_stop_other_cpus",
            "stop_this_cpu", "panic_smp_self_stop", "do_nmi"]
 
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
+# arch/x86/include/asm/irq_vectors.h. The local APIC takes the pending vector of
+# the highest priority class first (vector >> 4), which the machine's
+# "higher number first" rule follows.
 REBOOT_VECTOR = 0xF8
+LOCAL_TIMER_VECTOR = 0xEC
 
 
 def setup_irqs(k) -> None:
     k.machine.request_irq("REBOOT", REBOOT_VECTOR, lambda cpu: sysvec_reboot(k))
+    k.machine.request_irq("LOCAL_TIMER", LOCAL_TIMER_VECTOR, lambda cpu: idle.tick_handler(k, cpu))
     k.machine.register_nmi_handler(lambda cpu: do_nmi(k))
 
 
 async def smp_send_stop(k) -> None:
     await native_stop_other_cpus(k, wait=False)
-
-
-async def stop_other_cpus(k) -> None:
-    await native_stop_other_cpus(k, wait=True)
 
 
 async def native_stop_other_cpus(k, wait: bool) -> None:
@@ -72,7 +75,7 @@ async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
     this_cpu = smp_processor_id()
 
     def others_online() -> bool:
-        return k.cpu_online_mask.value.bit_count() > 1
+        return cpumask_weight(k.cpu_online_mask.value) > 1
 
     if await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu):
         ok, _ = await atomic_try_cmpxchg(k.stopping_cpu, -1, this_cpu)
