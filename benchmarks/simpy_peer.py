@@ -28,7 +28,8 @@ import simpy
 # What the panic prints is data, not engine: the peer prints the same text as the
 # model (the dump sized from the profile's measured console output, and x86's
 # "Kernel Offset" line), so both sides time the same console work.
-from haltlab.kernel.panic import KERNEL_OFFSET, dump_stack_lines
+from haltlab.kernel.arch.x86 import PANIC_NOTIFIER_LINES
+from haltlab.kernel.panic import dump_stack_lines
 
 __all__ = ["PanicPeer", "run_peer"]
 
@@ -87,7 +88,8 @@ class PanicPeer:
             yield from self.printk(text)
         yield from self.smp_send_stop()
         self.mark("others_stopped")
-        yield from self.printk(KERNEL_OFFSET)           # x86's dump_kernel_offset() notifier
+        for text in PANIC_NOTIFIER_LINES:               # x86's dump_kernel_offset() notifier
+            yield from self.printk(text)
         yield from self.console_flush()
         yield from self.printk(f"---[ end Kernel panic - not syncing: {msg} ]---")
         yield env.timeout(atomic)                       # WRITE_ONCE(suppress_printk, 1)

@@ -6,8 +6,10 @@ that list's. Abridged: no `panic_on_warn` (1), no `panic_force_cpu=` redirection
 `sys_info()` or `kmsg_dump` (13-14), no sparc/s390 hooks (22). Of the panic
 notifiers (12) two are modelled, in priority order: pvpanic's (priority 1 in 6.1,
 INT_MAX later; `drivers/misc/pvpanic/pvpanic.c`), which tells the hypervisor, and
-x86's `dump_kernel_offset()` (priority 0, `arch/x86/kernel/setup.c`), whose
-"Kernel Offset" line is why real panics print a line after the stop gap.
+the arch's own (priority 0: x86's `dump_kernel_offset()`, arm64's
+`arm64_panic_block_dump()`, both in `arch/*/kernel/setup.c`; their lines are the
+arch module's PANIC_NOTIFIER_LINES), which is why real panics print lines after
+the stop gap.
 
 The size of what a panic prints comes from the profile (`panic_console_lines`,
 `panic_console_chars`, measured by the lab on a real kernel): the console time of
@@ -28,6 +30,7 @@ from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, emergency_restart, local_irq_disable,
     local_irq_enable, machine_op, mdelay, safe_halt,
 )
+from haltlab.kernel.arch import arch_ops
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
 from haltlab.kernel.printk import console_flush_on_panic, printk
 from haltlab.kernel.smp import smp_send_stop
@@ -37,9 +40,6 @@ __all__ = ["panic", "panic_try_start", "panic_on_other_cpu", "PANIC_TIMER_STEP",
 PANIC_TIMER_STEP = 100   # ms, kernel/panic.c
 PANIC_BLINK_SPD = 18     # kernel/panic.c: next blink at i + 3600 / PANIC_BLINK_SPD ms
 PRINTK_PREFIX = len("[    2.479056] ")       # print_time(): "[%5lu.%06lu] "
-# The line dump_kernel_offset() printed in the lab's Debian 6.1 guest (KASLR on):
-KERNEL_OFFSET = ("Kernel Offset: 0x1ae00000 from 0xffffffff81000000 "
-                 "(relocation range: 0xffffffff80000000-0xffffffffbfffffff)")
 
 
 async def panic(k, msg: str) -> None:
@@ -112,7 +112,7 @@ def dump_stack_lines(profile, msg: str, fixed_lines: int | None = None) -> list[
     `fixed_lines` short lines when the run fixes the count (the explorer's 0)."""
     if fixed_lines is not None:
         return [f" <frame {i}>" for i in range(fixed_lines)]
-    real = [f"Kernel panic - not syncing: {msg}", KERNEL_OFFSET,
+    real = [f"Kernel panic - not syncing: {msg}", *arch_ops(profile.arch).PANIC_NOTIFIER_LINES,
             f"---[ end Kernel panic - not syncing: {msg} ]---"]
     n = int(profile.get("panic_console_lines")) - len(real)
     if n <= 0:
@@ -128,8 +128,9 @@ async def atomic_notifier_call_chain_panic(k) -> None:
     if k.machine.pvpanic is not None:
         k.mark("pvpanic", ktime_get_ns())
         await machine_op("pvpanic_event", "PVPANIC_PANICKED")        # pvpanic_panic_notify()
-    if k.arch_name == "x86_64" and k.config.dump_stack_lines is None:
-        await printk(k, KERNEL_OFFSET)                                  # dump_kernel_offset()
+    if k.config.dump_stack_lines is None:      # a fixed-size dump prints only its own lines
+        for text in k.arch.PANIC_NOTIFIER_LINES:                       # the arch's notifier
+            await printk(k, text)
 
 
 async def panic_other_cpus_shutdown(k) -> None:

@@ -24,7 +24,7 @@ from haltlab.engine.ops import (
 from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 
-__all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop"]
+__all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop", "PANIC_NOTIFIER_LINES"]
 
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
@@ -37,6 +37,17 @@ USEC_PER_MSEC = 1_000
 # timer PPI ranks below every SGI.
 IPI_CPU_STOP = 2
 ARCH_TIMER_PPI = 27
+
+# arm64's panic notifier (arm64_panic_block_dump(), arch/arm64/kernel/setup.c):
+# dump_kernel_offset() (two lines with KASLR), dump_cpu_features(),
+# dump_mem_limit(). The formats are the kernel's; the values are placeholders
+# of typical width (only the line count and length reach the model).
+PANIC_NOTIFIER_LINES = (
+    "Kernel Offset: 0x2d1a0e000000 from 0xffff800080000000",
+    "PHYS_OFFSET: 0x40000000",
+    "CPU features: 0x00,00000017,80b2b240,4642720b",
+    "Memory Limit: none",
+)
 
 
 def setup_irqs(k) -> None:

@@ -26,7 +26,7 @@ from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 
 __all__ = ["setup_irqs", "smp_send_stop", "native_stop_other_cpus",
-           "stop_this_cpu", "panic_smp_self_stop", "do_nmi"]
+           "stop_this_cpu", "panic_smp_self_stop", "do_nmi", "PANIC_NOTIFIER_LINES"]
 
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
@@ -35,6 +35,11 @@ USEC_PER_MSEC = 1_000
 # "higher number first" rule follows.
 REBOOT_VECTOR = 0xF8
 LOCAL_TIMER_VECTOR = 0xEC
+
+# What x86's panic notifier (dump_kernel_offset(), arch/x86/kernel/setup.c)
+# printed in the lab's Debian 6.1 guest, KASLR on.
+PANIC_NOTIFIER_LINES = ("Kernel Offset: 0x1ae00000 from 0xffffffff81000000 "
+                        "(relocation range: 0xffffffff80000000-0xffffffffbfffffff)",)
 
 
 def setup_irqs(k) -> None:
