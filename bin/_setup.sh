@@ -40,6 +40,15 @@ haltlab_apt() {
 haltlab_setup() {
     local extras="$1" py stamp want
     py=$(haltlab_pick_python) || return 1
+    stamp="$haltlab_venv/.haltlab-installed"
+    # A first run interrupted after `venv` made bin/python but before pip was in
+    # place leaves a venv that can never install. Until the stamp says an install
+    # worked, pip must run in it, or the venv is made again.
+    if [ -e "$haltlab_venv" ] && [ ! -f "$stamp" ] &&
+       ! "$haltlab_venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        haltlab_log "$haltlab_venv has no working pip: making it again"
+        rm -rf "$haltlab_venv"
+    fi
     if [ ! -x "$haltlab_venv/bin/python" ]; then
         haltlab_log "creating $haltlab_venv"
         if ! "$py" -m venv "$haltlab_venv" 2>/dev/null; then
@@ -48,7 +57,6 @@ haltlab_setup() {
             "$py" -m venv "$haltlab_venv"
         fi
     fi
-    stamp="$haltlab_venv/.haltlab-installed"
     want="$(cat "$haltlab_root/pyproject.toml" | sha256sum | cut -c1-16) $extras"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         haltlab_log "pip install -e .[$extras]"
@@ -59,5 +67,6 @@ haltlab_setup() {
 }
 
 # What the lab needs from Debian: QEMU, a static busybox for the initramfs,
-# kexec-tools for the kexec experiment, cpio to pack the initramfs.
+# kexec-tools for the kexec experiment, and cpio, with which the tests read the
+# initramfs back (haltlab writes the archive itself, in initramfs.py).
 haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)

@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from haltlab.cli import cli
+from haltlab.errors import UserError
+from haltlab.machine.profile import profiles_dir
 from haltlab.sweep import executor, read_sweep, run_sweep
 
 
@@ -60,13 +62,15 @@ def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
     assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
 
 
-def test_unreachable_scheduler_is_one_line():
+def test_unreachable_scheduler_is_one_line(tmp_path):
     pytest.importorskip("distributed")
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", "/tmp/never.jsonl",
-                                      "--scheduler", "tcp://127.0.0.1:9", "--seeds", "0"])
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "never.jsonl"),
+                                      "--scheduler", "tcp://127.0.0.1:9", "--seeds", "0",
+                                      "--scheduler-timeout", "0.5"])
     assert result.exit_code == 2
     assert "cannot reach the Dask scheduler" in result.stderr
     assert "\n" not in result.stderr.strip()
+    assert not (tmp_path / "never.jsonl").exists()
 
 
 def test_sweep_panic_command_resumes(tmp_path):
@@ -96,3 +100,66 @@ def test_out_that_is_a_directory_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path), "--seeds", "0"])
     assert result.exit_code == 2
     assert "is a directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def sweep(out, *args: str):
+    return CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *args])
+
+
+def refused(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--observe", "nan"), "--observe nan"),
+    (("--observe", "inf"), "--observe inf"),
+    (("--observe", "1e-12"), "--observe 1e-12"),         # rounds to 0 ns
+    (("--seeds", "5-1"), "--seeds 5-1"),
+    (("--others", ""), "--others ''"),
+    (("--cpus", "9000"), "--cpus 9000"),
+    (("--cpus", "0"), "--cpus 0"),
+    (("--scheduler-timeout", "0"), "--scheduler-timeout 0"),
+])
+def test_bad_options_fail_before_anything_runs_or_is_written(tmp_path, args, needle):
+    out = tmp_path / "s.jsonl"
+    refused(sweep(out, "--seeds", "0", *args), needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, line", [
+    (b'{"key": 5}\n', 1),
+    (b'{"key":"..","result":3}\n', 1),
+    (b'\xff\xfe\n', 1),
+    (b'{"key":"a","result":{}}\nhello\n', 2),
+    (b'{"key":"a","result":{}}\nworld', 2),           # no newline, but not a torn row
+    (b'hello', 1),
+])
+def test_a_file_that_is_not_a_sweep_file_is_refused_untouched(tmp_path, content, line):
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    refused(sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "0.05"), f"--out {out}: line {line}")
+    assert out.read_bytes() == content
+    with pytest.raises(UserError, match=f"line {line}"):
+        read_sweep(out)
+
+
+def test_out_under_a_file_fails_before_the_sweep(tmp_path):
+    (tmp_path / "a-file").write_text("keep me")
+    out = tmp_path / "a-file" / "s.jsonl"
+    refused(sweep(out, "--seeds", "0"), f"--out {out}: cannot write")
+    assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_profile_given_as_a_path_keys_by_profile_name(tmp_path):
+    profile = profiles_dir() / "kvm-x86.toml"
+    out = tmp_path / "s.jsonl"
+    result = sweep(out, "--profile", str(profile), "--cpus", "2", "--seeds", "0",
+                   "--after-panic", "mdelay", "--observe", "0.05", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert [r["key"] for r in read_sweep(out)] == ["kvm-x86/cpus=00002/mdelay/idle/seed=000000"]
+    assert "kvm-x86 2 CPUs" in result.stdout and "toml" not in result.stdout

@@ -19,11 +19,9 @@ from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
+from haltlab.report.reproduce import LAB_MODES
 
 __all__ = ["main", "cli"]
-
-NSEC_PER_SEC = 1_000_000_000
-MAX_CPUS = 8192
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
@@ -97,22 +95,20 @@ def simulate() -> None:
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
                    panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
-    from haltlab.report._files import check_out_dir, write_files
+    from haltlab.report._files import write_files
     from haltlab.report.trace import trace_files
-    from haltlab.scenarios.panic import simulate_panic
-    from haltlab.results import dumps
-    from haltlab.scenarios.panic import PanicConfig
+    from haltlab.results import check_out_path, dumps, writing_to
+    from haltlab.scenarios.panic import PanicConfig, seconds_to_ns, simulate_panic
 
     if trace_dir is not None:
-        check_out_dir(trace_dir, "--trace")
-    if cpus is not None and cpus > MAX_CPUS:
-        raise UserError(f"--cpus {cpus}: at most {MAX_CPUS} (x86_64 CONFIG_NR_CPUS with MAXSMP)")
+        check_out_path(trace_dir, "--trace", directory=True)
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
-                      observe_ns=_seconds_to_ns(observe_s, "--observe"), seed=seed,
+                      observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
     trace = simulate_panic(cfg)
     if trace_dir is not None:
-        write_files(trace_dir, trace_files(trace))
+        with writing_to("--trace", trace_dir):
+            write_files(trace_dir, trace_files(trace))
     if as_json:
         click.echo(dumps(trace.result), nl=False)
     else:
@@ -120,12 +116,6 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
         print_panic(trace.result, _console())
         if trace_dir is not None:
             click.echo(f"trace written to {trace_dir}/")
-
-
-def _seconds_to_ns(seconds: float, option: str) -> int:
-    if not seconds > 0 or seconds > 10**6:
-        raise UserError(f"{option} {seconds}: must be a positive number of seconds up to 1e6")
-    return round(seconds * NSEC_PER_SEC)
 
 
 def _console(stderr: bool = False):
@@ -143,18 +133,19 @@ def _console(stderr: bool = False):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("haltlab-out/reproduce"), show_default=True,
               help="Where to write reproduce.json, reproduce.md and the plots.")
-@click.option("--lab", "lab_mode", type=click.Choice(["auto", "skip"]), default="auto",
+@click.option("--lab", "lab_mode", type=click.Choice(LAB_MODES), default="auto",
               show_default=True, help="auto: add lab measurements where the lab can run.")
 def reproduce(as_json: bool, out_dir: Path, lab_mode: str) -> None:
     """Every figure of the seed threads, side by side with the model (and the lab)."""
     from haltlab.report import reproduce as rp  # the module
-    from haltlab.report._files import check_out_dir, write_files
-    from haltlab.results import dumps
+    from haltlab.report._files import write_files
+    from haltlab.results import check_out_path, dumps, writing_to
 
-    check_out_dir(out_dir, "--out")
+    check_out_path(out_dir, "--out", directory=True)
     report, files = _with_progress(lambda step: rp.run_reproduce(lab_mode, step=step),
                                    rp.step_count())
-    write_files(out_dir, files)
+    with writing_to("--out", out_dir):
+        write_files(out_dir, files)
     if as_json:
         click.echo(dumps(report), nl=False)
     else:

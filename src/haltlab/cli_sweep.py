@@ -7,6 +7,7 @@ same command again resumes, skipping runs already in the file.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict
 
@@ -18,12 +19,13 @@ from rich.table import Table
 from haltlab.errors import UserError
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
-from haltlab.scenarios.panic import PanicConfig, run_panic
+from haltlab.machine.profile import load_profile
+from haltlab.results import check_out_path
+from haltlab.scenarios.panic import PanicConfig, run_panic, seconds_to_ns
 from haltlab.sweep import executor, read_sweep, run_sweep
 
 __all__ = ["sweep"]
 
-NSEC_PER_SEC = 1_000_000_000
 _KEEP = ("outcome", "time_to_end_ns", "stop_others_ns", "host_cpu_s_per_s", "perf_samples", "events")
 
 
@@ -39,6 +41,8 @@ def _ints(option: str, text: str) -> list[int]:
         for part in text.split(","):
             if "-" in part:
                 lo, hi = part.split("-", 1)
+                if int(lo) > int(hi):
+                    raise UserError(f"{option} {text}: {part} is an empty range")
                 out.extend(range(int(lo), int(hi) + 1))
             else:
                 out.append(int(part))
@@ -49,6 +53,8 @@ def _ints(option: str, text: str) -> list[int]:
 
 def _names(option: str, text: str, allowed) -> list[str]:
     names = [n for n in text.split(",") if n]
+    if not names:
+        raise UserError(f"{option} {text!r}: give at least one of {', '.join(sorted(allowed))}")
     for n in names:
         if n not in allowed:
             raise UserError(f"{option} {text}: unknown {n!r} (choose from {', '.join(sorted(allowed))})")
@@ -70,47 +76,52 @@ def sweep() -> None:
 @click.option("--observe", type=float, default=1.0, show_default=True, help="Seconds after the end line.")
 @click.option("--workers", type=int, default=None, help="Local worker processes [default: CPU count].")
 @click.option("--scheduler", default=None, help="Dask scheduler address (needs haltlab[dask]).")
-def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, workers, scheduler) -> None:
+@click.option("--scheduler-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="How long to try to reach --scheduler.")
+def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, workers, scheduler,
+                scheduler_timeout) -> None:
     """The panic scenario for every combination; prints medians per configuration."""
-    if observe <= 0:
-        raise UserError(f"--observe {observe}: must be positive")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    if not 0 < scheduler_timeout < math.inf:
+        raise UserError(f"--scheduler-timeout {scheduler_timeout:g}: must be a positive number of seconds")
+    observe_ns = seconds_to_ns(observe, "--observe")
+    name = load_profile(profile).name       # a bad profile fails here, in one line
     items = []
     for n in _ints("--cpus", cpus):
-        if not 1 <= n <= 8192:
-            raise UserError(f"--cpus {n}: must be 1 to 8192")
         for policy in _names("--after-panic", after_panic, POLICIES["after_panic"]):
             for other in _names("--others", others, OTHERS):
                 for seed in _ints("--seeds", seeds):
                     cfg = PanicConfig(profile=profile, cpus=n, after_panic=policy, others=other,
-                                      seed=seed, observe_ns=int(observe * NSEC_PER_SEC), timeline=False)
-                    key = f"{profile}/cpus={n:05d}/{policy}/{other}/seed={seed:06d}"
+                                      seed=seed, observe_ns=observe_ns, timeline=False)
+                    cfg.validate(n)         # here, not in a worker after the pool started
+                    key = f"{name}/cpus={n:05d}/{policy}/{other}/seed={seed:06d}"
                     items.append((key, asdict(cfg)))
-    from haltlab.machine.profile import load_profile
-    load_profile(profile)                       # a bad profile fails here, in one line
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    check_out_path(out_path, "--out", directory=False)
+    read_sweep(out_path)                    # refuses a file that is not a sweep's
+    with executor(scheduler, workers, scheduler_timeout) as pool, \
+            Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("sweep", total=len(items))
-        with executor(scheduler, workers) as pool:
-            ran = run_sweep(panic_row, items, out_path, pool,
-                            progress=lambda n, total: bar.update(task, completed=len(items) - total + n))
-    _print_summary(read_sweep(out_path), ran, out_path)
+        ran = run_sweep(panic_row, items, out_path, pool,
+                        progress=lambda n, total: bar.update(task, completed=len(items) - total + n))
+    _print_summary(name, items, ran, out_path)
 
 
-def _print_summary(rows: list[dict], ran: int, out_path: str) -> None:
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row["key"].rsplit("/seed=", 1)[0], []).append(row["result"])
-    # keys sort by zero-padded CPU count, so the table reads in CPU order
-    t = Table(title=f"sweep: {len(rows)} runs in {out_path} ({ran} new)")
+def _print_summary(profile: str, items: list[tuple[str, dict]], ran: int, out_path: str) -> None:
+    """Medians per configuration of this sweep's runs (the file may hold others)."""
+    results = {row["key"]: row["result"] for row in read_sweep(out_path)}
+    groups: dict[tuple[int, str, str], list[dict]] = {}
+    for key, cfg in items:
+        if key in results:
+            groups.setdefault((cfg["cpus"], cfg["after_panic"], cfg["others"]), []).append(results[key])
+    t = Table(title=f"sweep: {sum(map(len, groups.values()))} runs in {out_path} ({ran} new)")
     for col in ("configuration", "runs", "hung", "time to end (ms, median)", "host CPU-s/s (median)"):
         t.add_column(col)
-    for key, results in sorted(groups.items()):
-        profile, cpus, policy, other = key.split("/")
-        name = f"{profile} {int(cpus.split('=')[1])} CPUs {policy} {other}"
-        ends = [r["time_to_end_ns"] for r in results if r["time_to_end_ns"] is not None]
-        host = [r["host_cpu_s_per_s"] for r in results if r.get("host_cpu_s_per_s") is not None]
-        t.add_row(name, str(len(results)), str(sum(r["outcome"] == "hung" for r in results)),
+    for (cpus, policy, other), runs in sorted(groups.items()):
+        ends = [r["time_to_end_ns"] for r in runs if r.get("time_to_end_ns") is not None]
+        host = [r["host_cpu_s_per_s"] for r in runs if r.get("host_cpu_s_per_s") is not None]
+        t.add_row(f"{profile} {cpus} CPUs {policy} {other}", str(len(runs)),
+                  str(sum(r.get("outcome") == "hung" for r in runs)),
                   f"{statistics.median(ends) / 1e6:.3f}" if ends else "-",
                   f"{statistics.median(host):.4f}" if host else "-")
     Console().print(t)

@@ -5,14 +5,12 @@ Both run real QEMU guests (TCG), so they take a minute or two and show progress.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.console import Console
 from rich.table import Table
 
 from haltlab.errors import UserError
-from haltlab.results import dumps, write_json_atomic
+from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["calibrate", "validate"]
 
@@ -61,12 +59,13 @@ def validate(runs, cases, as_json, out_path) -> None:
     for c in cases:
         if c not in names:
             raise UserError(f"--case {c}: unknown (choose from {', '.join(sorted(names))})")
-    if out_path and Path(out_path).is_dir():
-        raise UserError(f"--out {out_path}: is a directory; give a file for the JSON result")
+    if out_path:
+        check_out_path(out_path, "--out", directory=False)
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
     result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"))
     if out_path:
-        write_json_atomic(out_path, result)
+        with writing_to("--out", out_path):
+            write_json_atomic(out_path, result)
     if as_json:
         click.echo(dumps(result), nl=False)
         return

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from haltlab.errors import UserError
+from haltlab.results import writing_to
 
 __all__ = ["executor", "run_sweep", "read_sweep"]
 
 
 @contextmanager
-def executor(scheduler: str | None = None, workers: int | None = None) -> Iterator[Executor]:
-    """A process pool, or the executor of the Dask cluster at `scheduler`."""
+def executor(scheduler: str | None = None, workers: int | None = None,
+             timeout_s: float = 10.0) -> Iterator[Executor]:
+    """A process pool, or the executor of the Dask cluster at `scheduler`
+    (given up on after `timeout_s` seconds without a connection)."""
     if scheduler is None:
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
             yield pool
@@ -37,7 +41,7 @@ def executor(scheduler: str | None = None, workers: int | None = None) -> Iterat
         raise UserError(f"--scheduler {scheduler}: needs the dask extra "
                         "(pip install 'haltlab[dask]')") from None
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout=timeout_s)
     except OSError as e:
         raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
     try:
@@ -53,23 +57,20 @@ def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path:
     `fn` must be picklable (a module-level function) and return a JSON-able dict.
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"--out {path}: is a directory; give a file for the sweep's JSON Lines")
-    _drop_torn_tail(path)
-    done = set(_keys(path))
-    todo = [(key, arg) for key, arg in items if key not in done]
-    try:
+    rows, complete = _load(path)
+    todo = [(key, arg) for key, arg in items if key not in rows]
+    with writing_to("--out", path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        out = path.open("a", encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"--out {path}: cannot write ({e.strerror})") from None
+        out = path.open("ab")
+        out.truncate(complete)              # a torn last line would fuse with the next
     with out:
         futures = {pool.submit(fn, arg): key for key, arg in todo}
         for n, fut in enumerate(as_completed(futures), 1):
             line = json.dumps({"key": futures[fut], "result": fut.result()}, sort_keys=True,
                               separators=(",", ":"), allow_nan=False)
-            out.write(line + "\n")
-            out.flush()
+            with writing_to("--out", path):
+                out.write(line.encode() + b"\n")
+                out.flush()
             if progress is not None:
                 progress(n, len(todo))
     return len(todo)
@@ -78,37 +79,48 @@ def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path:
 def read_sweep(path: str | os.PathLike[str]) -> list[dict]:
     """Every complete line of a sweep file, sorted by key; a torn last line
     (the sweep was killed mid-write) is ignored and will be run again."""
-    rows = {}
-    for row in _rows(Path(path)):
-        rows[row["key"]] = row
+    rows, _ = _load(Path(path))
     return [rows[k] for k in sorted(rows)]
 
 
-def _rows(path: Path) -> Iterator[dict]:
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "key" in row:
-                yield row
+# How every row starts ("key" sorts first), so that a torn last line can be told
+# from the last line of some other file.
+_ROW_START = re.compile(rb'\{\s*"key"\s*:')
 
 
-def _drop_torn_tail(path: Path) -> None:
-    """A sweep killed mid-write leaves a last line without its newline; cut it
-    off so that the next line appended does not fuse with it."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+def _load(path: Path) -> tuple[dict[str, dict], int]:
+    """The rows of an existing sweep file by key, and how many of its bytes are
+    whole lines. Anything else is refused, untouched: the sweep would append to
+    it, or cut its last line as torn."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}, 0
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot read ({e.strerror})") from None
+    lines = data.split(b"\n")
+    tail = lines.pop()                      # b"" when the file ends in a newline
+    rows = {}
+    for n, line in enumerate(lines, 1):
+        row = _row(line)
+        if row is None:
+            raise _foreign(path, n, "is not a sweep row")
+        rows[row["key"]] = row
+    if tail and not _ROW_START.match(tail):
+        raise _foreign(path, len(lines) + 1, "does not end in a newline")
+    return rows, len(data) - len(tail)     # a torn last line goes; its run runs again
 
 
-def _keys(path: Path) -> Iterator[str]:
-    for row in _rows(path):
-        yield row["key"]
+def _row(line: bytes) -> dict | None:
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if (isinstance(row, dict) and set(row) == {"key", "result"}
+            and isinstance(row["key"], str) and isinstance(row["result"], dict)):
+        return row
+    return None
 
+
+def _foreign(path: Path, n: int, why: str) -> UserError:
+    return UserError(f"--out {path}: line {n} {why}: not a haltlab sweep file, left unchanged")

@@ -69,6 +69,10 @@ def test_trace_writes_every_file(tmp_path):
     ("--after-panic", "nope"),
     ("--others", "sleepy"),
     ("--observe", "0"),
+    ("--observe", "nan"),
+    ("--observe", "inf"),
+    ("--observe", "1e-12"),
+    ("--cpus", "9000"),
     ("--kernel", "v2.6"),
     ("--panic-cpu", "8"),
     ("--panic-timeout", "-1"),
@@ -82,6 +86,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e-12"])
+def test_observe_with_no_whole_nanosecond_names_the_value(value):
+    lines = run("--observe", value).stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"haltlab: error: --observe {value}: ")
+
+
+def test_profile_that_is_a_directory_is_one_line():
+    from haltlab.machine.profile import profiles_dir
+    result = run("--profile", f"{profiles_dir()}/")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].endswith("profiles: cannot read: Is a directory")
 
 
 def test_trace_into_a_file_is_refused(tmp_path):

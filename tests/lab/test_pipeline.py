@@ -145,6 +145,14 @@ def test_flood_line_is_s2_length():
     assert len(line) == 991 and line.startswith(guest.FLOOD_TAG)
 
 
+@pytest.mark.parametrize("length", [16, 500, 991])
+def test_flood_line_has_the_asked_length(length):
+    # The tag replaces the record's first characters, whatever the tag's length.
+    body = f'param() {{ echo "{length}"; }}\n' + guest.FLOOD_BODY.split("\n")[1] + '\nprintf %s "$LINE"'
+    line = subprocess.run(["sh", "-c", body], capture_output=True, text=True, check=True).stdout
+    assert len(line) == length and line == guest.FLOOD_TAG + "F" * (length - len(guest.FLOOD_TAG))
+
+
 # -- QEMU arguments --------------------------------------------------------------
 
 def spec(**kw):

@@ -165,6 +165,19 @@ def test_zero_cpus_and_zero_hz(tmp_path):
     assert "hz" in message and "greater than zero" in message
 
 
+def test_hz_that_rounds_to_zero_or_ticks_under_a_nanosecond(tmp_path):
+    message = error_of(write(tmp_path, GUEST.replace("value = 250,", 'value = "0.4 Hz",')))
+    assert "hz = '0.4 Hz'" in message and "greater than zero" in message
+    message = error_of(write(tmp_path, GUEST.replace("value = 250,", 'value = "2 GHz",')))
+    assert "hz = '2 GHz'" in message and "under 1 ns" in message
+    assert load_profile(str(write(tmp_path, GUEST.replace("value = 250,", 'value = "1 GHz",')))).get("hz") == 10**9
+
+
+def test_a_directory_is_not_a_profile(tmp_path):
+    (tmp_path / "x.toml").mkdir()
+    assert "cannot read: Is a directory" in error_of(tmp_path / "x.toml")
+
+
 def test_non_numeric_value(tmp_path):
     message = error_of(write(tmp_path, GUEST.replace('value = "40 ns"', 'value = "fast"')))
     assert "atomic_op_ns" in message and "'fast'" in message

@@ -16,8 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from haltlab.errors import UserError
-from haltlab.results import dumps, write_json_atomic
+from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["lab"]
 
@@ -46,15 +45,18 @@ def common_options(fn: Callable) -> Callable:
 
 
 def _execute(run: Callable, config, as_json: bool, output: Path | None, table: Callable[[dict], Table]) -> None:
-    """Run one experiment with a progress line; print and save its result."""
-    try:
-        with _err.status(f"[bold]{type(config).__name__[:-6].lower()}[/]: preparing kernel and initramfs..."):
-            result = run(config, progress=_progress)
-    except UserError as e:
-        click.echo(f"haltlab: error: {e}", err=True)
-        raise SystemExit(e.exit_code) from None
+    """Run one experiment with a progress line; print and save its result.
+
+    `--output` is checked before the runs, which take minutes; a UserError is
+    left to the top-level `haltlab` group, which prints it as one line.
+    """
     if output is not None:
-        write_json_atomic(output, result)
+        check_out_path(output, "--output", directory=False)
+    with _err.status(f"[bold]{type(config).__name__[:-6].lower()}[/]: preparing kernel and initramfs..."):
+        result = run(config, progress=_progress)
+    if output is not None:
+        with writing_to("--output", output):
+            write_json_atomic(output, result)
     if as_json:
         click.echo(dumps(result), nl=False)
     else:
@@ -147,7 +149,7 @@ def kexec(as_json: bool, output: Path | None, **options) -> None:
 @click.option("--delay-min", "delay_min_s", type=float, default=0.5, show_default=True, help="Shortest flood-to-trigger delay, s.")
 @click.option("--delay-max", "delay_max_s", type=float, default=2.0, show_default=True, help="Longest flood-to-trigger delay, s.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random delays.")
-@click.option("--line-len", type=int, default=991, show_default=True, help="Characters per flood record (S2: 991).")
+@click.option("--line-len", type=int, default=991, show_default=True, help="Characters per flood record, 16-991 (S2: 991).")
 def flood(as_json: bool, output: Path | None, **options) -> None:
     """S2's stress test: flood /dev/kmsg from CPU 1, panic on CPU 0; count hangs."""
     from haltlab.lab.experiments.flood import FloodConfig, run_flood

@@ -59,7 +59,7 @@ finish 3
 """
 
 FLOOD_BODY = r"""
-LINE="%(tag)s$(printf "%%0$(param line_len 991)d" 0 | tr 0 F | cut -c8-)"
+LINE="%(tag)s$(printf "%%0$(param line_len 991)d" 0 | tr 0 F | cut -c%(cut)d-)"
 # The S2 flood: one process pinned to CPU 1 writes to /dev/kmsg as fast as it can,
 # one record per write (printk.devkmsg=on lifts /dev/kmsg's rate limit).
 taskset -c 1 sh -c "exec 3>/dev/kmsg; while :; do echo $LINE >&3; done" &
@@ -69,7 +69,7 @@ quiet
 taskset -c 0 sh -c 'echo TRIGGER > /dev/ttyS1; echo c > /proc/sysrq-trigger'
 progress "NOT-PANICKED"
 finish 3
-""" % {"tag": FLOOD_TAG}
+""" % {"tag": FLOOD_TAG, "cut": len(FLOOD_TAG) + 1}  # the tag replaces the record's first characters
 
 KEXEC_BODY = r"""
 if [ "$(param stage 1)" = 2 ]; then

@@ -24,20 +24,39 @@ class QmpError(RuntimeError):
 class Qmp:
     """One connection; a reader thread splits replies from events."""
 
-    def __init__(self, path: Path, timeout: float = 10.0):
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(str(path))
-        self._file = self._sock.makefile("rb")
+    def __init__(self, path: Path, timeout: float = 10.0, *, greeting_timeout: float | None = None):
+        """A failed start closes everything it opened: a caller retries, so leaks would add up.
+
+        `greeting_timeout` (default `timeout`) bounds the wait for QEMU's greeting,
+        so a caller that retries until its own deadline is not held past it.
+        """
         self.events: list[tuple[int, dict]] = []
         self._replies: list[dict] = []
         self._cond = threading.Condition()
         self._lock = threading.Lock()
         self._timeout = timeout
-        greeting = json.loads(self._file.readline())
-        self.version = greeting["QMP"]["version"]["qemu"]
-        self._thread = threading.Thread(target=self._read, name="qmp", daemon=True)
-        self._thread.start()
-        self.command("qmp_capabilities")
+        self._file = None
+        self._thread = None
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._greet(path, timeout if greeting_timeout is None else greeting_timeout)
+            self._thread = threading.Thread(target=self._read, name="qmp", daemon=True)
+            self._thread.start()
+            self.command("qmp_capabilities")
+        except BaseException:
+            self.close()
+            raise
+
+    def _greet(self, path: Path, timeout: float) -> None:
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(str(path))
+            self._file = self._sock.makefile("rb")
+            greeting = json.loads(self._file.readline())
+            self.version = greeting["QMP"]["version"]["qemu"]
+        except (OSError, ValueError, LookupError, TypeError) as e:
+            raise QmpError(f"no QMP greeting from {path}: {str(e) or type(e).__name__}") from e
+        self._sock.settimeout(None)  # the reader thread blocks until QEMU closes
 
     def _read(self) -> None:
         try:
@@ -59,7 +78,10 @@ class Qmp:
         """Send one command and wait for its reply (one at a time, so replies match)."""
         with self._lock:
             msg = {"execute": name, **({"arguments": arguments} if arguments else {})}
-            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+            try:
+                self._sock.sendall(json.dumps(msg).encode() + b"\n")
+            except OSError as e:  # QEMU went away: the same failure as a missing reply
+                raise QmpError(f"{name}: {e}") from e
             with self._cond:
                 if not self._cond.wait_for(lambda: self._replies, self._timeout):
                     raise QmpError(f"no reply to {name}")
@@ -83,5 +105,7 @@ class Qmp:
         except OSError:
             pass
         self._sock.close()
-        self._thread.join(2)
-        self._file.close()
+        if self._thread is not None:
+            self._thread.join(2)
+        if self._file is not None:
+            self._file.close()

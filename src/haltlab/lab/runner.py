@@ -41,6 +41,7 @@ class Guest:
         self.exit_ns: int | None = None
         self.killed = False
         self.stderr = b""
+        self._reaper: threading.Thread | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="haltlab-qemu-"))
         try:
             self._launch(bulk)
@@ -70,11 +71,13 @@ class Guest:
             os.close(prog_w)
         self.console = SerialLog(con_r, "console", bulk)
         self.progress = SerialLog(prog_r, "progress")
-        threading.Thread(target=self._reap, name="qemu-reaper", daemon=True).start()
+        self._reaper = threading.Thread(target=self._reap, name="qemu-reaper", daemon=True)
+        self._reaper.start()
         self.qmp = self._connect(qmp_path)
 
     def _reap(self) -> None:
-        self.stderr = self.proc.stderr.read()
+        with self.proc.stderr:
+            self.stderr = self.proc.stderr.read()
         self.proc.wait()
         self.exit_ns = time.monotonic_ns()
 
@@ -82,16 +85,16 @@ class Guest:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                time.sleep(0.1)  # let the reaper collect stderr
+                self._reaper.join(GRACE_S)  # it has read stderr to EOF
                 msg = self.stderr.decode(errors="replace").strip().splitlines()
                 raise UserError(f"QEMU exited at start: {msg[-1] if msg else self.proc.returncode}")
             if path.exists():
                 try:
-                    return Qmp(path)
-                except (ConnectionRefusedError, QmpError):
+                    return Qmp(path, greeting_timeout=max(0.1, deadline - time.monotonic()))
+                except QmpError:
                     pass  # not listening yet, or QEMU died: the poll above tells
             time.sleep(0.02)
-        raise RuntimeError("QEMU did not open its QMP socket")
+        raise UserError(f"QEMU did not open its QMP socket within {timeout_s:g} s (an overloaded host?)")
 
     @property
     def pid(self) -> int:
@@ -167,6 +170,8 @@ class Guest:
         finally:
             if self.qmp is not None:
                 self.qmp.close()
+            if self._reaper is not None:
+                self._reaper.join(GRACE_S)
             for log in (getattr(self, "console", None), getattr(self, "progress", None)):
                 if log is not None:
                     log.join()

@@ -61,11 +61,12 @@ class _Key:
     section: str
     dimension: str
     positive: bool = False  # zero is an error (CPU count, tick rate, clocks)
+    period: bool = False    # the model waits 1e9 // value ns between events: >= 1 ns
 
 
 _KEYS: tuple[_Key, ...] = (
     _Key("cpus", "machine", "count", positive=True),
-    _Key("hz", "machine", "frequency", positive=True),
+    _Key("hz", "machine", "frequency", positive=True, period=True),
     _Key("cpu_clock_hz", "machine", "frequency", positive=True),
     _Key("atomic_op_ns", "costs", "time"),
     _Key("cpu_relax_ns", "costs", "time"),
@@ -199,6 +200,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise UserError(f"{where}: no such profile file") from None
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: malformed TOML: {_one_line(str(exc))}") from None
     except UnicodeDecodeError as exc:
@@ -293,11 +296,15 @@ def _convert(label: str, spec: _Key, raw: object) -> int | float:
         raise UserError(f"{shown}: not a finite number")
     if value < 0:
         raise UserError(f"{shown}: negative value")
-    if spec.positive and value == 0:
-        raise UserError(f"{shown}: must be greater than zero")
     if spec.dimension in ("count", "number") and value != int(value):
         raise UserError(f"{shown}: must be a whole number")
-    return int(round(value)) if integral else float(value)
+    result = int(round(value)) if integral else float(value)
+    if spec.positive and result == 0:
+        rounded = f" (rounds to 0 {_DIMENSIONS[spec.dimension][0]})" if value else ""
+        raise UserError(f"{shown}: must be greater than zero{rounded}")
+    if spec.period and result > 1_000_000_000:
+        raise UserError(f"{shown}: a period under 1 ns, which the model cannot wait (at most 1 GHz)")
+    return result
 
 
 def write_profile(profile: Profile, path: str | os.PathLike) -> Path:

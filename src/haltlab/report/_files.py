@@ -1,7 +1,8 @@
 """Writing a set of result files all-or-nothing per file.
 
 Every file haltlab writes goes through `haltlab.results`' atomic writers, so a
-crash never leaves a half-written file.
+crash never leaves a half-written file; commands check the directory first and
+write inside `writing_to` (both in `haltlab.results`).
 `write_files` takes contents that are already rendered: a command renders every
 file first and writes only when all of them exist, so an error while rendering
 leaves nothing behind at all.
@@ -9,22 +10,12 @@ leaves nothing behind at all.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from haltlab.errors import UserError
 from haltlab.results import write_bytes_atomic, write_text_atomic
 
-__all__ = ["write_files", "check_out_dir"]
-
-
-def check_out_dir(directory: str | os.PathLike[str], option: str) -> Path:
-    """Fail early, in one line, if `directory` cannot be an output directory."""
-    path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {directory}: exists and is not a directory")
-    return path
+__all__ = ["write_files"]
 
 
 def write_files(directory: Path, files: Mapping[str, str | bytes]) -> list[Path]:

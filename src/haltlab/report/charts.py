@@ -42,7 +42,7 @@ def _bars(ax, rows: dict[str, dict], ids: tuple[str, str], unit: str) -> None:
     ax.set_axisbelow(True)
 
 
-def s1_host_cpu_png(rows: list[dict], window_s: float, *, dpi: int = 110) -> bytes:
+def s1_host_cpu_png(rows: list[dict], window_s: float, perf_hz: int, *, dpi: int = 110) -> bytes:
     """S1 before vs after, thread vs model (vs lab when measured), samples and cycles."""
     by_id = {r["id"]: r for r in rows}
     fig = Figure(figsize=(10, 4.2), dpi=dpi)
@@ -50,7 +50,7 @@ def s1_host_cpu_png(rows: list[dict], window_s: float, *, dpi: int = 110) -> byt
     samples, cycles = fig.subplots(1, 2)
     _bars(samples, by_id, ("S1-samples-before", "S1-samples-after"), "perf samples")
     _bars(cycles, by_id, ("S1-cycles-before", "S1-cycles-after"), "cycles")
-    samples.set_title("perf samples (cycles:P, 4000 Hz)", fontsize=10)
+    samples.set_title(f"perf samples (cycles:P, {perf_hz} Hz)", fontsize=10)
     cycles.set_title("event count (cycles)", fontsize=10)
     samples.legend(fontsize=8, loc="upper right")
     red = by_id["S1-reduction"]

@@ -19,7 +19,7 @@ from haltlab.machine.profile import load_profile
 from haltlab.scenarios.panic import NSEC_PER_SEC, PanicConfig, run_panic
 
 __all__ = ["ModelValue", "LabValue", "Figure", "FIGURES", "S1_PROFILE", "s1_config",
-           "reset_caches"]
+           "s1_perf_hz", "reset_caches"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,16 @@ def s1_config(after_panic: str) -> PanicConfig:
     observed for the window the thread implies: it does not state how long perf
     recorded, but 55K samples at perf's default frequency with one vCPU always on
     CPU is 55,000 / 4000 Hz = 13.75 s. Derived from the profile's perf_freq_hz."""
-    perf_hz = int(load_profile(S1_PROFILE).get("perf_freq_hz"))
     return PanicConfig(profile=S1_PROFILE, after_panic=after_panic, others="idle",
-                       observe_ns=S1_SAMPLES_BEFORE * NSEC_PER_SEC // perf_hz, seed=0)
+                       observe_ns=S1_SAMPLES_BEFORE * NSEC_PER_SEC // s1_perf_hz(), seed=0)
+
+
+def s1_perf_hz() -> int:
+    return int(load_profile(S1_PROFILE).get("perf_freq_hz"))
+
+
+def _s1_window_s() -> float:
+    return s1_config("mdelay").observe_ns / NSEC_PER_SEC
 
 
 @functools.cache
@@ -85,16 +92,16 @@ def _s1_setup(r: dict) -> str:
     return (f"Model: {r['profile']}, {r['cpus']} vCPUs, others idle, after panic: "
             f"{r['policies']['after_panic']}, whole guest (vCPUs + VMM) over "
             f"{r['window_ns'] / 1e9:g} s after \"end Kernel panic\". That window is INFERRED "
-            "(the thread gives no duration): 55K samples at perf's default 4000 Hz = 13.75 s "
-            "with one vCPU on CPU.")
+            f"(the thread gives no duration): {S1_SAMPLES_BEFORE / 1000:g}K samples at perf's "
+            f"default {s1_perf_hz()} Hz = {_s1_window_s():g} s with one vCPU on CPU.")
 
 
 def _by_construction() -> str:
     ghz = load_profile(S1_PROFILE).get("host_cpu_hz") / 1e9
     return (f" The window and the profile's host clock (host_cpu_hz = {ghz:g} GHz, from "
-            "36.09e9 cycles / 13.75 s) are both derived from this 'before' figure, so "
-            "'before' matches by construction; the informative comparisons are the "
-            "'after' figures and the reduction ratio.")
+            f"{S1_CYCLES_BEFORE / 1e9:.2f}e9 cycles / {_s1_window_s():g} s) are both derived "
+            "from this 'before' figure, so 'before' matches by construction; the informative "
+            "comparisons are the 'after' figures and the reduction ratio.")
 
 
 def _after_split(r: dict, field: str) -> str:
@@ -136,11 +143,10 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
         from haltlab.lab.sampler import host_cpu_hz
         from haltlab.validation.s1_lab import s1_lab_run
         r = s1_lab_run("none" if phase == "before" else "pause")
-        window_s = s1_config("mdelay").observe_ns / NSEC_PER_SEC
+        window_s = _s1_window_s()
         stats = r["host_cpu_s_per_s_stats"]
         cpu_s = r["host_cpu_s_per_s"] * window_s
-        perf_hz = int(load_profile(S1_PROFILE).get("perf_freq_hz"))
-        value = cpu_s * perf_hz if field == "perf_samples" else cpu_s * host_cpu_hz()
+        value = cpu_s * s1_perf_hz() if field == "perf_samples" else cpu_s * host_cpu_hz()
         what = "stock panic" if phase == "before" else "pvpanic -action panic=pause (host-side remedy)"
         return LabValue(round(value), (
             f"{what}; {r['accelerator']} guest, {r['smp']} vCPUs, kernel {r['kernel_release']}, "

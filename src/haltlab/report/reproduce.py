@@ -12,7 +12,7 @@ from typing import Callable
 
 from haltlab import __version__
 from haltlab.errors import UserError
-from haltlab.report.figures import FIGURES, Figure, LabValue, reset_caches, s1_config
+from haltlab.report.figures import FIGURES, Figure, LabValue, reset_caches, s1_config, s1_perf_hz
 from haltlab.results import dumps
 
 __all__ = ["LAB_MODES", "LAB_PENDING", "evaluate", "run_reproduce", "markdown", "step_count",
@@ -77,7 +77,7 @@ def _render(report: dict, step: Callable[[str], None]) -> dict[str, str | bytes]
     from haltlab.report.timeline import timeline_png
     from haltlab.scenarios.panic import simulate_panic
     step("s1_host_cpu.png: thread vs model")
-    host = s1_host_cpu_png(report["rows"], s1_config("mdelay").observe_ns / 1e9)
+    host = s1_host_cpu_png(report["rows"], s1_config("mdelay").observe_ns / 1e9, s1_perf_hz())
     step("s1_timeline.png: simulate the safe_halt run")
     trace = simulate_panic(s1_config("safe_halt"))
     step("s1_timeline.png: plot")

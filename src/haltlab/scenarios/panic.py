@@ -12,6 +12,7 @@ console, as a person watching the console would start `perf record`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from haltlab.engine.simulator import Simulator
@@ -24,7 +25,7 @@ from haltlab.kernel.printk import printk
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import Profile, load_profile
 
-__all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic"]
+__all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "seconds_to_ns"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -48,6 +49,8 @@ class PanicConfig:
     def validate(self, ncpus: int) -> None:
         if ncpus < 1:
             raise UserError(f"--cpus {ncpus}: need at least 1 CPU")
+        if ncpus > 8192:
+            raise UserError(f"--cpus {ncpus}: at most 8192 (x86_64 CONFIG_NR_CPUS with MAXSMP)")
         if not 0 <= self.panic_cpu < ncpus:
             raise UserError(f"--panic-cpu {self.panic_cpu}: not a CPU of a {ncpus}-CPU machine")
         if self.others not in OTHERS:
@@ -58,6 +61,15 @@ class PanicConfig:
             raise UserError(f"--pvpanic {self.pvpanic}: choose none or pause")
         if self.panic_timeout_s < 0:
             raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
+
+
+def seconds_to_ns(seconds: float, option: str) -> int:
+    """Options take seconds, configs integer ns: refuse what has no such integer
+    (NaN, infinity, under 1 ns) here, naming the value as the user typed it."""
+    ns = round(seconds * NSEC_PER_SEC) if math.isfinite(seconds) else 0
+    if not 1 <= ns <= 10**6 * NSEC_PER_SEC:
+        raise UserError(f"{option} {seconds:g}: must be a number of seconds from 1e-9 to 1e6")
+    return ns
 
 
 async def sysrq_crash(k, trigger_ns: int) -> None:

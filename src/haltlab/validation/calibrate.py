@@ -10,6 +10,9 @@ Measured on the real kernel (the lab's `panic` experiment, stock, `--smp 2`):
   (`smp_send_stop()` waiting for the other CPU) equals the lab's. The model is
   run once with the latency at zero; what the lab's gap exceeds that by is the
   latency (the gap is linear in it: one IPI, one wait);
+* `nmi_latency_ns`: not measurable here (an idle vCPU takes the REBOOT IPI, so
+  the lab's panics never reach the NMI stage); QEMU delivers an NMI the way it
+  delivers the IPI, so it is set to the solved IPI latency;
 * `vmm_background_cpu_s_per_s`: the QEMU process's host CPU minus its vCPU
   threads' in the post-panic window, the VMM's own work;
 * `host_cpu_hz`: this host's clock (`/proc/cpuinfo`), to turn CPU time into cycles.
@@ -32,11 +35,12 @@ from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.machine.profile import Param, Profile, load_profile, write_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.sampler import host_cpu_hz
+from haltlab.lab.stats import summarize
 
-__all__ = ["calibrate", "model_max_line_gap_ns", "CALIBRATED_KEYS"]
+__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS"]
 
 CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per_char",
-                   "ipi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
+                   "ipi_latency_ns", "nmi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
 
 
 def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, smp: int = 2, write: bool = True,
@@ -50,6 +54,7 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, smp: int = 2
         raise UserError(f"calibration: no lab run finished its panic ({lab.get('outcomes')})")
     values, lab_gap_ns = _measure(lab)
     values["ipi_latency_ns"] = _solve_ipi_latency(profile, smp, values, lab_gap_ns)
+    values["nmi_latency_ns"] = values["ipi_latency_ns"]
     provenance = (f"lab measurement: haltlab lab calibrate --profile {profile_name} --runs {runs} --smp {smp} "
                   f"({datetime.date.today().isoformat()}; kernel {lab['kernel_release']}, QEMU "
                   f"{lab['qemu_version']}, {lab['accelerator']}; median of {lab['panicked_and_finished']} runs)")
@@ -61,10 +66,13 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, smp: int = 2
 
 
 def _median(runs: list[dict], key: str) -> float:
-    values = [r[key] for r in runs if r.get(key) is not None]
-    if not values:
+    """By summarize(), like the lab result's own `key` median: a run has every
+    panic_* figure or none, so over the same runs the profile gets exactly the
+    figure the lab reports, rounded the same way (integer ns stay integers)."""
+    stats = summarize(r.get(key) for r in runs)
+    if stats is None:
         raise UserError(f"calibration: the lab runs reported no {key}")
-    return statistics.median(values)
+    return stats["median"]
 
 
 def _measure(lab: dict) -> tuple[dict, float]:
@@ -88,10 +96,17 @@ def model_max_line_gap_ns(profile: Profile, smp: int) -> int:
     lab measures it on the host: from one line's arrival to the next one's."""
     run = simulate_panic(PanicConfig(profile=profile.path, cpus=smp, kernel="v6.1", pvpanic="none",
                                      observe_ns=10_000_000, timeline=False), profile)
-    k, console = run.kernel, run.machine.console
-    entry, end = k.marks["panic_entry"], k.marks["panic_end"]
-    ends = [e for s, e, _, _ in console if entry <= e <= end]
-    return max((b - a for a, b in zip(ends, ends[1:])), default=0)
+    return panic_line_gap_ns(run) or 0
+
+
+def panic_line_gap_ns(run) -> int | None:
+    """The longest silence between console lines of a simulated panic, timed the way
+    the lab times its lines (by arrival), so the two compare; None under two lines.
+    Without an end line (a paused guest) every line after the panic counts."""
+    k = run.kernel
+    entry, end = k.marks["panic_entry"], k.marks.get("panic_end")
+    ends = [e for _, e, _, _ in run.machine.console if entry <= e and (end is None or e <= end)]
+    return max((b - a for a, b in zip(ends, ends[1:])), default=None)
 
 
 def _solve_ipi_latency(profile: Profile, smp: int, measured: dict, lab_gap_ns: float) -> int:
@@ -112,6 +127,8 @@ def _what(key: str) -> str:
         "panic_console_chars": "characters of those lines (printk prefix and newline included)",
         "console_ns_per_char": "(panic-to-end host time - longest silence) / characters",
         "ipi_latency_ns": "solved so the model's stop gap equals the lab's longest silence in the panic",
+        "nmi_latency_ns": ("not measurable (the lab's panics never reach the NMI stage); QEMU delivers "
+                           "an NMI like the IPI (cpu_interrupt(), CPU_INTERRUPT_NMI), so set to ipi_latency_ns"),
         "vmm_background_cpu_s_per_s": "QEMU process host CPU minus its vCPU threads after the panic",
         "host_cpu_hz": "this host's clock, /proc/cpuinfo 'cpu MHz'",
     }[key]

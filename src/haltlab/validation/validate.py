@@ -24,11 +24,14 @@ from haltlab.errors import UserError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
+from haltlab.validation.calibrate import panic_line_gap_ns
 
 __all__ = ["Case", "CASES", "validate", "model_facts"]
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
+# The model watches the guest as long as the lab samples its host CPU.
+LAB_WINDOW_NS = round(LabPanic.window_s * NSEC_PER_SEC)
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,13 @@ _LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "
 def model_facts(case: Case, profile=None) -> dict:
     """The model's value of every quantity of `case`."""
     run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.smp, kernel="v6.1", pvpanic=case.pvpanic,
-                                     panic_timeout_s=case.panic_timeout, observe_ns=3 * NSEC_PER_SEC,
+                                     panic_timeout_s=case.panic_timeout, observe_ns=LAB_WINDOW_NS,
                                      timeline=False), profile)
-    r, k = run.result, run.kernel
-    ends = [e for s, e, _, _ in run.machine.console
-            if k.marks["panic_entry"] <= e <= k.marks.get("panic_end", e)]
+    r = run.result
     return {
         "host_cpu_s_per_s": r.get("host_cpu_s_per_s"),
         "panic_to_end_ns": r["time_to_end_ns"],
-        "stop_gap_ns": max((b - a for a, b in zip(ends, ends[1:])), default=None),
+        "stop_gap_ns": panic_line_gap_ns(run),
         "panic_to_reset_ns": r["reboot_after_ns"],
     }
 

@@ -8,6 +8,7 @@ calibration code can call them directly and get the same JSON-able dict.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_v
 from haltlab.lab.runner import Guest
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
-           "elapsed_ns", "repeat"]
+           "elapsed_ns", "repeat", "check_seconds"]
 
 # Called after each run with (run index, number of runs, that run's dict).
 ProgressFn = Callable[[int, int, dict], None]
@@ -42,14 +43,24 @@ class LabConfig:
         _at_least("--smp", self.smp, 1)
         _at_least("--runs", self.runs, 1)
         _at_least("--memory-mb", self.memory_mb, 128)
-        if self.boot_timeout_s <= 0:
-            raise UserError(f"--boot-timeout: must be positive, got {self.boot_timeout_s}")
+        check_seconds("--boot-timeout", self.boot_timeout_s)
         if self.kernel is not None and not Path(self.kernel).is_file():
             raise UserError(f"--kernel: no such file: {self.kernel}")
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+MAX_SECONDS = 10**6  # time.sleep() overflows long before float seconds do
+
+
+def check_seconds(option: str, value: float, *, zero_ok: bool = False) -> None:
+    """A duration option: NaN slips through `<= 0`, and inf would wait forever."""
+    number = isinstance(value, (int, float)) and math.isfinite(value)
+    if not (number and (value >= 0 if zero_ok else value > 0) and value <= MAX_SECONDS):
+        raise UserError(f"{option}: must be a finite number of seconds, {'>=' if zero_ok else '>'} 0 "
+                        f"and <= 1e6, got {value}")
 
 
 def _at_least(option: str, value: int, low: int) -> None:

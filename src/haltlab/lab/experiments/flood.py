@@ -22,7 +22,7 @@ from haltlab.errors import UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import HUNG_OUTPUT, HUNG_SILENT, PANICKED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, Prepared, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
+    LabConfig, Prepared, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.experiments.panic import PVPANIC_MODULES
 from haltlab.lab.guest import FLOOD_TAG, flood_init
@@ -30,7 +30,14 @@ from haltlab.lab.parse import PANIC_END, dropped_messages, panic_facts
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
 
-__all__ = ["FloodConfig", "run_flood", "flood_once", "run_delays"]
+__all__ = ["FloodConfig", "run_flood", "flood_once", "run_delays", "MAX_LINE_LEN"]
+
+# The longest record every kernel takes: devkmsg_write() (kernel/printk/printk.c)
+# fails a write longer than LOG_LINE_MAX = 1024 - PREFIX_MAX (32) = 992 bytes with
+# EINVAL (6.1; later kernels allow PRINTKRB_RECORD_MAX = 1024), and the guest's
+# `echo` adds the newline. S2's 991 is exactly this maximum; one more and every
+# write fails, so the "flood" would write nothing.
+MAX_LINE_LEN = 991
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,14 @@ class FloodConfig(LabConfig):
         super().validate()
         if self.smp < 2:
             raise UserError(f"--smp: the flood needs a second CPU for the writer, got {self.smp}")
-        if not 0 <= self.delay_min_s <= self.delay_max_s:
+        check_seconds("--delay-min", self.delay_min_s, zero_ok=True)
+        check_seconds("--delay-max", self.delay_max_s, zero_ok=True)
+        if not self.delay_min_s <= self.delay_max_s:
             raise UserError(f"--delay-min/--delay-max: need 0 <= min <= max, got {self.delay_min_s}/{self.delay_max_s}")
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout: must be positive, got {self.timeout_s}")
-        if not 16 <= self.line_len <= 1000:
-            raise UserError(f"--line-len: must be 16..1000 (a printk record holds 1024), got {self.line_len}")
+        check_seconds("--timeout", self.timeout_s)
+        if not 16 <= self.line_len <= MAX_LINE_LEN:
+            raise UserError(f"--line-len: must be 16..{MAX_LINE_LEN} (/dev/kmsg takes at most 992 bytes "
+                            f"a write, newline included), got {self.line_len}")
 
 
 def run_delays(config: FloodConfig) -> list[float]:

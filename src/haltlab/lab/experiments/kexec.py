@@ -20,7 +20,7 @@ from haltlab.errors import UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import COMPLETED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
+    LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import kexec_init
 from haltlab.lab.images import cache_dir
@@ -41,17 +41,19 @@ class KexecConfig(LabConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout: must be positive, got {self.timeout_s}")
+        check_seconds("--timeout", self.timeout_s)
+        if self.memory_mb < 384:
+            raise UserError(f"--memory-mb: kexec needs room for two kernels, at least 384, got {self.memory_mb}")
 
 
 def _entries(kernel) -> list[initramfs.Entry]:
     """Outer image: kexec-tools, the kernel, and an inner image for the second kernel."""
-    inner = initramfs.build(initramfs.base_entries(kexec_init()), cache_dir())
+    base = initramfs.base_entries(kexec_init())
+    inner = initramfs.build(base, cache_dir())
     if not KEXEC_BINARY.is_file():
         raise UserError(f"{KEXEC_BINARY} not found (Debian: apt-get install kexec-tools)")
     return (
-        initramfs.base_entries(kexec_init())
+        base
         + initramfs.binary_with_libs(KEXEC_BINARY, "/bin/kexec")
         + [
             initramfs.file("/boot/vmlinuz", kernel.vmlinuz.read_bytes()),
@@ -107,8 +109,6 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
 def run_kexec(config: KexecConfig, progress: ProgressFn | None = None) -> dict:
     """Run the kexec cycle `config.runs` times; a JSON-able result."""
     config.validate()
-    if config.memory_mb < 384:
-        raise UserError(f"--memory-mb: kexec needs room for two kernels, at least 384, got {config.memory_mb}")
     prep = prepare(config, _entries)
     spec = guest_spec(prep, config)
     runs = repeat(config.runs, spec, lambda g: kexec_once(g, config), progress)

@@ -22,7 +22,7 @@ from haltlab.errors import UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import PANICKED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, ProgressFn, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
+    LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import panic_init
 from haltlab.lab.parse import PANIC_END, panic_facts
@@ -50,9 +50,9 @@ class PanicConfig(LabConfig):
             raise UserError(f"--pvpanic: expected none or pause, got {self.pvpanic!r}")
         if self.panic_timeout != 0 and self.pvpanic == "pause":
             raise UserError("--panic-timeout: needs --pvpanic none (a paused guest never resets)")
-        if self.window_s <= 0 or self.settle_s < 0 or self.timeout_s <= 0:
-            raise UserError(f"--window/--settle/--timeout: must be positive, got "
-                            f"{self.window_s}/{self.settle_s}/{self.timeout_s}")
+        check_seconds("--window", self.window_s)
+        check_seconds("--settle", self.settle_s, zero_ok=True)
+        check_seconds("--timeout", self.timeout_s)
         if self.perf_freq_hz <= 0:
             raise UserError(f"--perf-freq-hz: must be positive, got {self.perf_freq_hz}")
 

@@ -1,0 +1,113 @@
+"""Bad lab input ends as one line and exit 2, before any guest boots (no QEMU here)."""
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from haltlab.cli import cli
+from haltlab.errors import UserError
+from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
+from haltlab.lab.experiments.flood import MAX_LINE_LEN
+
+RESULT = {"experiment": "panic", "n_runs": 1}
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """run_panic replaced by a stub that records its calls: no guest ever boots."""
+    calls = []
+
+    def fake_run(config, progress=None):
+        calls.append(config)
+        return dict(RESULT)
+
+    monkeypatch.setattr("haltlab.lab.experiments.panic.run_panic", fake_run)
+    return calls
+
+
+def _one_line_error(result, needle: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("haltlab: error: ") and needle in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_output_in_a_missing_directory_fails_before_the_runs(runs):
+    result = CliRunner().invoke(cli, ["lab", "panic", "--output", "/proc/x/y.json"])
+    _one_line_error(result, "--output /proc/x/y.json: ")
+    assert runs == []
+
+
+def test_output_that_is_a_directory_fails_before_the_runs(runs, tmp_path):
+    result = CliRunner().invoke(cli, ["lab", "panic", "--output", str(tmp_path)])
+    _one_line_error(result, f"--output {tmp_path}: is a directory")
+    assert runs == []
+
+
+def test_output_under_a_file_fails_before_the_runs(runs, tmp_path):
+    (tmp_path / "f").write_text("")
+    result = CliRunner().invoke(cli, ["lab", "panic", "--output", str(tmp_path / "f" / "r.json")])
+    _one_line_error(result, f"--output {tmp_path / 'f' / 'r.json'}: ")
+    assert runs == []
+
+
+def test_a_failing_final_write_is_one_line_and_leaves_no_file(monkeypatch, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def run_then_break_the_directory(config, progress=None):
+        out_dir.rmdir()
+        out_dir.write_text("now a file")   # the atomic write cannot recreate it
+        return dict(RESULT)
+
+    monkeypatch.setattr("haltlab.lab.experiments.panic.run_panic", run_then_break_the_directory)
+    result = CliRunner().invoke(cli, ["lab", "panic", "--json", "--output", str(out_dir / "r.json")])
+    _one_line_error(result, f"--output {out_dir / 'r.json'}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_good_output_is_written(runs, tmp_path):
+    result = CliRunner().invoke(cli, ["lab", "panic", "--json", "--output", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.json").read_text() == result.stdout
+    assert len(runs) == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["panic", "--window", "nan"], "--window: must be a finite number of seconds, > 0 and <= 1e6, got nan"),
+    (["panic", "--window", "inf"], "--window: must be a finite number of seconds, > 0 and <= 1e6, got inf"),
+    (["panic", "--settle", "inf"], "--settle: must be a finite number of seconds, >= 0 and <= 1e6, got inf"),
+    (["panic", "--timeout", "nan"], "--timeout: must be a finite number of seconds, > 0 and <= 1e6, got nan"),
+    (["panic", "--boot-timeout", "inf"], "--boot-timeout: must be a finite number of seconds, > 0 and <= 1e6, got inf"),
+    (["kexec", "--timeout", "-inf"], "--timeout: must be a finite number of seconds, > 0 and <= 1e6, got -inf"),
+    (["flood", "--delay-max", "inf"], "--delay-max: must be a finite number of seconds, >= 0 and <= 1e6, got inf"),
+    (["flood", "--delay-min", "nan"], "--delay-min: must be a finite number of seconds, >= 0 and <= 1e6, got nan"),
+    (["panic", "--settle", "1e300"], "--settle: must be a finite number of seconds, >= 0 and <= 1e6, got 1e+300"),
+    (["flood", "--line-len", "992"], "--line-len: must be 16..991"),
+])
+def test_non_finite_and_too_long_options_are_one_line_errors(args, needle):
+    _one_line_error(CliRunner().invoke(cli, ["lab", *args]), needle)
+
+
+@pytest.mark.parametrize("config", [
+    PanicConfig(window_s=math.nan), PanicConfig(settle_s=math.inf), PanicConfig(timeout_s=math.nan),
+    PanicConfig(boot_timeout_s=math.inf), KexecConfig(timeout_s=math.inf),
+    FloodConfig(delay_max_s=math.inf), FloodConfig(timeout_s=math.nan),
+    FloodConfig(line_len=MAX_LINE_LEN + 1), KexecConfig(memory_mb=256),
+])
+def test_configs_refuse_the_same_values_programmatically(config):
+    with pytest.raises(UserError):
+        config.validate()
+
+
+def test_limits_that_stay_allowed():
+    PanicConfig(settle_s=0).validate()
+    FloodConfig(delay_min_s=0, delay_max_s=0, line_len=MAX_LINE_LEN).validate()
+    KexecConfig(memory_mb=384).validate()
+
+
+def test_the_longest_flood_record_fits_a_dev_kmsg_write():
+    # devkmsg_write(): at most LOG_LINE_MAX = 1024 - 32 bytes, and echo adds the newline.
+    assert MAX_LINE_LEN + 1 == 1024 - 32
