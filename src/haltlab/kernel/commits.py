@@ -40,6 +40,11 @@ PRESETS = {
     "v6.6": frozenset({"stop_other_cpus_robust"}),
     "v6.9": frozenset({"stop_other_cpus_robust", "panic_final_flush"}),
     "v7.1": frozenset({"stop_other_cpus_robust", "panic_final_flush", "arm64_stop_irq_then_nmi"}),
+    # The lab's guest: Debian 12's 6.1.0-56-amd64 (6.1.192-2). Its changelog
+    # (/usr/share/doc/linux-image-6.1.0-56-amd64/changelog.gz) lists both x86
+    # backports from the 6.1.y stable series: "[x86] smp: Make stop_other_cpus()
+    # more robust" and "panic: Flush kernel log buffer at the end".
+    "debian-6.1.0-56": frozenset({"stop_other_cpus_robust", "panic_final_flush"}),
 }
 
 

@@ -37,7 +37,11 @@ from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.sampler import host_cpu_hz
 from haltlab.lab.stats import summarize
 
-__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS"]
+__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS", "LAB_KERNEL_PRESET"]
+
+# The model's name for the lab's kernel (haltlab.kernel.commits): v6.1 plus the
+# stable backports Debian's 6.1.0-56 carries. Calibration and validation model it.
+LAB_KERNEL_PRESET = "debian-6.1.0-56"
 
 CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per_char",
                    "ipi_latency_ns", "nmi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
@@ -94,7 +98,7 @@ def _measure(lab: dict) -> tuple[dict, float]:
 def model_max_line_gap_ns(profile: Profile, smp: int) -> int:
     """The model's longest silence between console lines during the panic, as the
     lab measures it on the host: from one line's arrival to the next one's."""
-    run = simulate_panic(PanicConfig(profile=profile.path, cpus=smp, kernel="v6.1", pvpanic="none",
+    run = simulate_panic(PanicConfig(profile=profile.path, cpus=smp, kernel=LAB_KERNEL_PRESET, pvpanic="none",
                                      observe_ns=10_000_000, timeline=False), profile)
     return panic_line_gap_ns(run) or 0
 

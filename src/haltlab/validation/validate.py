@@ -2,8 +2,8 @@
 
 Each case runs the lab's panic experiment and the model's panic scenario with the
 same CPU count, pvpanic action and panic_timeout, on the profile the lab
-calibrates (`qemu-tcg-x86`, kernel preset v6.1 like Debian 12's kernel). Rows
-say whether the calibration used that configuration: `panic-smp2` is the
+calibrates (`qemu-tcg-x86`, kernel preset `debian-6.1.0-56`: the lab's kernel,
+v6.1 with its stable backports). Rows say whether the calibration used that configuration: `panic-smp2` is the
 calibration run's own configuration (agreement there is expected, not evidence);
 the others were not used and are the test.
 
@@ -24,7 +24,7 @@ from haltlab.errors import UserError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.validation.calibrate import panic_line_gap_ns
+from haltlab.validation.calibrate import LAB_KERNEL_PRESET, panic_line_gap_ns
 
 __all__ = ["Case", "CASES", "validate", "model_facts"]
 
@@ -64,7 +64,7 @@ _LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "
 
 def model_facts(case: Case, profile=None) -> dict:
     """The model's value of every quantity of `case`."""
-    run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.smp, kernel="v6.1", pvpanic=case.pvpanic,
+    run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.smp, kernel=LAB_KERNEL_PRESET, pvpanic=case.pvpanic,
                                      panic_timeout_s=case.panic_timeout, observe_ns=LAB_WINDOW_NS,
                                      timeline=False), profile)
     r = run.result
@@ -102,4 +102,4 @@ def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None) -
                          "quantity": q, "model": m, "lab_median": lab_median,
                          "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
                          "lab_runs": stats["n"] if stats else 0, "relative_error": err})
-    return {"profile": PROFILE, "kernel_preset": "v6.1", "lab": meta, "rows": rows}
+    return {"profile": PROFILE, "kernel_preset": LAB_KERNEL_PRESET, "lab": meta, "rows": rows}
