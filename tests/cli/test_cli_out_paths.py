@@ -45,7 +45,7 @@ def one_line_error(result, *needles: str) -> str:
 @pytest.mark.parametrize("command, option", [
     (["simulate", "panic"], "--trace"),
     (["reproduce", "--lab", "skip"], "--out"),
-    (["validate"], "--out"),
+    (["validate"], "--output"),
 ])
 def test_an_output_path_that_cannot_be_made_fails_before_the_work(tmp_path, stub_work, command, option):
     for path in bad_paths(tmp_path):
@@ -57,8 +57,8 @@ def test_an_output_path_that_cannot_be_made_fails_before_the_work(tmp_path, stub
 
 
 def test_validate_out_that_is_a_directory_fails_before_the_work(tmp_path, stub_work):
-    result = CliRunner().invoke(cli, ["validate", "--out", str(tmp_path)])
-    one_line_error(result, f"--out {tmp_path}: is a directory")
+    result = CliRunner().invoke(cli, ["validate", "--output", str(tmp_path)])
+    one_line_error(result, f"--output {tmp_path}: is a directory")
 
 
 def test_the_probe_leaves_no_directory_behind(tmp_path, stub_work):

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from haltlab.cli import cli
 from haltlab.errors import UserError
-from haltlab.lab.cli import lab
+from haltlab.cli.lab import lab
 from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
 
 
@@ -14,7 +14,7 @@ from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
     (["panic", "--runs", "0"], "--runs: must be an integer >= 1, got 0"),
     (["panic", "--pvpanic", "shutdown"], "--pvpanic: expected none or pause"),
     (["panic", "--pvpanic", "pause", "--panic-timeout", "3"], "--panic-timeout: needs --pvpanic none"),
-    (["panic", "--kernel", "/nonexistent/bzImage"], "--kernel: no such file: /nonexistent/bzImage"),
+    (["panic", "--bzimage", "/nonexistent/bzImage"], "--bzimage: no such file: /nonexistent/bzImage"),
     (["kexec", "--memory-mb", "256"], "--memory-mb: kexec needs room"),
     (["flood", "--smp", "1"], "--smp: the flood needs a second CPU"),
     (["flood", "--delay-min", "3", "--delay-max", "1"], "--delay-min/--delay-max"),

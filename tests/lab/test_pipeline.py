@@ -53,10 +53,10 @@ def test_bzimage_release():
 
 
 def test_user_kernel_errors_name_the_option(tmp_path):
-    with pytest.raises(UserError, match="--kernel: no such file"):
+    with pytest.raises(UserError, match="--bzimage: no such file"):
         images.user_kernel(tmp_path / "nope")
     (tmp_path / "bz").write_bytes(b"not a kernel")
-    with pytest.raises(UserError, match="--kernel: .* not an x86 bzImage"):
+    with pytest.raises(UserError, match="--bzimage: .* not an x86 bzImage"):
         images.user_kernel(tmp_path / "bz")
     (tmp_path / "bz").write_bytes(fake_bzimage(b"6.9.0-x\0"))
     with pytest.raises(UserError, match="--modules"):

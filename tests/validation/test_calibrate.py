@@ -75,7 +75,7 @@ def test_bad_calibrate_and_validate_input_is_one_line():
 
     from haltlab.cli import cli
     for args, needle in ((["validate", "--case", "nope"], "--case nope"),
-                         (["lab", "calibrate", "--smp", "1"], "--smp 1"),
+                         (["lab", "calibrate", "--smp", "1"], "--cpus 1"),
                          (["lab", "calibrate", "--profile", "xeon-gold-6154", "--runs", "1"], "bare metal")):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, args

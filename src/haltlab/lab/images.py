@@ -158,12 +158,12 @@ def _run(cmd: list[str], cwd: Path) -> None:
 def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
     """A kernel the user built: check it exists and read its release."""
     if not bzimage.is_file():
-        raise UserError(f"--kernel: no such file: {bzimage}")
+        raise UserError(f"--bzimage: no such file: {bzimage}")
     if modules is not None and not modules.is_dir():
         raise UserError(f"--modules: no such directory: {modules}")
     release = bzimage_release(bzimage.read_bytes()[:65536])
     if release is None:
-        raise UserError(f"--kernel: {bzimage} is not an x86 bzImage (no HdrS boot header)")
+        raise UserError(f"--bzimage: {bzimage} is not an x86 bzImage (no HdrS boot header)")
     return KernelImage(bzimage, modules, release, f"user:{bzimage}")
 
 

@@ -45,7 +45,7 @@ class LabConfig:
         _at_least("--memory-mb", self.memory_mb, 128)
         check_seconds("--boot-timeout", self.boot_timeout_s)
         if self.kernel is not None and not Path(self.kernel).is_file():
-            raise UserError(f"--kernel: no such file: {self.kernel}")
+            raise UserError(f"--bzimage: no such file: {self.kernel}")
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""

@@ -31,12 +31,14 @@ def lab() -> None:
 def common_options(fn: Callable) -> Callable:
     """The options every experiment takes, with the LabConfig field names."""
     opts = [
-        click.option("--smp", type=int, default=2, show_default=True, help="vCPUs of the guest."),
+        click.option("--cpus", "--smp", "smp", type=int, default=2, show_default=True, metavar="N",
+                     help="vCPUs of the guest (--smp, QEMU's word, is an alias)."),
         click.option("--runs", type=int, default=1, show_default=True, help="Repetitions; median and min-max are reported."),
         click.option("--memory-mb", type=int, default=512, show_default=True, help="Guest RAM."),
         click.option("--accel", default="auto", show_default=True, help="auto (KVM if usable, else TCG), kvm or tcg."),
-        click.option("--kernel", type=click.Path(path_type=Path), default=None, help="Your bzImage (default: Debian's linux-image-amd64)."),
-        click.option("--modules", type=click.Path(path_type=Path), default=None, help="Modules directory for --kernel (lib/modules/RELEASE)."),
+        click.option("--bzimage", "kernel", type=click.Path(path_type=Path), default=None, metavar="FILE",
+                     help="Your kernel image to boot (default: Debian's linux-image-amd64)."),
+        click.option("--modules", type=click.Path(path_type=Path), default=None, help="Modules directory for --bzimage (lib/modules/RELEASE)."),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         click.option("--output", type=click.Path(path_type=Path), default=None, help="Also write the JSON result to this file."),
@@ -122,7 +124,8 @@ def _flood_table(r: dict) -> Table:
 @common_options
 @click.option("--pvpanic", default="none", show_default=True, help="QEMU -action panic=: none (stock) or pause.")
 @click.option("--panic-timeout", type=int, default=0, show_default=True, help="Kernel panic=N: reset N s after panic (0: never).")
-@click.option("--window", "window_s", type=float, default=3.0, show_default=True, help="CPU sampling window, seconds.")
+@click.option("--observe", "--window", "window_s", type=float, default=3.0, show_default=True, metavar="SECONDS",
+              help="How long to sample host CPU after the panic (real time, so shorter than the model's 10 s).")
 @click.option("--settle", "settle_s", type=float, default=0.5, show_default=True, help="Wait after the panic before sampling.")
 @click.option("--perf-freq-hz", type=int, default=4000, show_default=True, help="perf-style sampling frequency.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Trigger to end of panic; longer is a hang.")

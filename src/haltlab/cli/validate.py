@@ -24,14 +24,15 @@ def _progress(console: Console, label: str):
 @click.command()
 @click.option("--profile", default="qemu-tcg-x86", show_default=True, help="The guest profile to calibrate.")
 @click.option("--runs", type=int, default=3, show_default=True)
-@click.option("--smp", type=int, default=2, show_default=True)
+@click.option("--cpus", "--smp", "smp", type=int, default=2, show_default=True, metavar="N",
+              help="vCPUs of the guest measured (--smp is an alias).")
 @click.option("--dry-run", is_flag=True, help="Measure and print, but do not rewrite the profile.")
 @click.option("--json", "as_json", is_flag=True)
 def calibrate(profile, runs, smp, dry_run, as_json) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
     if runs < 1 or smp < 2:
-        raise UserError(f"--runs {runs} --smp {smp}: need at least 1 run and 2 vCPUs (the stop gap needs another CPU)")
+        raise UserError(f"--runs {runs} --cpus {smp}: need at least 1 run and 2 vCPUs (the stop gap needs another CPU)")
     err = Console(stderr=True)
     result = run_calibration(profile, runs=runs, smp=smp, write=not dry_run,
                              progress=_progress(err, "calibrate"))
@@ -51,7 +52,8 @@ def calibrate(profile, runs, smp, dry_run, as_json) -> None:
 @click.option("--runs", type=int, default=2, show_default=True, help="Lab runs per case (panic_timeout: 1).")
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--out", "out_path", default=None, help="Also write the result as JSON to this file.")
+@click.option("--output", "out_path", default=None, metavar="FILE",
+              help="Also write the result as JSON to this file.")
 def validate(runs, cases, as_json, out_path) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
     from haltlab.validation.validate import CASES, validate as run_validation
@@ -60,11 +62,11 @@ def validate(runs, cases, as_json, out_path) -> None:
         if c not in names:
             raise UserError(f"--case {c}: unknown (choose from {', '.join(sorted(names))})")
     if out_path:
-        check_out_path(out_path, "--out", directory=False)
+        check_out_path(out_path, "--output", directory=False)
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
     result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"))
     if out_path:
-        with writing_to("--out", out_path):
+        with writing_to("--output", out_path):
             write_json_atomic(out_path, result)
     if as_json:
         click.echo(dumps(result), nl=False)

@@ -21,7 +21,8 @@ from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 from haltlab.machine.profile import load_profile
 from haltlab.results import check_out_path
-from haltlab.scenarios.panic import PanicConfig, run_panic, seconds_to_ns
+from haltlab.cli.options import seconds_to_ns
+from haltlab.scenarios.panic import PanicConfig, run_panic
 from haltlab.sweep import executor, read_sweep, run_sweep
 
 __all__ = ["sweep"]

@@ -1,0 +1,124 @@
+"""The CLI's one option vocabulary, and the map from config fields to flags.
+
+Every command spells a thing the same way (the README's command reference
+lists them):
+
+* `--cpus N`: the number of CPUs, model or guest (`--smp` is the lab's alias,
+  QEMU's word).
+* `--kernel PRESET`: the model's kernel, a named commit set. A kernel image to
+  boot is `--bzimage FILE`; a Debian kernel package to pin is `--kernel-package`.
+* `--profile NAME|FILE`: a machine profile.
+* `--out DIR` is always a directory; `--output FILE` is always a file.
+* `--observe SECONDS`: how long to watch after the panic has finished.
+* `--seed S` for one run, `--seeds 0-9` for a sweep; `--runs N` repetitions.
+* `--json`: canonical JSON on stdout instead of tables.
+
+Library code raises `ConfigError(field, ...)`; `flag_for()` turns the field into
+the flag the user typed, with the value shown in the flag's unit.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from haltlab.errors import ConfigError, UserError
+
+__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option",
+           "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
+           "NSEC_PER_SEC"]
+
+NSEC_PER_SEC = 1_000_000_000
+
+
+def _ns_as_seconds(ns: Any) -> str:
+    return f"{ns / NSEC_PER_SEC:g}" if isinstance(ns, (int, float)) else str(ns)
+
+
+# config field -> (flag, how to show the field's value under that flag)
+FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
+    "profile": ("--profile", None),
+    "cpus": ("--cpus", None),
+    "smp": ("--cpus", None),
+    "ncpus": ("--cpus", None),
+    "kernel": ("--kernel", None),
+    "after_panic": ("--after-panic", None),
+    "others": ("--others", None),
+    "observe_ns": ("--observe", _ns_as_seconds),
+    "observe_s": ("--observe", None),
+    "seed": ("--seed", None),
+    "seeds": ("--seeds", None),
+    "panic_timeout_s": ("--panic-timeout", None),
+    "panic_cpu": ("--panic-cpu", None),
+    "variant": ("--variant", None),
+    "timeouts": ("--timeouts", None),
+    "max_states": ("--max-states", None),
+    "lab_mode": ("--lab", None),
+    "runs": ("--runs", None),
+    "workers": ("--workers", None),
+    "scheduler": ("--scheduler", None),
+    "memory_mb": ("--memory-mb", None),
+    "accel": ("--accel", None),
+    "bzimage": ("--bzimage", None),
+    "modules": ("--modules", None),
+    "kernel_package": ("--kernel-package", None),
+    "boot_timeout_s": ("--boot-timeout", None),
+    "timeout_s": ("--timeout", None),
+    "window_s": ("--observe", None),
+    "settle_s": ("--settle", None),
+    "perf_freq_hz": ("--perf-freq-hz", None),
+    "pvpanic": ("--pvpanic", None),
+    "delay_min_s": ("--delay-min", None),
+    "delay_max_s": ("--delay-max", None),
+    "line_len": ("--line-len", None),
+}
+
+
+def render_config_error(e: ConfigError) -> str:
+    """`e` with its field shown as the flag that sets it (fields no flag sets,
+    such as a profile key, keep their own name)."""
+    flag, show = FIELD_FLAGS.get(e.field, (None, None))
+    return e.render(flag, show)
+
+
+def seconds_to_ns(seconds: float, flag: str, *, max_s: float = 1e6) -> int:
+    """Flags take seconds, configs integer ns: refuse what has no such integer
+    (NaN, infinity, under 1 ns, over `max_s`), naming the value as typed."""
+    ns = round(seconds * NSEC_PER_SEC) if math.isfinite(seconds) else 0
+    if not 1 <= ns <= max_s * NSEC_PER_SEC:
+        raise UserError(f"{flag} {seconds:g}: must be a number of seconds from 1e-9 to {max_s:g}")
+    return ns
+
+
+# --- shared option decorators ---------------------------------------------------------
+
+def _option(*decls: str, **kw) -> Callable:
+    return click.option(*decls, **kw)
+
+
+json_option = functools.partial(_option, "--json", "as_json", is_flag=True,
+                                help="Print the result as canonical JSON (sorted keys) instead of tables.")
+
+
+def profile_option(default: str = "kvm-x86") -> Callable:
+    return _option("--profile", default=default, show_default=True, metavar="NAME|FILE",
+                   help="Machine profile: a name from the shipped profiles or a path to a TOML file.")
+
+
+def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", alias_smp: bool = False) -> Callable:
+    decls = ("--cpus", "--smp", "cpus") if alias_smp else ("--cpus", "cpus")
+    return _option(*decls, type=int, default=default, show_default=default is not None,
+                   metavar="N", help=help + (" (--smp is an alias)" if alias_smp else ""))
+
+
+def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:
+    return _option("--kernel", type=click.Choice(choices), default=default, show_default=True,
+                   help="Kernel preset of the model: a named set of commits.")
+
+
+def seed_option(help: str = "Seed of the run.") -> Callable:
+    return _option("--seed", type=int, default=0, show_default=True, help=help)
