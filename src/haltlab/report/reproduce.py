@@ -12,7 +12,9 @@ from typing import Callable
 
 from haltlab import __version__
 from haltlab.errors import UserError
-from haltlab.report.figures import FIGURES, Figure, LabValue, reset_caches, s1_config, s1_perf_hz
+from haltlab.report.figures import (
+    FIGURES, S1_PROFILE, Figure, LabValue, reset_caches, s1_config, s1_perf_hz,
+)
 from haltlab.results import dumps
 
 __all__ = ["LAB_MODES", "LAB_PENDING", "evaluate", "run_reproduce", "markdown", "step_count",
@@ -73,11 +75,14 @@ def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambd
 
 
 def _render(report: dict, step: Callable[[str], None]) -> dict[str, str | bytes]:
+    from haltlab.machine.profile import load_profile
     from haltlab.report.charts import s1_host_cpu_png
     from haltlab.report.timeline import timeline_png
     from haltlab.scenarios.panic import simulate_panic
     step("s1_host_cpu.png: thread vs model")
-    host = s1_host_cpu_png(report["rows"], s1_config("mdelay").observe_ns / 1e9, s1_perf_hz())
+    vmm = load_profile(S1_PROFILE).get("vmm_background_cpu_s_per_s")
+    host = s1_host_cpu_png(report["rows"], s1_config("mdelay").observe_ns / 1e9, s1_perf_hz(),
+                           vmm_background_cpu_s_per_s=vmm)
     step("s1_timeline.png: simulate the safe_halt run")
     trace = simulate_panic(s1_config("safe_halt"))
     step("s1_timeline.png: plot")
