@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Lanes", "STATE_COLOURS", "MARK_STYLES", "mark_style", "model_lanes", "lab_lanes",
+__all__ = ["MODEL_CLOCK", "model_label", "Lanes", "STATE_COLOURS", "MARK_STYLES", "mark_style", "model_lanes", "lab_lanes",
            "lab_timeline_of", "marks_in_order", "shown_cpus", "subset_note", "zoom_range", "state_totals"]
 
 # Warm colours burn the CPU (and, in a guest, a host CPU); cool ones sleep.
@@ -42,6 +42,8 @@ MARK_STYLES = {
 # Marks this module does not know yet (a new kernel-side mark): drawn with their
 # own name, coloured in turn from here so two of them stay apart.
 OTHER_MARK_COLOURS = ("#d7301f", "#7a0177", "#0868ac", "#238443")
+
+MODEL_CLOCK = "model time since power-on"
 
 MAX_ALL_CPUS = 32
 FIRST_CPUS = 16
@@ -113,6 +115,14 @@ def _grouped(ncpus: int, intervals) -> dict[int, tuple[tuple[int, int, str], ...
     for cpu, start, end, state in intervals:
         per_cpu[cpu].append((start, end, state))
     return {cpu: tuple(sorted(per_cpu.get(cpu, ()))) for cpu in range(ncpus)}
+
+
+def model_label(result: Mapping) -> str:
+    """A model run in one line: what its lanes are headed with."""
+    cfg = result["config"]
+    return (f"model: {result['profile']}, {result['cpus']} CPUs, kernel {result['kernel']}, "
+            f"after panic: {result['policies']['after_panic']}, others: {cfg['others']}, "
+            f"seed {cfg['seed']}")
 
 
 def model_lanes(trace) -> Lanes:

@@ -13,15 +13,21 @@ Files, as a kernel developer would look at them:
   UART, as the lab's serial reader stamps lines with the host's clock.
 * `interrupts.txt`: every interrupt taken: time, CPU, vector.
 * `timeline.png`: per-CPU hardware states over time (`haltlab.report.timeline`).
+* `timeline.json`: the same intervals and marks as Chrome/Perfetto trace-event
+  JSON, one track per CPU (`haltlab.report.trace_events`).
 * `result.json`: the result, as `haltlab simulate panic --json` prints it.
+
+The PNG and the JSON draw from one `Lanes` of the run
+(`haltlab.report.lanes`), so they show the same intervals.
 """
 
 from __future__ import annotations
 
+from haltlab.report.lanes import MODEL_CLOCK, Lanes, model_label, model_lanes
 from haltlab.results import dumps
 from haltlab.scenarios.panic import PanicRun
 
-__all__ = ["dmesg_text", "console_text", "interrupts_text", "trace_files"]
+__all__ = ["dmesg_text", "console_text", "interrupts_text", "timeline_json", "trace_files"]
 
 
 def _printk_time(ns: int) -> str:
@@ -52,13 +58,24 @@ def interrupts_text(machine) -> str:
     return head + "".join(body)
 
 
+def timeline_json(trace: PanicRun, lanes: Lanes) -> str:
+    """The run as trace-event JSON: the model's process, named as its lanes are."""
+    from haltlab import __version__
+    from haltlab.report.trace_events import trace_event_json
+    return trace_event_json((model_label(trace.result), lanes), other_data={
+        "haltlab_version": __version__, "clock": MODEL_CLOCK})
+
+
 def trace_files(trace: PanicRun) -> dict[str, str | bytes]:
     """Every trace file, rendered in memory (written by the caller, all at once)."""
     from haltlab.report.timeline import timeline_png
+    lanes = model_lanes(trace)
+    png = timeline_png(trace, lanes)
     return {
         "dmesg.txt": dmesg_text(trace.kernel),
         "console.txt": console_text(trace.machine),
         "interrupts.txt": interrupts_text(trace.machine),
-        "timeline.png": timeline_png(trace),
+        "timeline.png": png,
+        "timeline.json": timeline_json(trace, lanes),
         "result.json": dumps(trace.result),
     }
