@@ -45,8 +45,9 @@ def test_human_output_and_files_with_lab_skip(tmp_path):
     assert result.exit_code == 0, result.output
     for row_id in S1_IDS:
         assert row_id in result.stdout
-    assert {p.name for p in out.iterdir()} == {"reproduce.json", "reproduce.md",
-                                               "s1_host_cpu.png", "s1_timeline.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "reproduce.json", "reproduce.md", "report.html", "s1_host_cpu.png", "s1_timeline.png",
+        "s1_before_timeline.json", "s1_after_timeline.json"}
     for png in ("s1_host_cpu.png", "s1_timeline.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     md = (out / "reproduce.md").read_text()

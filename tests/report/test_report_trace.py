@@ -61,5 +61,5 @@ def test_timeline_of_a_big_machine_is_a_png():
 def test_trace_files_are_all_rendered_in_memory():
     files = trace_files(simulate_panic(PanicConfig(observe_ns=100_000_000)))
     assert set(files) == {"dmesg.txt", "console.txt", "interrupts.txt", "timeline.png",
-                          "timeline.json", "result.json"}
+                          "timeline.json", "report.html", "result.json"}
     assert isinstance(files["timeline.png"], bytes)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from haltlab.machine.cpu import HW_STATES
 
-__all__ = ["panic_tables", "print_panic", "AGGREGATE_ABOVE"]
+__all__ = ["panic_tables", "print_panic", "state_rows", "AGGREGATE_ABOVE"]
 
 AGGREGATE_ABOVE = 16    # more CPUs than this: one row for the panic CPU, one for the rest
 MAX_VCPU_ROWS = 16
@@ -38,7 +38,7 @@ def summary_table(r: dict) -> Table:
     return t
 
 
-def _state_rows(r: dict) -> list[tuple[str, dict]]:
+def state_rows(r: dict) -> list[tuple[str, dict]]:
     states, panic_cpu = r["state_ns"], r["config"]["panic_cpu"]
     if r["cpus"] <= AGGREGATE_ABOVE:
         return [(f"CPU{c}" + (" (panic)" if int(c) == panic_cpu else ""), s)
@@ -54,7 +54,7 @@ def states_table(r: dict) -> Table:
     t.add_column("CPU")
     for s in HW_STATES:
         t.add_column(s, justify="right")
-    for label, row in _state_rows(r):
+    for label, row in state_rows(r):
         t.add_row(label, *(_ms(row[s]) for s in HW_STATES))
     return t
 

@@ -15,9 +15,11 @@ Files, as a kernel developer would look at them:
 * `timeline.png`: per-CPU hardware states over time (`haltlab.report.timeline`).
 * `timeline.json`: the same intervals and marks as Chrome/Perfetto trace-event
   JSON, one track per CPU (`haltlab.report.trace_events`).
+* `report.html`: one page to open offline: the summary, zoomable per-CPU
+  swimlanes, the marks, and timeline.png embedded (`haltlab.report.page`).
 * `result.json`: the result, as `haltlab simulate panic --json` prints it.
 
-The PNG and the JSON draw from one `Lanes` of the run
+The PNG, the JSON and the page all draw from one `Lanes` of the run
 (`haltlab.report.lanes`), so they show the same intervals.
 """
 
@@ -68,6 +70,7 @@ def timeline_json(trace: PanicRun, lanes: Lanes) -> str:
 
 def trace_files(trace: PanicRun) -> dict[str, str | bytes]:
     """Every trace file, rendered in memory (written by the caller, all at once)."""
+    from haltlab.report.page import panic_html
     from haltlab.report.timeline import timeline_png
     lanes = model_lanes(trace)
     png = timeline_png(trace, lanes)
@@ -77,5 +80,6 @@ def trace_files(trace: PanicRun) -> dict[str, str | bytes]:
         "interrupts.txt": interrupts_text(trace.machine),
         "timeline.png": png,
         "timeline.json": timeline_json(trace, lanes),
+        "report.html": panic_html(trace, lanes, png),
         "result.json": dumps(trace.result),
     }
