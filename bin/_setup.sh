@@ -70,3 +70,8 @@ haltlab_setup() {
 # kexec-tools for the kexec experiment, and cpio, with which the tests read the
 # initramfs back (haltlab writes the archive itself, in initramfs.py).
 haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)
+
+# What the tests need beyond the lab: Debian's chromium, in which
+# tests/report/test_report_browser.py loads report.html headless. Only bin/test
+# installs these; bin/haltlab does not need a browser.
+haltlab_test_packages=(chromium)
