@@ -82,13 +82,17 @@ def s1_host_cpu_figure(rows: list[dict], window_s: float, perf_hz: int, *,
     _bars(cycles, by_id, ("S1-cycles-before", "S1-cycles-after"), "cycles")
     samples.set_title(f"perf samples (cycles:P, {perf_hz} Hz)", fontsize=10)
     cycles.set_title("event count (cycles)", fontsize=10)
-    samples.legend(fontsize=8, loc="upper right")
+    handles, labels = samples.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, 0.935))
     red = by_id["S1-reduction"]
+    lab = "" if red["lab_value"] is None else f", lab {red['lab_value']:,.0f}x"
     fig.suptitle(f"S1: host cost of a panicked KVM guest over {window_s:g} s; reduction "
-                 f"thread {red['seed_value']:,.0f}x, model {red['model_value']:,.0f}x", fontsize=11)
+                 f"thread {red['seed_value']:,.0f}x, model {red['model_value']:,.0f}x{lab}",
+                 fontsize=11)
     fig.text(0.5, 0.012, s1_caption(rows, vmm_background_cpu_s_per_s), ha="center",
              va="bottom", fontsize=7, color="#444444", linespacing=1.4)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.25, wspace=0.28)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.83, bottom=0.25, wspace=0.28)
     return fig
 
 
