@@ -72,7 +72,7 @@ def _with_tick_back(after_panic: str, window_ns: int = 1 * SEC):
         seen.update(start=sim.now_ns, wakeups=machine.hyp.vcpus[0].wakeups,
                     exits=machine.hyp.vcpus[0].exits, irqs=len(machine.irq_log),
                     blinks=len(k.blinks))
-        machine.op_set_cpu_state(0, (("apic_enabled", True), ("tick_enabled", True)))
+        machine.set_cpu_state(0, (("apic_enabled", True), ("tick_enabled", True)))
         sim.schedule(sim.now_ns + window_ns, sim.stop)
 
     def on_mark(name: str, at_ns: int) -> None:

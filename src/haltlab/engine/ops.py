@@ -22,13 +22,18 @@ Operations come in three sorts:
 All a driver needs to know is `branch`: whether the explorer chooses the next
 CPU before the op (true for shared ops and delays, false for local ones).
 
+An op that needs the hardware calls one method of `Hardware`, the protocol the
+machine implements (the engine never imports the machine). Each operation is its
+own class here calling its own method, never a name looked up at run time, so
+this module is the complete list of what kernel code can do.
+
 A forgotten `await` leaves a coroutine never started; `Op.__del__` cannot see that,
 so the drivers instead refuse any yielded value that is not an `Op`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Union
 
 from haltlab.engine.memory import Var
 
@@ -38,8 +43,8 @@ __all__ = [
     "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
-    "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "local_op", "machine_op",
-    "emergency_restart",
+    "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
+    "pvpanic_event", "emergency_restart", "Hardware", "Outcome",
 ]
 
 NSEC_PER_USEC = 1_000
@@ -99,6 +104,10 @@ class Gone:
         self.whole_machine = whole_machine
 
 
+Outcome = Union[Done, Busy, Wait, Gone]
+"""What a started operation does: the value of every `Op.start()`."""
+
+
 # --- the operation objects ---------------------------------------------------------
 
 class Op:
@@ -110,7 +119,7 @@ class Op:
     def __await__(self):
         return (yield self)
 
-    def start(self, machine, cpu):  # pragma: no cover - abstract
+    def start(self, machine: "Hardware", cpu: int) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -245,79 +254,228 @@ def ndelay(ns: int) -> Op:
     return _Delay(ns, f"ndelay({ns})")
 
 
-class _Local(Op):
-    """An op on the calling CPU's own hardware state, delegated to the machine."""
+# --- operations the machine carries out ----------------------------------------------
+#
+# One class per operation, each calling one method of `Hardware` by name, so that
+# every operation kernel code can await is listed here and nowhere else.
 
-    __slots__ = ("name", "args")
+
+class Hardware(Protocol):
+    """What the operations ask of the machine (`haltlab.machine.machine.Machine`).
+
+    Each method does the hardware's part of one operation on `cpu` and says what
+    the CPU does meanwhile (`Done`, `Busy`, `Wait` or `Gone`); the engine never
+    imports the machine, so this is the whole contract between them."""
+
+    def cost_ns(self, key: str) -> int: ...
+    def irq_entry(self, cpu: int) -> Outcome: ...
+    def set_irq_flag(self, cpu: int, enabled: bool) -> bool: ...
+    def hlt(self, cpu: int) -> Outcome: ...
+    def set_cpu_state(self, cpu: int, changes: tuple) -> Outcome: ...
+    def uart_write(self, cpu: int, line: str) -> Outcome: ...
+    def send_IPI_mask(self, cpu: int, mask: int, vector: str) -> Outcome: ...
+    def pvpanic_event(self, cpu: int, event: str) -> Outcome: ...
+    def emergency_restart(self, cpu: int, reason: str) -> Outcome: ...
+
+
+class _LocalOp(Op):
+    """An op on the calling CPU's own hardware (its interrupt flag, its local
+    APIC): it commutes with other CPUs' operations, so it is not a branch."""
+
+    __slots__ = ()
     branch = False
-
-    def __init__(self, name: str, *args):
-        self.name, self.args = name, args
-
-    def start(self, machine, cpu):
-        return getattr(machine, "op_" + self.name)(cpu, *self.args)
+    name = ""
 
     def describe(self) -> str:
         return self.name
 
 
-class _Machine(_Local):
-    """An op whose effect other CPUs can see (sending an interrupt, a reset)."""
-
+class _IrqEntry(_LocalOp):
     __slots__ = ()
-    branch = True
+    name = "irq_entry"
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.irq_entry(cpu)
+
+
+def irq_entry() -> Op:
+    """The entry/exit cost of an interrupt, the first op of every handler frame."""
+    return _IrqEntry()
+
+
+class _LocalIrqDisable(_LocalOp):
+    __slots__ = ()
+    name = "local_irq_disable"
+
+    def start(self, machine: Hardware, cpu: int):
+        machine.set_irq_flag(cpu, False)
+        return Done()
 
 
 def local_irq_disable() -> Op:
-    return _Local("local_irq_disable")
+    return _LocalIrqDisable()
+
+
+class _LocalIrqEnable(_LocalOp):
+    __slots__ = ()
+    name = "local_irq_enable"
+
+    def start(self, machine: Hardware, cpu: int):
+        machine.set_irq_flag(cpu, True)
+        return Done()
 
 
 def local_irq_enable() -> Op:
     """Enabling interrupts is where pending ones get delivered, so it is an op."""
-    return _Local("local_irq_enable")
+    return _LocalIrqEnable()
+
+
+class _LocalIrqSave(_LocalOp):
+    __slots__ = ()
+    name = "local_irq_save"
+
+    def start(self, machine: Hardware, cpu: int):
+        return Done(machine.set_irq_flag(cpu, False))
 
 
 def local_irq_save() -> Op:
     """Disable interrupts; returns whether they were enabled (the saved flags)."""
-    return _Local("local_irq_save")
+    return _LocalIrqSave()
+
+
+class _LocalIrqRestore(_LocalOp):
+    __slots__ = ("flags",)
+    name = "local_irq_restore"
+
+    def __init__(self, flags: bool) -> None:
+        self.flags = flags
+
+    def start(self, machine: Hardware, cpu: int):
+        machine.set_irq_flag(cpu, self.flags)
+        return Done()
 
 
 def local_irq_restore(flags: bool) -> Op:
-    return _Local("local_irq_restore", flags)
+    return _LocalIrqRestore(flags)
+
+
+class _SafeHalt(_LocalOp):
+    __slots__ = ()
+    name = "safe_halt"
+
+    def start(self, machine: Hardware, cpu: int):
+        machine.set_irq_flag(cpu, True)      # `sti; hlt`
+        return machine.hlt(cpu)
 
 
 def safe_halt() -> Op:
     """`sti; hlt`: sleep with interrupts enabled; returns after one has been handled."""
-    return _Local("safe_halt")
+    return _SafeHalt()
+
+
+class _NativeHalt(_LocalOp):
+    __slots__ = ()
+    name = "native_halt"
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.hlt(cpu)
 
 
 def native_halt() -> Op:
     """`hlt` with the interrupt flag as it is: with IF=0 only an NMI (or INIT)
     wakes the CPU, which is what `stop_this_cpu()` relies on."""
-    return _Local("native_halt")
+    return _NativeHalt()
+
+
+class _SetCpuState(_LocalOp):
+    __slots__ = ("changes",)
+    name = "set_cpu_state"
+
+    def __init__(self, changes: tuple) -> None:
+        self.changes = changes
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.set_cpu_state(cpu, self.changes)
 
 
 def set_cpu_state(**changes) -> Op:
     """A local hardware change (`disable_local_APIC`, stopping the tick, ...)."""
-    return _Local("set_cpu_state", tuple(sorted(changes.items())))
+    return _SetCpuState(tuple(sorted(changes.items())))
 
 
-def local_op(name: str, *args) -> Op:
-    """A local op carried out by the machine's `op_<name>` (e.g. interrupt entry)."""
-    return _Local(name, *args)
+class _UartWrite(Op):
+    """Shared: the console is one device, and what it shows is seen by all."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.uart_write(cpu, self.line)
+
+    def describe(self) -> str:
+        return "uart_write"
 
 
-def machine_op(name: str, *args) -> Op:
-    return _Machine(name, *args)
+def uart_write(line: str) -> Op:
+    """Write one console line (the 8250 driver's `serial8250_console_write()`);
+    busy for as long as the UART takes to send it."""
+    return _UartWrite(line)
+
+
+class _SendIpiMask(Op):
+    __slots__ = ("mask", "vector")
+
+    def __init__(self, mask: int, vector: str) -> None:
+        self.mask, self.vector = mask, vector
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.send_IPI_mask(cpu, self.mask, self.vector)
+
+    def describe(self) -> str:
+        return "send_IPI_mask"
 
 
 def send_IPI_mask(mask: int, vector: str) -> Op:
-    return _Machine("send_IPI_mask", mask, vector)
+    return _SendIpiMask(mask, vector)
 
 
 def send_NMI_mask(mask: int) -> Op:
-    return _Machine("send_IPI_mask", mask, "NMI")
+    return _SendIpiMask(mask, "NMI")
+
+
+class _PvpanicEvent(Op):
+    __slots__ = ("event",)
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.pvpanic_event(cpu, self.event)
+
+    def describe(self) -> str:
+        return "pvpanic_event"
+
+
+def pvpanic_event(event: str) -> Op:
+    """`pvpanic_send_event()`: the guest writes `event` (PVPANIC_PANICKED) to the
+    pvpanic device's port; what follows is the VMM's `-action panic=` choice."""
+    return _PvpanicEvent(event)
+
+
+class _EmergencyRestart(Op):
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.emergency_restart(cpu, self.reason)
+
+    def describe(self) -> str:
+        return "emergency_restart"
 
 
 def emergency_restart(reason: str = "emergency_restart") -> Op:
-    return _Machine("emergency_restart", reason)
+    return _EmergencyRestart(reason)

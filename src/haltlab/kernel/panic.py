@@ -28,7 +28,7 @@ from __future__ import annotations
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, emergency_restart, local_irq_disable,
-    local_irq_enable, machine_op, mdelay, safe_halt,
+    local_irq_enable, mdelay, pvpanic_event, safe_halt,
 )
 from haltlab.kernel.arch import arch_ops
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
@@ -127,7 +127,7 @@ async def atomic_notifier_call_chain_panic(k) -> None:
     """The panic notifier chain, highest priority first."""
     if k.machine.pvpanic is not None:
         k.mark("pvpanic", ktime_get_ns())
-        await machine_op("pvpanic_event", "PVPANIC_PANICKED")        # pvpanic_panic_notify()
+        await pvpanic_event("PVPANIC_PANICKED")                       # pvpanic_panic_notify()
     if k.config.dump_stack_lines is None:      # a fixed-size dump prints only its own lines
         for text in k.arch.PANIC_NOTIFIER_LINES:                       # the arch's notifier
             await printk(k, text)

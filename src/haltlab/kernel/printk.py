@@ -15,7 +15,7 @@ issue; no log levels or console filtering (every record is printed); no
 from __future__ import annotations
 
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
-from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, atomic_add_return, atomic_try_cmpxchg, machine_op, ndelay
+from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, atomic_add_return, atomic_try_cmpxchg, ndelay, uart_write
 
 __all__ = ["printk", "console_trylock", "console_unlock", "console_flush_on_panic"]
 
@@ -60,7 +60,7 @@ async def console_unlock(k) -> None:
 async def call_console_driver(k, seq: int) -> None:
     ts_ns, _, text = k.log[seq]
     line = f"[{ts_ns // 1_000_000_000:5d}.{ts_ns // 1000 % 1_000_000:06d}] {text}"
-    await machine_op("uart_write", line)
+    await uart_write(line)
     if text.startswith("---[ end Kernel panic"):
         k.mark("panic_end", ktime_get_ns())
 

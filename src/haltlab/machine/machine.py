@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Callable, Coroutine
 
 from haltlab.engine.memory import Memory, for_each_cpu
-from haltlab.engine.ops import Busy, Done, Gone, Wait, local_op
+from haltlab.engine.ops import Busy, Done, Gone, Wait, irq_entry
 from haltlab.machine.cpu import Cpu
 from haltlab.machine.hypervisor import Hypervisor
 
@@ -131,44 +131,26 @@ class Machine:
         return self._entry(cpu, vector, handler), kind, iret
 
     async def _entry(self, cpu: int, vector: str, handler: Handler):
-        await local_op("irq_entry")
+        await irq_entry()
         return await handler(cpu)
 
-    def op_irq_entry(self, cpu: int):
+    def irq_entry(self, cpu: int):
         return Done(None, self.cost_ns("irq_entry_exit_ns"))
 
-    # --- local operations (see haltlab.engine.ops) ------------------------------------
+    # --- what the operations ask of the hardware (haltlab.engine.ops.Hardware) ---------
 
-    def _set_irqs(self, cpu: int, enabled: bool) -> bool:
-        """Set the interrupt flag; returns the previous one (the saved flags)."""
+    def set_irq_flag(self, cpu: int, enabled: bool) -> bool:
+        """Set RFLAGS.IF (`cli`/`sti`); returns the previous one (the saved flags)."""
         c = self.cpus[cpu]
         previous, c.irqs_enabled = c.irqs_enabled, enabled
         self._restate(c)
         return previous
 
-    def op_local_irq_disable(self, cpu: int):
-        self._set_irqs(cpu, False)
-        return Done()
-
-    def op_local_irq_enable(self, cpu: int):
-        self._set_irqs(cpu, True)
-        return Done()
-
-    def op_local_irq_save(self, cpu: int):
-        return Done(self._set_irqs(cpu, False))
-
-    def op_local_irq_restore(self, cpu: int, flags: bool):
-        self._set_irqs(cpu, flags)
-        return Done()
-
-    def op_safe_halt(self, cpu: int):
-        self._set_irqs(cpu, True)       # `sti; hlt`
+    def hlt(self, cpu: int):
+        """`hlt`: sleep until an interrupt is taken (with IF=0, only an NMI)."""
         return Wait(None, "halted", wake_on_irq=True)
 
-    def op_native_halt(self, cpu: int):
-        return Wait(None, "halted", wake_on_irq=True)
-
-    def op_set_cpu_state(self, cpu: int, changes: tuple):
+    def set_cpu_state(self, cpu: int, changes: tuple):
         c = self.cpus[cpu]
         for name, value in changes:
             if name not in ("apic_enabled", "tick_enabled"):
@@ -182,21 +164,21 @@ class Machine:
             self.driver.schedule(self._now() + phase, self._tick, cpu, c.tick_gen)
         return Done()
 
-    def op_uart_write(self, cpu: int, text: str):
+    def uart_write(self, cpu: int, line: str):
         """Write one console line: busy for its length at the console's speed.
 
         In a guest each character is port I/O to an emulated 16550 (a read of LSR
         and a write of THR, two exits), which `console_ns_per_char` already prices.
         """
-        nchars = len(text) + 1
+        nchars = len(line) + 1
         now = self._now()
         duration = nchars * self.cost_ns("console_ns_per_char")
-        self.console.append((now, now + duration, cpu, text))
+        self.console.append((now, now + duration, cpu, line))
         if self.hyp is not None:
             self.hyp.vcpus[cpu].exits += 2 * nchars
         return Busy(duration)
 
-    def op_send_IPI_mask(self, cpu: int, mask: int, vector: str):
+    def send_IPI_mask(self, cpu: int, mask: int, vector: str):
         latency = self.cost_ns("nmi_latency_ns" if vector == "NMI" else "ipi_latency_ns")
         for target in for_each_cpu(mask):
             self.driver.post_interrupt(target, vector, latency)
@@ -204,7 +186,7 @@ class Machine:
             self.hyp.vm_exit(cpu)       # the ICR write traps
         return Done(None, self.cost_ns("atomic_op_ns"))
 
-    def op_pvpanic_event(self, cpu: int, event: str):
+    def pvpanic_event(self, cpu: int, event: str):
         """The guest wrote PVPANIC_PANICKED: the VMM reports it and, with
         `-action panic=pause`, stops every vCPU (the host-side remedy to S1)."""
         if self.pvpanic == "pause":
@@ -212,7 +194,7 @@ class Machine:
             return Gone("pvpanic-pause", whole_machine=True)
         return Done(None, self.cost_ns("vm_exit_roundtrip_ns") if self.hyp else 0)
 
-    def op_emergency_restart(self, cpu: int, reason: str):
+    def emergency_restart(self, cpu: int, reason: str):
         return Gone(reason, whole_machine=True)
 
     # --- the tick ------------------------------------------------------------------
