@@ -23,7 +23,7 @@ from typing import Any, Coroutine
 from haltlab.engine import context
 from haltlab.engine.ops import Busy, Done, Gone, Op, Wait
 
-__all__ = ["Driver", "DriverError", "Frame", "Strand", "PARKED"]
+__all__ = ["Driver", "DriverError", "Frame", "Strand", "Timer", "PARKED"]
 
 PARKED = object()
 """Returned by the step helpers when the CPU stops running for now (it waits, is
@@ -49,6 +49,17 @@ class Frame:
         self.resume_value: Any = None
 
 
+class Timer:
+    """A periodic device timer armed through `Driver.arm_timer()` (the LAPIC or
+    arch timer behind the tick)."""
+
+    __slots__ = ("period_ns", "fn", "args", "cancelled")
+
+    def __init__(self, period_ns: int, fn, args: tuple) -> None:
+        self.period_ns, self.fn, self.args = period_ns, fn, args
+        self.cancelled = False
+
+
 class Strand:
     """The driver's view of one CPU: its frames and what it is doing now."""
 
@@ -67,7 +78,11 @@ class Strand:
 
 
 class Driver:
-    """Runs kernel coroutines on a machine; subclasses decide the schedule."""
+    """Runs kernel coroutines on a machine; subclasses decide the schedule.
+
+    The machine reaches its driver only through the methods under "what the
+    machine may ask of the driver" below (and `now_ns`, the current time); each
+    driver says there what it does with them."""
 
     def __init__(self, machine, *, seed: int = 0) -> None:
         self.machine = machine
@@ -214,8 +229,28 @@ class Driver:
     def _wait(self, s: Strand, frame: Frame):
         raise NotImplementedError
 
+    # --- what the machine may ask of the driver ------------------------------------
+
     def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
+        """An interrupt is on its way to `target` and reaches it after `latency_ns`;
+        the driver then calls `machine.raise_interrupt()` and delivers it."""
         raise NotImplementedError
+
+    def interrupt_now(self, cpu: int) -> None:
+        """A device has just raised an interrupt on `cpu` (the machine already set
+        it pending): take it now if the CPU can."""
+        raise NotImplementedError
+
+    def arm_timer(self, period_ns: int, fn, *args) -> Timer:
+        """Call `fn(*args)` every `period_ns`, the first time after a phase drawn
+        from the run's seeded generator, until `cancel_timer()`."""
+        raise NotImplementedError
+
+    def cancel_timer(self, timer: Timer) -> None:
+        """Stop `timer`; a firing it has already queued is dropped."""
+        timer.cancelled = True
+
+    # --- hooks ------------------------------------------------------------------------
 
     def on_op(self, s: Strand, op: Op) -> None:
         pass

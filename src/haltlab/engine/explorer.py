@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from haltlab.engine.core import PARKED, Driver, DriverError, Strand
+from haltlab.engine.core import PARKED, Driver, DriverError, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 
 __all__ = ["ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
@@ -38,8 +38,6 @@ __all__ = ["ExplorerDriver", "Exploration", "Violation", "explore", "replay", "s
 
 class ExplorerDriver(Driver):
     """Runs kernel code one chosen step at a time."""
-
-    timed = False
 
     def __init__(self, machine, *, seed: int = 0, timeouts: str = "quiescent") -> None:
         if timeouts not in ("quiescent", "any"):
@@ -69,7 +67,22 @@ class ExplorerDriver(Driver):
         return PARKED
 
     def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
+        """In flight until the explorer chooses its arrival (`iN.VECTOR`); the
+        latency is not used, as time is abstract here."""
         self.inflight.add((target, vector))
+
+    def interrupt_now(self, cpu: int) -> None:
+        """Deliver a pending interrupt at once if the CPU can take it (a held or
+        waiting CPU is at an operation boundary)."""
+        s = self.strands[cpu]
+        if s.status in ("ready", "waiting") and self.machine.deliverable(cpu):
+            self.run_strand(s, None)
+
+    def arm_timer(self, period_ns: int, fn, *args) -> Timer:
+        """Never fires: time is abstract here, so explored runs have no tick (a
+        periodic interrupt would add a choice at every step and a cycle to every
+        state). Their bounded waits end by the explorer's timeout choices."""
+        return Timer(period_ns, fn, args)
 
     def on_op(self, s: Strand, op) -> None:
         if self.tracing:
@@ -108,9 +121,7 @@ class ExplorerDriver(Driver):
             cpu = int(cpu_s)
             self.inflight.discard((cpu, vector))
             self.machine.raise_interrupt(cpu, vector)
-            s = self.strands[cpu]
-            if s.status in ("ready", "waiting") and self.machine.deliverable(cpu):
-                self.run_strand(s, None)
+            self.interrupt_now(cpu)
             return
         s = self.strands[int(rest)]
         frame = s.top

@@ -17,15 +17,13 @@ import gc
 import heapq
 from typing import Any, Callable
 
-from haltlab.engine.core import PARKED, Driver, Strand
+from haltlab.engine.core import PARKED, Driver, Strand, Timer
 
 __all__ = ["Simulator"]
 
 
 class Simulator(Driver):
     """Runs the kernel model in virtual time; deterministic for a seed."""
-
-    timed = True
 
     def __init__(self, machine, *, seed: int = 0) -> None:
         self._heap: list[tuple] = []
@@ -162,3 +160,23 @@ class Simulator(Driver):
             self._unwatch(cpu)
             self.set_activity(s, "running")
             self.run_strand(s, None)
+
+    # --- timers ------------------------------------------------------------------------
+
+    def arm_timer(self, period_ns: int, fn: Callable[..., Any], *args: Any) -> Timer:
+        """The first firing comes at a phase in [0, period_ns) drawn from the run's
+        generator: a timer's phase relative to the panic is unknown, and the seed
+        is what varies it."""
+        timer = Timer(period_ns, fn, args)
+        phase = self.rng.randrange(period_ns)
+        self.schedule(self.now_ns + phase, self._timer_fires, timer)
+        return timer
+
+    def _timer_fires(self, timer: Timer) -> None:
+        """Fire, then queue the next firing. A timer cancelled meanwhile (even by
+        what `fn` ran) keeps that one queued entry, dropped when it comes up:
+        cheaper than removing it from the heap."""
+        if timer.cancelled:
+            return
+        timer.fn(*timer.args)
+        self.schedule(self.now_ns + timer.period_ns, self._timer_fires, timer)

@@ -17,7 +17,7 @@ HW_STATES = ("running", "irqs_off", "in_nmi", "halted", "mwait", "offline")
 class Cpu:
     __slots__ = ("index", "irqs_enabled", "in_nmi", "apic_enabled", "tick_enabled",
                  "pending", "nmi_pending", "state", "state_since_ns", "activity",
-                 "time_in_ns", "tick_gen")
+                 "time_in_ns", "tick_timer")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -31,7 +31,7 @@ class Cpu:
         self.state_since_ns = 0
         self.activity = "idle"
         self.time_in_ns = dict.fromkeys(HW_STATES, 0)
-        self.tick_gen = 0
+        self.tick_timer = None           # the driver's Timer while the tick runs
 
     def hw_state(self) -> str:
         a = self.activity

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Callable, Coroutine
 
+from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
 from haltlab.engine.ops import Busy, Done, Gone, Wait, irq_entry
 from haltlab.machine.cpu import Cpu
@@ -55,7 +56,7 @@ class Machine:
         self.intervals: list[tuple[int, str, int, int]] = []   # cpu, state, start, end
         self.irq_log: list[tuple[int, int, str]] = []          # time, cpu, vector
         self.console: list[tuple[int, int, int, str]] = []     # start, end, cpu, text
-        self.driver = None
+        self.driver: Driver | None = None
         if pvpanic not in (None, "none", "pause"):
             raise ValueError(f"pvpanic={pvpanic!r}: choose None (no device), 'none' or 'pause'")
         self.pvpanic = pvpanic          # QEMU's pvpanic device and its `-action panic=`
@@ -66,7 +67,9 @@ class Machine:
 
     # --- set-up ------------------------------------------------------------------------
 
-    def attach(self, driver) -> None:
+    def attach(self, driver: Driver) -> None:
+        """The driver that runs this machine; reached only through the methods
+        `Driver` declares for the machine (interrupts in flight, timers)."""
         self.driver = driver
 
     def request_irq(self, vector: str, priority: int, handler: Handler) -> None:
@@ -158,10 +161,11 @@ class Machine:
             setattr(c, name, value)
         if not c.apic_enabled:
             c.tick_enabled = False      # the LVT timer is masked with the APIC
-        c.tick_gen += 1
-        if c.tick_enabled and getattr(self.driver, "timed", False):
-            phase = self.driver.rng.randrange(self.tick_period_ns)
-            self.driver.schedule(self._now() + phase, self._tick, cpu, c.tick_gen)
+        if c.tick_timer is not None:
+            self.driver.cancel_timer(c.tick_timer)
+            c.tick_timer = None
+        if c.tick_enabled:
+            c.tick_timer = self.driver.arm_timer(self.tick_period_ns, self._tick, cpu)
         return Done()
 
     def uart_write(self, cpu: int, line: str):
@@ -199,15 +203,17 @@ class Machine:
 
     # --- the tick ------------------------------------------------------------------
 
-    def _tick(self, cpu: int, gen: int) -> None:
+    def _tick(self, cpu: int) -> None:
+        """The CPU's timer fired (every 1/HZ while its tick runs)."""
         c = self.cpus[cpu]
-        if gen != c.tick_gen or not c.tick_enabled or c.activity == "gone":
+        if c.activity == "gone":
+            self.driver.cancel_timer(c.tick_timer)
+            c.tick_timer = None
             return
         if self.hyp is not None and c.state in BUSY_STATES:
             self.hyp.vm_exit(cpu)       # the timer fires while the guest runs: an exit
         self.raise_interrupt(cpu, "LOCAL_TIMER")
         self.driver.interrupt_now(cpu)
-        self.driver.schedule(self._now() + self.tick_period_ns, self._tick, cpu, gen)
 
     # --- accounting --------------------------------------------------------------------
 
