@@ -17,13 +17,24 @@ every shared operation at a gate so that it can choose which CPU goes next.
 
 from __future__ import annotations
 
+import enum
 import random
 from typing import Any, Coroutine
 
 from haltlab.engine import context
-from haltlab.engine.ops import Busy, Done, Gone, Op, Wait
+from haltlab.engine.ops import Activity, Busy, Done, Gone, Op, Wait
 
-__all__ = ["Driver", "DriverError", "Frame", "Strand", "Timer", "PARKED"]
+__all__ = ["Driver", "DriverError", "Frame", "Status", "Strand", "Timer", "PARKED"]
+
+
+class Status(enum.StrEnum):
+    """Where a CPU's current operation stands, for its driver."""
+
+    READY = "ready"          # between two ops (or held at the explorer's gate)
+    BUSY = "busy"            # in a delay, until its deadline
+    WAITING = "waiting"      # in a Wait (spin, halt, mwait), until its condition
+    DONE = "done"            # no task, or its task returned
+    GONE = "gone"            # left the model
 
 PARKED = object()
 """Returned by the step helpers when the CPU stops running for now (it waits, is
@@ -68,9 +79,9 @@ class Strand:
     def __init__(self, cpu: int) -> None:
         self.cpu = cpu
         self.stack: list[Frame] = []
-        self.status = "done"      # ready | busy | waiting | done | gone
+        self.status = Status.DONE
         self.gen = 0              # bumped to invalidate events scheduled for it
-        self.activity = "idle"    # running | spinning | halted | mwait | idle | gone
+        self.activity = Activity.IDLE
 
     @property
     def top(self) -> Frame:
@@ -98,8 +109,8 @@ class Driver:
         if s.stack:
             raise DriverError(f"CPU{cpu} already runs a task")
         s.stack.append(Frame(coro, "task"))
-        s.status = "ready"
-        self.set_activity(s, "running")
+        s.status = Status.READY
+        self.set_activity(s, Activity.RUNNING)
         self.run_strand(s, None)
 
     # --- the core step -----------------------------------------------------------
@@ -128,7 +139,7 @@ class Driver:
     def _held(self, s: Strand, frame: Frame):
         op = frame.op
         if not self._gate(s, op):
-            s.status = "ready"
+            s.status = Status.READY
             return PARKED
         return self.start_op(s, frame, op)
 
@@ -169,8 +180,8 @@ class Driver:
         if frame.on_return is not None:
             frame.on_return()
         if not s.stack:
-            s.status = "done"
-            self.set_activity(s, "idle")
+            s.status = Status.DONE
+            self.set_activity(s, Activity.IDLE)
             return PARKED
         below = s.top
         if below.outcome is None:
@@ -204,12 +215,12 @@ class Driver:
         return result
 
     def _gone(self, s: Strand, gone: Gone) -> None:
-        s.status = "gone"
-        self.set_activity(s, "gone")
+        s.status = Status.GONE
+        self.set_activity(s, Activity.GONE)
         if gone.whole_machine:
             self.reset_reason = gone.reason
 
-    def set_activity(self, s: Strand, activity: str) -> None:
+    def set_activity(self, s: Strand, activity: Activity) -> None:
         if s.activity != activity:
             s.activity = activity
             self.machine.account(s.cpu, activity, self.now_ns)

@@ -24,25 +24,34 @@ with the usual culprits named.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from haltlab.engine.core import PARKED, Driver, DriverError, Strand, Timer
+from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 
-__all__ = ["ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
+__all__ = ["Timeouts", "ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
            "parse_choices", "format_trace"]
+
+
+class Timeouts(enum.StrEnum):
+    """When a bounded wait may time out in an exploration."""
+
+    QUIESCENT = "quiescent"  # only when no step and no interrupt arrival is left
+    ANY = "any"              # at any step
 
 
 class ExplorerDriver(Driver):
     """Runs kernel code one chosen step at a time."""
 
-    def __init__(self, machine, *, seed: int = 0, timeouts: str = "quiescent") -> None:
-        if timeouts not in ("quiescent", "any"):
-            raise ValueError(f"timeouts={timeouts!r}: choose 'quiescent' or 'any'")
-        self.timeouts = timeouts
+    def __init__(self, machine, *, seed: int = 0, timeouts: Timeouts = Timeouts.QUIESCENT) -> None:
+        try:
+            self.timeouts = Timeouts(timeouts)
+        except ValueError:
+            raise ValueError(f"timeouts={timeouts!r}: choose 'quiescent' or 'any'") from None
         self.inflight: set[tuple[int, str]] = set()
         self.steps = 0
         self.trace: list[tuple[str, int, str]] = []   # (choice, cpu, what happened)
@@ -63,7 +72,7 @@ class ExplorerDriver(Driver):
         return self.finish(frame, None)
 
     def _wait(self, s: Strand, frame):
-        s.status = "waiting"
+        s.status = Status.WAITING
         return PARKED
 
     def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
@@ -75,7 +84,7 @@ class ExplorerDriver(Driver):
         """Deliver a pending interrupt at once if the CPU can take it (a held or
         waiting CPU is at an operation boundary)."""
         s = self.strands[cpu]
-        if s.status in ("ready", "waiting") and self.machine.deliverable(cpu):
+        if s.status in (Status.READY, Status.WAITING) and self.machine.deliverable(cpu):
             self.run_strand(s, None)
 
     def arm_timer(self, period_ns: int, fn, *args) -> Timer:
@@ -99,16 +108,16 @@ class ExplorerDriver(Driver):
             return []
         steps, timeouts = [], []
         for s in self.strands:
-            if s.status == "ready":
+            if s.status is Status.READY:
                 steps.append(f"c{s.cpu}")
-            elif s.status == "waiting":
+            elif s.status is Status.WAITING:
                 w = s.top.outcome
                 if w.until is not None and w.until():
                     steps.append(f"c{s.cpu}")
                 elif s.top.deadline_ns is not None:
                     timeouts.append(f"t{s.cpu}")
         irqs = [f"i{t}.{v}" for t, v in sorted(self.inflight)]
-        if self.timeouts == "any" or not (steps or irqs):
+        if self.timeouts is Timeouts.ANY or not (steps or irqs):
             return steps + irqs + timeouts
         return steps + irqs
 
@@ -127,7 +136,7 @@ class ExplorerDriver(Driver):
         frame = s.top
         if kind == "t":
             self.run_strand(s, self.finish(frame, False))
-        elif s.status == "waiting":
+        elif s.status is Status.WAITING:
             self.run_strand(s, self.finish(frame, True))
         else:
             self.run_strand(s, self.start_op(s, frame, frame.op))

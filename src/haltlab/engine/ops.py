@@ -33,12 +33,13 @@ so the drivers instead refuse any yielded value that is not an `Op`.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, Protocol, Union
 
 from haltlab.engine.memory import Var
 
 __all__ = [
-    "Op", "Done", "Busy", "Wait", "Gone",
+    "Activity", "WAIT_STATES", "Op", "Done", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
@@ -49,6 +50,21 @@ __all__ = [
 
 NSEC_PER_USEC = 1_000
 NSEC_PER_MSEC = 1_000_000
+
+
+class Activity(enum.StrEnum):
+    """What a CPU's hardware does, as the driver sees it (`Strand.activity`)."""
+
+    RUNNING = "running"      # executing (a delay, an op's cost, a handler)
+    SPINNING = "spinning"    # in a `spin_until` loop: executing too
+    HALTED = "halted"        # `hlt`/`wfi`: releases the CPU until an interrupt
+    MWAIT = "mwait"          # `mwait`: released until a store or an interrupt
+    IDLE = "idle"            # no task yet, or its task returned
+    GONE = "gone"            # left the model (CPU_OFF, or the machine reset)
+
+
+WAIT_STATES = frozenset((Activity.SPINNING, Activity.HALTED, Activity.MWAIT))
+"""The activities a `Wait` may name."""
 
 
 # --- what a started operation does -------------------------------------------------
@@ -77,8 +93,8 @@ class Busy:
 class Wait:
     """The CPU waits for `until()` to become true.
 
-    `state` is what the hardware does meanwhile ("spinning" burns the CPU;
-    "halted" and "mwait" release it). `until` is re-checked after a store to a
+    `state` is what the hardware does meanwhile, one of `WAIT_STATES` (SPINNING
+    burns the CPU; HALTED and MWAIT release it). `until` is re-checked after a store to a
     shared variable it read and after every interrupt handler this CPU runs. With
     `timeout_ns` the wait ends with result False at the deadline. `wake_on_irq`
     ends the wait (result True) once an interrupt has been taken, as `hlt` does.
@@ -86,8 +102,10 @@ class Wait:
 
     __slots__ = ("until", "state", "timeout_ns", "wake_on_irq")
 
-    def __init__(self, until: Callable[[], bool] | None, state: str,
+    def __init__(self, until: Callable[[], bool] | None, state: Activity,
                  timeout_ns: int | None = None, wake_on_irq: bool = False) -> None:
+        if state not in WAIT_STATES:
+            raise ValueError(f"Wait(state={state!r}): a wait spins, halts or mwaits")
         self.until = until
         self.state = state
         self.timeout_ns = timeout_ns
@@ -198,7 +216,7 @@ class _SpinUntil(Op):
             return Done(True, machine.cost_ns("atomic_op_ns"))
         if self.timeout_ns == 0:
             return Done(False)
-        return Wait(self.cond, "spinning", self.timeout_ns)
+        return Wait(self.cond, Activity.SPINNING, self.timeout_ns)
 
     def describe(self) -> str:
         return f"spin_until({self.what})"

@@ -17,7 +17,8 @@ import gc
 import heapq
 from typing import Any, Callable
 
-from haltlab.engine.core import PARKED, Driver, Strand, Timer
+from haltlab.engine.core import PARKED, Driver, Status, Strand, Timer
+from haltlab.engine.ops import Activity
 
 __all__ = ["Simulator"]
 
@@ -77,8 +78,8 @@ class Simulator(Driver):
     def _after_done(self, s: Strand, done):
         if not done.cost_ns:
             return done.result
-        s.status = "ready"
-        self.set_activity(s, "running")
+        s.status = Status.READY
+        self.set_activity(s, Activity.RUNNING)
         self.schedule(self.now_ns + done.cost_ns, self._resume, s, s.gen, done.result)
         return PARKED
 
@@ -87,8 +88,8 @@ class Simulator(Driver):
             self.run_strand(s, value)
 
     def _busy(self, s: Strand, frame):
-        s.status = "busy"
-        self.set_activity(s, "running")
+        s.status = Status.BUSY
+        self.set_activity(s, Activity.RUNNING)
         self.schedule(frame.deadline_ns, self._busy_end, s, s.gen)
         return PARKED
 
@@ -98,7 +99,7 @@ class Simulator(Driver):
             self.run_strand(s, self.finish(s.top, None))
 
     def _wait(self, s: Strand, frame):
-        s.status = "waiting"
+        s.status = Status.WAITING
         self.set_activity(s, frame.outcome.state)
         if frame.outcome.until is not None:
             self._watch(s)
@@ -110,7 +111,7 @@ class Simulator(Driver):
         if gen == s.gen:
             s.gen += 1
             self._unwatch(s.cpu)
-            self.set_activity(s, "running")
+            self.set_activity(s, Activity.RUNNING)
             self.run_strand(s, self.finish(s.top, result))
 
     def _watch(self, s: Strand) -> None:
@@ -155,10 +156,10 @@ class Simulator(Driver):
 
         A CPU between two ops (its resume event pending) takes it at that boundary."""
         s = self.strands[cpu]
-        if s.status in ("busy", "waiting") and self.machine.deliverable(cpu):
+        if s.status in (Status.BUSY, Status.WAITING) and self.machine.deliverable(cpu):
             s.gen += 1
             self._unwatch(cpu)
-            self.set_activity(s, "running")
+            self.set_activity(s, Activity.RUNNING)
             self.run_strand(s, None)
 
     # --- timers ------------------------------------------------------------------------

@@ -10,9 +10,19 @@ the case that forces the NMI fallback of the stop path.
 
 from __future__ import annotations
 
+import enum
+
 from haltlab.engine.ops import local_irq_disable, ndelay, safe_halt, set_cpu_state
 
-__all__ = ["do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
+__all__ = ["Others", "do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
+
+
+class Others(enum.StrEnum):
+    """What the CPUs that do not panic are doing when the panic starts."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    IRQSOFF = "irqsoff"
 
 _FOREVER_NS = 10**15   # one delay that only interrupts end, instead of a loop of short ones
 
@@ -41,4 +51,6 @@ async def tick_handler(k, cpu: int) -> None:
     await ndelay(k.machine.cost_ns("tick_handler_ns"))
 
 
-OTHERS = {"idle": do_idle, "busy": busy_task, "irqsoff": irqsoff_task}
+OTHERS = {Others.IDLE.value: do_idle, Others.BUSY.value: busy_task, Others.IRQSOFF.value: irqsoff_task}
+"""The task each `Others` runs, keyed by value as plain `str` (for option parsers
+that match Enum choices by member name); a member looks it up just as well."""

@@ -32,6 +32,7 @@ from haltlab.engine.ops import (
 )
 from haltlab.kernel.arch import arch_ops
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
+from haltlab.kernel.policies import AfterPanic, PanicStart
 from haltlab.kernel.printk import console_flush_on_panic, printk
 from haltlab.kernel.smp import smp_send_stop
 
@@ -87,7 +88,7 @@ async def panic(k, msg: str) -> None:
 
 async def panic_try_start(k, this_cpu: int) -> bool:
     """Claim `panic_cpu` for this CPU; the policy can break it for the explorer."""
-    if k.policies.panic_start == "load-store":
+    if k.policies.panic_start is PanicStart.LOAD_STORE:
         if await READ_ONCE(k.panic_cpu) != PANIC_CPU_INVALID:
             return False
         await WRITE_ONCE(k.panic_cpu, this_cpu)
@@ -149,7 +150,7 @@ def panic_blink_step(k, i: int, i_next: int) -> tuple[int, int]:
 
 async def cpu_halt_after_panic(k) -> None:
     """S1's hook: the weak default keeps the stock busy delay; x86 halts."""
-    if k.policies.after_panic == "safe_halt":
+    if k.policies.after_panic is AfterPanic.SAFE_HALT:
         await safe_halt()
     else:
         await mdelay(PANIC_TIMER_STEP)

@@ -3,15 +3,35 @@
 A policy is a point in the kernel where a thread proposed (or a test needs) a
 different behaviour. Each entry names the thread or commit it comes from; a policy
 that never merged says so. Scenarios select them by name from the CLI.
+
+Each point's choices are an enum (`AfterPanic`, `PanicStart`) whose values are the
+names runs and results carry, so kernel code compares members, never strings.
+`POLICIES` is keyed by those values as plain `str` (option parsers such as click
+8.2+ match Enum choices by member *name*, `SAFE_HALT`, not by value).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from haltlab.errors import UserError
 
-__all__ = ["Policy", "POLICIES", "Policies", "choose"]
+__all__ = ["AfterPanic", "PanicStart", "Policy", "POLICIES", "Policies", "choose"]
+
+
+class AfterPanic(enum.StrEnum):
+    """What panic()'s final loop does each pass (`cpu_halt_after_panic()`)."""
+
+    MDELAY = "mdelay"
+    SAFE_HALT = "safe_halt"
+
+
+class PanicStart(enum.StrEnum):
+    """How panic() claims `panic_cpu`."""
+
+    CMPXCHG = "cmpxchg"
+    LOAD_STORE = "load-store"
 
 
 @dataclass(frozen=True)
@@ -22,33 +42,42 @@ class Policy:
     merged: bool
 
 
+_POINTS: dict[str, type[enum.StrEnum]] = {"after_panic": AfterPanic, "panic_start": PanicStart}
+
 POLICIES: dict[str, dict[str, Policy]] = {
     "after_panic": {
-        "mdelay": Policy("after_panic", "mdelay",
-                         "stock kernel/panic.c final loop: mdelay(PANIC_TIMER_STEP), a busy wait", True),
-        "safe_halt": Policy("after_panic", "safe_halt",
-                            'S1: "[PATCH 0/2] Reduce CPU usage when finished handling panic" (2025): '
-                            "x86 cpu_halt_after_panic() = safe_halt(); not merged", False),
+        AfterPanic.MDELAY.value: Policy(
+            "after_panic", AfterPanic.MDELAY.value,
+            "stock kernel/panic.c final loop: mdelay(PANIC_TIMER_STEP), a busy wait", True),
+        AfterPanic.SAFE_HALT.value: Policy(
+            "after_panic", AfterPanic.SAFE_HALT.value,
+            'S1: "[PATCH 0/2] Reduce CPU usage when finished handling panic" (2025): '
+            "x86 cpu_halt_after_panic() = safe_halt(); not merged", False),
     },
     "panic_start": {
-        "cmpxchg": Policy("panic_start", "cmpxchg",
-                          "stock: atomic_try_cmpxchg(&panic_cpu, PANIC_CPU_INVALID, this_cpu)", True),
-        "load-store": Policy("panic_start", "load-store",
-                             "deliberately broken: atomic_read() then atomic_set(), a check-then-act "
-                             "race, to show the explorer finds it", False),
+        PanicStart.CMPXCHG.value: Policy(
+            "panic_start", PanicStart.CMPXCHG.value,
+            "stock: atomic_try_cmpxchg(&panic_cpu, PANIC_CPU_INVALID, this_cpu)", True),
+        PanicStart.LOAD_STORE.value: Policy(
+            "panic_start", PanicStart.LOAD_STORE.value,
+            "deliberately broken: atomic_read() then atomic_set(), a check-then-act "
+            "race, to show the explorer finds it", False),
     },
 }
 
 
 @dataclass(frozen=True)
 class Policies:
-    after_panic: str = "mdelay"
-    panic_start: str = "cmpxchg"
+    """The policy chosen at each point; names are accepted and kept as members."""
+
+    after_panic: AfterPanic = AfterPanic.MDELAY
+    panic_start: PanicStart = PanicStart.CMPXCHG
     extra: tuple = field(default=())
 
     def __post_init__(self) -> None:
-        for point in ("after_panic", "panic_start"):
+        for point in _POINTS:
             choose(point, getattr(self, point))
+            object.__setattr__(self, point, _POINTS[point](getattr(self, point)))
 
     def describe(self) -> dict[str, str]:
         return {"after_panic": self.after_panic, "panic_start": self.panic_start}
@@ -57,5 +86,5 @@ class Policies:
 def choose(point: str, name: str) -> Policy:
     try:
         return POLICIES[point][name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UserError(f"{point}: unknown policy {name!r} (choose from {', '.join(POLICIES[point])})") from None

@@ -9,9 +9,28 @@ kernel's mask while still executing, which is exactly what S3 is about.
 
 from __future__ import annotations
 
-__all__ = ["Cpu", "HW_STATES"]
+import enum
 
-HW_STATES = ("running", "irqs_off", "in_nmi", "halted", "mwait", "offline")
+from haltlab.engine.ops import Activity
+
+__all__ = ["Cpu", "HwState", "HW_STATES"]
+
+
+class HwState(enum.StrEnum):
+    """What the hardware is doing, as accounted per CPU (`time_in_ns`)."""
+
+    RUNNING = "running"      # executing with interrupts enabled
+    IRQS_OFF = "irqs_off"    # executing with RFLAGS.IF (PSTATE.I) clear
+    IN_NMI = "in_nmi"        # executing an NMI handler
+    HALTED = "halted"        # hlt / wfi
+    MWAIT = "mwait"
+    OFFLINE = "offline"      # not executing: no task yet, or gone
+
+
+HW_STATES = tuple(HwState)
+"""Every hardware state, in the order reports list them."""
+
+_WAITING_STATE = {Activity.HALTED: HwState.HALTED, Activity.MWAIT: HwState.MWAIT}
 
 
 class Cpu:
@@ -27,21 +46,22 @@ class Cpu:
         self.tick_enabled = False
         self.pending: set[str] = set()   # IRR: one bit per vector, so IPIs coalesce
         self.nmi_pending = False         # one NMI latched while another is blocked
-        self.state = "offline"
+        self.state = HwState.OFFLINE
         self.state_since_ns = 0
-        self.activity = "idle"
+        self.activity = Activity.IDLE
         self.time_in_ns = dict.fromkeys(HW_STATES, 0)
         self.tick_timer = None           # the driver's Timer while the tick runs
 
-    def hw_state(self) -> str:
+    def hw_state(self) -> HwState:
         a = self.activity
-        if a in ("idle", "gone"):
-            return "offline"
-        if a in ("halted", "mwait"):
-            return a
+        if a is Activity.IDLE or a is Activity.GONE:
+            return HwState.OFFLINE
+        waiting = _WAITING_STATE.get(a)
+        if waiting is not None:
+            return waiting
         if self.in_nmi:
-            return "in_nmi"
-        return "running" if self.irqs_enabled else "irqs_off"
+            return HwState.IN_NMI
+        return HwState.RUNNING if self.irqs_enabled else HwState.IRQS_OFF
 
     def fingerprint(self) -> tuple:
         return (self.irqs_enabled, self.in_nmi, self.apic_enabled,

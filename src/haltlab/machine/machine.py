@@ -20,18 +20,28 @@ tick, and every interrupt in flight is a choice the explorer makes.
 
 from __future__ import annotations
 
+import enum
 from typing import Callable, Coroutine
 
 from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
-from haltlab.engine.ops import Busy, Done, Gone, Wait, irq_entry
-from haltlab.machine.cpu import Cpu
+from haltlab.engine.ops import Activity, Busy, Done, Gone, Wait, irq_entry
+from haltlab.machine.cpu import Cpu, HwState
 from haltlab.machine.hypervisor import Hypervisor
 
-__all__ = ["Machine", "BUSY_STATES"]
+__all__ = ["Machine", "Pvpanic", "BUSY_STATES"]
 
-BUSY_STATES = frozenset(("running", "irqs_off", "in_nmi"))
+BUSY_STATES = frozenset((HwState.RUNNING, HwState.IRQS_OFF, HwState.IN_NMI))
 """States in which a vCPU executes and so burns its host CPU."""
+
+_HALTED_STATES = frozenset((HwState.HALTED, HwState.MWAIT))
+
+
+class Pvpanic(enum.StrEnum):
+    """QEMU's `-action panic=` for a guest with a pvpanic device."""
+
+    NONE = "none"            # report the event (QMP GUEST_PANICKED), run on
+    PAUSE = "pause"          # stop every vCPU: the host-side remedy to S1
 
 Handler = Callable[[int], Coroutine]
 
@@ -57,9 +67,12 @@ class Machine:
         self.irq_log: list[tuple[int, int, str]] = []          # time, cpu, vector
         self.console: list[tuple[int, int, int, str]] = []     # start, end, cpu, text
         self.driver: Driver | None = None
-        if pvpanic not in (None, "none", "pause"):
-            raise ValueError(f"pvpanic={pvpanic!r}: choose None (no device), 'none' or 'pause'")
-        self.pvpanic = pvpanic          # QEMU's pvpanic device and its `-action panic=`
+        if pvpanic is not None:
+            try:
+                pvpanic = Pvpanic(pvpanic)
+            except ValueError:
+                raise ValueError(f"pvpanic={pvpanic!r}: choose None (no device), 'none' or 'pause'") from None
+        self.pvpanic: Pvpanic | None = pvpanic   # QEMU's pvpanic device and its `-action panic=`
         self.paused_at_ns: int | None = None
 
     def __fingerprint__(self) -> str:
@@ -92,7 +105,7 @@ class Machine:
     def raise_interrupt(self, cpu: int, vector: str) -> None:
         """An interrupt reaches `cpu`'s local APIC."""
         c = self.cpus[cpu]
-        if c.activity == "gone":
+        if c.activity is Activity.GONE:
             return
         if vector == "NMI":
             c.nmi_pending = True
@@ -151,7 +164,7 @@ class Machine:
 
     def hlt(self, cpu: int):
         """`hlt`: sleep until an interrupt is taken (with IF=0, only an NMI)."""
-        return Wait(None, "halted", wake_on_irq=True)
+        return Wait(None, Activity.HALTED, wake_on_irq=True)
 
     def set_cpu_state(self, cpu: int, changes: tuple):
         c = self.cpus[cpu]
@@ -193,7 +206,7 @@ class Machine:
     def pvpanic_event(self, cpu: int, event: str):
         """The guest wrote PVPANIC_PANICKED: the VMM reports it and, with
         `-action panic=pause`, stops every vCPU (the host-side remedy to S1)."""
-        if self.pvpanic == "pause":
+        if self.pvpanic is Pvpanic.PAUSE:
             self.paused_at_ns = self._now()
             return Gone("pvpanic-pause", whole_machine=True)
         return Done(None, self.cost_ns("vm_exit_roundtrip_ns") if self.hyp else 0)
@@ -206,7 +219,7 @@ class Machine:
     def _tick(self, cpu: int) -> None:
         """The CPU's timer fired (every 1/HZ while its tick runs)."""
         c = self.cpus[cpu]
-        if c.activity == "gone":
+        if c.activity is Activity.GONE:
             self.driver.cancel_timer(c.tick_timer)
             c.tick_timer = None
             return
@@ -217,7 +230,7 @@ class Machine:
 
     # --- accounting --------------------------------------------------------------------
 
-    def account(self, cpu: int, activity: str, now_ns: int) -> None:
+    def account(self, cpu: int, activity: Activity, now_ns: int) -> None:
         c = self.cpus[cpu]
         c.activity = activity
         self._restate(c, now_ns)
@@ -230,9 +243,9 @@ class Machine:
         old = c.state
         self._close_interval(c, now)
         if self.hyp is not None:
-            if new == "halted" or new == "mwait":
+            if new in _HALTED_STATES:
                 self.hyp.halt(c.index, now)
-            elif old in ("halted", "mwait"):
+            elif old in _HALTED_STATES:
                 self.hyp.wake(c.index, now)
         c.state = new
 

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 
 from haltlab.engine.simulator import Simulator
 from haltlab.errors import UserError
-from haltlab.kernel.idle import OTHERS
+from haltlab.kernel.idle import OTHERS, Others
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
-from haltlab.kernel.policies import Policies
+from haltlab.kernel.policies import AfterPanic, Policies
 from haltlab.kernel.printk import printk
-from haltlab.machine.machine import Machine
+from haltlab.machine.machine import Machine, Pvpanic
 from haltlab.machine.profile import Profile, load_profile
 
 __all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "seconds_to_ns"]
@@ -32,10 +32,13 @@ NSEC_PER_SEC = 1_000_000_000
 
 @dataclass(frozen=True)
 class PanicConfig:
+    """One panic run. `after_panic`, `others` and `pvpanic` accept their names
+    and hold enum members (equal to those names, and written as them in JSON)."""
+
     profile: str = "kvm-x86"
     cpus: int | None = None             # None: the profile's CPU count
-    after_panic: str = "mdelay"
-    others: str = "idle"
+    after_panic: AfterPanic = AfterPanic.MDELAY
+    others: Others = Others.IDLE
     observe_ns: int = 10 * NSEC_PER_SEC
     seed: int = 0
     kernel: str = "v7.1"
@@ -44,7 +47,17 @@ class PanicConfig:
     trigger_ns: int = 10_000_000        # when the shell writes 'c' to /proc/sysrq-trigger
     limit_ns: int = 600 * NSEC_PER_SEC  # a panic not finished by then is a hang
     timeline: bool = True
-    pvpanic: str | None = None          # QEMU pvpanic device: None (absent), "none" or "pause"
+    pvpanic: Pvpanic | None = None      # QEMU pvpanic device: None (absent), "none" or "pause"
+
+    def __post_init__(self) -> None:
+        for name, kind in (("after_panic", AfterPanic), ("others", Others), ("pvpanic", Pvpanic)):
+            value = getattr(self, name)
+            if value is None and name == "pvpanic":
+                continue
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                pass            # left as given: validate() names it
 
     def validate(self, ncpus: int) -> None:
         if ncpus < 1:
@@ -53,11 +66,12 @@ class PanicConfig:
             raise UserError(f"--cpus {ncpus}: at most 8192 (x86_64 CONFIG_NR_CPUS with MAXSMP)")
         if not 0 <= self.panic_cpu < ncpus:
             raise UserError(f"--panic-cpu {self.panic_cpu}: not a CPU of a {ncpus}-CPU machine")
-        if self.others not in OTHERS:
+        Policies(after_panic=self.after_panic)
+        if not isinstance(self.others, Others):
             raise UserError(f"--others {self.others}: choose from {', '.join(OTHERS)}")
         if self.observe_ns <= 0:
             raise UserError(f"--observe {self.observe_ns / NSEC_PER_SEC}: must be positive")
-        if self.pvpanic not in (None, "none", "pause"):
+        if self.pvpanic is not None and not isinstance(self.pvpanic, Pvpanic):
             raise UserError(f"--pvpanic {self.pvpanic}: choose none or pause")
         if self.panic_timeout_s < 0:
             raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
@@ -131,7 +145,7 @@ def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun
     def on_mark(name: str, at_ns: int) -> None:
         # The window opens at the end line, or at the pvpanic event when the
         # host pauses the guest (then no end line ever comes), as in the lab.
-        if name == "panic_end" or (name == "pvpanic" and cfg.pvpanic == "pause"):
+        if name == "panic_end" or (name == "pvpanic" and cfg.pvpanic is Pvpanic.PAUSE):
             window["start"] = _Window(machine, at_ns) if machine.hyp else None
             sim.schedule(at_ns + cfg.observe_ns, sim.stop)
 

@@ -26,33 +26,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from haltlab.engine.explorer import ExplorerDriver, Exploration, explore, replay
+from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, explore, replay
 from haltlab.errors import UserError
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
-from haltlab.kernel.policies import Policies, choose
+from haltlab.kernel.policies import PanicStart, Policies, choose
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
 __all__ = ["PanicRaceConfig", "explore_panic_race", "replay_panic_race", "VARIANTS"]
 
-VARIANTS = ("cmpxchg", "load-store")
+VARIANTS = tuple(p.value for p in PanicStart)
+"""The claim variants by name, as plain `str` (see `kernel.policies`)."""
 
 
 @dataclass(frozen=True)
 class PanicRaceConfig:
+    """One exploration; `variant` and `timeouts` accept names and hold members."""
+
     cpus: int = 2
-    variant: str = "cmpxchg"
+    variant: PanicStart = PanicStart.CMPXCHG
     profile: str = "kvm-x86"
     kernel: str = "v7.1"
-    timeouts: str = "quiescent"
+    timeouts: Timeouts = Timeouts.QUIESCENT
     max_states: int = 500_000
+
+    def __post_init__(self) -> None:
+        for name, kind in (("variant", PanicStart), ("timeouts", Timeouts)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                pass            # left as given: validate() names it
 
     def validate(self) -> None:
         if not 2 <= self.cpus <= 8:
             raise UserError(f"--cpus {self.cpus}: the race needs 2 to 8 CPUs")
         choose("panic_start", self.variant)
-        if self.timeouts not in ("quiescent", "any"):
+        if not isinstance(self.timeouts, Timeouts):
             raise UserError(f"--timeouts {self.timeouts}: choose quiescent or any")
 
 
@@ -94,7 +104,7 @@ def settled(run: ExplorerDriver) -> str | None:
     for cpu in range(k.machine.ncpus):
         if cpu == owner or cpu in self_stopped:
             continue
-        if run.timeouts == "any" and (cpu in stopped or _nmi_on_its_way(run, cpu)):
+        if run.timeouts is Timeouts.ANY and (cpu in stopped or _nmi_on_its_way(run, cpu)):
             continue
         return f"CPU{cpu} neither owns the panic nor entered panic_smp_self_stop()"
     return None
