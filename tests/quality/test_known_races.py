@@ -84,7 +84,7 @@ def _fingerprints_along(cfg, choices) -> list:
     run = make_run(cfg)
     fps = [run.fingerprint()]
     for c in choices:
-        run.step(c)
+        run.driver.step(c)
         fps.append(run.fingerprint())
     return fps
 
@@ -92,10 +92,10 @@ def _fingerprints_along(cfg, choices) -> list:
 def _some_path(cfg, length=60) -> list[str]:
     """Alternate between CPUs where possible, so the path interleaves."""
     run, path = make_run(cfg), []
-    while len(path) < length and run.choices() and not winner_in_final_loop(run):
-        options = run.choices()
+    while len(path) < length and run.driver.choices() and not winner_in_final_loop(run):
+        options = run.driver.choices()
         c = options[len(path) % len(options)]
-        run.step(c)
+        run.driver.step(c)
         path.append(c)
     return path
 
@@ -117,7 +117,7 @@ def test_replaying_the_counterexample_reaches_the_violation_with_its_trace():
     assert a.kernel.panic_cpu.value in (0, 1)
     # The search ran untraced; the counterexample carries the trace of this replay,
     # one line per operation, with both CPUs' claim steps in it.
-    assert v.trace and a.trace == v.trace
+    assert v.trace and a.driver.trace == v.trace
     claims = [(cpu, what) for _, cpu, what in v.trace if "panic_try_start" in what]
     assert {cpu for cpu, _ in claims} == {0, 1}
 

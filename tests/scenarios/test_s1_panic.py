@@ -65,7 +65,8 @@ def _with_tick_back(after_panic: str, window_ns: int = 1 * SEC):
     """The panic run, with CPU0's LAPIC and tick re-enabled 1 ms into the final
     loop (as if `disable_local_APIC()` were not called). Returns what happened
     on CPU0 during the `window_ns` after that."""
-    machine, k, sim = build_panic(PanicConfig(after_panic=after_panic, **BASE))
+    run = build_panic(PanicConfig(after_panic=after_panic, **BASE))
+    machine, k, sim = run.machine, run.kernel, run.driver
     seen: dict = {}
 
     def tick_back() -> None:

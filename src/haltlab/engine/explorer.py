@@ -32,9 +32,10 @@ from typing import Callable
 
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
+from haltlab.engine.run import Run
 
 __all__ = ["Timeouts", "ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
-           "parse_choices", "format_trace"]
+           "check_determinism", "parse_choices", "format_trace"]
 
 
 class Timeouts(enum.StrEnum):
@@ -57,7 +58,6 @@ class ExplorerDriver(Driver):
         self.trace: list[tuple[str, int, str]] = []   # (choice, cpu, what happened)
         self.tracing = True  # the search turns it off: only a counterexample's replay needs it
         self._choice = ""
-        self.ghost = None    # optional: () -> hashable ghost state of the model
         super().__init__(machine, seed=seed)
 
     # --- the driver contract ---------------------------------------------------------
@@ -142,13 +142,13 @@ class ExplorerDriver(Driver):
             self.run_strand(s, self.start_op(s, frame, frame.op))
 
     def fingerprint(self) -> tuple:
+        """The driver's part of a state (`Run.fingerprint()` adds the ghost state)."""
         return (
             self.machine.memory.fingerprint(),
             self.machine.fingerprint(),
             tuple(sorted(self.inflight)),
             tuple((s.status, stack_fingerprint(s.stack)) for s in self.strands),
             self.reset_reason,
-            self.ghost() if self.ghost is not None else None,
         )
 
 
@@ -198,24 +198,41 @@ class Exploration:
         return "bounded-ok" if self.truncated else "ok"
 
 
-Build = Callable[[], ExplorerDriver]
-Check = Callable[[ExplorerDriver], "str | None"]
+Build = Callable[[], Run]           # a fresh run whose driver is an ExplorerDriver
+Check = Callable[[Run], "str | None"]
 
 
-def replay(build: Build, choices: list[str], *, check: bool = True) -> ExplorerDriver:
+def replay(build: Build, choices: list[str], *, check: bool = True) -> Run:
     """Run `build()` along `choices`. With `check`, every choice must be enabled
     where it is taken; the explorer's own replays skip that (it compares the
     fingerprint at the end instead, which catches any divergence)."""
     run = build()
+    driver = run.driver
     for i, c in enumerate(choices):
-        if check and c not in run.choices():
-            raise DriverError(f"replay diverged at step {i}: {c!r} is not among {run.choices()}")
-        run.step(c)
+        if check and c not in driver.choices():
+            raise DriverError(f"replay diverged at step {i}: {c!r} is not among {driver.choices()}")
+        driver.step(c)
     return run
 
 
+def check_determinism(build: Build, choices: list[str]) -> None:
+    """Replay `choices` on two fresh runs side by side; raise `DriverError` at
+    the first step where they are not in the same state (or a choice does not
+    apply)."""
+    a, b = build(), build()
+    for i, c in enumerate(choices):
+        for run in (a, b):
+            if c not in run.driver.choices():
+                raise DriverError(f"step {i}: {c!r} is not among {run.driver.choices()}")
+            run.driver.step(c)
+        if a.fingerprint() != b.fingerprint():
+            raise DriverError(f"step {i} ({c}): two replays reached different states; the run depends "
+                              "on more than its choices (a set or dict iteration order, id(), a module "
+                              "global, a random draw outside the run's generator)")
+
+
 def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
-            goal: Callable[[ExplorerDriver], bool] | None = None, label=None,
+            goal: Callable[[Run], bool] | None = None, label=None,
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int], None] | None = None) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
@@ -230,12 +247,12 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     ex = Exploration()
     traced_build = build
 
-    def build() -> ExplorerDriver:
+    def build() -> Run:
         # The search never reads traces; only the counterexample's final replay does
         # (with `traced_build`). Walking coroutine frames for each op's line was
         # about a tenth of the search's time.
         run = traced_build()
-        run.tracing = False
+        run.driver.tracing = False
         return run
 
     run = build()
@@ -256,7 +273,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         if live != prefix:
             run = _replay_checked(build, prefix, fp)
             ex.replays += 1
-        run.step(c)
+        run.driver.step(c)
         live = prefix + (c,)
         new = run.fingerprint()
         src, dst = ids[fp], ids.get(new)
@@ -281,10 +298,10 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     return ex
 
 
-def _expandable(run: ExplorerDriver, goal) -> list[str]:
+def _expandable(run: Run, goal) -> list[str]:
     if goal is not None and goal(run):
         return []
-    return run.choices()
+    return run.driver.choices()
 
 
 def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
@@ -302,7 +319,7 @@ def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
     return choices
 
 
-def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> ExplorerDriver:
+def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> Run:
     run = replay(build, list(prefix), check=False)
     if run.fingerprint() != fp:
         raise DriverError(
@@ -340,17 +357,17 @@ def _shortest(build: Build, traced_build: Build, edges, bad: dict[int, str], che
     path.reverse()
     path = shrink(build, path, lambda run: _violates(run, check, at_end, goal))
     run = replay(traced_build, path)
-    return Violation(_violates(run, check, at_end, goal) or bad[target], path, run.trace)
+    return Violation(_violates(run, check, at_end, goal) or bad[target], path, run.driver.trace)
 
 
-def _violates(run: ExplorerDriver, check, at_end, goal) -> str | None:
+def _violates(run: Run, check, at_end, goal) -> str | None:
     msg = check(run) if check is not None else None
     if msg is None and at_end is not None and not _expandable(run, goal):
         msg = at_end(run)
     return msg
 
 
-def shrink(build: Build, choices: list[str], bad: Callable[[ExplorerDriver], "str | None"]) -> list[str]:
+def shrink(build: Build, choices: list[str], bad: Callable[[Run], "str | None"]) -> list[str]:
     """Remove chunks of choices, halving the chunk size, while the shorter list
     still replays and still ends in a violating state (ddmin, greedy)."""
     chunk = max(1, len(choices) // 2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from haltlab.engine.run import Run
 from haltlab.engine.simulator import Simulator
 from haltlab.errors import UserError
 from haltlab.kernel.idle import OTHERS, Others
@@ -95,9 +96,9 @@ async def sysrq_crash(k, trigger_ns: int) -> None:
     await panic(k, "sysrq triggered crash")
 
 
-def build_panic(cfg: PanicConfig, profile: Profile | None = None):
-    """Machine, kernel and simulator, booted and ready to run. `profile`, when
-    given, is used instead of loading `cfg.profile` (calibration tries values)."""
+def build_panic(cfg: PanicConfig, profile: Profile | None = None) -> Run:
+    """The run's machine, kernel and simulator, booted and ready to run. `profile`,
+    when given, is used instead of loading `cfg.profile` (calibration tries values)."""
     profile = profile if profile is not None else load_profile(cfg.profile)
     ncpus = cfg.cpus if cfg.cpus is not None else int(profile.get("cpus"))
     cfg.validate(ncpus)
@@ -110,7 +111,7 @@ def build_panic(cfg: PanicConfig, profile: Profile | None = None):
     for cpu in range(ncpus):
         task = sysrq_crash(k, cfg.trigger_ns) if cpu == cfg.panic_cpu else OTHERS[cfg.others](k)
         sim.start_task(cpu, task)
-    return machine, k, sim
+    return Run(machine, k, sim, ghost=None)
 
 
 class _Window:
@@ -125,13 +126,12 @@ class _Window:
 
 
 @dataclass
-class PanicRun:
-    """A finished run: its result and the model objects behind it (for traces)."""
+class PanicRun(Run):
+    """A finished run: the model objects behind it (for traces), its config and
+    its result."""
 
     config: PanicConfig
     result: dict
-    machine: Machine
-    kernel: Kernel
 
 
 def run_panic(cfg: PanicConfig) -> dict:
@@ -139,7 +139,8 @@ def run_panic(cfg: PanicConfig) -> dict:
 
 
 def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun:
-    machine, k, sim = build_panic(cfg, profile)
+    run = build_panic(cfg, profile)
+    machine, k, sim = run.machine, run.kernel, run.driver
     window: dict[str, _Window] = {}
 
     def on_mark(name: str, at_ns: int) -> None:
@@ -155,7 +156,8 @@ def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun
     machine.close(end_ns)
     if machine.paused_at_ns is not None:
         end_ns = machine.paused_at_ns + cfg.observe_ns   # time goes on for the host
-    return PanicRun(cfg, _result(cfg, machine, k, sim, window.get("start"), end_ns), machine, k)
+    return PanicRun(machine, k, sim, None, config=cfg,
+                    result=_result(cfg, machine, k, sim, window.get("start"), end_ns))
 
 
 def _result(cfg, machine, k, sim, w, end_ns) -> dict:

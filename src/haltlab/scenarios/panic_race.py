@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, explore, replay
+from haltlab.engine.run import Run
 from haltlab.errors import UserError
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
@@ -34,7 +35,7 @@ from haltlab.kernel.policies import PanicStart, Policies, choose
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
-__all__ = ["PanicRaceConfig", "explore_panic_race", "replay_panic_race", "VARIANTS"]
+__all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "replay_panic_race", "VARIANTS"]
 
 VARIANTS = tuple(p.value for p in PanicStart)
 """The claim variants by name, as plain `str` (see `kernel.policies`)."""
@@ -71,27 +72,26 @@ def _profile(name: str):
     return load_profile(name)
 
 
-def make_run(cfg: PanicRaceConfig) -> ExplorerDriver:
+def make_run(cfg: PanicRaceConfig) -> Run:
+    """Every CPU calls `panic()` at once, under the explorer."""
     machine = Machine(_profile(cfg.profile), cfg.cpus, record_timeline=False)
     k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0,
                                      policies=Policies(panic_start=cfg.variant)))
     k.boot()
-    run = ExplorerDriver(machine, timeouts=cfg.timeouts)
-    run.kernel = k
-    run.ghost = k.ghost_fingerprint
+    driver = ExplorerDriver(machine, timeouts=cfg.timeouts)
     for cpu in range(cfg.cpus):
-        run.start_task(cpu, panic(k, "race"))
-    return run
+        driver.start_task(cpu, panic(k, "race"))
+    return Run(machine, k, driver, ghost=k.ghost_fingerprint)
 
 
-def at_most_one_owner(run: ExplorerDriver) -> str | None:
+def at_most_one_owner(run: Run) -> str | None:
     owners = sorted(run.kernel.ghost.get("panic_owners", ()))
     if len(owners) > 1:
         return f"CPUs {owners} all passed the panic_cpu claim: two panic CPUs"
     return None
 
 
-def settled(run: ExplorerDriver) -> str | None:
+def settled(run: Run) -> str | None:
     k = run.kernel
     owners = k.ghost.get("panic_owners", frozenset())
     if len(owners) != 1:
@@ -104,21 +104,21 @@ def settled(run: ExplorerDriver) -> str | None:
     for cpu in range(k.machine.ncpus):
         if cpu == owner or cpu in self_stopped:
             continue
-        if run.timeouts is Timeouts.ANY and (cpu in stopped or _nmi_on_its_way(run, cpu)):
+        if run.driver.timeouts is Timeouts.ANY and (cpu in stopped or _nmi_on_its_way(run, cpu)):
             continue
         return f"CPU{cpu} neither owns the panic nor entered panic_smp_self_stop()"
     return None
 
 
-def _nmi_on_its_way(run: ExplorerDriver, cpu: int) -> bool:
+def _nmi_on_its_way(run: Run, cpu: int) -> bool:
     """With timeouts at any step the winner may finish before a slow CPU even
     tried the claim; the stop NMI in flight to it, latched, or already in its
     handler still stops it, since an NMI cannot be masked."""
     c = run.machine.cpus[cpu]
-    return (cpu, "NMI") in run.inflight or c.nmi_pending or c.in_nmi
+    return (cpu, "NMI") in run.driver.inflight or c.nmi_pending or c.in_nmi
 
 
-def winner_in_final_loop(run: ExplorerDriver) -> bool:
+def winner_in_final_loop(run: Run) -> bool:
     return bool(run.kernel.ghost.get("in_panic_loop"))
 
 
@@ -128,10 +128,10 @@ def explore_panic_race(cfg: PanicRaceConfig, progress=None) -> Exploration:
                    goal=winner_in_final_loop, max_states=cfg.max_states, progress=progress)
 
 
-def replay_panic_race(cfg: PanicRaceConfig, choices: list[str]) -> tuple[ExplorerDriver, str | None]:
+def replay_panic_race(cfg: PanicRaceConfig, choices: list[str]) -> tuple[Run, str | None]:
     cfg.validate()
     run = replay(lambda: make_run(cfg), choices)
     msg = at_most_one_owner(run)
-    if msg is None and (not run.choices() or winner_in_final_loop(run)):
+    if msg is None and (not run.driver.choices() or winner_in_final_loop(run)):
         msg = settled(run)
     return run, msg

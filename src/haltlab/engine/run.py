@@ -1,0 +1,35 @@
+"""A run of the model, as one record: the machine, the kernel on it, the driver
+that runs it, and the ghost state its properties read.
+
+Scenarios build a `Run`; the explorer's `explore()`, `replay()` and `shrink()`
+take a function that builds one, and properties are functions of one. Nothing is
+attached to the driver from outside: what a run is made of is these four fields.
+The engine does not know the machine's or the kernel's types (it is the bottom
+layer), so they are typed loosely here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+from haltlab.engine.core import Driver
+
+__all__ = ["Run"]
+
+
+@dataclass
+class Run:
+    """`ghost()`, when given, returns the model's ghost state as a hashable value
+    (facts kept for properties, such as which CPUs passed the `panic_cpu` claim):
+    part of the explorer's state, so that pruning stays sound."""
+
+    machine: Any
+    kernel: Any
+    driver: Driver
+    ghost: Callable[[], Hashable] | None
+
+    def fingerprint(self) -> tuple:
+        """The explorer's state: the driver's fingerprint (memory, hardware,
+        interrupts in flight, stacks, reset) and the ghost state."""
+        return (*self.driver.fingerprint(), self.ghost() if self.ghost is not None else None)
