@@ -7,6 +7,12 @@ commit is absent. Abridged: no `reboot_force`, no `smp_kick_mwait_play_dead()`
 (kexec only), no WBINVD (no `cache_state_incoherent` CPUs), no
 `cpu_emergency_disable_virtualization()` (not a host).
 
+With `nonmi_ipi` on the command line (`KernelConfig.smp_no_nmi_ipi`) no NMI is
+sent, but the stopping CPU still waits its 10 ms after the REBOOT stage: "In any
+case try to wait for the other CPUs to stop", in the 6.5+ code and before it
+since Linux kernel commit 747d5a1bf293 ("x86/reboot: Always use NMI fallback when
+shutdown via reboot vector IPI fails") (in v5.4).
+
 x86 does not override `panic_smp_self_stop()`: a second panicking CPU spins with
 interrupts off, so REBOOT_VECTOR cannot reach it and the stopping CPU waits the
 full second before the NMI stage (kernel-facts §1.2, [inferred] there; the model
@@ -66,10 +72,12 @@ async def native_stop_other_cpus(k, wait: bool) -> None:
         await spin_until(lambda: k.cpus_stop_mask.value == 0, timeout_ns=USEC_PER_SEC * 1000,
                          what="cpumask_empty(&cpus_stop_mask)")
     remaining = await READ_ONCE(k.cpus_stop_mask)
-    if remaining and not k.config.smp_no_nmi_ipi:
-        await WRITE_ONCE(k.nmi_stop_registered, True)   # register_stop_handler()
-        await printk(k, "smp: Shutting down cpus with NMI")
-        await send_NMI_mask(remaining)
+    if remaining:                       # "if the REBOOT_VECTOR didn't work, try with the NMI"
+        if not k.config.smp_no_nmi_ipi:
+            await WRITE_ONCE(k.nmi_stop_registered, True)   # register_stop_handler()
+            await printk(k, "smp: Shutting down cpus with NMI")
+            await send_NMI_mask(remaining)
+        # "In any case try to wait for the other CPUs to stop": nonmi_ipi too.
         await spin_until(lambda: k.cpus_stop_mask.value == 0,
                          timeout_ns=None if wait else USEC_PER_MSEC * 10 * 1000,
                          what="cpumask_empty(&cpus_stop_mask)")
@@ -89,11 +97,12 @@ async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
         await send_IPI_mask(k.all_cpus_mask & ~(1 << this_cpu), "REBOOT")
         await spin_until(lambda: not others_online(), timeout_ns=USEC_PER_SEC * 1000,
                          what="num_online_cpus() == 1")
-    if others_online() and not k.config.smp_no_nmi_ipi:
-        await WRITE_ONCE(k.nmi_stop_registered, True)
-        await printk(k, "smp: Shutting down cpus with NMI")
-        await send_NMI_mask(k.all_cpus_mask & ~(1 << this_cpu))
-        await spin_until(lambda: not others_online(),
+    if others_online():
+        if not k.config.smp_no_nmi_ipi:
+            await WRITE_ONCE(k.nmi_stop_registered, True)
+            await printk(k, "smp: Shutting down cpus with NMI")
+            await send_NMI_mask(k.all_cpus_mask & ~(1 << this_cpu))
+        await spin_until(lambda: not others_online(),        # in any case, as 6.5+
                          timeout_ns=None if wait else USEC_PER_MSEC * 10 * 1000,
                          what="num_online_cpus() == 1")
     await _disable_local_apic_and_clear(k)
