@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from haltlab.engine.run import Run
 from haltlab.engine.simulator import Simulator
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError, UserError
 from haltlab.kernel.idle import OTHERS, Others
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
@@ -25,10 +25,12 @@ from haltlab.kernel.policies import AfterPanic, Policies
 from haltlab.kernel.printk import printk
 from haltlab.machine.machine import Machine, Pvpanic
 from haltlab.machine.profile import Profile, load_profile
+from haltlab.scenarios.panic_bounds import MAX_OBSERVE_NS, PANIC_TIMEOUT_MAX_S, run_limit_ns
 
 __all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "seconds_to_ns"]
 
 NSEC_PER_SEC = 1_000_000_000
+PANIC_MSG = "sysrq triggered crash"      # sysrq_handle_crash()'s panic() message
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,6 @@ class PanicConfig:
     panic_timeout_s: int = 0
     panic_cpu: int = 0
     trigger_ns: int = 10_000_000        # when the shell writes 'c' to /proc/sysrq-trigger
-    limit_ns: int = 600 * NSEC_PER_SEC  # a panic not finished by then is a hang
     timeline: bool = True
     pvpanic: Pvpanic | None = None      # QEMU pvpanic device: None (absent), "none" or "pause"
 
@@ -72,10 +73,25 @@ class PanicConfig:
             raise UserError(f"--others {self.others}: choose from {', '.join(OTHERS)}")
         if self.observe_ns <= 0:
             raise UserError(f"--observe {self.observe_ns / NSEC_PER_SEC}: must be positive")
+        if self.observe_ns > MAX_OBSERVE_NS:
+            raise ConfigError("observe_ns", self.observe_ns,
+                              f"at most {MAX_OBSERVE_NS // NSEC_PER_SEC} s (one day; the run's "
+                              "cost grows with its window)")
         if self.pvpanic is not None and not isinstance(self.pvpanic, Pvpanic):
             raise UserError(f"--pvpanic {self.pvpanic}: choose none or pause")
         if self.panic_timeout_s < 0:
             raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
+        if self.panic_timeout_s > PANIC_TIMEOUT_MAX_S:
+            raise ConfigError("panic_timeout_s", self.panic_timeout_s,
+                              f"at most {PANIC_TIMEOUT_MAX_S} s: panic() counts to panic_timeout * 1000, "
+                              "an int product that overflows beyond that (kernel/panic.c)")
+        if self.trigger_ns < 0:
+            raise ConfigError("trigger_ns", self.trigger_ns, "must not be negative")
+
+    def limit_ns(self, profile: Profile) -> int:
+        """When the simulator gives up on this run (`panic_bounds`)."""
+        return run_limit_ns(profile, PANIC_MSG, trigger_ns=self.trigger_ns,
+                            panic_timeout_s=self.panic_timeout_s, observe_ns=self.observe_ns)
 
 
 def seconds_to_ns(seconds: float, option: str) -> int:
@@ -93,7 +109,7 @@ async def sysrq_crash(k, trigger_ns: int) -> None:
     await set_cpu_state(tick_enabled=True)
     await ndelay(trigger_ns)
     await printk(k, "sysrq: Trigger a crash")
-    await panic(k, "sysrq triggered crash")
+    await panic(k, PANIC_MSG)
 
 
 def build_panic(cfg: PanicConfig, profile: Profile | None = None) -> Run:
@@ -151,16 +167,27 @@ def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun
             sim.schedule(at_ns + cfg.observe_ns, sim.stop)
 
     k.on_mark = on_mark
-    sim.run(cfg.limit_ns)
+    limit_ns = cfg.limit_ns(machine.profile)
+    sim.run(limit_ns)
     end_ns = sim.now_ns
+    _check_the_limit_held(cfg, k, sim, limit_ns)
     machine.close(end_ns)
     if machine.paused_at_ns is not None:
         end_ns = machine.paused_at_ns + cfg.observe_ns   # time goes on for the host
     return PanicRun(machine, k, sim, None, config=cfg,
-                    result=_result(cfg, machine, k, sim, window.get("start"), end_ns))
+                    result=_result(cfg, machine, k, sim, window.get("start"), end_ns, limit_ns))
 
 
-def _result(cfg, machine, k, sim, w, end_ns) -> dict:
+def _check_the_limit_held(cfg: PanicConfig, k: Kernel, sim: Simulator, limit_ns: int) -> None:
+    """The limit bounds a run, it must never cut one: a panic that printed its
+    end line gets its whole observation window (`panic_bounds`)."""
+    if "panic_end" in k.marks and sim.reset_reason is None and not sim.stopped:
+        raise RuntimeError(
+            f"the run limit ({limit_ns} ns) cut the {cfg.observe_ns} ns window after the end line "
+            f"at {k.marks['panic_end']} ns short: panic_work_bound_ns() is not a bound")
+
+
+def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> dict:
     marks = k.marks
     entry = marks.get("panic_entry")
     r = {
@@ -182,6 +209,7 @@ def _result(cfg, machine, k, sim, w, end_ns) -> dict:
         "blink_intervals_ns": _blink_intervals(k),
         "events": sim.events_run,
         "end_ns": end_ns,
+        "limit_ns": limit_ns,
     }
     if machine.hyp is not None and w is not None:
         r.update(_host_view(machine, w, end_ns))
