@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 
 __all__ = ["Commit", "COMMITS", "PRESETS", "commit_set"]
 
@@ -48,8 +48,10 @@ PRESETS = {
 }
 
 
-def commit_set(preset: str) -> frozenset[str]:
+def commit_set(preset: str, field: str = "kernel") -> frozenset[str]:
+    """The commits of `preset`; an unknown one is a `ConfigError` naming `field`
+    (a scenario's `kernel`, `KernelConfig.version`)."""
     try:
         return PRESETS[preset]
-    except KeyError:
-        raise UserError(f"--kernel {preset}: unknown kernel preset (choose from {', '.join(PRESETS)})") from None
+    except (KeyError, TypeError):
+        raise ConfigError(field, preset, f"unknown kernel preset (choose from {', '.join(PRESETS)})") from None

@@ -32,6 +32,9 @@ class KernelConfig:
     smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
     policies: Policies = field(default_factory=Policies)
 
+    def __post_init__(self) -> None:
+        commit_set(self.version, "version")    # refuse an unknown preset now, not mid-run
+
     @property
     def commits(self) -> frozenset[str]:
         return commit_set(self.version)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 
 __all__ = ["AfterPanic", "PanicStart", "Policy", "POLICIES", "Policies", "choose"]
 
@@ -83,8 +83,12 @@ class Policies:
         return {"after_panic": self.after_panic, "panic_start": self.panic_start}
 
 
-def choose(point: str, name: str) -> Policy:
+def choose(point: str, name: str, field: str | None = None) -> Policy:
+    """The policy `name` at `point`; an unknown one is a `ConfigError` naming
+    `field` (the point itself unless a config calls it otherwise, as the race's
+    `variant` is the `panic_start` point)."""
     try:
         return POLICIES[point][name]
     except (KeyError, TypeError):
-        raise UserError(f"{point}: unknown policy {name!r} (choose from {', '.join(POLICIES[point])})") from None
+        raise ConfigError(field or point, name,
+                          f"unknown policy (choose from {', '.join(POLICIES[point])})") from None

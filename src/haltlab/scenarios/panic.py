@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 
 from haltlab.engine.run import Run
 from haltlab.engine.simulator import Simulator
-from haltlab.errors import ConfigError, UserError
+from haltlab.errors import ConfigError
+from haltlab.kernel.commits import commit_set
 from haltlab.kernel.idle import OTHERS, Others
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
-from haltlab.kernel.policies import AfterPanic, Policies
+from haltlab.kernel.policies import AfterPanic, Policies, choose
 from haltlab.kernel.printk import printk
 from haltlab.machine.machine import Machine, Pvpanic
 from haltlab.machine.profile import Profile, load_profile
@@ -62,25 +63,29 @@ class PanicConfig:
                 pass            # left as given: validate() names it
 
     def validate(self, ncpus: int) -> None:
+        """Refuse what the model cannot run, as `ConfigError`s naming the field
+        (`ncpus` is `cpus`, or the profile's count when `cpus` is None)."""
         if ncpus < 1:
-            raise UserError(f"--cpus {ncpus}: need at least 1 CPU")
+            raise ConfigError("cpus", ncpus, "need at least 1 CPU")
         if ncpus > 8192:
-            raise UserError(f"--cpus {ncpus}: at most 8192 (x86_64 CONFIG_NR_CPUS with MAXSMP)")
+            raise ConfigError("cpus", ncpus, "at most 8192 (x86_64 CONFIG_NR_CPUS with MAXSMP)")
         if not 0 <= self.panic_cpu < ncpus:
-            raise UserError(f"--panic-cpu {self.panic_cpu}: not a CPU of a {ncpus}-CPU machine")
-        Policies(after_panic=self.after_panic)
+            raise ConfigError("panic_cpu", self.panic_cpu, f"not a CPU of a {ncpus}-CPU machine")
+        choose("after_panic", self.after_panic)
         if not isinstance(self.others, Others):
-            raise UserError(f"--others {self.others}: choose from {', '.join(OTHERS)}")
+            raise ConfigError("others", self.others, f"choose from {', '.join(OTHERS)}")
+        commit_set(self.kernel)
         if self.observe_ns <= 0:
-            raise UserError(f"--observe {self.observe_ns / NSEC_PER_SEC}: must be positive")
+            raise ConfigError("observe_ns", self.observe_ns, "must be positive")
         if self.observe_ns > MAX_OBSERVE_NS:
             raise ConfigError("observe_ns", self.observe_ns,
                               f"at most {MAX_OBSERVE_NS // NSEC_PER_SEC} s (one day; the run's "
                               "cost grows with its window)")
         if self.pvpanic is not None and not isinstance(self.pvpanic, Pvpanic):
-            raise UserError(f"--pvpanic {self.pvpanic}: choose none or pause")
+            raise ConfigError("pvpanic", self.pvpanic, "choose none or pause")
         if self.panic_timeout_s < 0:
-            raise UserError(f"--panic-timeout {self.panic_timeout_s}: negative means 'reboot at once' in the kernel; not modelled")
+            raise ConfigError("panic_timeout_s", self.panic_timeout_s,
+                              "negative means 'reboot at once' in the kernel; not modelled")
         if self.panic_timeout_s > PANIC_TIMEOUT_MAX_S:
             raise ConfigError("panic_timeout_s", self.panic_timeout_s,
                               f"at most {PANIC_TIMEOUT_MAX_S} s: panic() counts to panic_timeout * 1000, "
@@ -94,13 +99,19 @@ class PanicConfig:
                             panic_timeout_s=self.panic_timeout_s, observe_ns=self.observe_ns)
 
 
-def seconds_to_ns(seconds: float, option: str) -> int:
-    """Options take seconds, configs integer ns: refuse what has no such integer
-    (NaN, infinity, under 1 ns) here, naming the value as the user typed it."""
-    ns = round(seconds * NSEC_PER_SEC) if math.isfinite(seconds) else 0
-    if not 1 <= ns <= 10**6 * NSEC_PER_SEC:
-        raise UserError(f"{option} {seconds:g}: must be a number of seconds from 1e-9 to 1e6")
-    return ns
+def seconds_to_ns(seconds: float, field: str) -> int:
+    """`seconds` as the integer ns a `*_ns` config field holds.
+
+    Refuses what has no such integer (NaN, infinity, under 1 ns) with a
+    `ConfigError` naming `field` (e.g. "observe_ns"), its value in ns as a float
+    (`1e-12` s is `0.001`), so a caller that shows that field in seconds shows
+    what the user typed. The range is the config's to check (`validate()`)."""
+    ns = seconds * NSEC_PER_SEC
+    if not math.isfinite(ns):
+        raise ConfigError(field, ns, "not a finite number of seconds")
+    if round(ns) < 1:
+        raise ConfigError(field, ns, "must be at least 1 ns (a whole number of nanoseconds)")
+    return round(ns)
 
 
 async def sysrq_crash(k, trigger_ns: int) -> None:

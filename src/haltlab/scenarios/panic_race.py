@@ -28,7 +28,8 @@ from functools import lru_cache
 
 from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, explore, replay
 from haltlab.engine.run import Run
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
+from haltlab.kernel.commits import commit_set
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import PanicStart, Policies, choose
@@ -61,10 +62,13 @@ class PanicRaceConfig:
 
     def validate(self) -> None:
         if not 2 <= self.cpus <= 8:
-            raise UserError(f"--cpus {self.cpus}: the race needs 2 to 8 CPUs")
-        choose("panic_start", self.variant)
+            raise ConfigError("cpus", self.cpus, "the race needs 2 to 8 CPUs")
+        choose("panic_start", self.variant, field="variant")
         if not isinstance(self.timeouts, Timeouts):
-            raise UserError(f"--timeouts {self.timeouts}: choose quiescent or any")
+            raise ConfigError("timeouts", self.timeouts, "choose quiescent or any")
+        commit_set(self.kernel)
+        if self.max_states < 1:
+            raise ConfigError("max_states", self.max_states, "must be at least 1")
 
 
 @lru_cache(maxsize=8)
