@@ -73,6 +73,10 @@ class Kernel:
         # Ghost state: facts about the run that no kernel code reads, kept for
         # properties. Part of the explorer's state, so pruning stays sound.
         self.ghost: dict[str, set[int]] = {}
+        # CPUs parked in a stop routine's final loop, and who called the stop:
+        # they feed the `others_stopped` mark only (like marks, not state).
+        self.parked: set[int] = set()
+        self._stopper: int | None = None
         self.panic_loop_iterations = 0
         from haltlab.kernel.arch import arch_ops
         self.arch = arch_ops(self.arch_name)
@@ -90,6 +94,35 @@ class Kernel:
             self.marks[name] = at_ns
             if self.on_mark is not None:
                 self.on_mark(name, at_ns)
+
+    # --- the stop, as marks: smp_send_stop, others_stopped, stop_failed ------------
+
+    def stop_called(self, cpu: int, at_ns: int) -> None:
+        """`cpu` calls `smp_send_stop()` (mark `smp_send_stop`)."""
+        self.mark("smp_send_stop", at_ns)
+        self._stopper = cpu
+        self._all_parked(at_ns)
+
+    def note_parked(self, cpu: int, at_ns: int) -> None:
+        """`cpu` has reached its stop routine's final halt loop: it is stopped.
+        Once every CPU but the stopper is, mark `others_stopped`."""
+        self.parked.add(cpu)
+        self._all_parked(at_ns)
+
+    def stop_returned(self, at_ns: int) -> None:
+        """`smp_send_stop()` returned. A CPU that has not even entered its stop
+        routine by now will not be stopped (arm64 without pseudo-NMI, x86 with
+        `nonmi_ipi`, against a CPU with interrupts off): mark `stop_failed`. One
+        in the middle of it (pre-6.5 x86 may return that early) still parks."""
+        entered = self.ghost.get("stopped", set())
+        others_entered = len(entered) - (self._stopper in entered)
+        if others_entered < self.machine.ncpus - 1:
+            self.mark("stop_failed", at_ns)
+
+    def _all_parked(self, at_ns: int) -> None:
+        others = len(self.parked) - (self._stopper in self.parked)
+        if self._stopper is not None and others == self.machine.ncpus - 1:
+            self.mark("others_stopped", at_ns)
 
     def ghost_add(self, name: str, cpu: int) -> None:
         self.ghost.setdefault(name, set()).add(cpu)

@@ -57,7 +57,7 @@ async def panic(k, msg: str) -> None:
     await printk(k, f"Kernel panic - not syncing: {msg}")              # (6)
     await dump_stack(k, msg)                                           # (7)
     await panic_other_cpus_shutdown(k)                                 # (10)
-    k.mark("others_stopped", ktime_get_ns())
+    k.stop_returned(ktime_get_ns())
     await atomic_notifier_call_chain_panic(k)                          # (12)
     await console_flush_on_panic(k)                                    # (17)
     timeout_s = k.config.panic_timeout_s
@@ -136,6 +136,7 @@ async def atomic_notifier_call_chain_panic(k) -> None:
 
 async def panic_other_cpus_shutdown(k) -> None:
     """No all-CPU backtrace (panic_print unset) and no kdump: `smp_send_stop()`."""
+    k.stop_called(smp_processor_id(), ktime_get_ns())
     await smp_send_stop(k)
 
 

@@ -213,7 +213,8 @@ def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> dict:
         "time_to_end_ns": marks["panic_end"] - entry if "panic_end" in marks and entry is not None else None,
         "reboot_after_ns": marks["emergency_restart"] - entry if "emergency_restart" in marks else None,
         "pvpanic": cfg.pvpanic,
-        "stop_others_ns": marks["others_stopped"] - entry if "others_stopped" in marks else None,
+        "panic_to_others_stopped_ns": _between(marks, "panic_entry", "others_stopped"),
+        "smp_send_stop_ns": _between(marks, "smp_send_stop", "others_stopped"),
         "state_ns": {str(c.index): dict(c.time_in_ns) for c in machine.cpus},
         "handlers_after_panic": _handlers_after(machine, entry),
         "panic_loop_iterations": k.panic_loop_iterations,
@@ -225,6 +226,11 @@ def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> dict:
     if machine.hyp is not None and w is not None:
         r.update(_host_view(machine, w, end_ns))
     return r
+
+
+def _between(marks: dict[str, int], start: str, end: str) -> int | None:
+    """ns from mark `start` to mark `end`; None unless both happened."""
+    return marks[end] - marks[start] if start in marks and end in marks else None
 
 
 def _outcome(k, sim) -> str:

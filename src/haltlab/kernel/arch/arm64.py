@@ -15,7 +15,7 @@ crash-stop variant (no kdump in these runs).
 
 from __future__ import annotations
 
-from haltlab.engine.context import smp_processor_id
+from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     READ_ONCE, clear_bit, local_irq_disable, native_halt, send_IPI_mask, send_NMI_mask,
@@ -87,6 +87,7 @@ async def local_cpu_stop(k) -> None:
     k.ghost_add("stopped", cpu)
     await clear_bit(cpu, k.cpu_online_mask)     # set_cpu_online(cpu, false)
     await local_irq_disable()                   # local_daif_mask()
+    k.note_parked(cpu, ktime_get_ns())
     while True:                                 # cpu_park_loop(): wfe(); wfi();
         await native_halt()
 

@@ -21,7 +21,7 @@ shows it).
 
 from __future__ import annotations
 
-from haltlab.engine.context import smp_processor_id
+from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, clear_bit, local_irq_disable, local_irq_restore,
@@ -142,6 +142,7 @@ async def stop_this_cpu(k) -> None:
     await ndelay(k.machine.cost_ns("stop_this_cpu_ns"))   # mcheck_cpu_clear()
     if k.config.has("stop_other_cpus_robust"):
         await clear_bit(cpu, k.cpus_stop_mask)        # "I'm done": the last write
+    k.note_parked(cpu, ktime_get_ns())
     while True:
         await native_halt()
 
