@@ -57,8 +57,15 @@ def _handlers(result, vector):
 @pytest.mark.parametrize("kernel", ["v7.1", "v6.1"])
 def test_x86_irqsoff_others_cost_the_full_second_then_an_nmi(panic_run, kernel):
     run, r, texts, stop_ns = panic_run(others="irqsoff", kernel=kernel)
-    assert "smp: Shutting down cpus with NMI" in texts
-    assert 1 * SEC <= stop_ns <= 1_020 * MS
+    # pr_emerg("Shutting down cpus with NMI\n"): arch/x86/kernel/smp.c has no
+    # pr_fmt, so no "smp: " prefix (kernel-notes D5).
+    assert "Shutting down cpus with NMI" in texts
+    assert not any(t.startswith("smp: ") for t in texts)
+    # The stop: 1 s for REBOOT_VECTOR, that line on the console, the NMI's way
+    # and the last CPU's stop_this_cpu(); only the line and the NMI are long.
+    line_ns = (len("[    1.010000] ") + len("Shutting down cpus with NMI") + 1) * \
+        run.machine.cost_ns("console_ns_per_char")
+    assert 1 * SEC + line_ns <= stop_ns <= 1 * SEC + line_ns + 100_000
     assert 1 * SEC <= r["panic_to_others_stopped_ns"] <= 1_050 * MS
     assert _handlers(r, "NMI") == {"CPU1", "CPU2", "CPU3"}
     assert not _handlers(r, "REBOOT")                  # IF=0: REBOOT_VECTOR never taken

@@ -4,8 +4,9 @@ The steps keep the kernel's order (kernel-facts §1.2); numbers in comments are
 that list's. Abridged: no `panic_on_warn` (1), no `panic_force_cpu=` redirection
 (3), no kgdb (8), no kdump (9 and 15: no crash kernel is loaded in these runs), no
 `sys_info()` or `kmsg_dump` (13-14), no sparc/s390 hooks (22). Of the panic
-notifiers (12) two are modelled, in priority order: pvpanic's (priority 1 in 6.1,
-INT_MAX later; `drivers/misc/pvpanic/pvpanic.c`), which tells the hypervisor, and
+notifiers (12) two are modelled, in priority order: pvpanic's (priority INT_MAX,
+`pvpanic_panic_nb` in `drivers/misc/pvpanic/pvpanic.c`, 6.1.20 and 6.1.158 as
+later), which tells the hypervisor, and
 the arch's own (priority 0: x86's `dump_kernel_offset()`, arm64's
 `arm64_panic_block_dump()`, both in `arch/*/kernel/setup.c`; their lines are the
 arch module's PANIC_NOTIFIER_LINES), which is why real panics print lines after

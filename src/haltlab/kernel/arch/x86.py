@@ -75,7 +75,7 @@ async def native_stop_other_cpus(k, wait: bool) -> None:
     if remaining:                       # "if the REBOOT_VECTOR didn't work, try with the NMI"
         if not k.config.smp_no_nmi_ipi:
             await WRITE_ONCE(k.nmi_stop_registered, True)   # register_stop_handler()
-            await printk(k, "smp: Shutting down cpus with NMI")
+            await printk(k, "Shutting down cpus with NMI")   # pr_emerg(), no pr_fmt in smp.c
             await send_NMI_mask(remaining)
         # "In any case try to wait for the other CPUs to stop": nonmi_ipi too.
         await spin_until(lambda: k.cpus_stop_mask.value == 0,
@@ -100,7 +100,7 @@ async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
     if others_online():
         if not k.config.smp_no_nmi_ipi:
             await WRITE_ONCE(k.nmi_stop_registered, True)
-            await printk(k, "smp: Shutting down cpus with NMI")
+            await printk(k, "Shutting down cpus with NMI")   # pr_emerg(), no pr_fmt in smp.c
             await send_NMI_mask(k.all_cpus_mask & ~(1 << this_cpu))
         await spin_until(lambda: not others_online(),        # in any case, as 6.5+
                          timeout_ns=None if wait else USEC_PER_MSEC * 10 * 1000,
