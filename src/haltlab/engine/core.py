@@ -36,6 +36,16 @@ class Status(enum.StrEnum):
     DONE = "done"            # no task, or its task returned
     GONE = "gone"            # left the model
 
+
+# Members as module globals for the hot paths below: in Python 3.11 reading
+# `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
+_READY = Status.READY
+_DONE = Status.DONE
+_STATUS_GONE = Status.GONE
+_RUNNING = Activity.RUNNING
+_IDLE = Activity.IDLE
+_ACTIVITY_GONE = Activity.GONE
+
 PARKED = object()
 """Returned by the step helpers when the CPU stops running for now (it waits, is
 busy until a deadline, is held at the explorer's gate, or is gone)."""
@@ -109,8 +119,8 @@ class Driver:
         if s.stack:
             raise DriverError(f"CPU{cpu} already runs a task")
         s.stack.append(Frame(coro, "task"))
-        s.status = Status.READY
-        self.set_activity(s, Activity.RUNNING)
+        s.status = _READY
+        self.set_activity(s, _RUNNING)
         self.run_strand(s, None)
 
     # --- the core step -----------------------------------------------------------
@@ -139,7 +149,7 @@ class Driver:
     def _held(self, s: Strand, frame: Frame):
         op = frame.op
         if not self._gate(s, op):
-            s.status = Status.READY
+            s.status = _READY
             return PARKED
         return self.start_op(s, frame, op)
 
@@ -180,8 +190,8 @@ class Driver:
         if frame.on_return is not None:
             frame.on_return()
         if not s.stack:
-            s.status = Status.DONE
-            self.set_activity(s, Activity.IDLE)
+            s.status = _DONE
+            self.set_activity(s, _IDLE)
             return PARKED
         below = s.top
         if below.outcome is None:
@@ -215,8 +225,8 @@ class Driver:
         return result
 
     def _gone(self, s: Strand, gone: Gone) -> None:
-        s.status = Status.GONE
-        self.set_activity(s, Activity.GONE)
+        s.status = _STATUS_GONE
+        self.set_activity(s, _ACTIVITY_GONE)
         if gone.whole_machine:
             self.reset_reason = gone.reason
 

@@ -35,6 +35,7 @@ BUSY_STATES = frozenset((HwState.RUNNING, HwState.IRQS_OFF, HwState.IN_NMI))
 """States in which a vCPU executes and so burns its host CPU."""
 
 _HALTED_STATES = frozenset((HwState.HALTED, HwState.MWAIT))
+_GONE, _HALTED = Activity.GONE, Activity.HALTED   # globals: a member lookup costs ~100 ns in 3.11
 
 
 class Pvpanic(enum.StrEnum):
@@ -105,7 +106,7 @@ class Machine:
     def raise_interrupt(self, cpu: int, vector: str) -> None:
         """An interrupt reaches `cpu`'s local APIC."""
         c = self.cpus[cpu]
-        if c.activity is Activity.GONE:
+        if c.activity is _GONE:
             return
         if vector == "NMI":
             c.nmi_pending = True
@@ -164,7 +165,7 @@ class Machine:
 
     def hlt(self, cpu: int):
         """`hlt`: sleep until an interrupt is taken (with IF=0, only an NMI)."""
-        return Wait(None, Activity.HALTED, wake_on_irq=True)
+        return Wait(None, _HALTED, wake_on_irq=True)
 
     def set_cpu_state(self, cpu: int, changes: tuple):
         c = self.cpus[cpu]
