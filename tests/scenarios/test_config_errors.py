@@ -6,15 +6,13 @@ API has no flags. Each now raises `ConfigError(field, value, why)` with the
 dataclass field; the CLI maps fields to its flags.
 """
 
-import math
-
 import pytest
 
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.kernel import KernelConfig
 from haltlab.kernel.policies import Policies, choose
-from haltlab.scenarios.panic import PanicConfig, seconds_to_ns, simulate_panic
+from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.scenarios.panic_race import PanicRaceConfig, explore_panic_race
 
 
@@ -57,16 +55,3 @@ def test_kernel_presets_and_policies_name_the_field_they_fill():
     assert _refused(lambda: KernelConfig(version="v9.9")).field == "version"
     assert _refused(lambda: Policies(after_panic="nap")).field == "after_panic"
     assert _refused(lambda: choose("panic_start", "lock", field="variant")).field == "variant"
-
-
-@pytest.mark.parametrize("seconds", [math.nan, math.inf, -math.inf, 1e-12, 0.0, -1.0])
-def test_seconds_without_a_whole_nanosecond_are_refused_in_the_fields_unit(seconds):
-    e = _refused(lambda: seconds_to_ns(seconds, "observe_ns"))
-    ns = seconds * 1e9                                   # the value in ns, the field's unit
-    assert e.field == "observe_ns"
-    assert e.value == ns or (math.isnan(ns) and math.isnan(e.value))
-
-
-def test_seconds_convert_to_whole_nanoseconds():
-    assert seconds_to_ns(1e-9, "observe_ns") == 1
-    assert seconds_to_ns(2.5, "observe_ns") == 2_500_000_000

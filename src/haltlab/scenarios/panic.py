@@ -12,7 +12,6 @@ console, as a person watching the console would start `perf record`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from haltlab.engine.run import Run
@@ -28,7 +27,7 @@ from haltlab.machine.machine import Machine, Pvpanic
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.panic_bounds import MAX_OBSERVE_NS, PANIC_TIMEOUT_MAX_S, run_limit_ns
 
-__all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "seconds_to_ns"]
+__all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "PANIC_MSG"]
 
 NSEC_PER_SEC = 1_000_000_000
 PANIC_MSG = "sysrq triggered crash"      # sysrq_handle_crash()'s panic() message
@@ -97,21 +96,6 @@ class PanicConfig:
         """When the simulator gives up on this run (`panic_bounds`)."""
         return run_limit_ns(profile, PANIC_MSG, trigger_ns=self.trigger_ns,
                             panic_timeout_s=self.panic_timeout_s, observe_ns=self.observe_ns)
-
-
-def seconds_to_ns(seconds: float, field: str) -> int:
-    """`seconds` as the integer ns a `*_ns` config field holds.
-
-    Refuses what has no such integer (NaN, infinity, under 1 ns) with a
-    `ConfigError` naming `field` (e.g. "observe_ns"), its value in ns as a float
-    (`1e-12` s is `0.001`), so a caller that shows that field in seconds shows
-    what the user typed. The range is the config's to check (`validate()`)."""
-    ns = seconds * NSEC_PER_SEC
-    if not math.isfinite(ns):
-        raise ConfigError(field, ns, "not a finite number of seconds")
-    if round(ns) < 1:
-        raise ConfigError(field, ns, "must be at least 1 ns (a whole number of nanoseconds)")
-    return round(ns)
 
 
 async def sysrq_crash(k, trigger_ns: int) -> None:
