@@ -14,7 +14,7 @@ arbitrary object) is refused with the function and variable named, rather than
 hashed by identity and silently breaking pruning.
 
 Declared abstractions: kernel side records that no kernel code reads back (the
-text of log records, timestamps, `k.marks`) are not part of the state.
+text of log records, timestamps, `k.marks`, `k.parked`) are not part of the state.
 """
 
 from __future__ import annotations
