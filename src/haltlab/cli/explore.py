@@ -18,6 +18,7 @@ from rich.table import Table
 
 from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import Violation, format_trace, parse_choices
+from haltlab.engine.explorer import check_determinism as replay_twice_and_compare
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.results import dumps
@@ -120,26 +121,13 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determ
     try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:
-            _check_determinism(cfg, parsed)
+            replay_twice_and_compare(lambda: make_run(cfg), parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
     out = Console()
-    out.print(format_trace(Violation(msg or "", parsed, run.trace)), markup=False, highlight=False)
+    out.print(format_trace(Violation(msg or "", parsed, run.driver.trace)), markup=False, highlight=False)
     out.print(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}", markup=False)
     if check_determinism:
         out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")
     if msg:
         raise SystemExit(1)
-
-
-def _check_determinism(cfg: PanicRaceConfig, choices: list[str]) -> None:
-    a, b = make_run(cfg), make_run(cfg)
-    for i, c in enumerate(choices):
-        for run in (a, b):
-            if c not in run.choices():
-                raise DriverError(f"step {i}: {c!r} is not among {run.choices()}")
-            run.step(c)
-        if a.fingerprint() != b.fingerprint():
-            raise DriverError(f"step {i} ({c}): two replays reached different states; the run depends "
-                              "on more than its choices (a set or dict iteration order, id(), a module "
-                              "global, a random draw outside the run's generator)")

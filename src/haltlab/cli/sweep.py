@@ -27,7 +27,7 @@ from haltlab.sweep import executor, read_sweep, run_sweep
 
 __all__ = ["sweep"]
 
-_KEEP = ("outcome", "time_to_end_ns", "stop_others_ns", "host_cpu_s_per_s", "perf_samples", "events")
+_KEEP = ("outcome", "time_to_end_ns", "panic_to_others_stopped_ns", "smp_send_stop_ns", "host_cpu_s_per_s", "perf_samples", "events")
 
 
 def panic_row(cfg: dict) -> dict:

@@ -33,7 +33,9 @@ UNKNOWN_STATE_COLOUR = "#969696"
 MARK_STYLES = {
     "panic_self_stop": ("a losing CPU parks (panic_smp_self_stop)", "#8c6d31", "-."),
     "panic_entry": ("panic() entered", "#000000", "-"),
+    "smp_send_stop": ("smp_send_stop() called", "#3182bd", "--"),
     "others_stopped": ("other CPUs stopped", "#555555", "--"),
+    "stop_failed": ("stop failed: a CPU never stopped", "#d7301f", "--"),
     "emergency_restart": ("emergency_restart()", "#c51b8a", "-."),
     "pvpanic": ("pvpanic event (host told)", "#1c9099", "-."),
     "panic_end": ('"end Kernel panic"', "#000000", ":"),

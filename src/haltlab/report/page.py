@@ -87,7 +87,8 @@ def _summary_table(r: dict) -> str:
     cfg = r["config"]
     rows = [("outcome", r["outcome"]),
             ('time to "end Kernel panic" (from panic() entry)', _ms(r.get("time_to_end_ns"))),
-            ("time to stop other CPUs (from panic() entry)", _ms(r.get("stop_others_ns")))]
+            ("other CPUs stopped (from panic() entry)", _ms(r.get("panic_to_others_stopped_ns"))),
+            ("smp_send_stop() itself (its call to the others stopped)", _ms(r.get("smp_send_stop_ns")))]
     if cfg.get("panic_timeout_s"):
         rows.append(("reboot after (from panic() entry)", _ms(r.get("reboot_after_ns"))))
     if "host_cpu_s_per_s" in r:

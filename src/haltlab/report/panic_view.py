@@ -31,7 +31,8 @@ def summary_table(r: dict) -> Table:
                          f"panic_timeout={cfg['panic_timeout_s']}")
     t.add_row("outcome", r["outcome"])
     t.add_row('time to "end Kernel panic"', f"{_ms(r['time_to_end_ns'])} ms")
-    t.add_row("time to stop other CPUs", f"{_ms(r['stop_others_ns'])} ms")
+    t.add_row("panic() entry to other CPUs stopped", f"{_ms(r['panic_to_others_stopped_ns'])} ms")
+    t.add_row("smp_send_stop() call to other CPUs stopped", f"{_ms(r['smp_send_stop_ns'])} ms")
     if cfg["panic_timeout_s"]:
         t.add_row("reboot after", f"{_ms(r['reboot_after_ns'])} ms")
     t.add_row("iterations of the after-panic loop", str(r["panic_loop_iterations"]))
