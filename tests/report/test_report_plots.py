@@ -54,7 +54,7 @@ def test_timeline_draws_the_runs_marks_by_name():
     marks["stop_failed"] = marks.pop("others_stopped")
     trace.kernel.marks = marks
     labels = _legend_labels(timeline_figure(trace, dpi=30))
-    assert "stop_failed" in labels
+    assert MARK_STYLES["stop_failed"][0] in labels
     assert MARK_STYLES["others_stopped"][0] not in labels
     assert MARK_STYLES["panic_entry"][0] in labels and MARK_STYLES["panic_end"][0] in labels
 
