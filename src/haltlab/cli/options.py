@@ -22,15 +22,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from haltlab.errors import ConfigError, UserError
+from haltlab.results import path_problem, show_path
 
 __all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
-           "NSEC_PER_SEC"]
+           "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -95,6 +97,33 @@ def seconds_to_ns(seconds: float, flag: str, *, max_s: float = 1e6) -> int:
 
 
 # --- shared option decorators ---------------------------------------------------------
+
+class PathText(click.ParamType):
+    """A path option's value as a `Path`, refused first if no file system can
+    take it (`results.path_problem`). click's own `Path` type turns `''` into
+    `Path('.')`, the current directory, before a command can see it was empty."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        why = path_problem(value)
+        if why is not None:
+            self.fail(f"{show_path(value)}: {why}", param, ctx)
+        return Path(value)
+
+
+def out_dir_option(*decls: str, default: Path | None = None, help: str) -> Callable:
+    """`--out DIR` (or `--trace DIR`): a directory the command writes a set of files into."""
+    return _option(*decls, type=PathText(), default=default, show_default=default is not None,
+                   metavar="DIR", help=help)
+
+
+def output_file_option(*, help: str = "Also write the result as JSON to this file.") -> Callable:
+    """`--output FILE`: one file the command writes its result to."""
+    return _option("--output", type=PathText(), default=None, metavar="FILE", help=help)
+
 
 def _option(*decls: str, **kw) -> Callable:
     return click.option(*decls, **kw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from haltlab.cli.console import console, with_progress
-from haltlab.cli.options import json_option
+from haltlab.cli.options import json_option, out_dir_option
 from haltlab.report.reproduce import LAB_MODES
 
 __all__ = ["reproduce"]
@@ -15,9 +15,8 @@ __all__ = ["reproduce"]
 
 @click.command()
 @json_option(help="Print the report as canonical JSON.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("haltlab-out/reproduce"), show_default=True, metavar="DIR",
-              help="Where to write reproduce.json, reproduce.md and the plots.")
+@out_dir_option("--out", "out_dir", default=Path("haltlab-out/reproduce"),
+                help="Where to write reproduce.json, reproduce.md and the plots.")
 @click.option("--lab", "lab_mode", type=click.Choice(LAB_MODES), default="auto",
               show_default=True, help="auto: add lab measurements where the lab can run.")
 def reproduce(as_json: bool, out_dir: Path, lab_mode: str) -> None:

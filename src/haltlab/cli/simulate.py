@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from haltlab.cli.console import console
-from haltlab.cli.options import (cpus_option, json_option, kernel_preset_option, profile_option,
-                                 seconds_to_ns, seed_option)
+from haltlab.cli.options import (cpus_option, json_option, kernel_preset_option, out_dir_option,
+                                 profile_option, seconds_to_ns, seed_option)
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
@@ -38,15 +36,15 @@ def simulate() -> None:
 @click.option("--panic-cpu", type=int, default=0, show_default=True,
               help="The CPU that triggers the panic (sysrq-c).")
 @json_option()
-@click.option("--trace", "trace_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, metavar="DIR",
-              help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
+@out_dir_option("--trace", "trace_dir",
+                help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
                    panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
     from haltlab.report._files import write_files
     from haltlab.report.trace import trace_files
     from haltlab.results import check_out_path, dumps, writing_to
+    from haltlab.machine.profile import load_profile
     from haltlab.scenarios.panic import PanicConfig, simulate_panic
 
     if trace_dir is not None:
@@ -54,7 +52,9 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
-    trace = simulate_panic(cfg)
+    machine = load_profile(profile)             # a bad profile fails here, before the run
+    cfg.validate(cpus if cpus is not None else int(machine.get("cpus")))
+    trace = simulate_panic(cfg, machine)
     if trace_dir is not None:
         files = trace_files(trace)
         with writing_to("--trace", trace_dir):

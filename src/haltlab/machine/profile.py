@@ -20,17 +20,19 @@ tests and sweeps; ``write_profile()`` re-serialises one (sources preserved), so
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from haltlab.errors import UserError
-from haltlab.results import write_text_atomic
+from haltlab.errors import ConfigError, UserError
+from haltlab.results import file_kind, path_problem, show_path, write_text_atomic
 
 __all__ = [
     "Param",
@@ -181,33 +183,82 @@ def profiles_dir() -> Path:
 
 def list_profiles() -> list[str]:
     directory = profiles_dir()
-    return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+    try:
+        return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+    except OSError:
+        return []
+
+
+def _find(name: str) -> Path | None:
+    path = profiles_dir() / f"{name}.toml"
+    return path if _is_file(path) else None
+
+
+def _dirs_shown() -> str:
+    return str(profiles_dir())
+
+
+MAX_PROFILE_BYTES = 1 << 20    # 1 MiB: a profile is a few kB; /dev/zero is endless
 
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load ``profiles/NAME.toml`` for a bare name, else the file at that path."""
-    text = str(name_or_path)
+    """Load ``NAME.toml`` from the profile directories for a bare name, else the
+    file at that path.
+
+    Only a regular file of at most ``MAX_PROFILE_BYTES`` is read: a device
+    (``/dev/zero``) would be read without end and a FIFO would block the open.
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open
+    descriptor, so a FIFO put in place between a check and the open cannot
+    block either."""
+    text = os.fspath(name_or_path)
+    why = path_problem(text)
+    if why is not None:
+        raise ConfigError("profile", show_path(text), why)
     path = Path(text)
-    if not (path.suffix == ".toml" or os.sep in text or "/" in text or path.is_file()):
-        path = profiles_dir() / f"{text}.toml"
-        if not path.is_file():
+    if not (path.suffix == ".toml" or os.sep in text or "/" in text or _is_file(path)):
+        found = _find(text)
+        if found is None:
             names = list_profiles()
-            raise UserError(f"profile {text!r}: not found in {profiles_dir()}"
+            raise UserError(f"profile {text!r}: not found in {_dirs_shown()}"
                             f"{_suggest(text, names)} (known: {', '.join(names) or 'none'})")
+        path = found
     where = _display(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(_read_regular(path, where).decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{where}: no such profile file") from None
     except OSError as exc:
-        raise UserError(f"{where}: cannot read: {exc.strerror}") from None
+        raise UserError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: malformed TOML: {_one_line(str(exc))}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{where}: not UTF-8 text ({exc.reason})") from None
     return _validate(where, data)
 
+
+def _read_regular(path: Path, where: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PROFILE_BYTES (see load_profile)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{where}: cannot read: {file_kind(mode)}, not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise UserError(f"{where}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a few kB")
+    return data
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 def _validate(where: str, data: dict) -> Profile:
     for section in data:
@@ -361,7 +412,10 @@ def _one_line(text: str) -> str:
 
 
 def _display(path: Path) -> str:
+    """`path` relative to the working directory when under it. A path that has
+    no resolved form (a symlink loop: 3.11's ``Path.resolve()`` raises
+    RuntimeError on one) is shown as given; opening it then fails with ELOOP."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):
         return str(path)
