@@ -47,7 +47,7 @@ def test_human_output_and_files_with_lab_skip(tmp_path):
         assert row_id in result.stdout
     assert {p.name for p in out.iterdir()} == {
         "reproduce.json", "reproduce.md", "report.html", "s1_host_cpu.png", "s1_timeline.png",
-        "s1_before_timeline.json", "s1_after_timeline.json"}
+        "s1_before_timeline.json", "s1_after_timeline.json", ".haltlab-set"}
     for png in ("s1_host_cpu.png", "s1_timeline.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     md = (out / "reproduce.md").read_text()

@@ -22,12 +22,14 @@ __all__ = ["reproduce"]
 def reproduce(as_json: bool, out_dir: Path, lab_mode: str) -> None:
     """Every figure of the seed threads, side by side with the model (and the lab)."""
     from haltlab.report import reproduce as rp  # the module
-    from haltlab.report._files import write_files
+    from haltlab.report._files import check_set_dir, write_files
     from haltlab.results import check_out_path, dumps, writing_to
 
     check_out_path(out_dir, "--out", directory=True)
+    check_set_dir(out_dir, "--out", rp.FILES)
     report, files = with_progress(lambda step: rp.run_reproduce(lab_mode, step=step),
                                   rp.step_count(), "reproduce")
+    check_set_dir(out_dir, "--out", files)
     with writing_to("--out", out_dir):
         write_files(out_dir, files)
     if as_json:

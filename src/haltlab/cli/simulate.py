@@ -41,7 +41,7 @@ def simulate() -> None:
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
                    panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
-    from haltlab.report._files import write_files
+    from haltlab.report._files import check_set_dir, write_files
     from haltlab.report.trace import trace_files
     from haltlab.results import check_out_path, dumps, writing_to
     from haltlab.machine.profile import load_profile
@@ -49,6 +49,7 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
 
     if trace_dir is not None:
         check_out_path(trace_dir, "--trace", directory=True)
+        check_set_dir(trace_dir, "--trace")
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
@@ -57,6 +58,7 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
     trace = simulate_panic(cfg, machine)
     if trace_dir is not None:
         files = trace_files(trace)
+        check_set_dir(trace_dir, "--trace", files)
         with writing_to("--trace", trace_dir):
             write_files(trace_dir, files)
     if as_json:
