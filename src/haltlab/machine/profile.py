@@ -1,6 +1,8 @@
 """Machine profiles: CPU count, architecture and costs, each number with its source.
 
-A profile is one TOML file in ``profiles/`` (see docs/profiles.md).  It stands for
+A profile is one TOML file (see docs/profiles.md): the shipped ones are package
+data in ``haltlab/profiles/``, so an installed haltlab has them too, and a user's
+own directory named by ``$HALTLAB_PROFILES`` is searched first.  It stands for
 the machine the kernel model runs on: the values a simulator charges for an IPI,
 a ``cpu_relax()``, a console character or a VM exit, and, for a guest, the KVM
 halt-polling parameters of ``virt/kvm/kvm_main.c``.
@@ -25,9 +27,11 @@ import math
 import os
 import re
 import stat
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
@@ -38,9 +42,14 @@ __all__ = [
     "Param",
     "Profile",
     "profiles_dir",
+    "profile_dirs",
+    "shipped_profiles_dir",
+    "user_profiles_dir",
+    "check_profile_writable",
     "load_profile",
     "list_profiles",
     "write_profile",
+    "MAX_PROFILE_BYTES",
 ]
 
 ARCHES = ("x86_64", "arm64")
@@ -169,33 +178,73 @@ class Profile:
         }
 
 
-def profiles_dir() -> Path:
-    """``$HALTLAB_PROFILES`` if set, else the repository's ``profiles/``.
+def shipped_profiles_dir() -> Path:
+    """The profiles shipped inside the package (``haltlab/profiles/*.toml``),
+    found through importlib.resources: a checkout, an editable install and a
+    wheel in site-packages all have them."""
+    return Path(str(resources.files("haltlab") / "profiles"))
 
-    The variable wins when set (an explicit choice beats a path guessed from
-    the package location), which also lets an installed copy find profiles.
-    """
+
+def user_profiles_dir() -> Path | None:
+    """``$HALTLAB_PROFILES``: a directory of the user's own profiles, or None."""
     env = os.environ.get("HALTLAB_PROFILES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "profiles"
+    return Path(env) if env else None
+
+
+def profile_dirs() -> list[Path]:
+    """Where a bare profile name is looked up, in order: the user's directory
+    (a profile there shadows a shipped one of the same name, which is how a
+    calibrated copy of a shipped profile is used), then the shipped ones."""
+    user = user_profiles_dir()
+    return ([user] if user is not None else []) + [shipped_profiles_dir()]
+
+
+def profiles_dir() -> Path:
+    """The first directory of `profile_dirs()`: ``$HALTLAB_PROFILES`` if set,
+    else the shipped profiles."""
+    return profile_dirs()[0]
 
 
 def list_profiles() -> list[str]:
-    directory = profiles_dir()
-    try:
-        return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
-    except OSError:
-        return []
+    names: set[str] = set()
+    for directory in profile_dirs():
+        try:
+            if directory.is_dir():
+                names.update(p.stem for p in directory.glob("*.toml"))
+        except OSError:
+            pass
+    return sorted(names)
 
 
 def _find(name: str) -> Path | None:
-    path = profiles_dir() / f"{name}.toml"
-    return path if _is_file(path) else None
+    for directory in profile_dirs():
+        path = directory / f"{name}.toml"
+        if _is_file(path):
+            return path
+    return None
 
 
 def _dirs_shown() -> str:
-    return str(profiles_dir())
+    return " or ".join(str(d) for d in profile_dirs())
+
+
+def check_profile_writable(profile: Profile) -> Path:
+    """Fail now, in one line, if ``write_profile(profile, profile.path)`` could not
+    replace the file (a shipped profile in a read-only site-packages, say), so
+    that ``haltlab lab calibrate`` refuses before minutes of measuring instead of
+    after. The probe creates and removes a temporary file beside it (the atomic
+    writer needs exactly that). Returns the path that would be written."""
+    path = Path(profile.path)
+    try:
+        tempfile.NamedTemporaryFile(prefix=f".{path.name}.", dir=path.parent).close()
+    except OSError as e:
+        hint = ""
+        if path.resolve().parent == shipped_profiles_dir().resolve():
+            hint = (f"; it is a shipped profile: copy it into a directory of your own, set "
+                    f"HALTLAB_PROFILES to that directory, and calibrate the copy")
+        raise UserError(f"{profile.path}: cannot write the calibrated profile here "
+                        f"({e.strerror or e}){hint}") from None
+    return path
 
 
 MAX_PROFILE_BYTES = 1 << 20    # 1 MiB: a profile is a few kB; /dev/zero is endless
