@@ -11,15 +11,18 @@ anything but their choices is caught.
 from __future__ import annotations
 
 import shlex
+import time
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from haltlab.cli.console import console, progress
 from haltlab.engine.core import DriverError
-from haltlab.engine.explorer import Violation, format_trace, parse_choices
+from haltlab.engine.explorer import parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
+from haltlab.report.race_trace import trace_text
 from haltlab.results import dumps
 from haltlab.scenarios.panic_race import VARIANTS, PanicRaceConfig, explore_panic_race, make_run, replay_panic_race
 
@@ -56,9 +59,15 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json)
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states)
-    err = Console(stderr=True)
-    with err.status("exploring interleavings...") as status:
-        ex = explore_panic_race(cfg, progress=lambda n: status.update(f"exploring: {n} states"))
+    with progress("explore panic-race", None) as shown:
+        started = time.monotonic()
+
+        def report(states: int, stack_depth: int) -> None:
+            rate = states / max(time.monotonic() - started, 1e-9)
+            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
+
+        ex = explore_panic_race(cfg, progress=report)
+        report(ex.states, 0)
     result = {
         "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
         "verdict": ex.verdict, "states": ex.states, "transitions": ex.transitions,
@@ -76,7 +85,7 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json)
 
 
 def _print_exploration(result: dict, ex, cfg: PanicRaceConfig) -> None:
-    out = Console()
+    out = console()
     t = Table(title=f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}")
     t.add_column("verdict")
     t.add_column("states", justify="right")
@@ -93,9 +102,9 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig) -> None:
                   "panic_smp_self_stop().")
         return
     v = ex.violation
-    out.print(f"[bold red]violation:[/] {v.message}")
-    out.print(f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}")
-    out.print(format_trace(v), markup=False, highlight=False)
+    out.print(Text.assemble(("violation:", "bold red"), " ", v.message))
+    out.print(Text(f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}"))
+    out.print(trace_text(v.trace), soft_wrap=True)
     out.print("replay with:")
     out.print(result["violation"]["replay"], markup=False, highlight=False, soft_wrap=True)
 
@@ -123,9 +132,9 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determ
             _check_determinism(cfg, parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
-    out = Console()
-    out.print(format_trace(Violation(msg or "", parsed, run.trace)), markup=False, highlight=False)
-    out.print(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}", markup=False)
+    out = console()
+    out.print(trace_text(run.trace), soft_wrap=True)
+    out.print(Text(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}"))
     if check_determinism:
         out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")
     if msg:
