@@ -56,13 +56,18 @@ def installed(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
                               "install", "--no-deps", "--no-index", "--disable-pip-version-check",
-                              str(wheel)], capture_output=True, text=True, timeout=300)
+                              str(wheel)], capture_output=True, text=True, timeout=300,
+                             env=_clean_env())     # a haltlab on PYTHONPATH would count as installed
     assert install.returncode == 0, install.stdout + install.stderr
     return venv / "bin"
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("HALTLAB_PROFILES", "PYTHONPATH")}
+
+
 def _run(bin_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("HALTLAB_PROFILES", "PYTHONPATH")}
+    env = _clean_env()
     env["PYTHONPATH"] = str(Path(click.__file__).resolve().parents[1])     # click, rich, matplotlib
     return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
