@@ -14,7 +14,6 @@ import shlex
 import time
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from haltlab.cli.console import console, progress
@@ -22,7 +21,9 @@ from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
-from haltlab.report.race_trace import trace_text
+from haltlab.cli.options import format_option
+from haltlab.report.race_trace import trace_lines, trace_text
+from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
 from haltlab.scenarios.panic_race import VARIANTS, PanicRaceConfig, explore_panic_race, make_run, replay_panic_race
 
@@ -53,8 +54,8 @@ def explore() -> None:
 @explore.command("panic-race")
 @_race_options
 @click.option("--max-states", type=int, default=500_000, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as canonical JSON.")
-def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json) -> None:
+@format_option
+def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> None:
     """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
@@ -76,37 +77,34 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json)
     if ex.violation is not None:
         result["violation"] = {"message": ex.violation.message, "choices": ex.violation.choices,
                                "replay": _replay_command(cfg, ex.violation.choices)}
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(result), nl=False)     # seconds left out: JSON is byte-identical per input
     else:
-        _print_exploration(result, ex, cfg)
+        _print_exploration(result, ex, cfg, fmt)
     if ex.violation is not None:
         raise SystemExit(1)
 
 
-def _print_exploration(result: dict, ex, cfg: PanicRaceConfig) -> None:
+def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str) -> None:
     out = console()
-    t = Table(title=f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}")
-    t.add_column("verdict")
-    t.add_column("states", justify="right")
-    t.add_column("transitions", justify="right")
-    t.add_column("end states", justify="right")
-    t.add_column("max depth", justify="right")
-    t.add_column("seconds", justify="right")
+    t = Table(f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}",
+              [Column("verdict"), *(Column(c, numeric=True) for c in
+                                    ("states", "transitions", "end states", "max depth", "seconds"))])
     t.add_row(ex.verdict, str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
               f"{ex.seconds:.2f}")
-    out.print(t)
     if ex.violation is None:
         scope = "within the state bound" if ex.truncated else "in every interleaving"
-        out.print(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
-                  "panic_smp_self_stop().")
+        t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
+                       "panic_smp_self_stop().")
+        print_tables([t], fmt, out)
         return
     v = ex.violation
-    out.print(Text.assemble(("violation:", "bold red"), " ", v.message))
-    out.print(Text(f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}"))
-    out.print(trace_text(v.trace), soft_wrap=True)
-    out.print("replay with:")
-    out.print(result["violation"]["replay"], markup=False, highlight=False, soft_wrap=True)
+    t.notes += [f"violation: {v.message}",
+                f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}",
+                *trace_lines(v.trace), "replay with:", result["violation"]["replay"]]
+    if fmt == "table":
+        t.cell_styles[(0, 0)] = "bold red"
+    print_tables([t], fmt, out)
 
 
 @click.group()

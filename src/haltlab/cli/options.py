@@ -11,7 +11,11 @@ lists them):
 * `--out DIR` is always a directory; `--output FILE` is always a file.
 * `--observe SECONDS`: how long to watch after the panic has finished.
 * `--seed S` for one run, `--seeds 0-9` for a sweep; `--runs N` repetitions.
-* `--json`: canonical JSON on stdout instead of tables.
+* `--format {table,markdown,csv,json}`, with `--json` short for `--format json`:
+  what stdout gets (`format_option`; the tables come from one model,
+  `haltlab.report.tables`).
+* A path option's value is checked as text first (`PathText`): empty, a
+  component over 255 bytes or a path over 4095 is refused in one line.
 
 Library code raises `ConfigError(field, ...)`; `flag_for()` turns the field into
 the flag the user typed, with the value shown in the flag's unit.
@@ -30,7 +34,7 @@ import click
 from haltlab.errors import ConfigError, UserError
 from haltlab.results import path_problem, show_path
 
-__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option",
+__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option", "format_option",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
            "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option"]
 
@@ -131,6 +135,25 @@ def _option(*decls: str, **kw) -> Callable:
 
 json_option = functools.partial(_option, "--json", "as_json", is_flag=True,
                                 help="Print the result as canonical JSON (sorted keys) instead of tables.")
+
+
+def format_option(f: Callable) -> Callable:
+    """`--format {table,markdown,csv,json}` and `--json`, its short form, as one
+    `fmt` argument of the command. `table` is rich tables for a person; the
+    others are for files and scripts (`report.tables` renders one table model
+    into each); `json` is the canonical result, byte-identical per input."""
+    from haltlab.report.tables import FORMATS
+
+    @functools.wraps(f)
+    def command(*args, fmt: str, as_json: bool, **kwargs):
+        if as_json and fmt not in ("table", "json"):
+            raise click.UsageError(f"--json is short for --format json; it cannot go with --format {fmt}")
+        return f(*args, fmt="json" if as_json else fmt, **kwargs)
+
+    command = _option("--json", "as_json", is_flag=True, help="Short for --format json.")(command)
+    return _option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                   help="table: rich tables; markdown, csv: the same tables as text; "
+                        "json: the result as canonical JSON (sorted keys).")(command)
 
 
 def profile_option(default: str = "kvm-x86") -> Callable:

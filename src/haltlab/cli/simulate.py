@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from haltlab.cli.console import console
-from haltlab.cli.options import (cpus_option, json_option, kernel_preset_option, out_dir_option,
+from haltlab.cli.options import (cpus_option, format_option, kernel_preset_option, out_dir_option,
                                  profile_option, seconds_to_ns, seed_option)
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
@@ -35,11 +35,11 @@ def simulate() -> None:
               metavar="S", help="panic= boot parameter: reboot after S seconds (0: never).")
 @click.option("--panic-cpu", type=int, default=0, show_default=True,
               help="The CPU that triggers the panic (sysrq-c).")
-@json_option()
+@format_option
 @out_dir_option("--trace", "trace_dir",
                 help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
-                   panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
+                   panic_timeout_s, panic_cpu, fmt, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
     from haltlab.report._files import check_set_dir, write_files
     from haltlab.report.trace import trace_files
@@ -61,10 +61,10 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
         check_set_dir(trace_dir, "--trace", files)
         with writing_to("--trace", trace_dir):
             write_files(trace_dir, files)
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(trace.result), nl=False)
-    else:
-        from haltlab.report.panic_view import print_panic
-        print_panic(trace.result, console())
-        if trace_dir is not None:
-            click.echo(f"trace written to {trace_dir}/")
+        return
+    from haltlab.report.panic_view import print_panic
+    print_panic(trace.result, console(), fmt)
+    if trace_dir is not None and fmt != "csv":
+        click.echo(f"{'' if fmt == 'table' else chr(10)}trace written to {trace_dir}/")
