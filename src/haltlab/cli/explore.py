@@ -60,6 +60,7 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> 
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states)
+    cfg.validate()                              # before the search and its progress line
     with progress("explore panic-race", None) as shown:
         started = time.monotonic()
 
@@ -120,10 +121,13 @@ def replay() -> None:
 def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determinism) -> None:
     """Replay a panic-race choice list and print its trace and verdict."""
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts)
+    cfg.validate()
     try:
         parsed = parse_choices(choices)
     except ValueError as e:
         raise UserError(f"--choices: {e}") from None
+    if not parsed:
+        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
     try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:

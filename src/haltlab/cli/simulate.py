@@ -11,7 +11,13 @@ from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "TRACE_NAMES"]
+
+# The files of a --trace set (report.trace.trace_files), known before the run so a
+# directory holding anything else is refused up front (report/_files.check_set_dir).
+TRACE_NAMES = ("dmesg.txt", "console.txt", "interrupts.txt", "timeline.png", "timeline.json",
+               "report.html", "result.json")
+INT_MAX = 2**31 - 1         # panic_timeout is an int in kernel/panic.c
 
 
 @click.group()
@@ -31,7 +37,7 @@ def simulate() -> None:
               metavar="SECONDS", help='How long to watch after "end Kernel panic".')
 @seed_option(help="Seeds the tick phases and the order of same-nanosecond events.")
 @kernel_preset_option(list(PRESETS))
-@click.option("--panic-timeout", "panic_timeout_s", type=int, default=0, show_default=True,
+@click.option("--panic-timeout", "panic_timeout_s", type=click.IntRange(max=INT_MAX), default=0, show_default=True,
               metavar="S", help="panic= boot parameter: reboot after S seconds (0: never).")
 @click.option("--panic-cpu", type=int, default=0, show_default=True,
               help="The CPU that triggers the panic (sysrq-c).")
@@ -49,7 +55,7 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
 
     if trace_dir is not None:
         check_out_path(trace_dir, "--trace", directory=True)
-        check_set_dir(trace_dir, "--trace")
+        check_set_dir(trace_dir, "--trace", TRACE_NAMES)
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
