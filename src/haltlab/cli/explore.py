@@ -21,7 +21,7 @@ from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
-from haltlab.cli.options import format_option
+from haltlab.cli.options import cpus_option, format_option, kernel_preset_option
 from haltlab.report.race_trace import trace_lines, trace_text
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
@@ -31,10 +31,10 @@ __all__ = ["explore", "replay"]
 
 
 def _race_options(f):
-    f = click.option("--cpus", type=int, default=2, show_default=True, help="CPUs that panic at once (2-8).")(f)
+    f = cpus_option(default=2, help="CPUs that panic at once (2-8).")(f)
     f = click.option("--variant", type=click.Choice(VARIANTS), default="cmpxchg", show_default=True,
                      help="How panic() claims panic_cpu: the kernel's cmpxchg, or a broken load-then-store.")(f)
-    f = click.option("--kernel", type=click.Choice(sorted(PRESETS)), default="v7.1", show_default=True)(f)
+    f = kernel_preset_option(sorted(PRESETS))(f)
     f = click.option("--timeouts", type=click.Choice(["quiescent", "any"]), default="quiescent", show_default=True,
                      help="When a bounded wait may time out: only when nothing else can happen, or at any step.")(f)
     return f
@@ -53,7 +53,8 @@ def explore() -> None:
 
 @explore.command("panic-race")
 @_race_options
-@click.option("--max-states", type=int, default=500_000, show_default=True)
+@click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
+              help="Stop after N distinct states; the verdict is then bounded-ok.")
 @format_option
 def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> None:
     """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""

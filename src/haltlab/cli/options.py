@@ -36,7 +36,7 @@ from haltlab.results import path_problem, show_path
 
 __all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option", "format_option",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
-           "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option"]
+           "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -170,6 +170,12 @@ def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", al
 def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:
     return _option("--kernel", type=click.Choice(choices), default=default, show_default=True,
                    help="Kernel preset of the model: a named set of commits.")
+
+
+def observe_option(default: float, help: str) -> Callable:
+    """`--observe SECONDS`: how long to watch after the panic has finished."""
+    return _option("--observe", "observe_s", type=float, default=default, show_default=True,
+                   metavar="SECONDS", help=help)
 
 
 def seed_option(help: str = "Seed of the run.") -> Callable:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from haltlab.cli.console import console
-from haltlab.cli.options import (cpus_option, format_option, kernel_preset_option, out_dir_option,
-                                 profile_option, seconds_to_ns, seed_option)
+from haltlab.cli.options import (cpus_option, format_option, kernel_preset_option, observe_option,
+                                 out_dir_option, profile_option, seconds_to_ns, seed_option)
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
@@ -33,8 +33,7 @@ def simulate() -> None:
               help="The loop panic() ends in: stock mdelay() or S1's safe_halt().")
 @click.option("--others", type=click.Choice(list(OTHERS)), default="idle", show_default=True,
               help="What the other CPUs do when the panic starts.")
-@click.option("--observe", "observe_s", type=float, default=10.0, show_default=True,
-              metavar="SECONDS", help='How long to watch after "end Kernel panic".')
+@observe_option(10.0, help='How long to watch after "end Kernel panic".')
 @seed_option(help="Seeds the tick phases and the order of same-nanosecond events.")
 @kernel_preset_option(list(PRESETS))
 @click.option("--panic-timeout", "panic_timeout_s", type=click.IntRange(max=INT_MAX), default=0, show_default=True,
