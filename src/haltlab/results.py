@@ -10,13 +10,19 @@ integer number of nanoseconds unless the name says otherwise.
 Commands check an output path with `check_out_path()` before their work and
 write inside `writing_to()`: a path that cannot take the result fails in one
 line at once, not in a traceback after a run of minutes. Both live here, with
-the writers, because the lab and the model's commands share them.
+the writers, because the lab and the model's commands share them. A path no
+file system can take (empty, a component over NAME_MAX bytes, the whole over
+PATH_MAX) is refused by `path_problem()` before any system call sees it: the
+empty string would otherwise mean the current directory to `Path()`, and an
+over-long name an `ENAMETOOLONG` wherever it is first touched.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +32,10 @@ from typing import Any
 from haltlab.errors import UserError
 
 __all__ = ["dumps", "write_json_atomic", "write_text_atomic", "write_bytes_atomic",
-           "check_out_path", "writing_to"]
+           "check_out_path", "writing_to", "path_problem", "show_path", "file_kind", "NAME_MAX", "PATH_MAX"]
+
+NAME_MAX = 255      # bytes in one path component (<linux/limits.h>; ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096     # bytes in a path, with its terminating NUL (<linux/limits.h>)
 
 
 def dumps(obj: Any) -> str:
@@ -78,21 +87,80 @@ def writing_to(option: str, path: str | os.PathLike[str]) -> Iterator[None]:
         raise UserError(f"{option} {path}: cannot write ({e.strerror or e})") from None
 
 
+def show_path(text: str | os.PathLike[str], limit: int = 80) -> str:
+    """`text` for a one-line message: quoted when empty or padded, and cut in the
+    middle when longer than `limit` characters (with the full length said)."""
+    text = os.fspath(text)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if text == "" or text != text.strip():
+        return repr(text)
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
+
+
+def path_problem(text: str | os.PathLike[str]) -> str | None:
+    """Why no file system can take `text` as a path, or None.
+
+    Checked on the string, before any system call: the empty string (which
+    `Path("")` turns into the current directory), a NUL byte, a component over
+    `NAME_MAX` bytes or a path of `PATH_MAX` bytes or more (`ENAMETOOLONG`)."""
+    text = os.fspath(text)
+    raw = text if isinstance(text, bytes) else os.fsencode(text)
+    if not raw:
+        return "empty path (give a name; '.' is the current directory)"
+    if b"\0" in raw:
+        return "a path cannot hold a NUL byte"
+    if len(raw) >= PATH_MAX:
+        return (f"{os.strerror(errno.ENAMETOOLONG)}: the path is {len(raw)} bytes, "
+                f"the limit is {PATH_MAX - 1}")
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return (f"{os.strerror(errno.ENAMETOOLONG)}: a component is {len(longest)} bytes, "
+                f"the limit is {NAME_MAX}")
+    return None
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for a message ("a FIFO")."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def check_out_path(path: str | os.PathLike[str], option: str, *, directory: bool) -> Path:
     """Fail now if `path` cannot take the output (a directory, or a file).
 
     Probes by creating what the writers will need and removing it again, since
     permission bits do not tell: root passes every access() check, yet cannot
-    create /proc/x or write to a read-only mount."""
+    create /proc/x or write to a read-only mount. Every OSError on the way (a
+    symlink loop, a name the file system finds too long) is the option's one
+    line too."""
+    why = path_problem(path)
+    if why is not None:
+        raise UserError(f"{option} {show_path(path)}: {why}")
     path = Path(path)
-    if directory and path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path}: exists and is not a directory")
-    if not directory and path.is_dir():
-        raise UserError(f"{option} {path}: is a directory; give a file")
-    folder = path if directory else path.parent
-    created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
+    shown = show_path(path)
     try:
-        with writing_to(option, path):
+        if directory and path.exists() and not path.is_dir():
+            raise UserError(f"{option} {shown}: exists and is not a directory")
+        if not directory and path.is_dir():
+            raise UserError(f"{option} {shown}: is a directory; give a file")
+        if not directory and path.exists() and not path.is_file():
+            # the atomic writers rename over the target: never over a device or a FIFO
+            raise UserError(f"{option} {shown}: exists and is not a regular file "
+                            f"({file_kind(path.stat().st_mode)}); give a file")
+        folder = path if directory else path.parent
+        created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
+    except OSError as e:
+        raise UserError(f"{option} {shown}: cannot write ({e.strerror or e})") from None
+    try:
+        with writing_to(option, shown):
             folder.mkdir(parents=True, exist_ok=True)
             tempfile.NamedTemporaryFile(prefix=".haltlab-probe.", dir=folder).close()
     finally:

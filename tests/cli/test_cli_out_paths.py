@@ -74,7 +74,7 @@ def test_a_write_failing_after_the_run_is_one_line(tmp_path, monkeypatch):
     def full_disk(*_args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(haltlab.report._files, "write_text_atomic", full_disk)
+    monkeypatch.setattr(haltlab.report._files, "_write", full_disk)
     out = tmp_path / "trace"
     result = CliRunner().invoke(cli, ["simulate", "panic", "--observe", "0.1", "--trace", str(out)])
     one_line_error(result, f"--trace {out}: cannot write (No space left on device)")

@@ -47,7 +47,7 @@ def test_human_output_and_files_with_lab_skip(tmp_path):
         assert row_id in result.stdout
     assert {p.name for p in out.iterdir()} == {
         "reproduce.json", "reproduce.md", "report.html", "s1_host_cpu.png", "s1_timeline.png",
-        "s1_before_timeline.json", "s1_after_timeline.json"}
+        "s1_before_timeline.json", "s1_after_timeline.json", ".haltlab-set"}
     for png in ("s1_host_cpu.png", "s1_timeline.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     md = (out / "reproduce.md").read_text()
@@ -79,3 +79,13 @@ def test_out_must_be_a_directory(tmp_path):
     result = reproduce("--lab", "skip", "--out", str(target))
     assert result.exit_code == 2
     assert result.stderr.startswith("haltlab: error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_progress_shows_in_a_log(tmp_path):
+    """stderr not a terminal (here, CliRunner's): a line at the start, one per
+    step at most every 5 s, one at the end, each naming the step (issue 6 #25)."""
+    result = reproduce("--json", "--lab", "skip", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("haltlab: reproduce: 0/") and lines[-1].endswith(", done)")
+    assert all(line.startswith("haltlab: reproduce: ") for line in lines)

@@ -51,8 +51,10 @@ def test_trace_writes_every_file(tmp_path):
     result = run("--json", "--observe", "0.5", "--trace", str(out))
     assert result.exit_code == 0, result.output
     names = {"dmesg.txt", "console.txt", "interrupts.txt", "timeline.png", "timeline.json",
-             "report.html", "result.json"}
+             "report.html", "result.json", ".haltlab-set"}     # the set's manifest (report/_files.py)
     assert {p.name for p in out.iterdir()} == names
+    from haltlab.cli.simulate import TRACE_NAMES            # the names checked before the run
+    assert set(TRACE_NAMES) | {".haltlab-set"} == names
     assert (out / "timeline.png").read_bytes().startswith(PNG)
     dmesg = (out / "dmesg.txt").read_text()
     assert "---[ end Kernel panic - not syncing: sysrq triggered crash ]---" in dmesg

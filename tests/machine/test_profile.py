@@ -261,8 +261,11 @@ def test_absent_key_raises_user_error_not_key_error():
 def test_profiles_dir_env_override(tmp_path, monkeypatch):
     write(tmp_path, GUEST, "mine.toml")
     monkeypatch.setenv("HALTLAB_PROFILES", str(tmp_path))
-    assert list_profiles() == ["mine"]
+    assert list_profiles() == sorted(["mine", *SHIPPED])    # the user's, then the shipped ones
     assert load_profile("mine").name == "t"
+    write(tmp_path, GUEST.replace('name = "t"', 'name = "kvm-x86"'), "kvm-x86.toml")
+    assert load_profile("kvm-x86").cost_ns("halt_poll_ns") == 200_000
+    assert load_profile("kvm-x86").get("cpus") == 4          # the user's copy shadows the shipped one
 
 
 def test_docs_table_lists_every_kvm_x86_parameter():

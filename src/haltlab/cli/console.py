@@ -34,11 +34,13 @@ def console(stderr: bool = False) -> Console:
 
 class Progress:
     """`update(done, what=..., **figures)` as work goes on; `figures` (a rate, a
-    queue depth) are printed as `name value` pairs after the count."""
+    queue depth) are printed as `name value` pairs after the count, the name's
+    `_per_` as `/` (`states_per_s=533` is `states/s 533`)."""
 
     def __init__(self, label: str, total: int | None, *, clock: Callable[[], float] = time.monotonic,
-                 every_s: float = LOG_EVERY_S) -> None:
-        self.label, self.total, self.clock, self.every_s = label, total, clock, every_s
+                 every_s: float | None = None) -> None:
+        self.label, self.total, self.clock = label, total, clock
+        self.every_s = LOG_EVERY_S if every_s is None else every_s
         self.started = clock()
         self.done, self.what, self.figures = 0, "", {}
         self._last_line = None
@@ -62,7 +64,7 @@ class Progress:
             parts.append(f"{self.done}/{self.total}" if self.total is not None else str(self.done))
         if self.what:
             parts.append(self.what)
-        parts += [f"{k.replace('_', ' ')} {v}" for k, v in self.figures.items()]
+        parts += [f"{k.replace('_per_', '/').replace('_', ' ')} {v}" for k, v in self.figures.items()]
         return ": ".join(parts[:2]) + (" " + ", ".join(parts[2:]) if parts[2:] else "")
 
     def _log(self, final: bool = False) -> None:

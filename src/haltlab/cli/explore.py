@@ -11,16 +11,20 @@ anything but their choices is caught.
 from __future__ import annotations
 
 import shlex
+import time
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from haltlab.cli.console import console, progress
 from haltlab.engine.core import DriverError
-from haltlab.engine.explorer import Violation, format_trace, parse_choices
 from haltlab.engine.explorer import check_determinism as replay_twice_and_compare
+from haltlab.engine.explorer import parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
+from haltlab.cli.options import cpus_option, format_option, kernel_preset_option
+from haltlab.report.race_trace import trace_lines, trace_text
+from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
 from haltlab.scenarios.panic_race import VARIANTS, PanicRaceConfig, explore_panic_race, make_run, replay_panic_race
 
@@ -28,10 +32,10 @@ __all__ = ["explore", "replay"]
 
 
 def _race_options(f):
-    f = click.option("--cpus", type=int, default=2, show_default=True, help="CPUs that panic at once (2-8).")(f)
+    f = cpus_option(default=2, help="CPUs that panic at once (2-8).")(f)
     f = click.option("--variant", type=click.Choice(VARIANTS), default="cmpxchg", show_default=True,
                      help="How panic() claims panic_cpu: the kernel's cmpxchg, or a broken load-then-store.")(f)
-    f = click.option("--kernel", type=click.Choice(sorted(PRESETS)), default="v7.1", show_default=True)(f)
+    f = kernel_preset_option(sorted(PRESETS))(f)
     f = click.option("--timeouts", type=click.Choice(["quiescent", "any"]), default="quiescent", show_default=True,
                      help="When a bounded wait may time out: only when nothing else can happen, or at any step.")(f)
     return f
@@ -50,16 +54,24 @@ def explore() -> None:
 
 @explore.command("panic-race")
 @_race_options
-@click.option("--max-states", type=int, default=500_000, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as canonical JSON.")
-def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json) -> None:
+@click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
+              help="Stop after N distinct states; the verdict is then bounded-ok.")
+@format_option
+def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> None:
     """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states)
-    err = Console(stderr=True)
-    with err.status("exploring interleavings...") as status:
-        ex = explore_panic_race(cfg, progress=lambda n: status.update(f"exploring: {n} states"))
+    cfg.validate()                              # before the search and its progress line
+    with progress("explore panic-race", None) as shown:
+        started = time.monotonic()
+
+        def report(states: int, stack_depth: int) -> None:
+            rate = states / max(time.monotonic() - started, 1e-9)
+            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
+
+        ex = explore_panic_race(cfg, progress=report)
+        report(ex.states, 0)
     result = {
         "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
         "verdict": ex.verdict, "states": ex.states, "transitions": ex.transitions,
@@ -68,37 +80,34 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, as_json)
     if ex.violation is not None:
         result["violation"] = {"message": ex.violation.message, "choices": ex.violation.choices,
                                "replay": _replay_command(cfg, ex.violation.choices)}
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(result), nl=False)     # seconds left out: JSON is byte-identical per input
     else:
-        _print_exploration(result, ex, cfg)
+        _print_exploration(result, ex, cfg, fmt)
     if ex.violation is not None:
         raise SystemExit(1)
 
 
-def _print_exploration(result: dict, ex, cfg: PanicRaceConfig) -> None:
-    out = Console()
-    t = Table(title=f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}")
-    t.add_column("verdict")
-    t.add_column("states", justify="right")
-    t.add_column("transitions", justify="right")
-    t.add_column("end states", justify="right")
-    t.add_column("max depth", justify="right")
-    t.add_column("seconds", justify="right")
+def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str) -> None:
+    out = console()
+    t = Table(f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}",
+              [Column("verdict"), *(Column(c, numeric=True) for c in
+                                    ("states", "transitions", "end states", "max depth", "seconds"))])
     t.add_row(ex.verdict, str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
               f"{ex.seconds:.2f}")
-    out.print(t)
     if ex.violation is None:
         scope = "within the state bound" if ex.truncated else "in every interleaving"
-        out.print(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
-                  "panic_smp_self_stop().")
+        t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
+                       "panic_smp_self_stop().")
+        print_tables([t], fmt, out)
         return
     v = ex.violation
-    out.print(f"[bold red]violation:[/] {v.message}")
-    out.print(f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}")
-    out.print(format_trace(v), markup=False, highlight=False)
-    out.print("replay with:")
-    out.print(result["violation"]["replay"], markup=False, highlight=False, soft_wrap=True)
+    t.notes += [f"violation: {v.message}",
+                f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}",
+                *trace_lines(v.trace), "replay with:", result["violation"]["replay"]]
+    if fmt == "table":
+        t.cell_styles[(0, 0)] = "bold red"
+    print_tables([t], fmt, out)
 
 
 @click.group()
@@ -114,19 +123,22 @@ def replay() -> None:
 def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determinism) -> None:
     """Replay a panic-race choice list and print its trace and verdict."""
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts)
+    cfg.validate()
     try:
         parsed = parse_choices(choices)
     except ValueError as e:
         raise UserError(f"--choices: {e}") from None
+    if not parsed:
+        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
     try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:
             replay_twice_and_compare(lambda: make_run(cfg), parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
-    out = Console()
-    out.print(format_trace(Violation(msg or "", parsed, run.driver.trace)), markup=False, highlight=False)
-    out.print(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}", markup=False)
+    out = console()
+    out.print(trace_text(run.driver.trace), soft_wrap=True)
+    out.print(Text(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}"))
     if check_determinism:
         out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")
     if msg:

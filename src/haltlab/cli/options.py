@@ -11,7 +11,11 @@ lists them):
 * `--out DIR` is always a directory; `--output FILE` is always a file.
 * `--observe SECONDS`: how long to watch after the panic has finished.
 * `--seed S` for one run, `--seeds 0-9` for a sweep; `--runs N` repetitions.
-* `--json`: canonical JSON on stdout instead of tables.
+* `--format {table,markdown,csv,json}`, with `--json` short for `--format json`:
+  what stdout gets (`format_option`; the tables come from one model,
+  `haltlab.report.tables`).
+* A path option's value is checked as text first (`PathText`): empty, a
+  component over 255 bytes or a path over 4095 is refused in one line.
 
 Library code raises `ConfigError(field, ...)`; `flag_for()` turns the field into
 the flag the user typed, with the value shown in the flag's unit.
@@ -22,15 +26,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from haltlab.errors import ConfigError, UserError
+from haltlab.results import path_problem, show_path
 
-__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option",
+__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option", "format_option",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
-           "NSEC_PER_SEC"]
+           "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -96,12 +102,58 @@ def seconds_to_ns(seconds: float, flag: str, *, max_s: float = 1e6) -> int:
 
 # --- shared option decorators ---------------------------------------------------------
 
+class PathText(click.ParamType):
+    """A path option's value as a `Path`, refused first if no file system can
+    take it (`results.path_problem`). click's own `Path` type turns `''` into
+    `Path('.')`, the current directory, before a command can see it was empty."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        why = path_problem(value)
+        if why is not None:
+            self.fail(f"{show_path(value)}: {why}", param, ctx)
+        return Path(value)
+
+
+def out_dir_option(*decls: str, default: Path | None = None, help: str) -> Callable:
+    """`--out DIR` (or `--trace DIR`): a directory the command writes a set of files into."""
+    return _option(*decls, type=PathText(), default=default, show_default=default is not None,
+                   metavar="DIR", help=help)
+
+
+def output_file_option(*, help: str = "Also write the result as JSON to this file.") -> Callable:
+    """`--output FILE`: one file the command writes its result to."""
+    return _option("--output", type=PathText(), default=None, metavar="FILE", help=help)
+
+
 def _option(*decls: str, **kw) -> Callable:
     return click.option(*decls, **kw)
 
 
 json_option = functools.partial(_option, "--json", "as_json", is_flag=True,
                                 help="Print the result as canonical JSON (sorted keys) instead of tables.")
+
+
+def format_option(f: Callable) -> Callable:
+    """`--format {table,markdown,csv,json}` and `--json`, its short form, as one
+    `fmt` argument of the command. `table` is rich tables for a person; the
+    others are for files and scripts (`report.tables` renders one table model
+    into each); `json` is the canonical result, byte-identical per input."""
+    from haltlab.report.tables import FORMATS
+
+    @functools.wraps(f)
+    def command(*args, fmt: str, as_json: bool, **kwargs):
+        if as_json and fmt not in ("table", "json"):
+            raise click.UsageError(f"--json is short for --format json; it cannot go with --format {fmt}")
+        return f(*args, fmt="json" if as_json else fmt, **kwargs)
+
+    command = _option("--json", "as_json", is_flag=True, help="Short for --format json.")(command)
+    return _option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                   help="table: rich tables; markdown, csv: the same tables as text; "
+                        "json: the result as canonical JSON (sorted keys).")(command)
 
 
 def profile_option(default: str = "kvm-x86") -> Callable:
@@ -118,6 +170,12 @@ def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", al
 def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:
     return _option("--kernel", type=click.Choice(choices), default=default, show_default=True,
                    help="Kernel preset of the model: a named set of commits.")
+
+
+def observe_option(default: float, help: str) -> Callable:
+    """`--observe SECONDS`: how long to watch after the panic has finished."""
+    return _option("--observe", "observe_s", type=float, default=default, show_default=True,
+                   metavar="SECONDS", help=help)
 
 
 def seed_option(help: str = "Seed of the run.") -> Callable:

@@ -7,32 +7,33 @@ from pathlib import Path
 import click
 
 from haltlab.cli.console import console, with_progress
-from haltlab.cli.options import json_option
+from haltlab.cli.options import format_option, out_dir_option
 from haltlab.report.reproduce import LAB_MODES
 
 __all__ = ["reproduce"]
 
 
 @click.command()
-@json_option(help="Print the report as canonical JSON.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("haltlab-out/reproduce"), show_default=True, metavar="DIR",
-              help="Where to write reproduce.json, reproduce.md and the plots.")
+@format_option
+@out_dir_option("--out", "out_dir", default=Path("haltlab-out/reproduce"),
+                help="Where to write reproduce.json, reproduce.md and the plots.")
 @click.option("--lab", "lab_mode", type=click.Choice(LAB_MODES), default="auto",
               show_default=True, help="auto: add lab measurements where the lab can run.")
-def reproduce(as_json: bool, out_dir: Path, lab_mode: str) -> None:
+def reproduce(fmt: str, out_dir: Path, lab_mode: str) -> None:
     """Every figure of the seed threads, side by side with the model (and the lab)."""
     from haltlab.report import reproduce as rp  # the module
-    from haltlab.report._files import write_files
+    from haltlab.report._files import check_set_dir, write_files
     from haltlab.results import check_out_path, dumps, writing_to
 
     check_out_path(out_dir, "--out", directory=True)
+    check_set_dir(out_dir, "--out", rp.FILES)
     report, files = with_progress(lambda step: rp.run_reproduce(lab_mode, step=step),
                                   rp.step_count(), "reproduce")
+    check_set_dir(out_dir, "--out", files)
     with writing_to("--out", out_dir):
         write_files(out_dir, files)
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(report), nl=False)
     else:
         from haltlab.report.reproduce_view import print_reproduce
-        print_reproduce(report, out_dir, console())
+        print_reproduce(report, out_dir, console(), fmt)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from haltlab.cli.console import console
-from haltlab.cli.options import (cpus_option, json_option, kernel_preset_option, profile_option,
-                                 seconds_to_ns, seed_option)
+from haltlab.cli.options import (cpus_option, format_option, kernel_preset_option, observe_option,
+                                 out_dir_option, profile_option, seconds_to_ns, seed_option)
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "TRACE_NAMES"]
+
+# The files of a --trace set (report.trace.trace_files), known before the run so a
+# directory holding anything else is refused up front (report/_files.check_set_dir).
+TRACE_NAMES = ("dmesg.txt", "console.txt", "interrupts.txt", "timeline.png", "timeline.json",
+               "report.html", "result.json")
+INT_MAX = 2**31 - 1         # panic_timeout is an int in kernel/panic.c
 
 
 @click.group()
@@ -29,40 +33,43 @@ def simulate() -> None:
               help="The loop panic() ends in: stock mdelay() or S1's safe_halt().")
 @click.option("--others", type=click.Choice(list(OTHERS)), default="idle", show_default=True,
               help="What the other CPUs do when the panic starts.")
-@click.option("--observe", "observe_s", type=float, default=10.0, show_default=True,
-              metavar="SECONDS", help='How long to watch after "end Kernel panic".')
+@observe_option(10.0, help='How long to watch after "end Kernel panic".')
 @seed_option(help="Seeds the tick phases and the order of same-nanosecond events.")
 @kernel_preset_option(list(PRESETS))
-@click.option("--panic-timeout", "panic_timeout_s", type=int, default=0, show_default=True,
+@click.option("--panic-timeout", "panic_timeout_s", type=click.IntRange(max=INT_MAX), default=0, show_default=True,
               metavar="S", help="panic= boot parameter: reboot after S seconds (0: never).")
 @click.option("--panic-cpu", type=int, default=0, show_default=True,
               help="The CPU that triggers the panic (sysrq-c).")
-@json_option()
-@click.option("--trace", "trace_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, metavar="DIR",
-              help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
+@format_option
+@out_dir_option("--trace", "trace_dir",
+                help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
-                   panic_timeout_s, panic_cpu, as_json, trace_dir) -> None:
+                   panic_timeout_s, panic_cpu, fmt, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
-    from haltlab.report._files import write_files
+    from haltlab.report._files import check_set_dir, write_files
     from haltlab.report.trace import trace_files
     from haltlab.results import check_out_path, dumps, writing_to
+    from haltlab.machine.profile import load_profile
     from haltlab.scenarios.panic import PanicConfig, simulate_panic
 
     if trace_dir is not None:
         check_out_path(trace_dir, "--trace", directory=True)
+        check_set_dir(trace_dir, "--trace", TRACE_NAMES)
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
                       kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
-    trace = simulate_panic(cfg)
+    machine = load_profile(profile)             # a bad profile fails here, before the run
+    cfg.validate(cpus if cpus is not None else int(machine.get("cpus")))
+    trace = simulate_panic(cfg, machine)
     if trace_dir is not None:
         files = trace_files(trace)
+        check_set_dir(trace_dir, "--trace", files)
         with writing_to("--trace", trace_dir):
             write_files(trace_dir, files)
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(trace.result), nl=False)
-    else:
-        from haltlab.report.panic_view import print_panic
-        print_panic(trace.result, console())
-        if trace_dir is not None:
-            click.echo(f"trace written to {trace_dir}/")
+        return
+    from haltlab.report.panic_view import print_panic
+    print_panic(trace.result, console(), fmt)
+    if trace_dir is not None and fmt != "csv":
+        click.echo(f"{'' if fmt == 'table' else chr(10)}trace written to {trace_dir}/")

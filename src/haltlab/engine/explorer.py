@@ -239,14 +239,16 @@ def check_determinism(build: Build, choices: list[str]) -> None:
 def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
             goal: Callable[[Run], bool] | None = None, label=None,
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
-            progress: Callable[[int], None] | None = None) -> Exploration:
+            progress: Callable[[int, int], None] | None = None) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
     violation); `at_end(run)` is evaluated in terminal states (no choice left) and
     in goal states; `goal(run)` marks states not to expand further (the question
     is answered there). `label(run)` may attach a frozenset of atomic facts to
-    each state for later liveness checks.
+    each state for later liveness checks. `progress(states, stack_depth)` is
+    called every 1000 new states with the depth of the search stack (the
+    frontier still to expand).
     """
     t0 = time.perf_counter()
     ex = Exploration()
@@ -289,7 +291,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         if seen:
             continue
         if progress is not None and dst % 1000 == 0:
-            progress(dst)
+            progress(dst, len(stack))
         choices = _visit(ex, run, dst, check, at_end, goal, label, bad)
         ex.max_depth = max(ex.max_depth, len(live))
         if len(ids) >= max_states or len(live) >= max_depth:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = ["smp_send_stop"]
 
+C_FILE = "include/linux/smp.h"      # the generic declaration (read by report/race_trace.py)
+
 
 async def smp_send_stop(k) -> None:
     """Panic path: stop the others without waiting forever (x86 `wait = 0`)."""

@@ -1,6 +1,8 @@
 """Machine profiles: CPU count, architecture and costs, each number with its source.
 
-A profile is one TOML file in ``profiles/`` (see docs/profiles.md).  It stands for
+A profile is one TOML file (see docs/profiles.md): the shipped ones are package
+data in ``haltlab/profiles/``, so an installed haltlab has them too, and a user's
+own directory named by ``$HALTLAB_PROFILES`` is searched first.  It stands for
 the machine the kernel model runs on: the values a simulator charges for an IPI,
 a ``cpu_relax()``, a console character or a VM exit, and, for a guest, the KVM
 halt-polling parameters of ``virt/kvm/kvm_main.c``.
@@ -20,25 +22,34 @@ tests and sweeps; ``write_profile()`` re-serialises one (sources preserved), so
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 import re
+import stat
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-from haltlab.errors import UserError
-from haltlab.results import write_text_atomic
+from haltlab.errors import ConfigError, UserError
+from haltlab.results import file_kind, path_problem, show_path, write_text_atomic
 
 __all__ = [
     "Param",
     "Profile",
     "profiles_dir",
+    "profile_dirs",
+    "shipped_profiles_dir",
+    "user_profiles_dir",
+    "check_profile_writable",
     "load_profile",
     "list_profiles",
     "write_profile",
+    "MAX_PROFILE_BYTES",
 ]
 
 ARCHES = ("x86_64", "arm64")
@@ -167,47 +178,136 @@ class Profile:
         }
 
 
-def profiles_dir() -> Path:
-    """``$HALTLAB_PROFILES`` if set, else the repository's ``profiles/``.
+def shipped_profiles_dir() -> Path:
+    """The profiles shipped inside the package (``haltlab/profiles/*.toml``),
+    found through importlib.resources: a checkout, an editable install and a
+    wheel in site-packages all have them."""
+    return Path(str(resources.files("haltlab") / "profiles"))
 
-    The variable wins when set (an explicit choice beats a path guessed from
-    the package location), which also lets an installed copy find profiles.
-    """
+
+def user_profiles_dir() -> Path | None:
+    """``$HALTLAB_PROFILES``: a directory of the user's own profiles, or None."""
     env = os.environ.get("HALTLAB_PROFILES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "profiles"
+    return Path(env) if env else None
+
+
+def profile_dirs() -> list[Path]:
+    """Where a bare profile name is looked up, in order: the user's directory
+    (a profile there shadows a shipped one of the same name, which is how a
+    calibrated copy of a shipped profile is used), then the shipped ones."""
+    user = user_profiles_dir()
+    return ([user] if user is not None else []) + [shipped_profiles_dir()]
+
+
+def profiles_dir() -> Path:
+    """The first directory of `profile_dirs()`: ``$HALTLAB_PROFILES`` if set,
+    else the shipped profiles."""
+    return profile_dirs()[0]
 
 
 def list_profiles() -> list[str]:
-    directory = profiles_dir()
-    return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+    names: set[str] = set()
+    for directory in profile_dirs():
+        try:
+            if directory.is_dir():
+                names.update(p.stem for p in directory.glob("*.toml"))
+        except OSError:
+            pass
+    return sorted(names)
+
+
+def _find(name: str) -> Path | None:
+    for directory in profile_dirs():
+        path = directory / f"{name}.toml"
+        if _is_file(path):
+            return path
+    return None
+
+
+def _dirs_shown() -> str:
+    return " or ".join(str(d) for d in profile_dirs())
+
+
+def check_profile_writable(profile: Profile) -> Path:
+    """Fail now, in one line, if ``write_profile(profile, profile.path)`` could not
+    replace the file (a shipped profile in a read-only site-packages, say), so
+    that ``haltlab lab calibrate`` refuses before minutes of measuring instead of
+    after. The probe creates and removes a temporary file beside it (the atomic
+    writer needs exactly that). Returns the path that would be written."""
+    path = Path(profile.path)
+    try:
+        tempfile.NamedTemporaryFile(prefix=f".{path.name}.", dir=path.parent).close()
+    except OSError as e:
+        hint = ""
+        if path.resolve().parent == shipped_profiles_dir().resolve():
+            hint = (f"; it is a shipped profile: copy it into a directory of your own, set "
+                    f"HALTLAB_PROFILES to that directory, and calibrate the copy")
+        raise UserError(f"{profile.path}: cannot write the calibrated profile here "
+                        f"({e.strerror or e}){hint}") from None
+    return path
+
+
+MAX_PROFILE_BYTES = 1 << 20    # 1 MiB: a profile is a few kB; /dev/zero is endless
 
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load ``profiles/NAME.toml`` for a bare name, else the file at that path."""
-    text = str(name_or_path)
+    """Load ``NAME.toml`` from the profile directories for a bare name, else the
+    file at that path.
+
+    Only a regular file of at most ``MAX_PROFILE_BYTES`` is read: a device
+    (``/dev/zero``) would be read without end and a FIFO would block the open.
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open
+    descriptor, so a FIFO put in place between a check and the open cannot
+    block either."""
+    text = os.fspath(name_or_path)
+    why = path_problem(text)
+    if why is not None:
+        raise ConfigError("profile", show_path(text), why)
     path = Path(text)
-    if not (path.suffix == ".toml" or os.sep in text or "/" in text or path.is_file()):
-        path = profiles_dir() / f"{text}.toml"
-        if not path.is_file():
+    if not (path.suffix == ".toml" or os.sep in text or "/" in text or _is_file(path)):
+        found = _find(text)
+        if found is None:
             names = list_profiles()
-            raise UserError(f"profile {text!r}: not found in {profiles_dir()}"
+            raise UserError(f"profile {text!r}: not found in {_dirs_shown()}"
                             f"{_suggest(text, names)} (known: {', '.join(names) or 'none'})")
+        path = found
     where = _display(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(_read_regular(path, where).decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{where}: no such profile file") from None
     except OSError as exc:
-        raise UserError(f"{where}: cannot read: {exc.strerror}") from None
+        raise UserError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: malformed TOML: {_one_line(str(exc))}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{where}: not UTF-8 text ({exc.reason})") from None
     return _validate(where, data)
 
+
+def _read_regular(path: Path, where: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PROFILE_BYTES (see load_profile)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{where}: cannot read: {file_kind(mode)}, not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise UserError(f"{where}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a few kB")
+    return data
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 def _validate(where: str, data: dict) -> Profile:
     for section in data:
@@ -361,7 +461,10 @@ def _one_line(text: str) -> str:
 
 
 def _display(path: Path) -> str:
+    """`path` relative to the working directory when under it. A path that has
+    no resolved form (a symlink loop: 3.11's ``Path.resolve()`` raises
+    RuntimeError on one) is shown as given; opening it then fails with ELOOP."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):
         return str(path)

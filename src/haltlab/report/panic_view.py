@@ -1,17 +1,19 @@
-"""Human-readable view of one panic run (`haltlab simulate panic`): rich tables.
+"""Human-readable view of one panic run (`haltlab simulate panic`): tables.
 
 Reads only the result dict, the same one `--json` prints, so what a person sees
-and what a script reads cannot disagree.
+and what a script reads cannot disagree. The tables are `report.tables.Table`
+models, so the same view prints as a rich table, Markdown or CSV (`--format`).
 """
 
 from __future__ import annotations
 
 from rich.console import Console, Group
-from rich.table import Table
 
 from haltlab.machine.cpu import HW_STATES
+from haltlab.report.tables import Column, Table, print_tables
 
-__all__ = ["panic_tables", "print_panic", "state_rows", "AGGREGATE_ABOVE"]
+__all__ = ["panic_table_models", "panic_tables", "print_panic", "state_rows", "summary_table",
+           "states_table", "host_table", "handlers_table", "AGGREGATE_ABOVE"]
 
 AGGREGATE_ABOVE = 16    # more CPUs than this: one row for the panic CPU, one for the rest
 MAX_VCPU_ROWS = 16
@@ -23,9 +25,7 @@ def _ms(ns: int | None) -> str:
 
 def summary_table(r: dict) -> Table:
     cfg = r["config"]
-    t = Table(title="Panic run", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = Table("Panic run", [Column("quantity"), Column("value")], show_header=False)
     t.add_row("machine", f"{r['profile']}, {r['cpus']} CPUs, kernel {r['kernel']}, seed {cfg['seed']}")
     t.add_row("variant", f"after panic: {r['policies']['after_panic']}; other CPUs: {cfg['others']}; "
                          f"panic_timeout={cfg['panic_timeout_s']}")
@@ -50,11 +50,8 @@ def state_rows(r: dict) -> list[tuple[str, dict]]:
 
 
 def states_table(r: dict) -> Table:
-    t = Table(title=f"Time per CPU state, whole run (0 to {r['end_ns'] / 1e9:.3f} s), ms",
-              title_justify="left")
-    t.add_column("CPU")
-    for s in HW_STATES:
-        t.add_column(s, justify="right")
+    t = Table(f"Time per CPU state, whole run (0 to {r['end_ns'] / 1e9:.3f} s), ms",
+              [Column("CPU"), *(Column(s, numeric=True) for s in HW_STATES)])
     for label, row in state_rows(r):
         t.add_row(label, *(_ms(row[s]) for s in HW_STATES))
     return t
@@ -64,11 +61,12 @@ def host_table(r: dict) -> Table | None:
     if "per_vcpu" not in r:
         return None
     w = r["window_ns"] / 1e9
-    t = Table(title=f'Host view over the {w:.3f} s after "end Kernel panic"', title_justify="left")
-    for col in ("vCPU", "host CPU-s/s", "perf samples", "cycles", "exits", "wakeups"):
-        t.add_column(col, justify="left" if col == "vCPU" else "right")
+    t = Table(f'Host view over the {w:.3f} s after "end Kernel panic"',
+              [Column("vCPU"), *(Column(c, numeric=True) for c in
+                                 ("host CPU-s/s", "perf samples", "cycles", "exits", "wakeups"))],
+              bold_rows=frozenset({0}))
     t.add_row("whole guest", f"{r['host_cpu_s_per_s']:.6f}", f"{r['perf_samples']:,}",
-              f"{r['cycles']:,}", "", "", style="bold")
+              f"{r['cycles']:,}", "", "")
     busy = [v for v in r["per_vcpu"] if v["host_cpu_ns"] or v["exits"] or v["wakeups"]]
     for v in busy[:MAX_VCPU_ROWS]:
         t.add_row(f"CPU{v['cpu']}", f"{v['host_cpu_s_per_s']:.6f}", f"{v['perf_samples']:,}",
@@ -76,7 +74,7 @@ def host_table(r: dict) -> Table | None:
     if len(busy) > MAX_VCPU_ROWS:
         t.add_row(f"... {len(busy) - MAX_VCPU_ROWS} more vCPUs (see --json)", "", "", "", "", "")
     t.add_row("VMM background", f"{r['vmm_background_ns'] / r['window_ns']:.6f}", "", "", "", "")
-    t.caption = f"{len(r['per_vcpu']) - len(busy)} vCPUs cost the host nothing in the window"
+    t.notes.append(f"{len(r['per_vcpu']) - len(busy)} vCPUs cost the host nothing in the window")
     return t
 
 
@@ -91,13 +89,13 @@ def handlers_table(r: dict) -> Table:
         else:
             row[1] += n
             row[2] += 1
-    t = Table(title="Interrupt handlers run after panic() was entered", title_justify="left")
-    for col in ("vector", f"on CPU{panic_cpu} (panic)", "on other CPUs", "other CPUs that took it"):
-        t.add_column(col, justify="left" if col == "vector" else "right")
+    t = Table("Interrupt handlers run after panic() was entered",
+              [Column("vector"), *(Column(c, numeric=True) for c in
+                                   (f"on CPU{panic_cpu} (panic)", "on other CPUs", "other CPUs that took it"))])
     for vector, (mine, others, ncpus) in sorted(per_vector.items()):
         t.add_row(vector, str(mine), str(others), str(ncpus))
     if not per_vector:
-        t.caption = "none"
+        t.notes.append("none")
     return t
 
 
@@ -109,13 +107,18 @@ def blink_line(r: dict) -> str:
     return f"Blink: {len(b) + 1} toggles recorded; intervals between them: {shown} ms."
 
 
+def panic_table_models(r: dict) -> list[Table]:
+    states, host, handlers = states_table(r), host_table(r), handlers_table(r)
+    if host is None:
+        states.notes.append("Host view: bare metal, no hypervisor.")
+    handlers.notes.append(blink_line(r))
+    return [summary_table(r), states, *([host] if host is not None else []), handlers]
+
+
 def panic_tables(r: dict) -> Group:
-    parts = [summary_table(r), states_table(r)]
-    host = host_table(r)
-    parts.append(host if host is not None else "Host view: bare metal, no hypervisor.")
-    parts += [handlers_table(r), blink_line(r)]
-    return Group(*parts)
+    """The tables as one rich renderable (notes under each)."""
+    return Group(*panic_table_models(r))
 
 
-def print_panic(r: dict, console: Console | None = None) -> None:
-    (console or Console()).print(panic_tables(r))
+def print_panic(r: dict, console: Console | None = None, fmt: str = "table") -> None:
+    print_tables(panic_table_models(r), fmt, console or Console())

@@ -34,6 +34,11 @@ from haltlab.kernel.printk import printk
 __all__ = ["setup_irqs", "smp_send_stop", "native_stop_other_cpus",
            "stop_this_cpu", "panic_smp_self_stop", "do_nmi", "PANIC_NOTIFIER_LINES"]
 
+# The C file each function mirrors where it is not the docstring's first,
+# arch/x86/kernel/smp.c (read by the explorer's trace view, report/race_trace.py).
+C_FILES = {"stop_this_cpu": "arch/x86/kernel/process.c", "do_nmi": "arch/x86/kernel/nmi.c",
+           "panic_smp_self_stop": "kernel/panic.c"}
+
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
 # arch/x86/include/asm/irq_vectors.h. The local APIC takes the pending vector of
