@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from haltlab.errors import UserError
-from haltlab.lab import guest, images, initramfs, qemu, sampler, stats
+from haltlab.lab import cache, guest, images, initramfs, qemu, sampler, stats
 from haltlab.lab.serial import SerialLog, split_lines
 
 
@@ -66,10 +66,10 @@ def test_user_kernel_errors_name_the_option(tmp_path):
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path / "a"))
-    assert images.cache_dir() == tmp_path / "a"
+    assert cache.cache_dir() == tmp_path / "a"
     monkeypatch.delenv("HALTLAB_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert images.cache_dir() == tmp_path / "x" / "haltlab"
+    assert cache.cache_dir() == tmp_path / "x" / "haltlab"
 
 
 # -- initramfs -----------------------------------------------------------------

@@ -3,8 +3,8 @@
 The lab measures real distribution kernels, so by default it takes the kernel
 that `linux-image-amd64` (Debian's meta package) currently depends on, fetched
 with `apt-get download` (no root needed, nothing installed on the host) and
-unpacked with `dpkg-deb -x` into a cache outside the repository:
-`$HALTLAB_CACHE`, else `$XDG_CACHE_HOME/haltlab`, else `~/.cache/haltlab`.
+unpacked with `dpkg-deb -x` into the lab's cache outside the repository
+(cache.py).
 A user may instead give a `bzImage` (and a modules directory).
 
 Every result records the kernel release, read from the modules directory's name
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab.cache import cache_dir, writing_cache
 
 __all__ = [
     "KernelImage",
-    "cache_dir",
     "parse_candidate_depends",
     "bzimage_release",
     "resolve_debian_package",
@@ -46,14 +46,6 @@ class KernelImage:
     modules_dir: Path | None  # .../lib/modules/<release>
     release: str
     source: str  # "debian:<package>=<version>" or "user:<path>"
-
-
-def cache_dir() -> Path:
-    """Where downloaded kernels and built initramfs images live (never the repo)."""
-    if os.environ.get("HALTLAB_CACHE"):
-        return Path(os.environ["HALTLAB_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "haltlab"
 
 
 def parse_candidate_depends(show_output: str) -> tuple[str, str]:
@@ -134,13 +126,15 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
     final = cache / "kernels" / f"{package}_{version}"
     if final.is_dir():
         return _find_unpacked(final, f"debian:{package}={version}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
+    with writing_cache(cache):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
     try:
         _run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
         (deb,) = tmp.glob("*.deb")
         _run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], cwd=tmp)
-        os.replace(tmp / "root", final)
+        with writing_cache(cache):
+            os.replace(tmp / "root", final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _find_unpacked(final, f"debian:{package}={version}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab.cache import writing_cache
 
 __all__ = [
     "Entry",
@@ -204,11 +205,13 @@ def build(entries: list[Entry], cache: Path) -> Path:
     out = cache / "initramfs" / f"{_digest(entries)[:32]}.cpio.gz"
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    data = gzip.compress(newc_archive(entries), compresslevel=6, mtime=0)
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
-    try:
-        tmp.write_bytes(gzip.compress(newc_archive(entries), compresslevel=6, mtime=0))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with writing_cache(cache):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from haltlab.errors import UserError
 from haltlab.lab import images, initramfs
+from haltlab.lab.cache import check_cache
 from haltlab.lab.images import KernelImage
 from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_version
 from haltlab.lab.runner import Guest
@@ -80,12 +81,13 @@ class Prepared:
 
 def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.Entry]]) -> Prepared:
     """Resolve the kernel and accelerator, build (or reuse) the initramfs."""
+    cache = check_cache()  # before anything downloads or boots
     version = qemu_version()
     accelerator = pick_accelerator(config.accel)
     kernel = images.resolve_kernel(
         Path(config.kernel) if config.kernel else None, Path(config.modules) if config.modules else None
     )
-    initrd = initramfs.build(entries(kernel), images.cache_dir())
+    initrd = initramfs.build(entries(kernel), cache)
     return Prepared(kernel, accelerator, version, initrd)
 
 

@@ -23,7 +23,7 @@ from haltlab.lab.experiments.common import (
     LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import kexec_init
-from haltlab.lab.images import cache_dir
+from haltlab.lab.cache import cache_dir
 from haltlab.lab.parse import boot_starts, find, smp_init_spans
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
