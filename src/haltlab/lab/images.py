@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab import lifetime
 from haltlab.lab.cache import cache_dir, writing_cache
 
 __all__ = [
@@ -33,9 +32,11 @@ __all__ = [
     "fetch_debian_kernel",
     "user_kernel",
     "resolve_kernel",
+    "sweep_stale_unpacks",
 ]
 
 META_PACKAGE = "linux-image-amd64"
+UNPACK_PREFIX = "unpack-"  # a download being unpacked, under <cache>/kernels/
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ def bzimage_release(data: bytes) -> str | None:
 
 
 def _apt_show() -> str:
-    return subprocess.run(
+    return lifetime.run(
         ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout_s=60,
     ).stdout
 
 
@@ -93,7 +94,7 @@ def resolve_debian_package() -> tuple[str, str]:
         except (UserError, subprocess.CalledProcessError):
             if os.geteuid() != 0:
                 raise
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout=600)
+            lifetime.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout_s=600)
             return parse_candidate_depends(_apt_show())
     except (OSError, subprocess.SubprocessError) as e:
         raise UserError(f"cannot resolve {META_PACKAGE} with apt ({e}); give --kernel BZIMAGE") from e
@@ -128,7 +129,8 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
         return _find_unpacked(final, f"debian:{package}={version}")
     with writing_cache(cache):
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
+        work = lifetime.PrivateDir(UNPACK_PREFIX, final.parent)  # swept by the next run if we are killed
+    tmp = work.path
     try:
         _run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
         (deb,) = tmp.glob("*.deb")
@@ -136,15 +138,17 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
         with writing_cache(cache):
             os.replace(tmp / "root", final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        work.remove()
     return _find_unpacked(final, f"debian:{package}={version}")
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
     try:
-        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, timeout=900)
+        lifetime.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, timeout_s=900)
     except subprocess.CalledProcessError as e:
         raise UserError(f"`{' '.join(cmd)}` failed: {e.stderr.strip().splitlines()[-1:] or e}") from e
+    except subprocess.TimeoutExpired as e:
+        raise UserError(f"`{' '.join(cmd)}` did not finish within {e.timeout:g} s (killed)") from e
     except OSError as e:
         raise UserError(f"`{cmd[0]}` is not available: {e}") from e
 
@@ -175,3 +179,8 @@ def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None) -> 
             raise
         return cached[-1]  # apt is unreachable: the last kernel fetched still measures
     return fetch_debian_kernel(*package)
+
+
+def sweep_stale_unpacks(cache: Path) -> list[Path]:
+    """Remove half-unpacked downloads of runs that were killed (SIGKILL)."""
+    return lifetime.sweep_stale(UNPACK_PREFIX, cache / "kernels")

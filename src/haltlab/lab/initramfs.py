@@ -21,11 +21,11 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab import lifetime
 from haltlab.lab.cache import writing_cache
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "module_entries",
     "base_entries",
     "build",
+    "sweep_partial_images",
 ]
 
 
@@ -103,7 +104,7 @@ def busybox_entries(busybox: Path = Path("/bin/busybox")) -> list[Entry]:
     """Static busybox as /bin/busybox and one symlink per applet it lists."""
     if not busybox.is_file():
         raise UserError(f"busybox not found at {busybox} (Debian: apt-get install busybox-static)")
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    applets = lifetime.run([str(busybox), "--list"], capture_output=True, text=True, check=True, timeout_s=60).stdout.split()
     return [file("/bin/busybox", busybox.read_bytes(), 0o755)] + [
         symlink(f"/bin/{a}", "busybox") for a in applets if a != "busybox"
     ]
@@ -123,7 +124,7 @@ def binary_with_libs(binary: Path, guest_path: str) -> list[Entry]:
     """A dynamically linked binary plus every library it loads, at their host paths."""
     if not binary.is_file():
         raise UserError(f"{binary} not found (Debian: apt-get install kexec-tools)")
-    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60).stdout
+    ldd = lifetime.run(["ldd", str(binary)], capture_output=True, text=True, timeout_s=60).stdout
     entries = [file(guest_path, binary.read_bytes(), 0o755)]
     for lib in parse_ldd(ldd):
         entries.append(file(lib, Path(lib).resolve().read_bytes(), 0o755))
@@ -140,7 +141,7 @@ def module_bytes(path: Path) -> bytes:
     if path.suffix == ".zst":
         if not shutil.which("zstd"):
             raise UserError(f"{path} is zstd-compressed and `zstd` is not installed")
-        return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout=300).stdout
+        return lifetime.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout_s=300).stdout
     return data
 
 
@@ -215,3 +216,9 @@ def build(entries: list[Entry], cache: Path) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     return out
+
+
+def sweep_partial_images(cache: Path) -> list[Path]:
+    """Remove images half-written by runs that were killed (SIGKILL): each is
+    written as `.<name>.<pid>` and renamed into place."""
+    return lifetime.sweep_orphan_files(cache / "initramfs", ".*.cpio.gz.*")

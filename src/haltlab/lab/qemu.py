@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab import lifetime
 
 __all__ = [
     "QEMU",
@@ -84,7 +84,7 @@ def qemu_version() -> str:
     """`7.2.22` from `qemu-system-x86_64 --version`; a missing QEMU is a user error."""
     if not shutil.which(QEMU):
         raise UserError(f"{QEMU} not found (Debian: apt-get install qemu-system-x86)")
-    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
+    out = lifetime.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout_s=60).stdout
     m = re.search(r"version (\S+)", out)
     return m.group(1) if m else out.strip()
 

@@ -1,34 +1,43 @@
 """Start one QEMU, watch it, and always stop it: the only module that owns a process.
 
 Life cycle of a `Guest` (a context manager):
-  launch paused (-S) -> connect QMP -> read vCPU threads -> `cont` -> the
-  experiment waits on the guest's channels -> close: SIGTERM, SIGKILL after a
-  grace period, reap, join the reader threads, remove the private temp dir.
-Close runs in a `finally`, so a timeout, an exception or Ctrl-C never leaves a
-QEMU behind; it signals only the PID this object started.
+  make a locked private temp dir -> launch paused (-S) -> connect QMP -> read
+  vCPU threads -> `cont` -> the experiment waits on the guest's channels ->
+  close: SIGTERM, SIGKILL after a grace period, reap, join the reader threads,
+  remove the private temp dir.
+Close runs in a `finally`, so a timeout, an exception, Ctrl-C or (under
+lifetime.terminate_cleanly) SIGTERM never leaves a QEMU behind; it signals
+only the PID this object started. Against SIGKILL of haltlab itself, QEMU is
+started to die with its parent (PR_SET_PDEATHSIG) and holds its directory's
+lock, so the next run's `sweep_stale_guests()` can tell the directory is dead.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from haltlab.errors import UserError
+from haltlab.lab import lifetime
 from haltlab.lab.classify import Observation
 from haltlab.lab.parse import PANIC_END, PANIC_START
 from haltlab.lab.qemu import GuestSpec, build_args
 from haltlab.lab.qmp import Qmp, QmpError
 from haltlab.lab.serial import SerialLog
 
-__all__ = ["Guest", "GRACE_S"]
+__all__ = ["Guest", "GRACE_S", "TMP_PREFIX", "sweep_stale_guests"]
 
 GRACE_S = 2.0  # between SIGTERM and SIGKILL
+TMP_PREFIX = "haltlab-qemu-"  # each guest's private directory in the temp dir (the QMP socket)
+
+
+def sweep_stale_guests() -> list:
+    """Remove the private directories of guests whose haltlab and QEMU are dead."""
+    return lifetime.sweep_stale(TMP_PREFIX)
 
 
 class Guest:
@@ -42,7 +51,8 @@ class Guest:
         self.killed = False
         self.stderr = b""
         self._reaper: threading.Thread | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix="haltlab-qemu-"))
+        self._dir = lifetime.PrivateDir(TMP_PREFIX)
+        self._tmp = self._dir.path
         try:
             self._launch(bulk)
             self.vcpus = self.qmp.vcpu_threads()
@@ -58,9 +68,11 @@ class Guest:
         qmp_path = self._tmp / "qmp.sock"
         args = build_args(self.spec, console_fd=con_w, progress_fd=prog_w, qmp_path=qmp_path)
         try:
-            self.proc = subprocess.Popen(
+            # QEMU holds the directory's lock too (lock_fd): it stays locked
+            # while QEMU lives, even if haltlab is gone.
+            self.proc = lifetime.spawn(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=(con_w, prog_w),
+                stderr=subprocess.PIPE, pass_fds=(con_w, prog_w, self._dir.lock_fd),
             )
         except BaseException:
             for fd in (con_r, prog_r):
@@ -168,6 +180,10 @@ class Guest:
                     self.proc.kill()
                     self.proc.wait()
         finally:
+            if self.proc is not None and self.proc.poll() is None:  # the wait above was interrupted
+                self.killed = True
+                self.proc.kill()
+                self.proc.wait()
             if self.qmp is not None:
                 self.qmp.close()
             if self._reaper is not None:
@@ -175,7 +191,7 @@ class Guest:
             for log in (getattr(self, "console", None), getattr(self, "progress", None)):
                 if log is not None:
                     log.join()
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._dir.remove()
 
     def __enter__(self) -> Guest:
         return self

@@ -17,9 +17,10 @@ from pathlib import Path
 from haltlab.errors import UserError
 from haltlab.lab import images, initramfs
 from haltlab.lab.cache import check_cache
+from haltlab.lab.lifetime import terminate_cleanly
 from haltlab.lab.images import KernelImage
 from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_version
-from haltlab.lab.runner import Guest
+from haltlab.lab.runner import Guest, sweep_stale_guests
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
            "elapsed_ns", "repeat", "check_seconds"]
@@ -81,14 +82,24 @@ class Prepared:
 
 def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.Entry]]) -> Prepared:
     """Resolve the kernel and accelerator, build (or reuse) the initramfs."""
-    cache = check_cache()  # before anything downloads or boots
-    version = qemu_version()
-    accelerator = pick_accelerator(config.accel)
-    kernel = images.resolve_kernel(
-        Path(config.kernel) if config.kernel else None, Path(config.modules) if config.modules else None
-    )
-    initrd = initramfs.build(entries(kernel), cache)
+    with terminate_cleanly():  # SIGTERM kills a download or a build the way Ctrl-C does
+        cache = check_cache()  # before anything downloads or boots
+        _sweep(cache)
+        version = qemu_version()
+        accelerator = pick_accelerator(config.accel)
+        kernel = images.resolve_kernel(
+            Path(config.kernel) if config.kernel else None, Path(config.modules) if config.modules else None
+        )
+        initrd = initramfs.build(entries(kernel), cache)
     return Prepared(kernel, accelerator, version, initrd)
+
+
+def _sweep(cache: Path) -> None:
+    """What runs killed by SIGKILL left behind and can be proved dead: guest
+    directories in the temp dir, half-unpacked kernels, half-written images."""
+    sweep_stale_guests()
+    images.sweep_stale_unpacks(cache)
+    initramfs.sweep_partial_images(cache)
 
 
 def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout: int = 0,
@@ -145,17 +156,18 @@ def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[
     `boot_retries` (with their console tails), never dropped silently.
     """
     runs = []
-    for i in range(n):
-        discarded = []
-        for attempt in range(BOOT_RETRIES + 1):
-            with Guest(spec(i) if callable(spec) else spec, bulk=bulk) as g:
-                run = once(g)
-            if run.get("triggered", True) or attempt == BOOT_RETRIES:
-                break
-            discarded.append(run)
-        if discarded:
-            run["boot_retries"] = discarded
-        runs.append(run)
-        if progress:
-            progress(i, n, run)
+    with terminate_cleanly():  # SIGTERM stops the guest the way Ctrl-C does, then exits
+        for i in range(n):
+            discarded = []
+            for attempt in range(BOOT_RETRIES + 1):
+                with Guest(spec(i) if callable(spec) else spec, bulk=bulk) as g:
+                    run = once(g)
+                if run.get("triggered", True) or attempt == BOOT_RETRIES:
+                    break
+                discarded.append(run)
+            if discarded:
+                run["boot_retries"] = discarded
+            runs.append(run)
+            if progress:
+                progress(i, n, run)
     return runs
