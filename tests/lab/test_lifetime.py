@@ -132,6 +132,8 @@ def test_an_unlocked_dir_goes_only_when_old_and_named_by_no_process(tmp_path):
     holder = subprocess.Popen(["sh", "-c", "sleep 300; true", str(named / "qmp.sock")],  # like -qmp unix:...
                               start_new_session=True)
     try:
+        while str(named).encode() not in Path(f"/proc/{holder.pid}/cmdline").read_bytes():
+            time.sleep(0.01)   # until the fork has exec'd sh
         assert lifetime.sweep_stale("t-", tmp_path) == [old]
         assert young.is_dir() and named.is_dir()
     finally:
