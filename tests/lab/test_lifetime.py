@@ -89,9 +89,9 @@ def test_a_handler_the_caller_set_is_left_alone():
         from haltlab.lab.lifetime import terminate_cleanly
         signal.signal(signal.SIGTERM, lambda *a: None)
         with terminate_cleanly():
-            print(signal.getsignal(signal.SIGTERM).__name__, flush=True)
+            print(signal.getsignal(signal.SIGTERM).__name__, signal.getsignal(signal.SIGHUP).__name__, flush=True)
     """)
-    assert proc.stdout.read() == "<lambda>\n" and proc.wait(10) == 0
+    assert proc.stdout.read() == "<lambda> handler\n" and proc.wait(10) == 0
 
 
 def test_a_held_private_dir_is_kept_and_a_dead_ones_swept(tmp_path):

@@ -70,34 +70,36 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 def terminate_cleanly() -> Iterator[None]:
     """Inside: SIGTERM/SIGHUP raise `Terminated`; on the way out, die by that signal.
 
-    Only where the signal still has its default action and only in the main
+    Only for a signal that still has its default action, and only in the main
     thread (signal handlers can be set nowhere else): a caller with its own
-    handler keeps it. Nested uses are no-ops. A second signal during the
-    clean-up is ignored, so the clean-up (bounded: see runner.GRACE_S) finishes.
+    handler keeps it (the `haltlab` command takes SIGTERM itself, unwinds the
+    same way and exits 143). Nested uses are no-ops. A second signal during
+    the clean-up is ignored, so the clean-up (bounded: see runner.GRACE_S)
+    finishes.
     """
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or any(
-            signal.getsignal(s) is not signal.SIG_DFL for s in TERMINATING):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    mine = [s for s in TERMINATING if signal.getsignal(s) is signal.SIG_DFL]
 
     def handler(signum, _frame):
-        for s in TERMINATING:
+        for s in mine:
             signal.signal(s, signal.SIG_IGN)
         raise Terminated(signum)
 
-    for s in TERMINATING:
+    for s in mine:
         signal.signal(s, handler)
     try:
         yield
     except Terminated as e:
-        for s in TERMINATING:
+        for s in mine:
             signal.signal(s, signal.SIG_DFL)
         os.kill(os.getpid(), e.signum)  # the default action: die by it now that all is clean
         raise  # not reached unless the signal is blocked
     finally:
-        for s in TERMINATING:
+        for s in mine:
             signal.signal(s, signal.SIG_DFL)
 
 
