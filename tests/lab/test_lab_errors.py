@@ -76,16 +76,16 @@ def test_a_good_output_is_written(runs, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["panic", "--window", "nan"], "--window: must be a finite number of seconds, > 0 and <= 1e6, got nan"),
-    (["panic", "--window", "inf"], "--window: must be a finite number of seconds, > 0 and <= 1e6, got inf"),
-    (["panic", "--settle", "inf"], "--settle: must be a finite number of seconds, >= 0 and <= 1e6, got inf"),
-    (["panic", "--timeout", "nan"], "--timeout: must be a finite number of seconds, > 0 and <= 1e6, got nan"),
-    (["panic", "--boot-timeout", "inf"], "--boot-timeout: must be a finite number of seconds, > 0 and <= 1e6, got inf"),
-    (["kexec", "--timeout", "-inf"], "--timeout: must be a finite number of seconds, > 0 and <= 1e6, got -inf"),
-    (["flood", "--delay-max", "inf"], "--delay-max: must be a finite number of seconds, >= 0 and <= 1e6, got inf"),
-    (["flood", "--delay-min", "nan"], "--delay-min: must be a finite number of seconds, >= 0 and <= 1e6, got nan"),
-    (["panic", "--settle", "1e300"], "--settle: must be a finite number of seconds, >= 0 and <= 1e6, got 1e+300"),
-    (["flood", "--line-len", "992"], "--line-len: must be 16..991"),
+    (["panic", "--observe", "nan"], "--observe nan: must be a finite number of seconds, > 0 and <= 1e6"),
+    (["panic", "--window", "inf"], "--observe inf: must be a finite number of seconds, > 0 and <= 1e6"),
+    (["panic", "--settle", "inf"], "--settle inf: must be a finite number of seconds, >= 0 and <= 1e6"),
+    (["panic", "--timeout", "nan"], "--timeout nan: must be a finite number of seconds, > 0 and <= 1e6"),
+    (["panic", "--boot-timeout", "inf"], "--boot-timeout inf: must be a finite number of seconds, > 0 and <= 1e6"),
+    (["kexec", "--timeout", "-inf"], "--timeout -inf: must be a finite number of seconds, > 0 and <= 1e6"),
+    (["flood", "--delay-max", "inf"], "--delay-max inf: must be a finite number of seconds, >= 0 and <= 1e6"),
+    (["flood", "--delay-min", "nan"], "--delay-min nan: must be a finite number of seconds, >= 0 and <= 1e6"),
+    (["panic", "--settle", "1e300"], "--settle 1e+300: must be a finite number of seconds, >= 0 and <= 1e6"),
+    (["flood", "--line-len", "992"], "--line-len 992: must be 16..991"),
 ])
 def test_non_finite_and_too_long_options_are_one_line_errors(args, needle):
     _one_line_error(CliRunner().invoke(cli, ["lab", *args]), needle)

@@ -36,7 +36,7 @@ def pids(result: dict) -> list[int]:
 
 
 def test_stock_panic_burns_one_host_cpu():
-    r = run_panic(PanicConfig(smp=2, window_s=2.0, settle_s=0.3))
+    r = run_panic(PanicConfig(cpus=2, window_s=2.0, settle_s=0.3))
     assert r["runs"][0]["outcome"] == PANICKED, r["runs"][0]
     assert r["kernel_release"] and r["accelerator"] in ("kvm", "tcg")
     # The busy mdelay() loop of one vCPU wants a whole host CPU. What it gets
@@ -51,7 +51,7 @@ def test_stock_panic_burns_one_host_cpu():
 
 
 def test_pvpanic_pause_brings_it_near_zero():
-    r = run_panic(PanicConfig(smp=2, pvpanic="pause", window_s=2.0, settle_s=0.3))
+    r = run_panic(PanicConfig(cpus=2, pvpanic="pause", window_s=2.0, settle_s=0.3))
     assert r["runs"][0]["outcome"] == PANICKED, r["runs"][0]
     assert r["runs"][0]["pvpanic_event"] == "pause"
     assert r["host_cpu_s_per_s"] < 0.05
@@ -61,7 +61,7 @@ def test_pvpanic_pause_brings_it_near_zero():
 
 
 def test_kexec_cycle_completes_and_parses():
-    r = run_kexec(KexecConfig(smp=2, timeout_s=90))
+    r = run_kexec(KexecConfig(cpus=2, timeout_s=90))
     run = r["runs"][0]
     assert run["outcome"] == COMPLETED, run
     assert 0 < run["kexec_downtime_ns"] < 60e9
@@ -72,7 +72,7 @@ def test_kexec_cycle_completes_and_parses():
 
 
 def test_flood_run_completes():
-    r = run_flood(FloodConfig(smp=2, timeout_s=30, delay_min_s=0.5, delay_max_s=1.0))
+    r = run_flood(FloodConfig(cpus=2, timeout_s=30, delay_min_s=0.5, delay_max_s=1.0))
     run = r["runs"][0]
     assert run["outcome"] == PANICKED, run
     assert run["flood_lines_before_trigger"] > 10  # the flood really flowed
@@ -92,7 +92,7 @@ NEVER_ENDS = {
 
 @pytest.mark.parametrize("expected", [HUNG_OUTPUT, HUNG_SILENT])
 def test_unfinished_panic_is_hung_and_killed(expected):
-    config = FloodConfig(smp=2, timeout_s=3.0)
+    config = FloodConfig(cpus=2, timeout_s=3.0)
     prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init(NEVER_ENDS[expected])))
     with Guest(guest_spec(prep, config)) as g:
         run = flood_once(g, config)
@@ -106,7 +106,7 @@ def test_unfinished_panic_is_hung_and_killed(expected):
 
 def test_guest_that_never_triggers_is_booted_again_and_kept():
     """A boot hang is not a panic hang: retried, and the attempt it replaced is kept."""
-    config = FloodConfig(smp=2, boot_timeout_s=4.0, timeout_s=3.0)
+    config = FloodConfig(cpus=2, boot_timeout_s=4.0, timeout_s=3.0)
     prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init("while :; do sleep 1; done\n")))
     runs = repeat(1, guest_spec(prep, config), lambda g: flood_once(g, config), None)
     run = runs[0]

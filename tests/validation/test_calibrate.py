@@ -63,7 +63,7 @@ def test_calibrate_dry_run_on_a_real_guest():
 
 @pytest.mark.lab
 def test_validate_one_case_against_a_real_guest():
-    case = next(c for c in CASES if c.name == "pause-smp2")
+    case = next(c for c in CASES if c.name == "pause-cpus2")
     result = validate((case,), runs=1)
     (row,) = result["rows"]
     assert row["quantity"] == "host_cpu_s_per_s" and not row["calibrated_on"]

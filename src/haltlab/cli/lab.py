@@ -16,9 +16,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from haltlab.errors import UserError
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
-__all__ = ["lab"]
+__all__ = ["lab", "guest_cpus_option"]
 
 _err = Console(stderr=True)
 
@@ -28,15 +29,29 @@ def lab() -> None:
     """Boot real kernels under QEMU and measure the panic and kexec CPU paths."""
 
 
+def guest_cpus_option(default: int = 2, help: str = "vCPUs of the guest.") -> Callable:
+    """`--cpus N` (the model's word), and `--smp N` (QEMU's) as a hidden alias:
+    both fill the config field `cpus`."""
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def command(*args, cpus: int | None, smp_alias: int | None, **kw):
+            if cpus is not None and smp_alias is not None and cpus != smp_alias:
+                raise UserError(f"--cpus {cpus} and --smp {smp_alias}: --smp is another name for --cpus; give one")
+            return fn(*args, cpus=next((v for v in (cpus, smp_alias) if v is not None), default), **kw)
+        command = click.option("--smp", "smp_alias", type=int, default=None, hidden=True)(command)
+        return click.option("--cpus", "cpus", type=int, default=None, metavar="N",
+                            help=f"{help}  [default: {default}]")(command)
+    return decorate
+
+
 def common_options(fn: Callable) -> Callable:
     """The options every experiment takes, with the LabConfig field names."""
     opts = [
-        click.option("--cpus", "--smp", "smp", type=int, default=2, show_default=True, metavar="N",
-                     help="vCPUs of the guest (--smp, QEMU's word, is an alias)."),
+        guest_cpus_option(),
         click.option("--runs", type=int, default=1, show_default=True, help="Repetitions; median and min-max are reported."),
         click.option("--memory-mb", type=int, default=512, show_default=True, help="Guest RAM."),
         click.option("--accel", default="auto", show_default=True, help="auto (KVM if usable, else TCG), kvm or tcg."),
-        click.option("--bzimage", "kernel", type=click.Path(path_type=Path), default=None, metavar="FILE",
+        click.option("--bzimage", type=click.Path(path_type=Path), default=None, metavar="FILE",
                      help="Your kernel image to boot (default: Debian's linux-image-amd64)."),
         click.option("--modules", type=click.Path(path_type=Path), default=None, help="Modules directory for --bzimage (lib/modules/RELEASE)."),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
@@ -79,7 +94,7 @@ def _fmt(stats: dict | None, scale: float = 1.0, unit: str = "", digits: int = 3
 
 def _table(result: dict, rows: list[tuple[str, str]]) -> Table:
     t = Table(title=f"haltlab lab {result['experiment']}: {result['kernel_release']}, "
-                    f"{result['accelerator']}, smp {result['smp']}, {result['n_runs']} run(s)")
+                    f"{result['accelerator']}, {result['cpus']} vCPUs, {result['n_runs']} run(s)")
     t.add_column("quantity")
     t.add_column("median (min-max)")
     for name, value in rows:
@@ -123,7 +138,7 @@ def _flood_table(r: dict) -> Table:
 @lab.command()
 @common_options
 @click.option("--pvpanic", default="none", show_default=True, help="QEMU -action panic=: none (stock) or pause.")
-@click.option("--panic-timeout", type=int, default=0, show_default=True, help="Kernel panic=N: reset N s after panic (0: never).")
+@click.option("--panic-timeout", "panic_timeout_s", type=int, default=0, show_default=True, help="Kernel panic=N: reset N s after panic (0: never).")
 @click.option("--observe", "--window", "window_s", type=float, default=3.0, show_default=True, metavar="SECONDS",
               help="How long to sample host CPU after the panic (real time, so shorter than the model's 10 s).")
 @click.option("--settle", "settle_s", type=float, default=0.5, show_default=True, help="Wait after the panic before sampling.")

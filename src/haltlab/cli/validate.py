@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from haltlab.errors import UserError
+from haltlab.cli.lab import guest_cpus_option
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["calibrate", "validate"]
@@ -24,17 +25,14 @@ def _progress(console: Console, label: str):
 @click.command()
 @click.option("--profile", default="qemu-tcg-x86", show_default=True, help="The guest profile to calibrate.")
 @click.option("--runs", type=int, default=3, show_default=True)
-@click.option("--cpus", "--smp", "smp", type=int, default=2, show_default=True, metavar="N",
-              help="vCPUs of the guest measured (--smp is an alias).")
+@guest_cpus_option(help="vCPUs of the guest measured.")
 @click.option("--dry-run", is_flag=True, help="Measure and print, but do not rewrite the profile.")
 @click.option("--json", "as_json", is_flag=True)
-def calibrate(profile, runs, smp, dry_run, as_json) -> None:
+def calibrate(profile, runs, cpus, dry_run, as_json) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
-    if runs < 1 or smp < 2:
-        raise UserError(f"--runs {runs} --cpus {smp}: need at least 1 run and 2 vCPUs (the stop gap needs another CPU)")
     err = Console(stderr=True)
-    result = run_calibration(profile, runs=runs, smp=smp, write=not dry_run,
+    result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run,
                              progress=_progress(err, "calibrate"))
     if as_json:
         click.echo(dumps(result), nl=False)

@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError, UserError
 from haltlab.lab import lifetime
 from haltlab.lab.cache import cache_dir, writing_cache
 
@@ -97,7 +97,7 @@ def resolve_debian_package() -> tuple[str, str]:
             lifetime.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout_s=600)
             return parse_candidate_depends(_apt_show())
     except (OSError, subprocess.SubprocessError) as e:
-        raise UserError(f"cannot resolve {META_PACKAGE} with apt ({e}); give --kernel BZIMAGE") from e
+        raise UserError(f"cannot resolve {META_PACKAGE} with apt ({e}); boot a kernel image of your own (bzimage) instead") from e
 
 
 def cached_kernels(cache: Path | None = None) -> list[KernelImage]:
@@ -156,12 +156,12 @@ def _run(cmd: list[str], cwd: Path) -> None:
 def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
     """A kernel the user built: check it exists and read its release."""
     if not bzimage.is_file():
-        raise UserError(f"--bzimage: no such file: {bzimage}")
+        raise ConfigError("bzimage", str(bzimage), "no such file")
     if modules is not None and not modules.is_dir():
-        raise UserError(f"--modules: no such directory: {modules}")
+        raise ConfigError("modules", str(modules), "no such directory")
     release = bzimage_release(bzimage.read_bytes()[:65536])
     if release is None:
-        raise UserError(f"--bzimage: {bzimage} is not an x86 bzImage (no HdrS boot header)")
+        raise ConfigError("bzimage", str(bzimage), "not an x86 bzImage (no HdrS boot header)")
     return KernelImage(bzimage, modules, release, f"user:{bzimage}")
 
 
@@ -170,7 +170,7 @@ def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None) -> 
     if bzimage is not None:
         return user_kernel(bzimage, modules)
     if modules is not None:
-        raise UserError("--modules needs --kernel (the Debian kernel brings its own)")
+        raise ConfigError("modules", str(modules), "is for a bzimage of your own (a Debian kernel brings its own)")
     try:
         package = resolve_debian_package()
     except UserError:

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError, UserError
 from haltlab.lab import lifetime
 
 __all__ = [
@@ -39,7 +39,7 @@ class GuestSpec:
     kernel: Path
     initrd: Path
     cmdline: str
-    smp: int = 2
+    cpus: int = 2
     memory_mb: int = 512
     accelerator: str = "kvm"  # "kvm" or "tcg"
     pvpanic: str | None = None  # None: no device; else the `-action panic=` value
@@ -72,9 +72,9 @@ def kvm_usable() -> bool:
 def pick_accelerator(requested: str = "auto") -> str:
     """"kvm" if asked for or available, else "tcg"; asking for kvm without it is an error."""
     if requested not in ("auto", "kvm", "tcg"):
-        raise UserError(f"--accel: expected auto, kvm or tcg, got {requested!r}")
+        raise ConfigError("accel", requested, "expected auto, kvm or tcg")
     if requested == "kvm" and not kvm_usable():
-        raise UserError("--accel kvm: /dev/kvm is not usable here (use --accel auto or tcg)")
+        raise ConfigError("accel", requested, "/dev/kvm is not usable here (use auto or tcg)")
     if requested == "auto":
         return "kvm" if kvm_usable() else "tcg"
     return requested
@@ -89,7 +89,7 @@ def qemu_version() -> str:
     return m.group(1) if m else out.strip()
 
 
-def kernel_cmdline(*, panic_timeout: int = 0, params: dict[str, object] | None = None) -> str:
+def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None = None) -> str:
     """The guest kernel's command line.
 
     - console=ttyS0: the console is the first serial port, piped to the host.
@@ -98,7 +98,7 @@ def kernel_cmdline(*, panic_timeout: int = 0, params: dict[str, object] | None =
     - printk.time=1: guest timestamps on every line, for smp_init and panic().
     - printk.devkmsg=on: /dev/kmsg writes are rate-limited by default (10 per 5 s),
       which would turn the flood into a trickle.
-    - panic=N: panic_timeout; 0 waits forever, N>0 resets after N s.
+    - panic=N: panic_timeout (seconds); 0 waits forever, N>0 resets after N s.
     - haltlab.*: parameters for /init (see guest.py).
     """
     parts = [
@@ -106,7 +106,7 @@ def kernel_cmdline(*, panic_timeout: int = 0, params: dict[str, object] | None =
         "earlycon=uart8250,io,0x3f8,115200",
         "printk.time=1",
         "printk.devkmsg=on",
-        f"panic={panic_timeout}",
+        f"panic={panic_timeout_s}",
     ]
     parts += [f"haltlab.{k}={v}" for k, v in (params or {}).items()]
     return " ".join(parts)
@@ -122,7 +122,7 @@ def build_args(spec: GuestSpec, *, console_fd: int, progress_fd: int, qmp_path: 
         args += ["-machine", "q35", "-accel", "kvm", "-cpu", "host"]
     else:
         args += ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]
-    args += ["-smp", str(spec.smp), "-m", str(spec.memory_mb)]
+    args += ["-smp", str(spec.cpus), "-m", str(spec.memory_mb)]
     # Nothing we did not ask for: no default NIC, VGA, monitor, serial, disk,
     # and no host file sharing; the initramfs is the guest's whole file system.
     args += ["-nodefaults", "-no-user-config", "-nic", "none", "-display", "none"]

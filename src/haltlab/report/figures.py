@@ -149,7 +149,7 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
         value = cpu_s * s1_perf_hz() if field == "perf_samples" else cpu_s * host_cpu_hz()
         what = "stock panic" if phase == "before" else "pvpanic -action panic=pause (host-side remedy)"
         return LabValue(round(value), (
-            f"{what}; {r['accelerator']} guest, {r['smp']} vCPUs, kernel {r['kernel_release']}, "
+            f"{what}; {r['accelerator']} guest, {r['cpus']} vCPUs, kernel {r['kernel_release']}, "
             f"QEMU {r['qemu_version']}: whole QEMU process {r['host_cpu_s_per_s']:.4f} host CPU-s/s "
             f"(median of {r['n_runs']}, {stats['min']:.4f}-{stats['max']:.4f}) over a "
             f"{r['window_ns'] / 1e9:g} s window, scaled to {window_s:g} s"))

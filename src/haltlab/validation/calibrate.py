@@ -1,6 +1,6 @@
 """`haltlab lab calibrate`: measure what the QEMU/TCG profile needs, write it back.
 
-Measured on the real kernel (the lab's `panic` experiment, stock, `--smp 2`):
+Measured on the real kernel (the lab's `panic` experiment, stock, 2 vCPUs):
 
 * `panic_console_lines`, `panic_console_chars`: what the kernel prints from the
   panic line through the end line (the lab counts them on the serial console);
@@ -20,7 +20,7 @@ Measured on the real kernel (the lab's `panic` experiment, stock, `--smp 2`):
 Every value is the median over runs and is written with its provenance: the
 command, the date, the kernel release, the QEMU version and the accelerator.
 Validation (`haltlab validate`) then checks the calibrated model on cases that
-were not used here (more CPUs, the pvpanic pause, panic_timeout).
+were not used here (more CPUs, the pvpanic pause, panic_timeout_s).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import datetime
 import statistics
 from dataclasses import replace
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError, UserError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.machine.profile import Param, Profile, load_profile, write_profile
@@ -47,19 +47,23 @@ CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per
                    "ipi_latency_ns", "nmi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
 
 
-def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, smp: int = 2, write: bool = True,
+def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 2, write: bool = True,
               progress=None) -> dict:
     """Measure, solve, and (with `write`) rewrite the profile file in place."""
+    if not isinstance(cpus, int) or cpus < 2:
+        raise ConfigError("cpus", cpus, "calibration needs at least 2 vCPUs (the stop gap needs another CPU)")
+    if not isinstance(runs, int) or runs < 1:
+        raise ConfigError("runs", runs, "must be an integer >= 1")
     profile = load_profile(profile_name)
     if not profile.is_guest:
-        raise UserError(f"--profile {profile_name}: calibration measures a guest; this profile is bare metal")
-    lab = lab_panic(LabPanic(smp=smp, runs=runs, accel="tcg"), progress=progress)
+        raise ConfigError("profile", profile_name, "calibration measures a guest; this profile is bare metal")
+    lab = lab_panic(LabPanic(cpus=cpus, runs=runs, accel="tcg"), progress=progress)
     if lab.get("panicked_and_finished", 0) == 0:
         raise UserError(f"calibration: no lab run finished its panic ({lab.get('outcomes')})")
     values, lab_gap_ns = _measure(lab)
-    values["ipi_latency_ns"] = _solve_ipi_latency(profile, smp, values, lab_gap_ns)
+    values["ipi_latency_ns"] = _solve_ipi_latency(profile, cpus, values, lab_gap_ns)
     values["nmi_latency_ns"] = values["ipi_latency_ns"]
-    provenance = (f"lab measurement: haltlab lab calibrate --profile {profile_name} --runs {runs} --smp {smp} "
+    provenance = (f"lab measurement: haltlab lab calibrate --profile {profile_name} --runs {runs} --cpus {cpus} "
                   f"({datetime.date.today().isoformat()}; kernel {lab['kernel_release']}, QEMU "
                   f"{lab['qemu_version']}, {lab['accelerator']}; median of {lab['panicked_and_finished']} runs)")
     calibrated = _with_values(profile, values, provenance)
@@ -95,10 +99,10 @@ def _measure(lab: dict) -> tuple[dict, float]:
     return values, _median(runs, "panic_max_line_gap_ns")
 
 
-def model_max_line_gap_ns(profile: Profile, smp: int) -> int:
+def model_max_line_gap_ns(profile: Profile, cpus: int) -> int:
     """The model's longest silence between console lines during the panic, as the
     lab measures it on the host: from one line's arrival to the next one's."""
-    run = simulate_panic(PanicConfig(profile=profile.path, cpus=smp, kernel=LAB_KERNEL_PRESET, pvpanic="none",
+    run = simulate_panic(PanicConfig(profile=profile.path, cpus=cpus, kernel=LAB_KERNEL_PRESET, pvpanic="none",
                                      observe_ns=10_000_000, timeline=False), profile)
     return panic_line_gap_ns(run) or 0
 
@@ -113,9 +117,9 @@ def panic_line_gap_ns(run) -> int | None:
     return max((b - a for a, b in zip(ends, ends[1:])), default=None)
 
 
-def _solve_ipi_latency(profile: Profile, smp: int, measured: dict, lab_gap_ns: float) -> int:
+def _solve_ipi_latency(profile: Profile, cpus: int, measured: dict, lab_gap_ns: float) -> int:
     base = _with_values(profile, measured | {"ipi_latency_ns": 0}, "calibration trial")
-    return max(0, round(lab_gap_ns - model_max_line_gap_ns(base, smp)))
+    return max(0, round(lab_gap_ns - model_max_line_gap_ns(base, cpus)))
 
 
 def _with_values(profile: Profile, values: dict, source: str) -> Profile:
@@ -146,6 +150,6 @@ def _host_cpu_hz() -> int:
 
 
 def _lab_summary(lab: dict) -> dict:
-    keep = ("kernel_release", "qemu_version", "accelerator", "smp", "n_runs", "outcomes",
+    keep = ("kernel_release", "qemu_version", "accelerator", "cpus", "n_runs", "outcomes",
             "host_cpu_s_per_s", "panic_to_end_host_ns", "panic_max_line_gap_ns", "panic_console_chars")
     return {k: lab.get(k) for k in keep}

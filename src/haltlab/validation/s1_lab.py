@@ -15,9 +15,9 @@ import functools
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 
-__all__ = ["s1_lab_run", "LAB_SMP", "LAB_RUNS"]
+__all__ = ["s1_lab_run", "LAB_CPUS", "LAB_RUNS"]
 
-LAB_SMP = 2
+LAB_CPUS = 2
 LAB_RUNS = 2
 
 
@@ -26,4 +26,4 @@ def s1_lab_run(pvpanic: str) -> dict:
     """Where the lab cannot run (no QEMU, no kernel), the experiment's own
     preparation says why in a one-line UserError, which `reproduce` shows in
     place of the lab's figure; no separate availability check repeats that work."""
-    return lab_panic(LabPanic(smp=LAB_SMP, runs=LAB_RUNS, pvpanic=pvpanic))
+    return lab_panic(LabPanic(cpus=LAB_CPUS, runs=LAB_RUNS, pvpanic=pvpanic))

@@ -1,9 +1,9 @@
 """`haltlab validate`: the calibrated model and the lab on the same configurations.
 
 Each case runs the lab's panic experiment and the model's panic scenario with the
-same CPU count, pvpanic action and panic_timeout, on the profile the lab
+same CPU count, pvpanic action and panic_timeout_s, on the profile the lab
 calibrates (`qemu-tcg-x86`, kernel preset `debian-6.1.0-56`: the lab's kernel,
-v6.1 with its stable backports). Rows say whether the calibration used that configuration: `panic-smp2` is the
+v6.1 with its stable backports). Rows say whether the calibration used that configuration: `panic-cpus2` is the
 calibration run's own configuration (agreement there is expected, not evidence);
 the others were not used and are the test.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
@@ -37,13 +37,13 @@ LAB_WINDOW_NS = round(LabPanic.window_s * NSEC_PER_SEC)
 @dataclass(frozen=True)
 class Case:
     name: str
-    smp: int
+    cpus: int
     pvpanic: str = "none"
-    panic_timeout: int = 0
+    panic_timeout_s: int = 0
     calibrated: bool = False
 
     def quantities(self) -> tuple[str, ...]:
-        if self.panic_timeout:
+        if self.panic_timeout_s:
             return ("panic_to_reset_ns",)
         if self.pvpanic == "pause":
             return ("host_cpu_s_per_s",)
@@ -51,11 +51,11 @@ class Case:
 
 
 CASES = (
-    Case("panic-smp2", 2, calibrated=True),
-    Case("panic-smp4", 4),
-    Case("pause-smp2", 2, pvpanic="pause"),
-    Case("pause-smp4", 4, pvpanic="pause"),
-    Case("timeout3-smp2", 2, panic_timeout=3),
+    Case("panic-cpus2", 2, calibrated=True),
+    Case("panic-cpus4", 4),
+    Case("pause-cpus2", 2, pvpanic="pause"),
+    Case("pause-cpus4", 4, pvpanic="pause"),
+    Case("timeout3-cpus2", 2, panic_timeout_s=3),
 )
 
 _LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "panic_to_end_host_ns",
@@ -64,8 +64,8 @@ _LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "
 
 def model_facts(case: Case, profile=None) -> dict:
     """The model's value of every quantity of `case`."""
-    run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.smp, kernel=LAB_KERNEL_PRESET, pvpanic=case.pvpanic,
-                                     panic_timeout_s=case.panic_timeout, observe_ns=LAB_WINDOW_NS,
+    run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.cpus, kernel=LAB_KERNEL_PRESET, pvpanic=case.pvpanic,
+                                     panic_timeout_s=case.panic_timeout_s, observe_ns=LAB_WINDOW_NS,
                                      timeline=False), profile)
     r = run.result
     return {
@@ -77,8 +77,8 @@ def model_facts(case: Case, profile=None) -> dict:
 
 
 def _lab_facts(case: Case, runs: int, progress) -> dict:
-    lab = lab_panic(LabPanic(smp=case.smp, runs=runs, pvpanic=case.pvpanic, accel="tcg",
-                             panic_timeout=case.panic_timeout), progress=progress)
+    lab = lab_panic(LabPanic(cpus=case.cpus, runs=runs, pvpanic=case.pvpanic, accel="tcg",
+                             panic_timeout_s=case.panic_timeout_s), progress=progress)
     facts = {q: lab.get(_LAB_FIELD[q]) for q in case.quantities()}
     facts["_meta"] = {k: lab[k] for k in ("kernel_release", "qemu_version", "accelerator", "outcomes")}
     return facts
@@ -86,19 +86,19 @@ def _lab_facts(case: Case, runs: int, progress) -> dict:
 
 def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None) -> dict:
     if runs < 1:
-        raise UserError(f"--runs {runs}: must be at least 1")
+        raise ConfigError("runs", runs, "must be an integer >= 1")
     rows, meta = [], None
     for case in cases:
         model = model_facts(case)
-        lab = _lab_facts(case, 1 if case.panic_timeout else runs, progress)
+        lab = _lab_facts(case, 1 if case.panic_timeout_s else runs, progress)
         meta = lab.pop("_meta")
         for q in case.quantities():
             stats = lab.get(q)
             lab_median = stats["median"] if stats else None
             m = model[q]
             err = (m - lab_median) / lab_median if m is not None and lab_median else None
-            rows.append({"case": case.name, "smp": case.smp, "pvpanic": case.pvpanic,
-                         "panic_timeout_s": case.panic_timeout, "calibrated_on": case.calibrated,
+            rows.append({"case": case.name, "cpus": case.cpus, "pvpanic": case.pvpanic,
+                         "panic_timeout_s": case.panic_timeout_s, "calibrated_on": case.calibrated,
                          "quantity": q, "model": m, "lab_median": lab_median,
                          "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
                          "lab_runs": stats["n"] if stats else 0, "relative_error": err})

@@ -1,7 +1,7 @@
 """What every experiment shares: its options, its preparation, its result header.
 
 An experiment is `run_<name>(config) -> dict`: validate the config (bad input is
-a UserError naming the option), prepare once (kernel, accelerator, initramfs),
+a ConfigError naming the config field; the CLI shows it under its flag), prepare once (kernel, accelerator, initramfs),
 run N times, summarize. The CLI is a thin layer over these functions, so
 calibration code can call them directly and get the same JSON-able dict.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 from haltlab.lab import images, initramfs
 from haltlab.lab.cache import check_cache
 from haltlab.lab.lifetime import terminate_cleanly
@@ -31,23 +31,24 @@ ProgressFn = Callable[[int, int, dict], None]
 
 @dataclass(frozen=True)
 class LabConfig:
-    """Options every experiment takes (same names as the CLI options)."""
+    """Options every experiment takes (the model's names where it has one: `cpus`;
+    the unit in every other name)."""
 
-    smp: int = 2
+    cpus: int = 2
     runs: int = 1
     memory_mb: int = 512
     accel: str = "auto"  # auto | kvm | tcg
-    kernel: Path | None = None  # a user bzImage; None = Debian's current kernel
+    bzimage: Path | None = None  # a user's kernel image; None = a Debian kernel package
     modules: Path | None = None  # modules directory for a user bzImage
     boot_timeout_s: float = 120.0  # start to the experiment's trigger
 
     def validate(self) -> None:
-        _at_least("--smp", self.smp, 1)
-        _at_least("--runs", self.runs, 1)
-        _at_least("--memory-mb", self.memory_mb, 128)
-        check_seconds("--boot-timeout", self.boot_timeout_s)
-        if self.kernel is not None and not Path(self.kernel).is_file():
-            raise UserError(f"--bzimage: no such file: {self.kernel}")
+        _at_least("cpus", self.cpus, 1)
+        _at_least("runs", self.runs, 1)
+        _at_least("memory_mb", self.memory_mb, 128)
+        check_seconds("boot_timeout_s", self.boot_timeout_s)
+        if self.bzimage is not None and not Path(self.bzimage).is_file():
+            raise ConfigError("bzimage", str(self.bzimage), "no such file")
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
@@ -57,17 +58,17 @@ class LabConfig:
 MAX_SECONDS = 10**6  # time.sleep() overflows long before float seconds do
 
 
-def check_seconds(option: str, value: float, *, zero_ok: bool = False) -> None:
-    """A duration option: NaN slips through `<= 0`, and inf would wait forever."""
+def check_seconds(field: str, value: float, *, zero_ok: bool = False) -> None:
+    """A duration field: NaN slips through `<= 0`, and inf would wait forever."""
     number = isinstance(value, (int, float)) and math.isfinite(value)
     if not (number and (value >= 0 if zero_ok else value > 0) and value <= MAX_SECONDS):
-        raise UserError(f"{option}: must be a finite number of seconds, {'>=' if zero_ok else '>'} 0 "
-                        f"and <= 1e6, got {value}")
+        raise ConfigError(field, value, f"must be a finite number of seconds, {'>=' if zero_ok else '>'} 0 "
+                                        "and <= 1e6")
 
 
-def _at_least(option: str, value: int, low: int) -> None:
+def _at_least(field: str, value: int, low: int) -> None:
     if not isinstance(value, int) or value < low:
-        raise UserError(f"{option}: must be an integer >= {low}, got {value!r}")
+        raise ConfigError(field, value, f"must be an integer >= {low}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.E
         version = qemu_version()
         accelerator = pick_accelerator(config.accel)
         kernel = images.resolve_kernel(
-            Path(config.kernel) if config.kernel else None, Path(config.modules) if config.modules else None
+            Path(config.bzimage) if config.bzimage else None, Path(config.modules) if config.modules else None
         )
         initrd = initramfs.build(entries(kernel), cache)
     return Prepared(kernel, accelerator, version, initrd)
@@ -102,13 +103,13 @@ def _sweep(cache: Path) -> None:
     initramfs.sweep_partial_images(cache)
 
 
-def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout: int = 0,
+def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout_s: int = 0,
                pvpanic: str | None = None, params: dict | None = None) -> GuestSpec:
     return GuestSpec(
         kernel=prep.kernel.vmlinuz,
         initrd=prep.initrd,
-        cmdline=kernel_cmdline(panic_timeout=panic_timeout, params=params),
-        smp=config.smp,
+        cmdline=kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params),
+        cpus=config.cpus,
         memory_mb=config.memory_mb,
         accelerator=prep.accelerator,
         pvpanic=pvpanic,
@@ -124,7 +125,7 @@ def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
         "kernel_source": prep.kernel.source,
         "accelerator": prep.accelerator,
         "qemu_version": prep.qemu_version,
-        "smp": config.smp,
+        "cpus": config.cpus,
         "n_runs": config.runs,
         "options": config.options(),
     }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import HUNG_OUTPUT, HUNG_SILENT, PANICKED, classify
 from haltlab.lab.experiments.common import (
@@ -50,16 +50,17 @@ class FloodConfig(LabConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.smp < 2:
-            raise UserError(f"--smp: the flood needs a second CPU for the writer, got {self.smp}")
-        check_seconds("--delay-min", self.delay_min_s, zero_ok=True)
-        check_seconds("--delay-max", self.delay_max_s, zero_ok=True)
+        if self.cpus < 2:
+            raise ConfigError("cpus", self.cpus, "the flood needs a second CPU for the writer")
+        check_seconds("delay_min_s", self.delay_min_s, zero_ok=True)
+        check_seconds("delay_max_s", self.delay_max_s, zero_ok=True)
         if not self.delay_min_s <= self.delay_max_s:
-            raise UserError(f"--delay-min/--delay-max: need 0 <= min <= max, got {self.delay_min_s}/{self.delay_max_s}")
-        check_seconds("--timeout", self.timeout_s)
-        if not 16 <= self.line_len <= MAX_LINE_LEN:
-            raise UserError(f"--line-len: must be 16..{MAX_LINE_LEN} (/dev/kmsg takes at most 992 bytes "
-                            f"a write, newline included), got {self.line_len}")
+            raise ConfigError("delay_min_s", self.delay_min_s,
+                              f"must not exceed the longest delay ({self.delay_max_s:g} s)")
+        check_seconds("timeout_s", self.timeout_s)
+        if not isinstance(self.line_len, int) or not 16 <= self.line_len <= MAX_LINE_LEN:
+            raise ConfigError("line_len", self.line_len, f"must be 16..{MAX_LINE_LEN} (/dev/kmsg takes at most "
+                                                         "992 bytes a write, newline included)")
 
 
 def run_delays(config: FloodConfig) -> list[float]:

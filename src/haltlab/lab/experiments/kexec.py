@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError, UserError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import COMPLETED, classify
 from haltlab.lab.experiments.common import (
@@ -41,9 +41,9 @@ class KexecConfig(LabConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_seconds("--timeout", self.timeout_s)
+        check_seconds("timeout_s", self.timeout_s)
         if self.memory_mb < 384:
-            raise UserError(f"--memory-mb: kexec needs room for two kernels, at least 384, got {self.memory_mb}")
+            raise ConfigError("memory_mb", self.memory_mb, "kexec needs room for two kernels, at least 384")
 
 
 def _entries(kernel) -> list[initramfs.Entry]:

@@ -8,7 +8,7 @@ thread over a window. A stock kernel ends panic() in a busy
 one host CPU; `-action panic=pause` is the host-side remedy that stops the guest
 instead of S1's guest-side `safe_halt()`.
 
-With `panic_timeout` (kernel `panic=N`) the kernel resets after N seconds;
+With `panic_timeout_s` (kernel `panic=N`) the kernel resets after N seconds;
 `-no-reboot` turns that reset into QEMU's exit, and the run reports the host
 time from the panic line to that exit instead of a CPU window.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import PANICKED, classify
 from haltlab.lab.experiments.common import (
@@ -38,7 +38,7 @@ PVPANIC_MODULES = ["pvpanic", "pvpanic-pci"]
 @dataclass(frozen=True)
 class PanicConfig(LabConfig):
     pvpanic: str = "none"  # the `-action panic=` value: none (stock) or pause
-    panic_timeout: int = 0  # kernel panic=N; 0 waits forever
+    panic_timeout_s: int = 0  # kernel panic=N; 0 waits forever
     window_s: float = 3.0  # CPU sampling window
     settle_s: float = 0.5  # after the panic is done, before the window
     perf_freq_hz: int = 4000  # perf record's default sampling frequency
@@ -47,14 +47,17 @@ class PanicConfig(LabConfig):
     def validate(self) -> None:
         super().validate()
         if self.pvpanic not in ("none", "pause"):
-            raise UserError(f"--pvpanic: expected none or pause, got {self.pvpanic!r}")
-        if self.panic_timeout != 0 and self.pvpanic == "pause":
-            raise UserError("--panic-timeout: needs --pvpanic none (a paused guest never resets)")
-        check_seconds("--window", self.window_s)
-        check_seconds("--settle", self.settle_s, zero_ok=True)
-        check_seconds("--timeout", self.timeout_s)
-        if self.perf_freq_hz <= 0:
-            raise UserError(f"--perf-freq-hz: must be positive, got {self.perf_freq_hz}")
+            raise ConfigError("pvpanic", self.pvpanic, "expected none or pause")
+        if not isinstance(self.panic_timeout_s, int) or self.panic_timeout_s < 0:
+            raise ConfigError("panic_timeout_s", self.panic_timeout_s, "must be an integer >= 0 (0: never reset)")
+        if self.panic_timeout_s != 0 and self.pvpanic == "pause":
+            raise ConfigError("panic_timeout_s", self.panic_timeout_s,
+                              "a paused guest never resets: use it with the stock pvpanic action, none")
+        check_seconds("window_s", self.window_s)
+        check_seconds("settle_s", self.settle_s, zero_ok=True)
+        check_seconds("timeout_s", self.timeout_s)
+        if not isinstance(self.perf_freq_hz, int) or self.perf_freq_hz <= 0:
+            raise ConfigError("perf_freq_hz", self.perf_freq_hz, "must be a positive integer")
 
 
 def _entries(kernel):
@@ -63,7 +66,7 @@ def _entries(kernel):
 
 
 def _panic_done(g: Guest, config: PanicConfig) -> bool:
-    if config.panic_timeout != 0:
+    if config.panic_timeout_s != 0:
         return g.exited()  # the reset is the end
     ev = g.panic_event()
     return g.console.seen(PANIC_END) is not None or (ev is not None and config.pvpanic == "pause")
@@ -72,12 +75,12 @@ def _panic_done(g: Guest, config: PanicConfig) -> bool:
 def panic_once(g: Guest, config: PanicConfig) -> dict:
     """One run on a started guest: wait for the trigger and the panic, then measure."""
     triggered = g.wait_until(lambda: g.trigger_ns() is not None, config.boot_timeout_s)
-    limit = config.timeout_s + max(config.panic_timeout, 0)
+    limit = config.timeout_s + config.panic_timeout_s
     done = triggered and g.wait_until(lambda: _panic_done(g, config), limit)
     run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid, "triggered": triggered}
     if run["outcome"] != PANICKED:
         run.update(g.tails())
-    if done and config.panic_timeout == 0:
+    if done and config.panic_timeout_s == 0:
         time.sleep(config.settle_s)
         before = CpuSample(g.pid, g.vcpus)
         time.sleep(config.window_s)
@@ -96,16 +99,16 @@ def panic_once(g: Guest, config: PanicConfig) -> dict:
         "panic_console_chars": facts["panic_console_chars"],
         "panic_max_line_gap_ns": facts["panic_max_line_gap_ns"],
         "trigger_to_pvpanic_ns": elapsed_ns(trigger, ev[0] if ev else None),
-        "panic_to_reset_ns": elapsed_ns(facts["panic_host_ns"], g.exit_ns) if config.panic_timeout else None,
+        "panic_to_reset_ns": elapsed_ns(facts["panic_host_ns"], g.exit_ns) if config.panic_timeout_s else None,
     })
     return run
 
 
-def summarize_panic(runs: list[dict], smp: int) -> dict:
+def summarize_panic(runs: list[dict], cpus: int) -> dict:
     """Median and min-max over runs; `host_cpu_s_per_s` is the whole guest's median."""
     whole = summarize(r.get("host_cpu_s_per_s") for r in runs)
     per_vcpu = []
-    for i in range(smp):
+    for i in range(cpus):
         mine = [v for r in runs for v in r.get("per_vcpu", []) if v["cpu_index"] == i]
         per_vcpu.append({
             "cpu_index": i,
@@ -135,16 +138,16 @@ def run_panic(config: PanicConfig, progress: ProgressFn | None = None) -> dict:
     prep = prepare(config, _entries)
     # The device is always there: with panic=none it only reports (GUEST_PANICKED
     # is a panic signal that needs no console); with pause the host stops the guest.
-    spec = guest_spec(prep, config, panic_timeout=config.panic_timeout, pvpanic=config.pvpanic)
+    spec = guest_spec(prep, config, panic_timeout_s=config.panic_timeout_s, pvpanic=config.pvpanic)
     runs = repeat(config.runs, spec, lambda g: panic_once(g, config), progress)
     result = header("panic", config, prep)
     result.update({
         "pvpanic": config.pvpanic,
-        "panic_timeout_s": config.panic_timeout,
+        "panic_timeout_s": config.panic_timeout_s,
         "window_ns": round(config.window_s * 1e9),
         "settle_ns": round(config.settle_s * 1e9),
         "perf_freq_hz": config.perf_freq_hz,
     })
-    result.update(summarize_panic(runs, config.smp))
+    result.update(summarize_panic(runs, config.cpus))
     result["runs"] = runs
     return result
