@@ -23,6 +23,10 @@ from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
     (["flood", "--cpus", "1"], "--cpus 1: the flood needs a second CPU"),
     (["flood", "--delay-min", "3", "--delay-max", "1"], "--delay-min 3.0: must not exceed the longest delay (1 s)"),
     (["calibrate", "--cpus", "1"], "--cpus 1: calibration needs at least 2 vCPUs"),
+    (["panic", "--kernel-package", "bash"], "--kernel-package bash: expected a Debian kernel image package"),
+    (["kexec", "--kernel-package", "linux-image-x", "--bzimage", "/bin/sh"],
+     "--kernel-package linux-image-x: names a Debian kernel; a bzimage is booted instead"),
+    (["calibrate", "--kernel-package", "linux-image-"], "--kernel-package linux-image-: expected"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     # Through `haltlab`, whose group turns a UserError into the one line.

@@ -238,19 +238,59 @@ def test_serial_log_counts_bulk_and_stamps_lines():
     assert log.seen("two") == 1 and log.seen("nope") is None
 
 
-def test_offline_falls_back_to_the_cached_kernel(monkeypatch, tmp_path):
-    root = tmp_path / "kernels" / "linux-image-6.1.0-9-amd64_6.1.27-1"
+def _unpacked(cache: Path, package: str, version: str, release: str) -> None:
+    root = cache / "kernels" / f"{package}_{version}"
     (root / "boot").mkdir(parents=True)
-    (root / "boot" / "vmlinuz-6.1.0-9-amd64").write_bytes(b"x")
-    (root / "lib" / "modules" / "6.1.0-9-amd64").mkdir(parents=True)
+    (root / "boot" / f"vmlinuz-{release}").write_bytes(b"x")
+    (root / "lib" / "modules" / release).mkdir(parents=True)
+
+
+def test_offline_falls_back_to_the_cached_kernel(monkeypatch, tmp_path):
+    _unpacked(tmp_path, "linux-image-6.1.0-9-amd64", "6.1.27-1", "6.1.0-9-amd64")
     monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path))
 
-    def offline():
+    def offline(spec=None):
         raise UserError("apt unreachable")
 
     monkeypatch.setattr(images, "resolve_debian_package", offline)
     k = images.resolve_kernel()
     assert k.release == "6.1.0-9-amd64" and k.source == "debian:linux-image-6.1.0-9-amd64=6.1.27-1"
+    assert (k.package, k.package_version) == ("linux-image-6.1.0-9-amd64", "6.1.27-1")
     monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(UserError, match="apt unreachable"):
         images.resolve_kernel()
+
+
+def test_a_pinned_package_offline_is_that_package_from_the_cache(monkeypatch, tmp_path):
+    _unpacked(tmp_path, "linux-image-6.1.0-50-amd64", "6.1.176-1", "6.1.0-50-amd64")
+    _unpacked(tmp_path, "linux-image-6.1.0-57-amd64", "6.1.192-3", "6.1.0-57-amd64")   # the newest
+    monkeypatch.setenv("HALTLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(images, "resolve_debian_package", lambda spec=None: (_ for _ in ()).throw(UserError("offline")))
+    assert images.resolve_kernel().release == "6.1.0-57-amd64"
+    assert images.resolve_kernel(package="linux-image-6.1.0-50-amd64").release == "6.1.0-50-amd64"
+    assert images.resolve_kernel(package="linux-image-6.1.0-50-amd64=6.1.176-1").package_version == "6.1.176-1"
+    with pytest.raises(ConfigError, match="^kernel_package linux-image-6.1.0-50-amd64=9: not in the lab cache, "
+                                          "and offline"):
+        images.resolve_kernel(package="linux-image-6.1.0-50-amd64=9")
+
+
+APT_SHOW_VERSIONED = """Package: linux-image-6.1.0-57-amd64
+Source: linux-signed-amd64 (6.1.192+3)
+Version: 6.1.192-3
+Depends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool
+"""
+
+
+def test_a_package_means_itself_and_a_meta_package_its_kernel():
+    assert images.parse_show(APT_SHOW_VERSIONED, "x") == ("linux-image-6.1.0-57-amd64", "6.1.192-3")
+    assert images.parse_show(APT_SHOW, "linux-image-amd64") == ("linux-image-6.1.0-56-amd64", "6.1.192-2")
+    with pytest.raises(UserError, match="apt knows no package linux-image-nope"):
+        images.parse_show("", "linux-image-nope")
+
+
+@pytest.mark.parametrize("spec", ["bash", "linux-image-", "linux-image-x;rm -rf", "linux-image-a=", ""])
+def test_a_kernel_package_must_be_a_kernel_image_package(spec):
+    with pytest.raises(ConfigError, match="^kernel_package .*expected a Debian kernel image package"):
+        images.check_package_name(spec)
+    assert images.check_package_name("linux-image-6.1.0-57-amd64=6.1.192-3") == (
+        "linux-image-6.1.0-57-amd64", "6.1.192-3")

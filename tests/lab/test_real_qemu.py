@@ -39,6 +39,7 @@ def test_stock_panic_burns_one_host_cpu():
     r = run_panic(PanicConfig(cpus=2, window_s=2.0, settle_s=0.3))
     assert r["runs"][0]["outcome"] == PANICKED, r["runs"][0]
     assert r["kernel_release"] and r["accelerator"] in ("kvm", "tcg")
+    assert r["kernel_source"] == f"debian:{r['kernel_package']}={r['kernel_package_version']}"
     # The busy mdelay() loop of one vCPU wants a whole host CPU. What it gets
     # depends on what else this 2-core host runs, so the firm check is on
     # demand (CPU + run-queue wait); CPU time itself must be clearly non-zero.

@@ -68,6 +68,7 @@ def test_validate_one_case_against_a_real_guest():
     (row,) = result["rows"]
     assert row["quantity"] == "host_cpu_s_per_s" and not row["calibrated_on"]
     assert row["model"] < 0.01 and row["lab_median"] < 0.01    # the paused guest costs nothing
+    assert result["lab"]["kernel_package"] and result["preset_matches_kernel"] is True, result["preset_match_reason"]
 
 
 def test_bad_calibrate_and_validate_input_is_one_line():
@@ -76,7 +77,9 @@ def test_bad_calibrate_and_validate_input_is_one_line():
     from haltlab.cli import cli
     for args, needle in ((["validate", "--case", "nope"], "--case nope"),
                          (["lab", "calibrate", "--smp", "1"], "--cpus 1"),
-                         (["lab", "calibrate", "--profile", "xeon-gold-6154", "--runs", "1"], "bare metal")):
+                         (["lab", "calibrate", "--profile", "xeon-gold-6154", "--runs", "1"], "bare metal"),
+                         (["validate", "--kernel-package", "bash"], "--kernel-package bash: expected"),
+                         (["reproduce", "--lab", "skip", "--kernel-package", "x"], "--kernel-package x: expected")):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, args
         assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1

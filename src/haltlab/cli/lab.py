@@ -19,7 +19,7 @@ from rich.table import Table
 from haltlab.errors import UserError
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
-__all__ = ["lab", "guest_cpus_option"]
+__all__ = ["lab", "guest_cpus_option", "kernel_package_option"]
 
 _err = Console(stderr=True)
 
@@ -44,6 +44,12 @@ def guest_cpus_option(default: int = 2, help: str = "vCPUs of the guest.") -> Ca
     return decorate
 
 
+def kernel_package_option() -> Callable:
+    return click.option("--kernel-package", default=None, metavar="NAME[=VERSION]",
+                        help="The Debian kernel package to boot, resolved once for the whole command "
+                             "[default: what linux-image-amd64 depends on].")
+
+
 def common_options(fn: Callable) -> Callable:
     """The options every experiment takes, with the LabConfig field names."""
     opts = [
@@ -54,6 +60,7 @@ def common_options(fn: Callable) -> Callable:
         click.option("--bzimage", type=click.Path(path_type=Path), default=None, metavar="FILE",
                      help="Your kernel image to boot (default: Debian's linux-image-amd64)."),
         click.option("--modules", type=click.Path(path_type=Path), default=None, help="Modules directory for --bzimage (lib/modules/RELEASE)."),
+        kernel_package_option(),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         click.option("--output", type=click.Path(path_type=Path), default=None, help="Also write the JSON result to this file."),
@@ -93,7 +100,8 @@ def _fmt(stats: dict | None, scale: float = 1.0, unit: str = "", digits: int = 3
 
 
 def _table(result: dict, rows: list[tuple[str, str]]) -> Table:
-    t = Table(title=f"haltlab lab {result['experiment']}: {result['kernel_release']}, "
+    package = f" ({result['kernel_package']} {result['kernel_package_version']})" if result.get("kernel_package") else ""
+    t = Table(title=f"haltlab lab {result['experiment']}: {result['kernel_release']}{package}, "
                     f"{result['accelerator']}, {result['cpus']} vCPUs, {result['n_runs']} run(s)")
     t.add_column("quantity")
     t.add_column("median (min-max)")

@@ -19,7 +19,9 @@ __all__ = ["reproduce"]
                 help="Where to write reproduce.json, reproduce.md and the plots.")
 @click.option("--lab", "lab_mode", type=click.Choice(LAB_MODES), default="auto",
               show_default=True, help="auto: add lab measurements where the lab can run.")
-def reproduce(fmt: str, out_dir: Path, lab_mode: str) -> None:
+@click.option("--kernel-package", default=None, metavar="NAME[=VERSION]",
+              help="The Debian kernel package the lab boots [default: what linux-image-amd64 depends on].")
+def reproduce(fmt: str, out_dir: Path, lab_mode: str, kernel_package: str | None) -> None:
     """Every figure of the seed threads, side by side with the model (and the lab)."""
     from haltlab.report import reproduce as rp  # the module
     from haltlab.report._files import check_set_dir, write_files
@@ -27,7 +29,10 @@ def reproduce(fmt: str, out_dir: Path, lab_mode: str) -> None:
 
     check_out_path(out_dir, "--out", directory=True)
     check_set_dir(out_dir, "--out", rp.FILES)
-    report, files = with_progress(lambda step: rp.run_reproduce(lab_mode, step=step),
+    if kernel_package is not None:
+        from haltlab.lab.images import check_package_name
+        check_package_name(kernel_package)   # before the progress starts: one line, nothing else
+    report, files = with_progress(lambda step: rp.run_reproduce(lab_mode, step=step, kernel_package=kernel_package),
                                   rp.step_count(), "reproduce")
     check_set_dir(out_dir, "--out", files)
     with writing_to("--out", out_dir):

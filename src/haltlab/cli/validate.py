@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from haltlab.errors import UserError
-from haltlab.cli.lab import guest_cpus_option
+from haltlab.cli.lab import guest_cpus_option, kernel_package_option
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["calibrate", "validate"]
@@ -26,13 +26,14 @@ def _progress(console: Console, label: str):
 @click.option("--profile", default="qemu-tcg-x86", show_default=True, help="The guest profile to calibrate.")
 @click.option("--runs", type=int, default=3, show_default=True)
 @guest_cpus_option(help="vCPUs of the guest measured.")
+@kernel_package_option()
 @click.option("--dry-run", is_flag=True, help="Measure and print, but do not rewrite the profile.")
 @click.option("--json", "as_json", is_flag=True)
-def calibrate(profile, runs, cpus, dry_run, as_json) -> None:
+def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
     err = Console(stderr=True)
-    result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run,
+    result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
                              progress=_progress(err, "calibrate"))
     if as_json:
         click.echo(dumps(result), nl=False)
@@ -44,15 +45,17 @@ def calibrate(profile, runs, cpus, dry_run, as_json) -> None:
         t.add_row(key, f"{result['previous'][key]:g}", f"{value:g}")
     Console().print(t)
     Console().print(result["provenance"], highlight=False)
+    Console().print(f"model preset: {result['preset_match_reason']}", highlight=False)
 
 
 @click.command()
 @click.option("--runs", type=int, default=2, show_default=True, help="Lab runs per case (panic_timeout: 1).")
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
+@kernel_package_option()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--output", "out_path", default=None, metavar="FILE",
               help="Also write the result as JSON to this file.")
-def validate(runs, cases, as_json, out_path) -> None:
+def validate(runs, cases, kernel_package, as_json, out_path) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
     from haltlab.validation.validate import CASES, validate as run_validation
     names = {c.name for c in CASES}
@@ -62,7 +65,8 @@ def validate(runs, cases, as_json, out_path) -> None:
     if out_path:
         check_out_path(out_path, "--output", directory=False)
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
-    result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"))
+    result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
+                            kernel_package=kernel_package)
     if out_path:
         with writing_to("--output", out_path):
             write_json_atomic(out_path, result)
@@ -81,7 +85,8 @@ def _fmt(q: str, v) -> str:
 def _print_validation(result: dict) -> None:
     lab = result["lab"] or {}
     t = Table(title=f"validate: model ({result['profile']}, {result['kernel_preset']}) vs lab "
-                    f"({lab.get('accelerator')}, kernel {lab.get('kernel_release')}, QEMU {lab.get('qemu_version')})")
+                    f"({lab.get('accelerator')}, kernel {lab.get('kernel_release')} ({lab.get('kernel_package')} "
+                    f"{lab.get('kernel_package_version')}), QEMU {lab.get('qemu_version')})")
     for col in ("case", "quantity", "model", "lab median (min-max, runs)", "rel. error", "calibrated on"):
         t.add_column(col)
     for r in result["rows"]:
@@ -91,3 +96,4 @@ def _print_validation(result: dict) -> None:
         err = f"{r['relative_error']:+.0%}" if r["relative_error"] is not None else "-"
         t.add_row(r["case"], q, _fmt(q, r["model"]), lab_cell, err, "yes" if r["calibrated_on"] else "no")
     Console().print(t)
+    Console().print(f"model preset: {result['preset_match_reason']}", highlight=False)

@@ -7,8 +7,15 @@ unpacked with `dpkg-deb -x` into the lab's cache outside the repository
 (cache.py).
 A user may instead give a `bzImage` (and a modules directory).
 
+A command resolves its kernel once (`resolve_kernel`) and hands the same
+`KernelImage` to every experiment it runs, so apt answering differently halfway
+through (a mirror that moved on) cannot mix two kernels in one result. A user
+may pin the package (`kernel_package`: a versioned package name, a meta package
+to follow, or `NAME=VERSION`); offline, the cache stands in for apt.
+
 Every result records the kernel release, read from the modules directory's name
-or, for a bare bzImage, from the version string the boot header points to.
+or, for a bare bzImage, from the version string the boot header points to, and
+for a Debian kernel the package and its version.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from haltlab.lab.cache import cache_dir, writing_cache
 __all__ = [
     "KernelImage",
     "parse_candidate_depends",
+    "parse_show",
+    "check_package_name",
     "bzimage_release",
     "resolve_debian_package",
     "cached_kernels",
@@ -47,17 +56,45 @@ class KernelImage:
     modules_dir: Path | None  # .../lib/modules/<release>
     release: str
     source: str  # "debian:<package>=<version>" or "user:<path>"
+    package: str | None = None  # the Debian package (None: a user's bzImage)
+    package_version: str | None = None
+    changelog: Path | None = None  # the package's own changelog.gz: which backports it carries
 
 
-def parse_candidate_depends(show_output: str) -> tuple[str, str]:
-    """(package, version) the meta package depends on, from `apt-cache show`.
+# A Debian kernel image package, optionally pinned to a version: `NAME[=VERSION]`.
+_PACKAGE = re.compile(r"(linux-image-[a-z0-9][a-z0-9+.-]*)(?:=([0-9][A-Za-z0-9.+~:-]*))?")
+
+
+def check_package_name(spec: str) -> tuple[str, str | None]:
+    """(name, version or None) from `NAME[=VERSION]`; a ConfigError otherwise."""
+    m = _PACKAGE.fullmatch(spec) if isinstance(spec, str) else None
+    if not m:
+        raise ConfigError("kernel_package", spec, "expected a Debian kernel image package, "
+                                                  "linux-image-NAME or linux-image-NAME=VERSION")
+    return m.group(1), m.group(2)
+
+
+def parse_candidate_depends(show_output: str, name: str = META_PACKAGE) -> tuple[str, str]:
+    """(package, version) a meta package depends on, from `apt-cache show`.
 
     `Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)` -> the versioned package.
     """
     m = re.search(r"^Depends:.*?\b(linux-image-[0-9][^\s,(]*)\s*\(=\s*([^)\s]+)\)", show_output, re.M)
     if not m:
-        raise UserError(f"cannot find the versioned kernel package in `apt-cache show {META_PACKAGE}`")
+        raise UserError(f"cannot find the versioned kernel package in `apt-cache show {name}`")
     return m.group(1), m.group(2)
+
+
+def parse_show(show_output: str, name: str) -> tuple[str, str]:
+    """(package, version) that `name` means, from its `apt-cache show` record:
+    the package itself if it holds a kernel (`linux-image-6.1.0-57-amd64`),
+    else the versioned kernel a meta package (`linux-image-amd64`) depends on."""
+    fields = dict(re.findall(r"^(Package|Version): (\S+)", show_output, re.M))
+    if "Package" not in fields or "Version" not in fields:
+        raise UserError(f"apt knows no package {name}")
+    if re.match(r"linux-image-[0-9]", fields["Package"]):
+        return fields["Package"], fields["Version"]
+    return parse_candidate_depends(show_output, name)
 
 
 def bzimage_release(data: bytes) -> str | None:
@@ -75,45 +112,54 @@ def bzimage_release(data: bytes) -> str | None:
     return text.split()[0] if text.split() else None
 
 
-def _apt_show() -> str:
-    return lifetime.run(
-        ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
-        capture_output=True, text=True, check=True, timeout_s=60,
-    ).stdout
+def _apt_show(spec: str) -> str:
+    proc = lifetime.run(["apt-cache", "show", "--no-all-versions", spec],
+                        capture_output=True, text=True, timeout_s=60)
+    return proc.stdout if proc.returncode == 0 else ""
 
 
-def resolve_debian_package() -> tuple[str, str]:
-    """Ask apt which versioned kernel package linux-image-amd64 means today.
+def resolve_debian_package(spec: str | None = None) -> tuple[str, str]:
+    """Ask apt which versioned kernel package `spec` means today: `NAME=VERSION`
+    as it is, a kernel package at apt's candidate version, a meta package (by
+    default linux-image-amd64) through its Depends.
 
-    A fresh machine may have empty package lists; as root, one `apt-get update`
-    fills them (the README's commands run as root there).
+    A fresh machine may have empty package lists (apt knows not even
+    linux-image-amd64); as root, one `apt-get update` fills them (the README's
+    commands run as root there).
     """
+    name, version = check_package_name(META_PACKAGE if spec is None else spec)
+    query = f"{name}={version}" if version else name
     try:
-        try:
-            return parse_candidate_depends(_apt_show())
-        except (UserError, subprocess.CalledProcessError):
-            if os.geteuid() != 0:
-                raise
+        shown = _apt_show(query)
+        if not shown and os.geteuid() == 0 and not _apt_show(META_PACKAGE):
             lifetime.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout_s=600)
-            return parse_candidate_depends(_apt_show())
+            shown = _apt_show(query)
+        return parse_show(shown, query)
     except (OSError, subprocess.SubprocessError) as e:
-        raise UserError(f"cannot resolve {META_PACKAGE} with apt ({e}); boot a kernel image of your own (bzimage) instead") from e
+        raise UserError(f"cannot resolve {query} with apt ({e}); boot a kernel image of your own (bzimage) "
+                        "instead") from e
 
 
-def cached_kernels(cache: Path | None = None) -> list[KernelImage]:
-    """Kernels unpacked earlier, the most recently fetched last (for offline use)."""
+def cached_kernels(cache: Path | None = None, spec: str | None = None) -> list[KernelImage]:
+    """Kernels unpacked earlier, the most recently fetched last (for offline
+    use); with `spec` (`NAME[=VERSION]`), only that package."""
+    name, version = check_package_name(spec) if spec else (None, None)
     root = (cache or cache_dir()) / "kernels"
     dirs = sorted((d for d in root.glob("linux-image-*_*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
-    return [_find_unpacked(d, "debian:" + d.name.replace("_", "=", 1)) for d in dirs]
+    found = [tuple(d.name.split("_", 1)) + (d,) for d in dirs]
+    return [_find_unpacked(d, pkg, ver) for pkg, ver, d in found
+            if (name is None or pkg == name) and (version is None or ver == version)]
 
 
-def _find_unpacked(root: Path, source: str) -> KernelImage:
-    """The vmlinuz and modules directory inside an unpacked kernel package."""
+def _find_unpacked(root: Path, package: str, version: str) -> KernelImage:
+    """The vmlinuz, modules directory and changelog inside an unpacked kernel package."""
     images = sorted((root / "boot").glob("vmlinuz-*"))
     mods = sorted(p for base in ("lib/modules", "usr/lib/modules") for p in (root / base).glob("*") if p.is_dir())
     if not images or not mods:
         raise UserError(f"no boot/vmlinuz-* or lib/modules/* in {root}")
-    return KernelImage(images[0], mods[0], mods[0].name, source)
+    changelog = root / "usr/share/doc" / package / "changelog.gz"
+    return KernelImage(images[0], mods[0], mods[0].name, f"debian:{package}={version}", package, version,
+                       changelog if changelog.is_file() else None)
 
 
 def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -> KernelImage:
@@ -126,7 +172,7 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
     cache = cache or cache_dir()
     final = cache / "kernels" / f"{package}_{version}"
     if final.is_dir():
-        return _find_unpacked(final, f"debian:{package}={version}")
+        return _find_unpacked(final, package, version)
     with writing_cache(cache):
         final.parent.mkdir(parents=True, exist_ok=True)
         work = lifetime.PrivateDir(UNPACK_PREFIX, final.parent)  # swept by the next run if we are killed
@@ -139,7 +185,7 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
             os.replace(tmp / "root", final)
     finally:
         work.remove()
-    return _find_unpacked(final, f"debian:{package}={version}")
+    return _find_unpacked(final, package, version)
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -165,20 +211,31 @@ def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
     return KernelImage(bzimage, modules, release, f"user:{bzimage}")
 
 
-def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None) -> KernelImage:
-    """The user's kernel if given, else Debian's current one (cached)."""
+def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None,
+                   package: str | None = None) -> KernelImage:
+    """The user's kernel if given, else the Debian package `package` names
+    (default: what linux-image-amd64 depends on today), fetched once and cached.
+
+    Call it once per command and pass the result to every experiment: apt's
+    answer can change between two calls."""
     if bzimage is not None:
+        if package is not None:
+            raise ConfigError("kernel_package", package, "names a Debian kernel; a bzimage is booted instead")
         return user_kernel(bzimage, modules)
     if modules is not None:
         raise ConfigError("modules", str(modules), "is for a bzimage of your own (a Debian kernel brings its own)")
     try:
-        package = resolve_debian_package()
-    except UserError:
-        cached = cached_kernels()
-        if not cached:
-            raise
-        return cached[-1]  # apt is unreachable: the last kernel fetched still measures
-    return fetch_debian_kernel(*package)
+        resolved = resolve_debian_package(package)
+    except ConfigError:
+        raise
+    except UserError as e:
+        cached = cached_kernels(spec=package)
+        if cached:
+            return cached[-1]  # apt cannot say: the last such kernel fetched still measures
+        if package is not None:
+            raise ConfigError("kernel_package", package, f"not in the lab cache, and {e}") from None
+        raise
+    return fetch_debian_kernel(*resolved)
 
 
 def sweep_stale_unpacks(cache: Path) -> list[Path]:

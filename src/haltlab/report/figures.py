@@ -81,11 +81,12 @@ def _s1_run(phase: str) -> dict:
     return run_panic(s1_config(S1_VARIANTS[phase]))
 
 
-def reset_caches() -> None:
-    """Forget cached runs, so a `reproduce` re-runs the model from the profiles."""
+def reset_caches(kernel_package: str | None = None) -> None:
+    """Forget cached runs, so a `reproduce` re-runs the model from the profiles,
+    and the lab's kernel, so it resolves it once more (pinned to `kernel_package`)."""
     _s1_run.cache_clear()
-    from haltlab.validation.s1_lab import s1_lab_run
-    s1_lab_run.cache_clear()
+    from haltlab.validation import s1_lab
+    s1_lab.reset(kernel_package)
 
 
 def _s1_setup(r: dict) -> str:
@@ -149,7 +150,8 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
         value = cpu_s * s1_perf_hz() if field == "perf_samples" else cpu_s * host_cpu_hz()
         what = "stock panic" if phase == "before" else "pvpanic -action panic=pause (host-side remedy)"
         return LabValue(round(value), (
-            f"{what}; {r['accelerator']} guest, {r['cpus']} vCPUs, kernel {r['kernel_release']}, "
+            f"{what}; {r['accelerator']} guest, {r['cpus']} vCPUs, kernel {r['kernel_release']} "
+            f"({r['kernel_package']} {r['kernel_package_version']}), "
             f"QEMU {r['qemu_version']}: whole QEMU process {r['host_cpu_s_per_s']:.4f} host CPU-s/s "
             f"(median of {r['n_runs']}, {stats['min']:.4f}-{stats['max']:.4f}) over a "
             f"{r['window_ns'] / 1e9:g} s window, scaled to {window_s:g} s"))

@@ -98,12 +98,12 @@ def step_count() -> int:
     return len(FIGURES) + 2 + len(RUNS)
 
 
-def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambda _d: None
-              ) -> tuple[dict, dict[str, str | bytes]]:
+def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambda _d: None,
+                  kernel_package: str | None = None) -> tuple[dict, dict[str, str | bytes]]:
     """Run every figure; return the report and its files, rendered, not yet written."""
     if lab_mode not in LAB_MODES:
         raise UserError(f"--lab {lab_mode}: choose from {', '.join(LAB_MODES)}")
-    reset_caches()
+    reset_caches(kernel_package)
     rows = []
     for fig in FIGURES:
         step(f"{fig.id}: model" + ("" if fig.lab is None or lab_mode == "skip" else " and lab"))

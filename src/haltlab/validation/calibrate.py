@@ -36,20 +36,21 @@ from haltlab.machine.profile import Param, Profile, load_profile, write_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.sampler import host_cpu_hz
 from haltlab.lab.stats import summarize
+from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 
-__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS", "LAB_KERNEL_PRESET"]
-
-# The model's name for the lab's kernel (haltlab.kernel.commits): v6.1 plus the
-# stable backports Debian's 6.1.0-56 carries. Calibration and validation model it.
-LAB_KERNEL_PRESET = "debian-6.1.0-56"
+__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS"]
 
 CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per_char",
                    "ipi_latency_ns", "nmi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
 
 
 def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 2, write: bool = True,
-              progress=None) -> dict:
-    """Measure, solve, and (with `write`) rewrite the profile file in place."""
+              progress=None, kernel_package: str | None = None) -> dict:
+    """Measure, solve, and (with `write`) rewrite the profile file in place.
+
+    The kernel booted is `kernel_package` (default: what linux-image-amd64
+    depends on); the result says whether the model's preset for the lab's
+    kernel describes it."""
     if not isinstance(cpus, int) or cpus < 2:
         raise ConfigError("cpus", cpus, "calibration needs at least 2 vCPUs (the stop gap needs another CPU)")
     if not isinstance(runs, int) or runs < 1:
@@ -57,20 +58,25 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 
     profile = load_profile(profile_name)
     if not profile.is_guest:
         raise ConfigError("profile", profile_name, "calibration measures a guest; this profile is bare metal")
-    lab = lab_panic(LabPanic(cpus=cpus, runs=runs, accel="tcg"), progress=progress)
+    config = LabPanic(cpus=cpus, runs=runs, accel="tcg", kernel_package=kernel_package)
+    config.validate()
+    kernel = resolve_lab_kernel(kernel_package)
+    lab = lab_panic(config, progress=progress, kernel=kernel)
     if lab.get("panicked_and_finished", 0) == 0:
         raise UserError(f"calibration: no lab run finished its panic ({lab.get('outcomes')})")
     values, lab_gap_ns = _measure(lab)
     values["ipi_latency_ns"] = _solve_ipi_latency(profile, cpus, values, lab_gap_ns)
     values["nmi_latency_ns"] = values["ipi_latency_ns"]
     provenance = (f"lab measurement: haltlab lab calibrate --profile {profile_name} --runs {runs} --cpus {cpus} "
-                  f"({datetime.date.today().isoformat()}; kernel {lab['kernel_release']}, QEMU "
+                  f"({datetime.date.today().isoformat()}; kernel {lab['kernel_release']} "
+                  f"({lab['kernel_package']} {lab['kernel_package_version']}), QEMU "
                   f"{lab['qemu_version']}, {lab['accelerator']}; median of {lab['panicked_and_finished']} runs)")
     calibrated = _with_values(profile, values, provenance)
     if write:
         write_profile(calibrated, profile.path)
     return {"profile": profile_name, "path": profile.path, "written": write, "values": values,
-            "previous": {k: profile.get(k) for k in values}, "provenance": provenance, "lab": _lab_summary(lab)}
+            "previous": {k: profile.get(k) for k in values}, "provenance": provenance, "lab": _lab_summary(lab),
+            **preset_match(LAB_KERNEL_PRESET, kernel)}
 
 
 def _median(runs: list[dict], key: str) -> float:
@@ -150,6 +156,7 @@ def _host_cpu_hz() -> int:
 
 
 def _lab_summary(lab: dict) -> dict:
-    keep = ("kernel_release", "qemu_version", "accelerator", "cpus", "n_runs", "outcomes",
+    keep = ("kernel_release", "kernel_package", "kernel_package_version", "qemu_version", "accelerator",
+            "cpus", "n_runs", "outcomes",
             "host_cpu_s_per_s", "panic_to_end_host_ns", "panic_max_line_gap_ns", "panic_console_chars")
     return {k: lab.get(k) for k in keep}

@@ -24,7 +24,9 @@ from haltlab.errors import ConfigError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.validation.calibrate import LAB_KERNEL_PRESET, panic_line_gap_ns
+from haltlab.lab.images import KernelImage
+from haltlab.validation.calibrate import panic_line_gap_ns
+from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 
 __all__ = ["Case", "CASES", "validate", "model_facts"]
 
@@ -76,22 +78,34 @@ def model_facts(case: Case, profile=None) -> dict:
     }
 
 
-def _lab_facts(case: Case, runs: int, progress) -> dict:
+_LAB_META = ("kernel_release", "kernel_package", "kernel_package_version", "kernel_source", "qemu_version",
+             "accelerator")
+
+
+def _lab_facts(case: Case, runs: int, progress, kernel: KernelImage) -> dict:
     lab = lab_panic(LabPanic(cpus=case.cpus, runs=runs, pvpanic=case.pvpanic, accel="tcg",
-                             panic_timeout_s=case.panic_timeout_s), progress=progress)
+                             panic_timeout_s=case.panic_timeout_s), progress=progress, kernel=kernel)
     facts = {q: lab.get(_LAB_FIELD[q]) for q in case.quantities()}
-    facts["_meta"] = {k: lab[k] for k in ("kernel_release", "qemu_version", "accelerator", "outcomes")}
+    facts["_meta"] = {k: lab[k] for k in _LAB_META}
+    facts["_outcomes"] = lab["outcomes"]
     return facts
 
 
-def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None) -> dict:
-    if runs < 1:
+def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None,
+             kernel_package: str | None = None) -> dict:
+    """Every case on the model and the lab; the lab boots one kernel for all of
+    them (`kernel_package`, default what linux-image-amd64 depends on, resolved
+    once here), and the result says whether the model's preset describes it."""
+    if not isinstance(runs, int) or runs < 1:
         raise ConfigError("runs", runs, "must be an integer >= 1")
+    if kernel_package is not None:
+        LabPanic(kernel_package=kernel_package).validate()
+    kernel = resolve_lab_kernel(kernel_package)
     rows, meta = [], None
     for case in cases:
         model = model_facts(case)
-        lab = _lab_facts(case, 1 if case.panic_timeout_s else runs, progress)
-        meta = lab.pop("_meta")
+        lab = _lab_facts(case, 1 if case.panic_timeout_s else runs, progress, kernel)
+        meta, outcomes = lab.pop("_meta"), lab.pop("_outcomes")
         for q in case.quantities():
             stats = lab.get(q)
             lab_median = stats["median"] if stats else None
@@ -101,5 +115,6 @@ def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None) -
                          "panic_timeout_s": case.panic_timeout_s, "calibrated_on": case.calibrated,
                          "quantity": q, "model": m, "lab_median": lab_median,
                          "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
-                         "lab_runs": stats["n"] if stats else 0, "relative_error": err})
-    return {"profile": PROFILE, "kernel_preset": LAB_KERNEL_PRESET, "lab": meta, "rows": rows}
+                         "lab_runs": stats["n"] if stats else 0, "lab_outcomes": outcomes,
+                         "relative_error": err})
+    return {"profile": PROFILE, "lab": meta, "rows": rows, **preset_match(LAB_KERNEL_PRESET, kernel)}

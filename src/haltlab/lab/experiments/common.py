@@ -40,6 +40,7 @@ class LabConfig:
     accel: str = "auto"  # auto | kvm | tcg
     bzimage: Path | None = None  # a user's kernel image; None = a Debian kernel package
     modules: Path | None = None  # modules directory for a user bzImage
+    kernel_package: str | None = None  # pin: NAME[=VERSION]; None = what linux-image-amd64 depends on
     boot_timeout_s: float = 120.0  # start to the experiment's trigger
 
     def validate(self) -> None:
@@ -49,6 +50,16 @@ class LabConfig:
         check_seconds("boot_timeout_s", self.boot_timeout_s)
         if self.bzimage is not None and not Path(self.bzimage).is_file():
             raise ConfigError("bzimage", str(self.bzimage), "no such file")
+        if self.kernel_package is not None:
+            images.check_package_name(self.kernel_package)
+            if self.bzimage is not None:
+                raise ConfigError("kernel_package", self.kernel_package,
+                                  "names a Debian kernel; a bzimage is booted instead")
+
+    def resolve_kernel(self) -> KernelImage:
+        """The kernel this config names, resolved now (apt asked once)."""
+        return images.resolve_kernel(Path(self.bzimage) if self.bzimage else None,
+                                     Path(self.modules) if self.modules else None, self.kernel_package)
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
@@ -81,16 +92,16 @@ class Prepared:
     initrd: Path
 
 
-def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.Entry]]) -> Prepared:
-    """Resolve the kernel and accelerator, build (or reuse) the initramfs."""
+def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.Entry]],
+            kernel: KernelImage | None = None) -> Prepared:
+    """Resolve the kernel (unless the command resolved it already and passes it
+    as `kernel`) and the accelerator, build (or reuse) the initramfs."""
     with terminate_cleanly():  # SIGTERM kills a download or a build the way Ctrl-C does
         cache = check_cache()  # before anything downloads or boots
         _sweep(cache)
         version = qemu_version()
         accelerator = pick_accelerator(config.accel)
-        kernel = images.resolve_kernel(
-            Path(config.bzimage) if config.bzimage else None, Path(config.modules) if config.modules else None
-        )
+        kernel = kernel or config.resolve_kernel()
         initrd = initramfs.build(entries(kernel), cache)
     return Prepared(kernel, accelerator, version, initrd)
 
@@ -122,6 +133,8 @@ def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
         "experiment": experiment,
         "source": "lab",
         "kernel_release": prep.kernel.release,
+        "kernel_package": prep.kernel.package,
+        "kernel_package_version": prep.kernel.package_version,
         "kernel_source": prep.kernel.source,
         "accelerator": prep.accelerator,
         "qemu_version": prep.qemu_version,

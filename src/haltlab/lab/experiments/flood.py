@@ -26,6 +26,7 @@ from haltlab.lab.experiments.common import (
 )
 from haltlab.lab.experiments.panic import PVPANIC_MODULES
 from haltlab.lab.guest import FLOOD_TAG, flood_init
+from haltlab.lab.images import KernelImage
 from haltlab.lab.parse import PANIC_END, dropped_messages, panic_facts
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
@@ -102,10 +103,11 @@ def _spec(prep: Prepared, config: FloodConfig, delay: float):
     return guest_spec(prep, config, pvpanic="none", params={"delay": delay, "line_len": config.line_len})
 
 
-def run_flood(config: FloodConfig, progress: ProgressFn | None = None) -> dict:
+def run_flood(config: FloodConfig, progress: ProgressFn | None = None, *,
+              kernel: KernelImage | None = None) -> dict:
     """Run the flood stress test `config.runs` times; a JSON-able result."""
     config.validate()
-    prep = prepare(config, _entries)
+    prep = prepare(config, _entries, kernel)
     delays = run_delays(config)
     runs = repeat(config.runs, lambda i: _spec(prep, config, delays[i]),
                   lambda g: flood_once(g, config), progress, bulk=lambda text: FLOOD_TAG in text)

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.lab import initramfs
+from haltlab.lab.cache import cache_dir
 from haltlab.lab.classify import COMPLETED, classify
 from haltlab.lab.experiments.common import (
     LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import kexec_init
-from haltlab.lab.cache import cache_dir
+from haltlab.lab.images import KernelImage
 from haltlab.lab.parse import boot_starts, find, smp_init_spans
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
@@ -106,10 +107,11 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
     return run
 
 
-def run_kexec(config: KexecConfig, progress: ProgressFn | None = None) -> dict:
+def run_kexec(config: KexecConfig, progress: ProgressFn | None = None, *,
+              kernel: KernelImage | None = None) -> dict:
     """Run the kexec cycle `config.runs` times; a JSON-able result."""
     config.validate()
-    prep = prepare(config, _entries)
+    prep = prepare(config, _entries, kernel)
     spec = guest_spec(prep, config)
     runs = repeat(config.runs, spec, lambda g: kexec_once(g, config), progress)
     result = header("kexec", config, prep)

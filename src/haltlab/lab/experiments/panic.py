@@ -25,6 +25,7 @@ from haltlab.lab.experiments.common import (
     LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import panic_init
+from haltlab.lab.images import KernelImage
 from haltlab.lab.parse import PANIC_END, panic_facts
 from haltlab.lab.runner import Guest
 from haltlab.lab.sampler import CpuSample, cpu_usage
@@ -132,10 +133,11 @@ def summarize_panic(runs: list[dict], cpus: int) -> dict:
     return out
 
 
-def run_panic(config: PanicConfig, progress: ProgressFn | None = None) -> dict:
+def run_panic(config: PanicConfig, progress: ProgressFn | None = None, *,
+              kernel: KernelImage | None = None) -> dict:
     """Run the panic experiment `config.runs` times; a JSON-able result."""
     config.validate()
-    prep = prepare(config, _entries)
+    prep = prepare(config, _entries, kernel)
     # The device is always there: with panic=none it only reports (GUEST_PANICKED
     # is a panic signal that needs no console); with pause the host stops the guest.
     spec = guest_spec(prep, config, panic_timeout_s=config.panic_timeout_s, pvpanic=config.pvpanic)
