@@ -1,6 +1,7 @@
 """Bad lab input ends as one line and exit 2, before any guest boots (no QEMU here)."""
 
 import math
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -9,6 +10,7 @@ from haltlab.cli import cli
 from haltlab.errors import UserError
 from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
 from haltlab.lab.experiments.flood import MAX_LINE_LEN
+from haltlab.results import dumps
 
 RESULT = {"experiment": "panic", "n_runs": 1}
 
@@ -53,7 +55,17 @@ def test_output_under_a_file_fails_before_the_runs(runs, tmp_path):
     assert runs == []
 
 
-def test_a_failing_final_write_is_one_line_and_leaves_no_file(monkeypatch, tmp_path):
+def _result_kept_on_stdout(result, needle: str) -> None:
+    """Issue 6 #13: the JSON on stdout, then the one error line saying so, exit 2."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == dumps(RESULT)
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("haltlab: error: ") and needle in result.stderr
+    assert result.stderr.rstrip().endswith("the result is on stdout above")
+
+
+@pytest.mark.parametrize("as_json", [["--json"], []])   # a table was asked for: the JSON still survives
+def test_a_failing_final_write_keeps_the_result_and_leaves_no_file(monkeypatch, tmp_path, as_json):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
 
@@ -63,9 +75,24 @@ def test_a_failing_final_write_is_one_line_and_leaves_no_file(monkeypatch, tmp_p
         return dict(RESULT)
 
     monkeypatch.setattr("haltlab.lab.experiments.panic.run_panic", run_then_break_the_directory)
-    result = CliRunner().invoke(cli, ["lab", "panic", "--json", "--output", str(out_dir / "r.json")])
-    _one_line_error(result, f"--output {out_dir / 'r.json'}: ")
+    result = CliRunner().invoke(cli, ["lab", "panic", *as_json, "--output", str(out_dir / "r.json")])
+    _result_kept_on_stdout(result, f"--output {out_dir / 'r.json'}: cannot write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_full_disk_keeps_the_result_on_stdout(runs, tmpfs):
+    """A real full file system: the output's directory takes the probe (an
+    empty file needs no data block), not the result."""
+    full = tmpfs("full", size_kib=16)
+    fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError, match="No space left"):
+        while True:
+            os.write(fd, b"x" * 4096)
+    os.close(fd)
+    result = CliRunner().invoke(cli, ["lab", "panic", "--json", "--output", str(full / "r.json")])
+    _result_kept_on_stdout(result, f"--output {full / 'r.json'}: cannot write (No space left on device)")
+    assert sorted(p.name for p in full.iterdir()) == ["filler"]    # no partial result file
+    assert len(runs) == 1
 
 
 def test_a_good_output_is_written(runs, tmp_path):
@@ -111,3 +138,15 @@ def test_limits_that_stay_allowed():
 def test_the_longest_flood_record_fits_a_dev_kmsg_write():
     # devkmsg_write(): at most LOG_LINE_MAX = 1024 - 32 bytes, and echo adds the newline.
     assert MAX_LINE_LEN + 1 == 1024 - 32
+
+
+def test_validate_on_a_full_disk_keeps_its_result_on_stdout(monkeypatch, tmpfs):
+    full = tmpfs("full", size_kib=16)
+    fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError, match="No space left"):
+        while True:
+            os.write(fd, b"x" * 4096)
+    os.close(fd)
+    monkeypatch.setattr("haltlab.validation.validate.validate", lambda cases, **kw: dict(RESULT))
+    result = CliRunner().invoke(cli, ["validate", "--output", str(full / "v.json")])
+    _result_kept_on_stdout(result, f"--output {full / 'v.json'}: cannot write (No space left on device)")

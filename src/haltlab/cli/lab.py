@@ -19,7 +19,7 @@ from rich.table import Table
 from haltlab.errors import UserError
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
-__all__ = ["lab", "guest_cpus_option", "kernel_package_option"]
+__all__ = ["lab", "guest_cpus_option", "kernel_package_option", "save_or_show"]
 
 _err = Console(stderr=True)
 
@@ -78,13 +78,25 @@ def _execute(run: Callable, config, as_json: bool, output: Path | None, table: C
         check_out_path(output, "--output", directory=False)
     with _err.status(f"[bold]{type(config).__name__[:-6].lower()}[/]: preparing kernel and initramfs..."):
         result = run(config, progress=_progress)
-    if output is not None:
-        with writing_to("--output", output):
-            write_json_atomic(output, result)
+    save_or_show(result, output, "--output")
     if as_json:
         click.echo(dumps(result), nl=False)
     else:
         Console().print(table(result))
+
+
+def save_or_show(result: dict, output: Path | None, flag: str) -> None:
+    """Write the result to `output`; if that fails (a full disk, a directory
+    gone read-only), the measurement is not lost: its JSON goes to stdout and
+    the error, which says so, follows (exit 2)."""
+    if output is None:
+        return
+    try:
+        with writing_to(flag, output):
+            write_json_atomic(output, result)
+    except UserError as e:
+        click.echo(dumps(result), nl=False)
+        raise UserError(f"{e}; the result is on stdout above") from None
 
 
 def _progress(i: int, n: int, run: dict) -> None:

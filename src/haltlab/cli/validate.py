@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from haltlab.errors import UserError
-from haltlab.cli.lab import guest_cpus_option, kernel_package_option
-from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
+from haltlab.cli.lab import guest_cpus_option, kernel_package_option, save_or_show
+from haltlab.results import check_out_path, dumps
 
 __all__ = ["calibrate", "validate"]
 
@@ -67,9 +67,7 @@ def validate(runs, cases, kernel_package, as_json, out_path) -> None:
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
     result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
                             kernel_package=kernel_package)
-    if out_path:
-        with writing_to("--output", out_path):
-            write_json_atomic(out_path, result)
+    save_or_show(result, out_path, "--output")
     if as_json:
         click.echo(dumps(result), nl=False)
         return
