@@ -32,9 +32,17 @@ def _progress(console: Console, label: str):
 def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
+    from haltlab.validation.save import MeasurementNotWritten
     err = Console(stderr=True)
-    result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
-                             progress=_progress(err, "calibrate"))
+    try:
+        result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
+                                 progress=_progress(err, "calibrate"))
+    except MeasurementNotWritten as e:
+        if e.kept_in is None or as_json:     # the measurement survives on stdout
+            click.echo(dumps(e.result), nl=False)
+        if e.kept_in is None:
+            raise UserError(f"{e}; the measurement is on stdout above") from None
+        raise
     if as_json:
         click.echo(dumps(result), nl=False)
         return

@@ -32,11 +32,12 @@ from dataclasses import replace
 from haltlab.errors import ConfigError, UserError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
-from haltlab.machine.profile import Param, Profile, load_profile, write_profile
+from haltlab.machine.profile import Param, Profile, load_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.sampler import host_cpu_hz
 from haltlab.lab.stats import summarize
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
+from haltlab.validation.save import check_rewritable, write_or_keep
 
 __all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS"]
 
@@ -50,7 +51,9 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 
 
     The kernel booted is `kernel_package` (default: what linux-image-amd64
     depends on); the result says whether the model's preset for the lab's
-    kernel describes it."""
+    kernel describes it. With `write`, the profile's place is checked before
+    anything boots, and a write that fails at the end keeps the measurement
+    (validation/save.py: MeasurementNotWritten)."""
     if not isinstance(cpus, int) or cpus < 2:
         raise ConfigError("cpus", cpus, "calibration needs at least 2 vCPUs (the stop gap needs another CPU)")
     if not isinstance(runs, int) or runs < 1:
@@ -60,6 +63,8 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 
         raise ConfigError("profile", profile_name, "calibration measures a guest; this profile is bare metal")
     config = LabPanic(cpus=cpus, runs=runs, accel="tcg", kernel_package=kernel_package)
     config.validate()
+    if write:
+        check_rewritable(profile.path)
     kernel = resolve_lab_kernel(kernel_package)
     lab = lab_panic(config, progress=progress, kernel=kernel)
     if lab.get("panicked_and_finished", 0) == 0:
@@ -72,11 +77,12 @@ def calibrate(profile_name: str = "qemu-tcg-x86", *, runs: int = 3, cpus: int = 
                   f"({lab['kernel_package']} {lab['kernel_package_version']}), QEMU "
                   f"{lab['qemu_version']}, {lab['accelerator']}; median of {lab['panicked_and_finished']} runs)")
     calibrated = _with_values(profile, values, provenance)
+    result = {"profile": profile_name, "path": str(profile.path), "written": write, "values": values,
+              "previous": {k: profile.get(k) for k in values}, "provenance": provenance, "lab": _lab_summary(lab),
+              **preset_match(LAB_KERNEL_PRESET, kernel)}
     if write:
-        write_profile(calibrated, profile.path)
-    return {"profile": profile_name, "path": profile.path, "written": write, "values": values,
-            "previous": {k: profile.get(k) for k in values}, "provenance": provenance, "lab": _lab_summary(lab),
-            **preset_match(LAB_KERNEL_PRESET, kernel)}
+        write_or_keep(calibrated, profile.path, result)
+    return result
 
 
 def _median(runs: list[dict], key: str) -> float:
