@@ -5,7 +5,8 @@ import pytest
 
 from haltlab.machine.profile import load_profile
 from haltlab.validation.calibrate import _measure, _solve_ipi_latency, _with_values, calibrate, model_max_line_gap_ns
-from haltlab.validation.validate import CASES, model_facts, validate
+from haltlab.validation.cases import CASES
+from haltlab.validation.validate import model_facts, validate
 
 
 def _run(**kw):

@@ -17,6 +17,7 @@ from haltlab.lab.experiments.panic import PanicConfig
 from haltlab.lab.images import KernelImage
 from haltlab.validation import lab_kernel, s1_lab
 from haltlab.validation import validate as validate_mod
+from haltlab.validation.cases import CASES
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match
 
 # Items as Debian's changelog of linux-signed-amd64 6.1.192+3 lists them (abridged).
@@ -151,7 +152,7 @@ def _lab_spy(monkeypatch, module):
 
 def test_validate_boots_one_kernel_for_every_case(moving_apt, monkeypatch):
     kernels = _lab_spy(monkeypatch, validate_mod)
-    result = validate_mod.validate(validate_mod.CASES[:3], runs=1)
+    result = validate_mod.validate(CASES[:3], runs=1)
     assert moving_apt == [None] and len(kernels) == 3
     assert len({k.source for k in kernels}) == 1
     assert result["lab"]["kernel_package"] == "linux-image-6.1.0-50-amd64"
@@ -161,7 +162,7 @@ def test_validate_boots_one_kernel_for_every_case(moving_apt, monkeypatch):
 
 def test_validate_passes_the_pin_to_apt(moving_apt, monkeypatch):
     _lab_spy(monkeypatch, validate_mod)
-    validate_mod.validate(validate_mod.CASES[:1], runs=1, kernel_package="linux-image-6.1.0-50-amd64")
+    validate_mod.validate(CASES[:1], runs=1, kernel_package="linux-image-6.1.0-50-amd64")
     assert moving_apt == ["linux-image-6.1.0-50-amd64"]
 
 

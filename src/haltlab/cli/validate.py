@@ -65,7 +65,8 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
               help="Also write the result as JSON to this file.")
 def validate(runs, cases, kernel_package, as_json, out_path) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
-    from haltlab.validation.validate import CASES, validate as run_validation
+    from haltlab.validation.cases import CASES
+    from haltlab.validation.validate import validate as run_validation
     names = {c.name for c in CASES}
     for c in cases:
         if c not in names:

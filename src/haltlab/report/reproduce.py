@@ -19,11 +19,11 @@ from typing import Callable
 
 from haltlab import __version__
 from haltlab.errors import UserError
-from haltlab.report.figures import (
-    FIGURES, S1_PROFILE, Figure, LabValue, reset_caches, s1_config, s1_perf_hz,
-)
 from haltlab.results import dumps
 from haltlab.scenarios.panic import PanicConfig
+from haltlab.validation.figures import (
+    FIGURES, S1_PROFILE, Figure, LabValue, reset_caches, s1_config, s1_perf_hz,
+)
 
 __all__ = ["LAB_MODES", "LAB_PENDING", "RUNS", "ReportRun", "evaluate", "run_reproduce",
            "markdown", "step_count", "fmt_value", "trace_file_name"]

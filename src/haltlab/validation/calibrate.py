@@ -37,9 +37,10 @@ from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.sampler import host_cpu_hz
 from haltlab.lab.stats import summarize
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
+from haltlab.validation.measures import model_panic_facts
 from haltlab.validation.save import check_rewritable, write_or_keep
 
-__all__ = ["calibrate", "model_max_line_gap_ns", "panic_line_gap_ns", "CALIBRATED_KEYS"]
+__all__ = ["calibrate", "model_max_line_gap_ns", "CALIBRATED_KEYS"]
 
 CALIBRATED_KEYS = ("panic_console_lines", "panic_console_chars", "console_ns_per_char",
                    "ipi_latency_ns", "nmi_latency_ns", "vmm_background_cpu_s_per_s", "host_cpu_hz")
@@ -113,20 +114,11 @@ def _measure(lab: dict) -> tuple[dict, float]:
 
 def model_max_line_gap_ns(profile: Profile, cpus: int) -> int:
     """The model's longest silence between console lines during the panic, as the
-    lab measures it on the host: from one line's arrival to the next one's."""
+    lab measures it on the host: from one line's arrival to the next one's, by the
+    lab's own parser (measures.py)."""
     run = simulate_panic(PanicConfig(profile=profile.path, cpus=cpus, kernel=LAB_KERNEL_PRESET, pvpanic="none",
                                      observe_ns=10_000_000, timeline=False), profile)
-    return panic_line_gap_ns(run) or 0
-
-
-def panic_line_gap_ns(run) -> int | None:
-    """The longest silence between console lines of a simulated panic, timed the way
-    the lab times its lines (by arrival), so the two compare; None under two lines.
-    Without an end line (a paused guest) every line after the panic counts."""
-    k = run.kernel
-    entry, end = k.marks["panic_entry"], k.marks.get("panic_end")
-    ends = [e for _, e, _, _ in run.machine.console if entry <= e and (end is None or e <= end)]
-    return max((b - a for a, b in zip(ends, ends[1:])), default=None)
+    return model_panic_facts(run)["panic_max_line_gap_ns"] or 0
 
 
 def _solve_ipi_latency(profile: Profile, cpus: int, measured: dict, lab_gap_ns: float) -> int:

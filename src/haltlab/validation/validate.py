@@ -1,34 +1,24 @@
 """`haltlab validate`: the calibrated model and the lab on the same configurations.
 
-Each case runs the lab's panic experiment and the model's panic scenario with the
-same CPU count, pvpanic action and panic_timeout_s, on the profile the lab
+Runs each case of the registry (cases.py) on the model, on the profile the lab
 calibrates (`qemu-tcg-x86`, kernel preset `debian-6.1.0-56`: the lab's kernel,
-v6.1 with its stable backports). Rows say whether the calibration used that configuration: `panic-cpus2` is the
-calibration run's own configuration (agreement there is expected, not evidence);
-the others were not used and are the test.
-
-Quantities, each with the same meaning on both sides:
-* `host_cpu_s_per_s`: the whole guest's host CPU over the post-panic window;
-* `panic_to_end_ns`: host time from the panic line to the end-of-panic line
-  (model: from `panic()` to the end line leaving the UART);
-* `stop_gap_ns`: the longest silence in the panic's console output
-  (`smp_send_stop()` waiting for the other CPUs);
-* `panic_to_reset_ns`: panic to the machine reset, with `panic=N`.
+v6.1 with its stable backports), and on real kernels, and puts them side by
+side with the relative error. The lab boots one kernel for every case, and the
+result says whether the preset describes it (lab_kernel.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from haltlab.errors import ConfigError
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_panic as lab_panic
-from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.lab.images import KernelImage
-from haltlab.validation.calibrate import panic_line_gap_ns
+from haltlab.scenarios.panic import PanicConfig, simulate_panic
+from haltlab.validation.cases import CASES, LAB_FIELD, Case
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
+from haltlab.validation.measures import model_panic_facts
 
-__all__ = ["Case", "CASES", "validate", "model_facts"]
+__all__ = ["validate", "model_facts", "PROFILE", "LAB_WINDOW_NS"]
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -36,44 +26,17 @@ NSEC_PER_SEC = 1_000_000_000
 LAB_WINDOW_NS = round(LabPanic.window_s * NSEC_PER_SEC)
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    cpus: int
-    pvpanic: str = "none"
-    panic_timeout_s: int = 0
-    calibrated: bool = False
-
-    def quantities(self) -> tuple[str, ...]:
-        if self.panic_timeout_s:
-            return ("panic_to_reset_ns",)
-        if self.pvpanic == "pause":
-            return ("host_cpu_s_per_s",)
-        return ("host_cpu_s_per_s", "panic_to_end_ns", "stop_gap_ns")
-
-
-CASES = (
-    Case("panic-cpus2", 2, calibrated=True),
-    Case("panic-cpus4", 4),
-    Case("pause-cpus2", 2, pvpanic="pause"),
-    Case("pause-cpus4", 4, pvpanic="pause"),
-    Case("timeout3-cpus2", 2, panic_timeout_s=3),
-)
-
-_LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "panic_to_end_host_ns",
-              "stop_gap_ns": "panic_max_line_gap_ns", "panic_to_reset_ns": "panic_to_reset_ns"}
-
-
 def model_facts(case: Case, profile=None) -> dict:
-    """The model's value of every quantity of `case`."""
+    """The model's value of every quantity of `case`, each read as the lab reads it."""
     run = simulate_panic(PanicConfig(profile=PROFILE, cpus=case.cpus, kernel=LAB_KERNEL_PRESET, pvpanic=case.pvpanic,
                                      panic_timeout_s=case.panic_timeout_s, observe_ns=LAB_WINDOW_NS,
                                      timeline=False), profile)
-    r = run.result
+    r, facts = run.result, model_panic_facts(run)
+    end, start = facts["end_host_ns"], facts["panic_host_ns"]
     return {
         "host_cpu_s_per_s": r.get("host_cpu_s_per_s"),
-        "panic_to_end_ns": r["time_to_end_ns"],
-        "stop_gap_ns": panic_line_gap_ns(run),
+        "panic_to_end_ns": end - start if end is not None and start is not None else None,
+        "stop_gap_ns": facts["panic_max_line_gap_ns"],
         "panic_to_reset_ns": r["reboot_after_ns"],
     }
 
@@ -85,7 +48,7 @@ _LAB_META = ("kernel_release", "kernel_package", "kernel_package_version", "kern
 def _lab_facts(case: Case, runs: int, progress, kernel: KernelImage) -> dict:
     lab = lab_panic(LabPanic(cpus=case.cpus, runs=runs, pvpanic=case.pvpanic, accel="tcg",
                              panic_timeout_s=case.panic_timeout_s), progress=progress, kernel=kernel)
-    facts = {q: lab.get(_LAB_FIELD[q]) for q in case.quantities()}
+    facts = {q: lab.get(LAB_FIELD[q]) for q in case.quantities()}
     facts["_meta"] = {k: lab[k] for k in _LAB_META}
     facts["_outcomes"] = lab["outcomes"]
     return facts

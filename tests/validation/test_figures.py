@@ -4,8 +4,8 @@ point is the plumbing, not the numbers."""
 import pytest
 
 from haltlab.errors import UserError
-from haltlab.report import figures
-from haltlab.report.figures import FIGURES, Figure, LabValue, ModelValue, s1_config
+from haltlab.validation import figures
+from haltlab.validation.figures import FIGURES, Figure, LabValue, ModelValue, s1_config
 from haltlab.report.reproduce import LAB_PENDING, evaluate, fmt_value, markdown
 
 

@@ -1,7 +1,9 @@
-"""Every figure of the seed threads, next to the model's (and later the lab's) value.
+"""Every figure of the seed threads, next to the model's and the lab's value.
 
 A `Figure` is one number a thread states, where it states it, and how haltlab
-computes the same quantity. `FIGURES` is the registry `haltlab reproduce` walks;
+computes the same quantity. With the lab cases (cases.py) this is the one
+registry of comparisons; report/ only renders it. `FIGURES` is what `haltlab
+reproduce` walks;
 each thread adds its rows here (S1 now; S2-S4 as their scenarios arrive). Model
 values always come from running the model: nothing here hard-codes an output.
 

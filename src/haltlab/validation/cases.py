@@ -1,0 +1,52 @@
+"""The lab cases: the configurations `haltlab validate` runs on the model and on real kernels.
+
+With the thread figures (figures.py) this is the one registry of comparisons:
+figures put the model beside what a thread states, cases put it beside what the
+lab measures. Each case runs the lab's panic experiment and the model's panic
+scenario with the same CPU count, pvpanic action and panic_timeout_s. A case
+says whether calibration used its configuration (`panic-cpus2` is calibration's
+own: agreement there is expected, not evidence); the others are the test.
+
+Quantities, each the same measure on both sides (measures.py):
+* `host_cpu_s_per_s`: the whole guest's host CPU over the post-panic window;
+* `panic_to_end_ns`: from the arrival of the panic line to the arrival of the
+  end-of-panic line;
+* `stop_gap_ns`: the longest silence between two line arrivals from the panic
+  line through the end line (`smp_send_stop()` waiting for the other CPUs);
+* `panic_to_reset_ns`: panic to the machine reset, with `panic=N`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Case", "CASES", "LAB_FIELD"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    cpus: int
+    pvpanic: str = "none"
+    panic_timeout_s: int = 0
+    calibrated: bool = False
+
+    def quantities(self) -> tuple[str, ...]:
+        if self.panic_timeout_s:
+            return ("panic_to_reset_ns",)
+        if self.pvpanic == "pause":
+            return ("host_cpu_s_per_s",)
+        return ("host_cpu_s_per_s", "panic_to_end_ns", "stop_gap_ns")
+
+
+CASES = (
+    Case("panic-cpus2", 2, calibrated=True),
+    Case("panic-cpus4", 4),
+    Case("pause-cpus2", 2, pvpanic="pause"),
+    Case("pause-cpus4", 4, pvpanic="pause"),
+    Case("timeout3-cpus2", 2, panic_timeout_s=3),
+)
+
+# quantity -> the lab panic result's field holding its summary over runs
+LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "panic_to_end_host_ns",
+             "stop_gap_ns": "panic_max_line_gap_ns", "panic_to_reset_ns": "panic_to_reset_ns"}
