@@ -16,6 +16,7 @@ from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, run_f
 from haltlab.lab.experiments.common import BOOT_RETRIES, guest_spec, prepare, repeat
 from haltlab.lab.experiments.flood import flood_once
 from haltlab.lab.runner import Guest
+from haltlab.lab.schema import FloodResult, KexecResult, PanicResult, conforms
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -29,6 +30,11 @@ def lab_tools():
 
 def assert_gone(pid: int) -> None:
     assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} still exists"
+
+
+def share(intervals: list, state: str, lo: int, hi: int) -> float:
+    """The part of [lo, hi] a lane spends in `state`."""
+    return sum(max(0, min(e, hi) - max(s, lo)) for s, e, st in intervals if st == state) / (hi - lo)
 
 
 def pids(result: dict) -> list[int]:
@@ -47,6 +53,16 @@ def test_stock_panic_burns_one_host_cpu():
     assert 0.8 < busiest["host_cpu_demand_s_per_s"]["median"] < 1.2
     assert 0.3 < r["host_cpu_s_per_s"] < 1.3
     assert r["perf_samples_per_s"]["median"] > 0.3 * 4000
+    assert conforms(r, PanicResult) == []
+    # The lanes over the sampling window: CPU 0 spins in panic()'s mdelay()
+    # loop (a sample may read halted when this shared host starves it: hence
+    # most, not all); CPU 1 was stopped by smp_send_stop() and stays halted.
+    lanes = {c["cpu"]: c["intervals"] for c in r["lab_timeline"]["cpus"]}
+    marks = r["lab_timeline"]["marks_ns"]
+    assert marks["trigger"] == 0 < marks["panic_line"] < marks["end_line"] < marks["window_start"]
+    window = (marks["window_start"], marks["window_end"])
+    assert share(lanes[0], "running", *window) > 0.7
+    assert share(lanes[1], "halted", *window) == 1.0
     for pid in pids(r):
         assert_gone(pid)
 
@@ -57,6 +73,11 @@ def test_pvpanic_pause_brings_it_near_zero():
     assert r["runs"][0]["pvpanic_event"] == "pause"
     assert r["host_cpu_s_per_s"] < 0.05
     assert r["vcpu_demand_s_per_s"]["median"] < 0.05
+    assert conforms(r, PanicResult) == []
+    marks = r["lab_timeline"]["marks_ns"]
+    assert "end_line" not in marks and marks["pvpanic"] > 0   # the host paused it before the end line
+    for c in r["lab_timeline"]["cpus"]:                        # both vCPUs halted through the window
+        assert share(c["intervals"], "halted", marks["window_start"], marks["window_end"]) == 1.0
     for pid in pids(r):
         assert_gone(pid)
 
@@ -68,6 +89,7 @@ def test_kexec_cycle_completes_and_parses():
     assert 0 < run["kexec_downtime_ns"] < 60e9
     assert 0 < run["smp_init_first_ns"] < 5e9 and 0 < run["smp_init_second_ns"] < 5e9
     assert run["cpus_first"] == run["cpus_second"] == 2
+    assert conforms(r, KexecResult) == []
     for pid in pids(r):
         assert_gone(pid)
 
@@ -78,6 +100,7 @@ def test_flood_run_completes():
     assert run["outcome"] == PANICKED, run
     assert run["flood_lines_before_trigger"] > 10  # the flood really flowed
     assert r["hangs"] == 0 and r["trigger_to_end_ns"]["n"] == 1
+    assert conforms(r, FloodResult) == []
     for pid in pids(r):
         assert_gone(pid)
 

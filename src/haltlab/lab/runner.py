@@ -27,6 +27,7 @@ from haltlab.lab.classify import Observation
 from haltlab.lab.parse import PANIC_END, PANIC_START
 from haltlab.lab.qemu import GuestSpec, build_args
 from haltlab.lab.qmp import Qmp, QmpError
+from haltlab.lab.sampler import VcpuTrace
 from haltlab.lab.serial import SerialLog
 
 __all__ = ["Guest", "GRACE_S", "TMP_PREFIX", "sweep_stale_guests"]
@@ -43,8 +44,11 @@ def sweep_stale_guests() -> list:
 class Guest:
     """One QEMU process and its three channels: console, progress, QMP."""
 
-    def __init__(self, spec: GuestSpec, *, bulk: Callable[[str], bool] | None = None):
+    def __init__(self, spec: GuestSpec, *, bulk: Callable[[str], bool] | None = None, trace_vcpus: bool = False):
+        """`trace_vcpus`: also sample each vCPU thread's host CPU time every
+        10 ms from before the guest runs (`vcpu_trace`, for a timeline)."""
         self.spec = spec
+        self.vcpu_trace: VcpuTrace | None = None
         self.proc: subprocess.Popen | None = None
         self.qmp: Qmp | None = None
         self.exit_ns: int | None = None
@@ -56,6 +60,8 @@ class Guest:
         try:
             self._launch(bulk)
             self.vcpus = self.qmp.vcpu_threads()
+            if trace_vcpus:
+                self.vcpu_trace = VcpuTrace(self.proc.pid, self.vcpus)
             self.start_ns = time.monotonic_ns()
             self.qmp.command("cont")
         except BaseException:
@@ -170,6 +176,8 @@ class Guest:
 
     def close(self) -> None:
         """Stop QEMU (only our PID), reap it, and release every resource."""
+        if self.vcpu_trace is not None:
+            self.vcpu_trace.stop()
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.killed = True

@@ -21,11 +21,14 @@ and about 0 for a halted or paused one.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["parse_stat_ticks", "read_ticks", "read_schedstat", "CpuSample", "cpu_usage", "host_cpu_hz"]
+__all__ = ["parse_stat_ticks", "read_ticks", "read_schedstat", "CpuSample", "cpu_usage", "no_cpu_usage",
+           "host_cpu_hz",
+           "VcpuTrace", "TRACE_INTERVAL_NS"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -65,7 +68,6 @@ class CpuSample:
         self.process = read_ticks(Path(f"/proc/{pid}/stat"))
         self.threads = {tid: read_ticks(Path(f"/proc/{pid}/task/{tid}/stat")) for tid in tids}
         self.sched = {tid: read_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat")) for tid in tids}
-
 
 
 def _figures(t0: int | None, t1: int | None, window_s: float, perf_freq_hz: int) -> dict:
@@ -112,6 +114,11 @@ def cpu_usage(before: CpuSample, after: CpuSample, vcpus: Mapping[int, int], per
     }
 
 
+def no_cpu_usage() -> dict:
+    """cpu_usage()'s fields for a run that measured no window (it hung, or reset)."""
+    return {"window_ns": None, **_figures(None, None, 1.0, 1), "vcpu_demand_s_per_s": None, "per_vcpu": []}
+
+
 def host_cpu_hz() -> int:
     """This host's clock from /proc/cpuinfo ('cpu MHz'), 0 if it says none:
     what turns host CPU time into perf-style cycles."""
@@ -120,3 +127,48 @@ def host_cpu_hz() -> int:
             if line.startswith("cpu MHz"):
                 return round(float(line.split(":")[1]) * 1e6)
     return 0
+
+
+TRACE_INTERVAL_NS = 10_000_000  # 10 ms: 2.5 guest ticks at HZ=250, ~0.1 ms of host CPU per sample
+
+
+class VcpuTrace:
+    """Each vCPU thread's time on a host CPU, read every `interval_ns` by a thread.
+
+    `readings` is a list of `(host_ns, {cpu_index: run_ns})`, the run_ns from
+    schedstat (nanoseconds, not clock ticks: a 10 ms sample needs better than
+    the 4-10 ms of a tick). What the lab's per-vCPU timeline is drawn from
+    (lab/timeline.py); it runs in haltlab, not in QEMU, so it costs the guest
+    nothing it measures. `stop()` ends it; readings taken so far stay.
+    """
+
+    def __init__(self, pid: int, vcpus: Mapping[int, int], interval_ns: int = TRACE_INTERVAL_NS):
+        self.interval_ns = interval_ns
+        self.readings: list[tuple[int, dict[int, int]]] = []
+        self._paths = {idx: Path(f"/proc/{pid}/task/{tid}/schedstat") for tid, idx in vcpus.items()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vcpu-trace", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> tuple[int, dict[int, int]] | None:
+        now = time.monotonic_ns()
+        runs = {}
+        for idx, path in self._paths.items():
+            got = read_schedstat(path)
+            if got is None:
+                return None  # QEMU (or the thread) is gone
+            runs[idx] = got[0]
+        return now, runs
+
+    def _run(self) -> None:
+        while True:
+            reading = self._read()
+            if reading is None:
+                return
+            self.readings.append(reading)
+            if self._stop.wait(self.interval_ns / 1e9):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

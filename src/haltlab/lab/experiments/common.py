@@ -21,6 +21,7 @@ from haltlab.lab.lifetime import terminate_cleanly
 from haltlab.lab.images import KernelImage
 from haltlab.lab.qemu import GuestSpec, kernel_cmdline, pick_accelerator, qemu_version
 from haltlab.lab.runner import Guest, sweep_stale_guests
+from haltlab.lab.schema import SCHEMA_VERSION
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
            "elapsed_ns", "repeat", "check_seconds"]
@@ -130,6 +131,7 @@ def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout_s: int = 0,
 def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
     """The fields every lab result starts with: what ran, on what."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "experiment": experiment,
         "source": "lab",
         "kernel_release": prep.kernel.release,
@@ -160,7 +162,8 @@ BOOT_RETRIES = 1
 
 
 def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[[Guest], dict],
-           progress: ProgressFn | None, *, bulk: Callable[[str], bool] | None = None) -> list[dict]:
+           progress: ProgressFn | None, *, bulk: Callable[[str], bool] | None = None,
+           trace_vcpus: bool = False) -> list[dict]:
     """Boot a fresh guest `n` times, measure each with `once(guest)`.
 
     `spec` is one GuestSpec for every run or a function of the run index.
@@ -174,7 +177,7 @@ def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[
         for i in range(n):
             discarded = []
             for attempt in range(BOOT_RETRIES + 1):
-                with Guest(spec(i) if callable(spec) else spec, bulk=bulk) as g:
+                with Guest(spec(i) if callable(spec) else spec, bulk=bulk, trace_vcpus=trace_vcpus) as g:
                     run = once(g)
                 if run.get("triggered", True) or attempt == BOOT_RETRIES:
                     break

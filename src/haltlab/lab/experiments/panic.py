@@ -28,10 +28,11 @@ from haltlab.lab.guest import panic_init
 from haltlab.lab.images import KernelImage
 from haltlab.lab.parse import PANIC_END, panic_facts
 from haltlab.lab.runner import Guest
-from haltlab.lab.sampler import CpuSample, cpu_usage
+from haltlab.lab.sampler import CpuSample, cpu_usage, no_cpu_usage
 from haltlab.lab.stats import summarize
+from haltlab.lab.timeline import lab_timeline
 
-__all__ = ["PanicConfig", "run_panic", "panic_once", "summarize_panic"]
+__all__ = ["PanicConfig", "run_panic", "panic_once", "summarize_panic", "first_timeline"]
 
 PVPANIC_MODULES = ["pvpanic", "pvpanic-pci"]
 
@@ -81,14 +82,19 @@ def panic_once(g: Guest, config: PanicConfig) -> dict:
     run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid, "triggered": triggered}
     if run["outcome"] != PANICKED:
         run.update(g.tails())
+    window = (None, None)
+    run.update(no_cpu_usage())
     if done and config.panic_timeout_s == 0:
         time.sleep(config.settle_s)
         before = CpuSample(g.pid, g.vcpus)
         time.sleep(config.window_s)
-        run.update(cpu_usage(before, CpuSample(g.pid, g.vcpus), g.vcpus, config.perf_freq_hz))
+        after = CpuSample(g.pid, g.vcpus)
+        run.update(cpu_usage(before, after, g.vcpus, config.perf_freq_hz))
+        window = (before.ns, after.ns)
     facts = panic_facts(g.console.lines)
     ev = g.panic_event()
     trigger = g.trigger_ns()
+    run["lab_timeline"] = _timeline(g, trigger, facts, ev, window)
     run.update({
         "panic_message": facts["panic_message"],
         "pvpanic_event": ev[1]["data"]["action"] if ev else None,
@@ -103,6 +109,25 @@ def panic_once(g: Guest, config: PanicConfig) -> dict:
         "panic_to_reset_ns": elapsed_ns(facts["panic_host_ns"], g.exit_ns) if config.panic_timeout_s else None,
     })
     return run
+
+
+def _timeline(g: Guest, trigger: int | None, facts: dict, ev, window: tuple) -> dict | None:
+    """What the host saw of each vCPU around the panic (lab/timeline.py)."""
+    if g.vcpu_trace is None:
+        return None
+    g.vcpu_trace.stop()
+    marks = {"trigger": trigger, "panic_line": facts["panic_host_ns"], "end_line": facts["end_host_ns"],
+             "pvpanic": ev[0] if ev else None, "window_start": window[0], "window_end": window[1]}
+    return lab_timeline(g.vcpu_trace.readings, trigger, marks, g.vcpu_trace.interval_ns)
+
+
+def first_timeline(runs: list[dict]) -> dict | None:
+    """The result's own `lab_timeline`: the first run that finished its panic
+    (`run` says which); every run keeps its own as well."""
+    for i, r in enumerate(runs):
+        if r["outcome"] == PANICKED and r.get("lab_timeline"):
+            return {**r["lab_timeline"], "run": i}
+    return None
 
 
 def summarize_panic(runs: list[dict], cpus: int) -> dict:
@@ -141,7 +166,7 @@ def run_panic(config: PanicConfig, progress: ProgressFn | None = None, *,
     # The device is always there: with panic=none it only reports (GUEST_PANICKED
     # is a panic signal that needs no console); with pause the host stops the guest.
     spec = guest_spec(prep, config, panic_timeout_s=config.panic_timeout_s, pvpanic=config.pvpanic)
-    runs = repeat(config.runs, spec, lambda g: panic_once(g, config), progress)
+    runs = repeat(config.runs, spec, lambda g: panic_once(g, config), progress, trace_vcpus=True)
     result = header("panic", config, prep)
     result.update({
         "pvpanic": config.pvpanic,
@@ -151,5 +176,6 @@ def run_panic(config: PanicConfig, progress: ProgressFn | None = None, *,
         "perf_freq_hz": config.perf_freq_hz,
     })
     result.update(summarize_panic(runs, config.cpus))
+    result["lab_timeline"] = first_timeline(runs)
     result["runs"] = runs
     return result

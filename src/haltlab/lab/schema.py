@@ -1,0 +1,254 @@
+"""The lab's result schema: what `run_panic`, `run_kexec` and `run_flood` return.
+
+TypedDicts rather than dataclasses: a result is JSON (the CLI prints it, files
+hold it, validation reads it by field name beside the model's), and a
+TypedDict is that JSON's type. Every result carries `schema_version`; it goes
+up when a field is renamed, removed or changes meaning (adding one does not).
+
+Version 1 (2026-12-01), against the untyped results before it: `smp` became
+`cpus`; the options `smp`, `kernel`, `panic_timeout` became `cpus`, `bzimage`,
+`panic_timeout_s`, and `kernel_package` was added; every result names
+`kernel_package` and `kernel_package_version`; a panic run always has its host
+CPU fields (None, and `per_vcpu` empty, when nothing was measured) and a
+`lab_timeline` (lab/timeline.py).
+
+Fields carry their unit (`_ns`, `_s_per_s`, `_hz`); `Summary` is a median and
+min-max over runs (stats.py). `conforms()` checks a value against a type here,
+keys and nesting (tests/lab/test_schema.py runs it on real results).
+"""
+
+import types
+import typing
+from typing import Any, NotRequired, TypedDict
+
+__all__ = ["SCHEMA_VERSION", "Summary", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
+           "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
+           "conforms"]
+
+SCHEMA_VERSION = 1
+
+
+class Summary(TypedDict):
+    median: float | int
+    min: float | int
+    max: float | int
+    n: int
+
+
+class VcpuUsage(TypedDict):
+    cpu_index: int
+    thread_id: int
+    host_cpu_s: float | None
+    host_cpu_s_per_s: float | None
+    perf_samples: int | None
+    perf_samples_per_s: int | None
+    host_runqueue_wait_s_per_s: float | None
+    host_cpu_demand_s_per_s: float | None
+
+
+class TimelineCpu(TypedDict):
+    cpu: int
+    intervals: list[list]  # [start_ns, end_ns, "running" | "halted"], ns from the trigger
+
+
+class LabTimeline(TypedDict):
+    cpus: list[TimelineCpu]
+    marks_ns: dict[str, int]
+    sample_interval_ns: int
+    running_min_share: float
+    run: NotRequired[int]  # in a result's own copy: which run it is
+
+
+class Tails(TypedDict):
+    """What a run that did not end as expected is judged by."""
+
+    console_tail: list[str]
+    progress_tail: list[str]
+    qemu_stderr_tail: list[str]
+
+
+class Header(TypedDict):
+    schema_version: int
+    experiment: str
+    source: str
+    kernel_release: str
+    kernel_package: str | None
+    kernel_package_version: str | None
+    kernel_source: str
+    accelerator: str
+    qemu_version: str
+    cpus: int
+    n_runs: int
+    options: dict[str, Any]
+
+
+class PanicRun(TypedDict):
+    outcome: str
+    qemu_pid: int
+    triggered: bool
+    window_ns: int | None
+    host_cpu_s: float | None
+    host_cpu_s_per_s: float | None
+    perf_samples: int | None
+    perf_samples_per_s: int | None
+    vcpu_demand_s_per_s: float | None
+    per_vcpu: list[VcpuUsage]
+    panic_message: str | None
+    pvpanic_event: str | None
+    boot_to_trigger_ns: int | None
+    panic_to_end_ns: int | None
+    trigger_to_end_ns: int | None
+    panic_to_end_host_ns: int | None
+    panic_console_lines: int | None
+    panic_console_chars: int | None
+    panic_max_line_gap_ns: int | None
+    trigger_to_pvpanic_ns: int | None
+    panic_to_reset_ns: int | None
+    lab_timeline: LabTimeline | None
+    console_tail: NotRequired[list[str]]
+    progress_tail: NotRequired[list[str]]
+    qemu_stderr_tail: NotRequired[list[str]]
+    boot_retries: NotRequired[list["PanicRun"]]
+
+
+class VcpuSummary(TypedDict):
+    cpu_index: int
+    host_cpu_s_per_s: Summary | None
+    perf_samples_per_s: Summary | None
+    host_cpu_demand_s_per_s: Summary | None
+
+
+class PanicResult(Header):
+    pvpanic: str
+    panic_timeout_s: int
+    window_ns: int
+    settle_ns: int
+    perf_freq_hz: int
+    host_cpu_s_per_s: float | None
+    host_cpu_s_per_s_stats: Summary | None
+    perf_samples_per_s: Summary | None
+    vcpu_demand_s_per_s: Summary | None
+    per_vcpu: list[VcpuSummary]
+    outcomes: dict[str, int]
+    panicked_and_finished: int
+    boot_to_trigger_ns: Summary | None
+    panic_to_end_ns: Summary | None
+    trigger_to_end_ns: Summary | None
+    trigger_to_pvpanic_ns: Summary | None
+    panic_to_reset_ns: Summary | None
+    panic_to_end_host_ns: Summary | None
+    panic_console_lines: Summary | None
+    panic_console_chars: Summary | None
+    panic_max_line_gap_ns: Summary | None
+    lab_timeline: LabTimeline | None
+    runs: list[PanicRun]
+
+
+class KexecRun(TypedDict):
+    outcome: str
+    qemu_pid: int
+    cold_boot_to_first_line_ns: int | None
+    kexec_downtime_ns: int | None
+    marker_to_starting_ns: int | None
+    starting_to_first_line_ns: int | None
+    smp_init_first_ns: int | None
+    smp_init_second_ns: int | None
+    cpus_first: int | None
+    cpus_second: int | None
+    kexec_to_second_init_ns: int | None
+    boot_to_kexec_ns: int | None
+    console_tail: NotRequired[list[str]]
+    progress_tail: NotRequired[list[str]]
+    qemu_stderr_tail: NotRequired[list[str]]
+    boot_retries: NotRequired[list["KexecRun"]]
+
+
+class KexecResult(Header):
+    outcomes: dict[str, int]
+    completed: int
+    cold_boot_to_first_line_ns: Summary | None
+    kexec_downtime_ns: Summary | None
+    marker_to_starting_ns: Summary | None
+    starting_to_first_line_ns: Summary | None
+    smp_init_first_ns: Summary | None
+    smp_init_second_ns: Summary | None
+    kexec_to_second_init_ns: Summary | None
+    boot_to_kexec_ns: Summary | None
+    runs: list[KexecRun]
+
+
+class FloodRun(TypedDict):
+    outcome: str
+    qemu_pid: int
+    triggered: bool
+    flood_lines_before_trigger: int
+    flood_lines_total: int
+    console_bytes: int
+    dropped_messages: int
+    panic_to_end_ns: int | None
+    trigger_to_end_ns: int | None
+    trigger_to_pvpanic_ns: int | None
+    delay_s: float
+    console_tail: NotRequired[list[str]]
+    progress_tail: NotRequired[list[str]]
+    qemu_stderr_tail: NotRequired[list[str]]
+    boot_retries: NotRequired[list["FloodRun"]]
+
+
+class FloodResult(Header):
+    seed: int
+    timeout_ns: int
+    hangs: int
+    never_triggered: int
+    hang_rate: float | None
+    outcomes: dict[str, int]
+    trigger_to_end_ns: Summary | None
+    trigger_to_end_ns_all: list[int]
+    panic_to_end_ns: Summary | None
+    flood_lines_before_trigger: Summary | None
+    dropped_messages: Summary | None
+    runs: list[FloodRun]
+
+
+def conforms(value: Any, tp: Any, where: str = "result") -> list[str]:
+    """Every way `value` differs from the type `tp` (a TypedDict here, a list,
+    dict, union or plain type); empty when it conforms."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return []
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return [] if type(None) in args else [f"{where}: expected a value, got None"]
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return conforms(value, options[0], where)
+        if any(not conforms(value, a, where) for a in options):
+            return []
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in options)
+        return [f"{where}: expected {names}, got {type(value).__name__}"]
+    if tp is type(None):
+        return [] if value is None else [f"{where}: expected None, got {type(value).__name__}"]
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object ({tp.__name__}), got {type(value).__name__}"]
+        hints = typing.get_type_hints(tp)
+        out = [f"{where}: missing {k}" for k in sorted(tp.__required_keys__ - value.keys())]
+        out += [f"{where}: unknown field {k}" for k in sorted(value.keys() - hints.keys())]
+        for k in sorted(value.keys() & hints.keys()):
+            out += conforms(value[k], hints[k], f"{where}.{k}")
+        return out
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: expected a list, got {type(value).__name__}"]
+        return [e for i, v in enumerate(value) for e in (conforms(v, args[0], f"{where}[{i}]") if args else [])]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object, got {type(value).__name__}"]
+        return [e for k, v in value.items() for e in (conforms(v, args[1], f"{where}.{k}") if args else [])]
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    return [] if ok else [f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__}"]
