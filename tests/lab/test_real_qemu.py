@@ -130,7 +130,9 @@ def test_unfinished_panic_is_hung_and_killed(expected):
 
 def test_guest_that_never_triggers_is_booted_again_and_kept():
     """A boot hang is not a panic hang: retried, and the attempt it replaced is kept."""
-    config = FloodConfig(cpus=2, boot_timeout_s=4.0, timeout_s=3.0)
+    # Long enough for the kernel's first lines (4-8 s to the first one under TCG
+    # on a loaded host), too short for the init that never triggers anyway.
+    config = FloodConfig(cpus=2, boot_timeout_s=12.0, timeout_s=3.0)
     prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init("while :; do sleep 1; done\n")))
     runs = repeat(1, guest_spec(prep, config), lambda g: flood_once(g, config), None)
     run = runs[0]

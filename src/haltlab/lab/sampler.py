@@ -170,5 +170,11 @@ class VcpuTrace:
                 return
 
     def stop(self) -> None:
+        """End the sampling with one last reading, so the readings reach now."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(5)
+        last = self._read()
+        if last is not None:
+            self.readings.append(last)

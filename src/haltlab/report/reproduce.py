@@ -133,7 +133,7 @@ def _lab_lanes(run: ReportRun, rows: dict[str, dict], lab_mode: str):
         return None, f"no lab run: {' '.join(str(e).split())}"
     timeline = lab_timeline_of(result)
     label = (f"lab: kernel {result.get('kernel_release')}, {result.get('accelerator')}, "
-             f"QEMU {result.get('qemu_version')}, {result.get('smp')} vCPUs")
+             f"QEMU {result.get('qemu_version')}, {result.get('cpus')} vCPUs")
     if timeline is None:
         return None, f"{label}: this lab result has no lab_timeline (no per-CPU sampling)"
     return (lab_lanes(timeline), label), ""
@@ -148,6 +148,7 @@ def _run_files(run: ReportRun, rows: dict[str, dict], lab_mode: str):
     trace = simulate_panic(run.config())
     lanes = model_lanes(trace)
     lab, why = _lab_lanes(run, rows, lab_mode)
+    lab = (lab[1], lab[0]) if lab else None     # (name, lanes), as the model's below
     model_name = model_label(trace.result)
     trace_json = trace_event_json((model_name, lanes), lab, other_data={
         "haltlab_version": __version__, "clock": MODEL_CLOCK, "run": run.title})
