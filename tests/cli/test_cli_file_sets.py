@@ -81,7 +81,7 @@ def test_a_reproduce_write_failing_midway_leaves_the_old_set(tmp_path, monkeypat
                      {"reproduce.json": "{}\n", "reproduce.md": "# two\n", "s1_host_cpu.png": b"2",
                       "s1_timeline.png": b"2"}])
     report = {"rows": [], "files": list(rp.FILES), "haltlab_version": "0", "profiles": []}
-    monkeypatch.setattr(rp, "run_reproduce", lambda mode, step: (report, next(rendered)))
+    monkeypatch.setattr(rp, "run_reproduce", lambda mode, step, **kw: (report, next(rendered)))
     out = tmp_path / "reproduce"
     assert CliRunner().invoke(cli, ["reproduce", "--json", "--out", str(out)]).exit_code == 0
     old = snapshot(out)

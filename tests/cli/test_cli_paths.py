@@ -61,12 +61,7 @@ def test_a_name_too_long_is_one_line(tmp_path, stub_work, command, option, shape
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command, option", [
-    *PATH_OPTIONS[:2], PATH_OPTIONS[3],
-    pytest.param(*PATH_OPTIONS[2], marks=pytest.mark.xfail(
-        strict=True, reason="cli/validate.py (not this branch's) skips the check on a falsy "
-                            "--output: `if out_path:`; use `is not None` or output_file_option")),
-])
+@pytest.mark.parametrize("command, option", PATH_OPTIONS[:4])
 def test_an_empty_path_is_refused(tmp_path, stub_work, monkeypatch, command, option):
     """#7: '' is not the current directory."""
     monkeypatch.chdir(tmp_path)

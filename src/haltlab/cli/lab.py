@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from haltlab.cli.options import PathText, output_file_option
 from haltlab.errors import UserError
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
@@ -57,13 +58,14 @@ def common_options(fn: Callable) -> Callable:
         click.option("--runs", type=int, default=1, show_default=True, help="Repetitions; median and min-max are reported."),
         click.option("--memory-mb", type=int, default=512, show_default=True, help="Guest RAM."),
         click.option("--accel", default="auto", show_default=True, help="auto (KVM if usable, else TCG), kvm or tcg."),
-        click.option("--bzimage", type=click.Path(path_type=Path), default=None, metavar="FILE",
+        click.option("--bzimage", type=PathText(), default=None, metavar="FILE",
                      help="Your kernel image to boot (default: Debian's linux-image-amd64)."),
-        click.option("--modules", type=click.Path(path_type=Path), default=None, help="Modules directory for --bzimage (lib/modules/RELEASE)."),
+        click.option("--modules", type=PathText(), default=None, metavar="DIR",
+                     help="Modules directory for --bzimage (lib/modules/RELEASE)."),
         kernel_package_option(),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-        click.option("--output", type=click.Path(path_type=Path), default=None, help="Also write the JSON result to this file."),
+        output_file_option(),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(opts), fn)
 

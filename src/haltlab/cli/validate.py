@@ -9,8 +9,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from haltlab.errors import UserError
 from haltlab.cli.lab import guest_cpus_option, kernel_package_option, save_or_show
+from haltlab.cli.options import output_file_option
+from haltlab.errors import UserError
 from haltlab.results import check_out_path, dumps
 
 __all__ = ["calibrate", "validate"]
@@ -61,22 +62,22 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
 @kernel_package_option()
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--output", "out_path", default=None, metavar="FILE",
-              help="Also write the result as JSON to this file.")
-def validate(runs, cases, kernel_package, as_json, out_path) -> None:
+@output_file_option()
+def validate(runs, cases, kernel_package, as_json, output) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
+    from haltlab.validation import validate as validation
     from haltlab.validation.cases import CASES
-    from haltlab.validation.validate import validate as run_validation
     names = {c.name for c in CASES}
     for c in cases:
         if c not in names:
             raise UserError(f"--case {c}: unknown (choose from {', '.join(sorted(names))})")
-    if out_path:
-        check_out_path(out_path, "--output", directory=False)
+    validation.check_options(runs=runs, kernel_package=kernel_package)
+    if output is not None:
+        check_out_path(output, "--output", directory=False)
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
-    result = run_validation(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
-                            kernel_package=kernel_package)
-    save_or_show(result, out_path, "--output")
+    result = validation.validate(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
+                                 kernel_package=kernel_package)
+    save_or_show(result, output, "--output")
     if as_json:
         click.echo(dumps(result), nl=False)
         return

@@ -20,8 +20,10 @@ for a Debian kernel the package and its version.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,14 @@ from pathlib import Path
 from haltlab.errors import ConfigError, UserError
 from haltlab.lab import lifetime
 from haltlab.lab.cache import cache_dir, writing_cache
+from haltlab.results import file_kind, path_problem
 
 __all__ = [
     "KernelImage",
     "parse_candidate_depends",
     "parse_show",
     "check_package_name",
+    "check_input_path",
     "bzimage_release",
     "resolve_debian_package",
     "cached_kernels",
@@ -199,12 +203,32 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise UserError(f"`{cmd[0]}` is not available: {e}") from e
 
 
+def check_input_path(field: str, path: str | os.PathLike, *, directory: bool) -> Path:
+    """`path` if it names an existing regular file (or directory), else a
+    ConfigError naming the field: an impossible name (empty, too long), a
+    symlink loop, a missing or wrong kind of file, checked without a traceback."""
+    why = path_problem(path)
+    if why is None:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            why = "no such directory" if directory and e.errno == errno.ENOENT else \
+                  "no such file" if e.errno == errno.ENOENT else e.strerror or str(e)
+        else:
+            if directory and not stat.S_ISDIR(mode):
+                why = f"is {file_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, not a directory"
+            elif not directory and not stat.S_ISREG(mode):
+                why = f"is {file_kind(mode)}, not a regular file"
+    if why is not None:
+        raise ConfigError(field, str(path), why)
+    return Path(path)
+
+
 def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
     """A kernel the user built: check it exists and read its release."""
-    if not bzimage.is_file():
-        raise ConfigError("bzimage", str(bzimage), "no such file")
-    if modules is not None and not modules.is_dir():
-        raise ConfigError("modules", str(modules), "no such directory")
+    check_input_path("bzimage", bzimage, directory=False)
+    if modules is not None:
+        check_input_path("modules", modules, directory=True)
     release = bzimage_release(bzimage.read_bytes()[:65536])
     if release is None:
         raise ConfigError("bzimage", str(bzimage), "not an x86 bzImage (no HdrS boot header)")

@@ -18,7 +18,7 @@ from haltlab.validation.cases import CASES, LAB_FIELD, Case
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 
-__all__ = ["validate", "model_facts", "PROFILE", "LAB_WINDOW_NS"]
+__all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS"]
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -54,15 +54,20 @@ def _lab_facts(case: Case, runs: int, progress, kernel: KernelImage) -> dict:
     return facts
 
 
+def check_options(*, runs: int, kernel_package: str | None = None) -> None:
+    """validate()'s own inputs, refused before anything runs (a ConfigError)."""
+    if not isinstance(runs, int) or runs < 1:
+        raise ConfigError("runs", runs, "must be an integer >= 1")
+    if kernel_package is not None:
+        LabPanic(kernel_package=kernel_package).validate()
+
+
 def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None,
              kernel_package: str | None = None) -> dict:
     """Every case on the model and the lab; the lab boots one kernel for all of
     them (`kernel_package`, default what linux-image-amd64 depends on, resolved
     once here), and the result says whether the model's preset describes it."""
-    if not isinstance(runs, int) or runs < 1:
-        raise ConfigError("runs", runs, "must be an integer >= 1")
-    if kernel_package is not None:
-        LabPanic(kernel_package=kernel_package).validate()
+    check_options(runs=runs, kernel_package=kernel_package)
     kernel = resolve_lab_kernel(kernel_package)
     rows, meta = [], None
     for case in cases:

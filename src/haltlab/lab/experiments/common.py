@@ -24,7 +24,8 @@ from haltlab.lab.runner import Guest, sweep_stale_guests
 from haltlab.lab.schema import SCHEMA_VERSION
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
-           "elapsed_ns", "repeat", "check_seconds"]
+           "elapsed_ns", "repeat", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
+           "MAX_CPUS_TCG"]
 
 # Called after each run with (run index, number of runs, that run's dict).
 ProgressFn = Callable[[int, int, dict], None]
@@ -46,11 +47,22 @@ class LabConfig:
 
     def validate(self) -> None:
         _at_least("cpus", self.cpus, 1)
+        if self.cpus > MAX_CPUS_Q35:
+            raise ConfigError("cpus", self.cpus, f"QEMU's q35 machine takes at most {MAX_CPUS_Q35} vCPUs")
+        if self.accel not in ACCELERATORS:
+            raise ConfigError("accel", self.accel, "expected auto, kvm or tcg")
+        if self.accel == "tcg":
+            check_tcg_cpus(self.cpus)
         _at_least("runs", self.runs, 1)
         _at_least("memory_mb", self.memory_mb, 128)
         check_seconds("boot_timeout_s", self.boot_timeout_s)
-        if self.bzimage is not None and not Path(self.bzimage).is_file():
-            raise ConfigError("bzimage", str(self.bzimage), "no such file")
+        if self.bzimage is not None:
+            images.check_input_path("bzimage", self.bzimage, directory=False)
+        if self.modules is not None:
+            if self.bzimage is None:
+                raise ConfigError("modules", str(self.modules),
+                                  "is for a bzimage of your own (a Debian kernel brings its own)")
+            images.check_input_path("modules", self.modules, directory=True)
         if self.kernel_package is not None:
             images.check_package_name(self.kernel_package)
             if self.bzimage is not None:
@@ -68,6 +80,17 @@ class LabConfig:
 
 
 MAX_SECONDS = 10**6  # time.sleep() overflows long before float seconds do
+ACCELERATORS = ("auto", "kvm", "tcg")
+# QEMU 7.2: "The max CPUs supported by machine 'pc-q35-7.2' is 288"; past 255,
+# x2APIC needs KVM's in-kernel irqchip, so TCG stops at 255.
+MAX_CPUS_Q35 = 288
+MAX_CPUS_TCG = 255
+
+
+def check_tcg_cpus(cpus: int) -> None:
+    if cpus > MAX_CPUS_TCG:
+        raise ConfigError("cpus", cpus, f"TCG takes at most {MAX_CPUS_TCG} vCPUs (more need KVM's "
+                                        "in-kernel irqchip for x2APIC)")
 
 
 def check_seconds(field: str, value: float, *, zero_ok: bool = False) -> None:
@@ -102,6 +125,8 @@ def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.E
         _sweep(cache)
         version = qemu_version()
         accelerator = pick_accelerator(config.accel)
+        if accelerator == "tcg":
+            check_tcg_cpus(config.cpus)
         kernel = kernel or config.resolve_kernel()
         initrd = initramfs.build(entries(kernel), cache)
     return Prepared(kernel, accelerator, version, initrd)

@@ -22,7 +22,7 @@ from haltlab.errors import ConfigError
 from haltlab.lab import initramfs
 from haltlab.lab.classify import PANICKED, classify
 from haltlab.lab.experiments.common import (
-    LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
+    MAX_SECONDS, LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import panic_init
 from haltlab.lab.images import KernelImage
@@ -50,8 +50,10 @@ class PanicConfig(LabConfig):
         super().validate()
         if self.pvpanic not in ("none", "pause"):
             raise ConfigError("pvpanic", self.pvpanic, "expected none or pause")
-        if not isinstance(self.panic_timeout_s, int) or self.panic_timeout_s < 0:
-            raise ConfigError("panic_timeout_s", self.panic_timeout_s, "must be an integer >= 0 (0: never reset)")
+        if not isinstance(self.panic_timeout_s, int) or not 0 <= self.panic_timeout_s <= MAX_SECONDS:
+            raise ConfigError("panic_timeout_s", self.panic_timeout_s,
+                              f"must be an integer from 0 (never reset) to {MAX_SECONDS} seconds (the lab "
+                              "waits that long for the reset; the kernel's own limit is INT_MAX)")
         if self.panic_timeout_s != 0 and self.pvpanic == "pause":
             raise ConfigError("panic_timeout_s", self.panic_timeout_s,
                               "a paused guest never resets: use it with the stock pvpanic action, none")
