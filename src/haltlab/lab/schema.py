@@ -17,9 +17,9 @@ min-max over runs (stats.py). `conforms()` checks a value against a type here,
 keys and nesting (tests/lab/test_schema.py runs it on real results).
 """
 
-import types
-import typing
 from typing import Any, NotRequired, TypedDict
+
+from haltlab.results import conforms
 
 __all__ = ["SCHEMA_VERSION", "Summary", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
            "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
@@ -208,47 +208,3 @@ class FloodResult(Header):
     flood_lines_before_trigger: Summary | None
     dropped_messages: Summary | None
     runs: list[FloodRun]
-
-
-def conforms(value: Any, tp: Any, where: str = "result") -> list[str]:
-    """Every way `value` differs from the type `tp` (a TypedDict here, a list,
-    dict, union or plain type); empty when it conforms."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return []
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return [] if type(None) in args else [f"{where}: expected a value, got None"]
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return conforms(value, options[0], where)
-        if any(not conforms(value, a, where) for a in options):
-            return []
-        names = " or ".join(getattr(a, "__name__", str(a)) for a in options)
-        return [f"{where}: expected {names}, got {type(value).__name__}"]
-    if tp is type(None):
-        return [] if value is None else [f"{where}: expected None, got {type(value).__name__}"]
-    if typing.is_typeddict(tp):
-        if not isinstance(value, dict):
-            return [f"{where}: expected an object ({tp.__name__}), got {type(value).__name__}"]
-        hints = typing.get_type_hints(tp)
-        out = [f"{where}: missing {k}" for k in sorted(tp.__required_keys__ - value.keys())]
-        out += [f"{where}: unknown field {k}" for k in sorted(value.keys() - hints.keys())]
-        for k in sorted(value.keys() & hints.keys()):
-            out += conforms(value[k], hints[k], f"{where}.{k}")
-        return out
-    if origin is list:
-        if not isinstance(value, list):
-            return [f"{where}: expected a list, got {type(value).__name__}"]
-        return [e for i, v in enumerate(value) for e in (conforms(v, args[0], f"{where}[{i}]") if args else [])]
-    if origin is dict:
-        if not isinstance(value, dict):
-            return [f"{where}: expected an object, got {type(value).__name__}"]
-        return [e for k, v in value.items() for e in (conforms(v, args[1], f"{where}.{k}") if args else [])]
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, tp)
-    return [] if ok else [f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__}"]

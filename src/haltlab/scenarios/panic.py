@@ -26,6 +26,7 @@ from haltlab.kernel.printk import printk
 from haltlab.machine.machine import Machine, Pvpanic
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.panic_bounds import MAX_OBSERVE_NS, PANIC_TIMEOUT_MAX_S, run_limit_ns
+from haltlab.scenarios.panic_result import SCHEMA_VERSION, PanicResult
 
 __all__ = ["PanicConfig", "PanicRun", "run_panic", "simulate_panic", "build_panic", "PANIC_MSG"]
 
@@ -142,10 +143,10 @@ class PanicRun(Run):
     its result."""
 
     config: PanicConfig
-    result: dict
+    result: PanicResult
 
 
-def run_panic(cfg: PanicConfig) -> dict:
+def run_panic(cfg: PanicConfig) -> PanicResult:
     return simulate_panic(cfg).result
 
 
@@ -182,10 +183,11 @@ def _check_the_limit_held(cfg: PanicConfig, k: Kernel, sim: Simulator, limit_ns:
             f"at {k.marks['panic_end']} ns short: panic_work_bound_ns() is not a bound")
 
 
-def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> dict:
+def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> PanicResult:
     marks = k.marks
     entry = marks.get("panic_entry")
-    r = {
+    r: PanicResult = {
+        "schema_version": SCHEMA_VERSION,
         "scenario": "panic",
         "config": asdict(cfg),
         "profile": machine.profile.name,
