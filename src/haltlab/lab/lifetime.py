@@ -225,12 +225,24 @@ def sweep_stale(prefix: str, root: Path | None = None) -> list[Path]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists (a zombie counts as dead)."""
+    """Whether a process with this PID exists (a zombie counts as dead).
+
+    Every thread counts: a killed multi-threaded process (QEMU) shows its
+    leader as a zombie while its other threads are still exiting, and those
+    still hold its files, and so its locks, until the last one is gone."""
+    tasks = Path(f"/proc/{pid}/task")
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        states = [_state(t / "stat") for t in tasks.iterdir()]
+    except OSError:
+        states = [_state(Path(f"/proc/{pid}/stat"))]
+    return any(state not in ("Z", "X", None) for state in states)
+
+
+def _state(stat: Path) -> str | None:
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        return None
 
 
 def sweep_orphan_files(folder: Path, pattern: str) -> list[Path]:
