@@ -62,3 +62,20 @@ def test_flood_delays_follow_the_seed():
 def test_help_lists_the_three_experiments():
     out = CliRunner().invoke(lab, ["--help"]).output
     assert all(name in out for name in ("panic", "kexec", "flood"))
+
+
+@pytest.mark.parametrize("path, has_output", [("lab panic", True), ("lab kexec", True), ("lab flood", True),
+                                              ("lab calibrate", False), ("validate", True)])
+def test_lab_and_validate_take_the_shared_format_and_output(path, has_output):
+    """Issue 6 #23: the same `--format`/`--json` and `--output FILE` as every
+    other command (cli/options.py); tests/cli/test_cli_format.py renders them."""
+    from haltlab.cli.options import PathText
+    from haltlab.report.tables import FORMATS
+    command = cli
+    for name in path.split():
+        command = command.commands[name]
+    opts = {max(p.opts, key=len): p for p in command.params}
+    assert list(opts["--format"].type.choices) == list(FORMATS) and opts["--format"].default == "table"
+    assert opts["--json"].is_flag
+    if has_output:
+        assert opts["--output"].metavar == "FILE" and isinstance(opts["--output"].type, PathText)

@@ -1,7 +1,8 @@
 """`haltlab lab ...` commands: a thin layer over the experiment functions.
 
 Each command turns options into a config dataclass, calls `run_<name>(config)`
-and prints the result: canonical JSON with `--json`, a rich table otherwise;
+and prints the result in `--format` (`--json`: the canonical JSON; otherwise
+its tables, `report.tables` models: the summaries and the runs by outcome);
 `--output FILE` also writes the JSON atomically. Validation lives in the
 configs, so the CLI and programmatic callers get the same one-line UserError.
 """
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from haltlab.cli.options import PathText, output_file_option
+from haltlab.cli.console import console
+from haltlab.cli.options import PathText, format_option, output_file_option
 from haltlab.errors import UserError
+from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["lab", "guest_cpus_option", "kernel_package_option", "save_or_show"]
@@ -64,13 +66,13 @@ def common_options(fn: Callable) -> Callable:
                      help="Modules directory for --bzimage (lib/modules/RELEASE)."),
         kernel_package_option(),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        format_option,
         output_file_option(),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(opts), fn)
 
 
-def _execute(run: Callable, config, as_json: bool, output: Path | None, table: Callable[[dict], Table]) -> None:
+def _execute(run: Callable, config, fmt: str, output: Path | None, tables: Callable[[dict], list[Table]]) -> None:
     """Run one experiment with a progress line; print and save its result.
 
     `--output` is checked before the runs, which take minutes; a UserError is
@@ -81,10 +83,10 @@ def _execute(run: Callable, config, as_json: bool, output: Path | None, table: C
     with _err.status(f"[bold]{type(config).__name__[:-6].lower()}[/]: preparing kernel and initramfs..."):
         result = run(config, progress=_progress)
     save_or_show(result, output, "--output")
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(result), nl=False)
     else:
-        Console().print(table(result))
+        print_tables(tables(result), fmt, console())
 
 
 def save_or_show(result: dict, output: Path | None, flag: str) -> None:
@@ -105,56 +107,67 @@ def _progress(i: int, n: int, run: dict) -> None:
     _err.print(f"run {i + 1}/{n}: {run['outcome']}")
 
 
-def _fmt(stats: dict | None, scale: float = 1.0, unit: str = "", digits: int = 3) -> str:
-    """`median (min-max)` for a summarize() dict."""
-    if not stats:
-        return "-"
-    f = lambda v: f"{v / scale:.{digits}f}"  # noqa: E731
-    return f"{f(stats['median'])} ({f(stats['min'])}-{f(stats['max'])}){unit}"
+def _figure(v: float | int | None, scale: float, digits: int) -> str:
+    return "-" if v is None else f"{v / scale:,.{digits}f}"
 
 
-def _table(result: dict, rows: list[tuple[str, str]]) -> Table:
-    package = f" ({result['kernel_package']} {result['kernel_package_version']})" if result.get("kernel_package") else ""
-    t = Table(title=f"haltlab lab {result['experiment']}: {result['kernel_release']}{package}, "
-                    f"{result['accelerator']}, {result['cpus']} vCPUs, {result['n_runs']} run(s)")
-    t.add_column("quantity")
-    t.add_column("median (min-max)")
-    for name, value in rows:
-        t.add_row(name, value)
-    t.add_row("outcomes", ", ".join(f"{k}: {v}" for k, v in result["outcomes"].items()))
-    return t
+# A row of a lab table: its label (the unit in it), the Summary it shows, and
+# how: the divisor that turns the field's unit into the label's, and the digits.
+_Row = tuple[str, dict | None, float, int]
 
 
-def _panic_table(r: dict) -> Table:
-    rows = [("host CPU-s/s, whole guest", _fmt(r["host_cpu_s_per_s_stats"]))]
-    rows += [(f"host CPU-s/s, vCPU {v['cpu_index']}", _fmt(v["host_cpu_s_per_s"])) for v in r["per_vcpu"]]
-    rows += [("vCPU demand (run + run-queue wait)/s", _fmt(r["vcpu_demand_s_per_s"]))]
+def _title(r: dict) -> str:
+    package = f" ({r['kernel_package']} {r['kernel_package_version']})" if r.get("kernel_package") else ""
+    return (f"haltlab lab {r['experiment']}: {r['kernel_release']}{package}, {r['accelerator']}, "
+            f"QEMU {r['qemu_version']}, {r['cpus']} vCPUs, {r['n_runs']} run(s)")
+
+
+def _lab_tables(r: dict, rows: list[_Row], notes: tuple[str, ...] = ()) -> list[Table]:
+    """The summaries (median, min, max and how many runs gave a value) and the
+    runs by outcome: every number in a numeric column, so none is cut."""
+    figures = Table(_title(r), [Column("quantity"),
+                                *(Column(c, numeric=True) for c in ("median", "min", "max", "runs"))])
+    for label, stats, scale, digits in rows:
+        if stats:
+            figures.add_row(label, *(_figure(stats[k], scale, digits) for k in ("median", "min", "max")),
+                            str(stats["n"]))
+        else:
+            figures.add_row(label, "-", "-", "-", "0")
+    outcomes = Table("Runs by outcome", [Column("outcome"), Column("runs", numeric=True)], notes=list(notes))
+    for outcome, n in r["outcomes"].items():
+        outcomes.add_row(outcome, str(n))
+    return [figures, outcomes]
+
+
+def _panic_tables(r: dict) -> list[Table]:
+    rows: list[_Row] = [("host CPU-s/s, whole guest", r["host_cpu_s_per_s_stats"], 1, 3)]
+    rows += [(f"host CPU-s/s, vCPU {v['cpu_index']}", v["host_cpu_s_per_s"], 1, 3) for v in r["per_vcpu"]]
     rows += [
-        (f"perf samples/s at {r['perf_freq_hz']} Hz", _fmt(r["perf_samples_per_s"], digits=0)),
-        ("trigger to end of panic", _fmt(r["trigger_to_end_ns"], 1e6, " ms", 1)),
-        ("trigger to pvpanic event", _fmt(r["trigger_to_pvpanic_ns"], 1e6, " ms", 1)),
-        ("panic to reset", _fmt(r["panic_to_reset_ns"], 1e9, " s")),
+        ("vCPU demand (CPU + run-queue wait), s/s", r["vcpu_demand_s_per_s"], 1, 3),
+        (f"perf samples/s at {r['perf_freq_hz']} Hz", r["perf_samples_per_s"], 1, 0),
+        ("trigger to end of panic, ms", r["trigger_to_end_ns"], 1e6, 1),
+        ("trigger to pvpanic event, ms", r["trigger_to_pvpanic_ns"], 1e6, 1),
+        ("panic to reset, s", r["panic_to_reset_ns"], 1e9, 3),
     ]
-    return _table(r, rows)
+    return _lab_tables(r, rows)
 
 
-def _kexec_table(r: dict) -> Table:
-    return _table(r, [
-        ("cold boot to first line", _fmt(r["cold_boot_to_first_line_ns"], 1e9, " s")),
-        ("kexec -e to second kernel's first line", _fmt(r["kexec_downtime_ns"], 1e9, " s")),
-        ("smp_init, first kernel", _fmt(r["smp_init_first_ns"], 1e6, " ms", 1)),
-        ("smp_init, second kernel", _fmt(r["smp_init_second_ns"], 1e6, " ms", 1)),
+def _kexec_tables(r: dict) -> list[Table]:
+    return _lab_tables(r, [
+        ("cold boot to first line, s", r["cold_boot_to_first_line_ns"], 1e9, 3),
+        ("kexec -e to second kernel's first line, s", r["kexec_downtime_ns"], 1e9, 3),
+        ("smp_init, first kernel, ms", r["smp_init_first_ns"], 1e6, 1),
+        ("smp_init, second kernel, ms", r["smp_init_second_ns"], 1e6, 1),
     ])
 
 
-def _flood_table(r: dict) -> Table:
-    return _table(r, [
-        ("hangs / runs", f"{r['hangs']} / {r['n_runs']}"
-                         + (f" ({r['never_triggered']} never reached the trigger)" if r["never_triggered"] else "")),
-        ("trigger to end of panic", _fmt(r["trigger_to_end_ns"], 1e6, " ms", 1)),
-        ("flood records before trigger", _fmt(r["flood_lines_before_trigger"], digits=0)),
-        ("printk messages dropped", _fmt(r["dropped_messages"], digits=0)),
-    ])
+def _flood_tables(r: dict) -> list[Table]:
+    never = f"; {r['never_triggered']} never reached the trigger" if r["never_triggered"] else ""
+    return _lab_tables(r, [
+        ("trigger to end of panic, ms", r["trigger_to_end_ns"], 1e6, 1),
+        ("flood records before trigger", r["flood_lines_before_trigger"], 1, 0),
+        ("printk messages dropped", r["dropped_messages"], 1, 0),
+    ], (f"hangs (triggered, panic never ended): {r['hangs']} of {r['n_runs']} runs{never}",))
 
 
 @lab.command()
@@ -166,21 +179,21 @@ def _flood_table(r: dict) -> Table:
 @click.option("--settle", "settle_s", type=float, default=0.5, show_default=True, help="Wait after the panic before sampling.")
 @click.option("--perf-freq-hz", type=int, default=4000, show_default=True, help="perf-style sampling frequency.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Trigger to end of panic; longer is a hang.")
-def panic(as_json: bool, output: Path | None, **options) -> None:
+def panic(fmt: str, output: Path | None, **options) -> None:
     """Panic with sysrq-c and measure the host CPU the panicked guest burns."""
     from haltlab.lab.experiments.panic import PanicConfig, run_panic
 
-    _execute(run_panic, PanicConfig(**options), as_json, output, _panic_table)
+    _execute(run_panic, PanicConfig(**options), fmt, output, _panic_tables)
 
 
 @lab.command()
 @common_options
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Whole cycle; longer is a hang.")
-def kexec(as_json: bool, output: Path | None, **options) -> None:
+def kexec(fmt: str, output: Path | None, **options) -> None:
     """kexec into the same kernel; time the jump and both kernels' smp_init."""
     from haltlab.lab.experiments.kexec import KexecConfig, run_kexec
 
-    _execute(run_kexec, KexecConfig(**options), as_json, output, _kexec_table)
+    _execute(run_kexec, KexecConfig(**options), fmt, output, _kexec_tables)
 
 
 @lab.command()
@@ -190,8 +203,8 @@ def kexec(as_json: bool, output: Path | None, **options) -> None:
 @click.option("--delay-max", "delay_max_s", type=float, default=2.0, show_default=True, help="Longest flood-to-trigger delay, s.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random delays.")
 @click.option("--line-len", type=int, default=991, show_default=True, help="Characters per flood record, 16-991 (S2: 991).")
-def flood(as_json: bool, output: Path | None, **options) -> None:
+def flood(fmt: str, output: Path | None, **options) -> None:
     """S2's stress test: flood /dev/kmsg from CPU 1, panic on CPU 0; count hangs."""
     from haltlab.lab.experiments.flood import FloodConfig, run_flood
 
-    _execute(run_flood, FloodConfig(**options), as_json, output, _flood_table)
+    _execute(run_flood, FloodConfig(**options), fmt, output, _flood_tables)

@@ -1,25 +1,29 @@
 """`haltlab lab calibrate` and `haltlab validate`: the model against real kernels.
 
 Both run real QEMU guests (TCG), so they take a minute or two and show progress.
+Both print in `--format`: the canonical JSON (`--json`), or their tables
+(`report.tables` models: calibrate's parameters, validate's cases) as rich
+text, Markdown or CSV, with the notes under them.
 """
 
 from __future__ import annotations
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from haltlab.cli.console import console
 from haltlab.cli.lab import guest_cpus_option, kernel_package_option, save_or_show
-from haltlab.cli.options import output_file_option
+from haltlab.cli.options import format_option, output_file_option
 from haltlab.errors import UserError
+from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import check_out_path, dumps
 
 __all__ = ["calibrate", "validate"]
 
 
-def _progress(console: Console, label: str):
+def _progress(err: Console, label: str):
     def report(i: int, n: int, run: dict) -> None:
-        console.print(f"{label}: run {i + 1}/{n}: {run.get('outcome')}", highlight=False)
+        err.print(f"{label}: run {i + 1}/{n}: {run.get('outcome')}", highlight=False)
     return report
 
 
@@ -29,8 +33,8 @@ def _progress(console: Console, label: str):
 @guest_cpus_option(help="vCPUs of the guest measured.")
 @kernel_package_option()
 @click.option("--dry-run", is_flag=True, help="Measure and print, but do not rewrite the profile.")
-@click.option("--json", "as_json", is_flag=True)
-def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
+@format_option
+def calibrate(profile, runs, cpus, kernel_package, dry_run, fmt) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
     from haltlab.validation.save import MeasurementNotWritten
@@ -39,31 +43,43 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, as_json) -> None:
         result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
                                  progress=_progress(err, "calibrate"))
     except MeasurementNotWritten as e:
-        if e.kept_in is None or as_json:     # the measurement survives on stdout
+        if e.kept_in is None or fmt == "json":     # the measurement survives on stdout
             click.echo(dumps(e.result), nl=False)
         if e.kept_in is None:
             raise UserError(f"{e}; the measurement is on stdout above") from None
         raise
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(result), nl=False)
         return
-    t = Table(title=f"calibrate {profile}" + (" (dry run)" if dry_run else f": written to {result['path']}"))
-    for col in ("parameter", "before", "measured"):
-        t.add_column(col)
+    print_tables([_calibration_table(result)], fmt, console())
+
+
+def _value(v) -> str:
+    """A profile parameter as printed: an integer whole (`2,731,192`), a rate
+    (CPU-s/s) to six decimals, so no figure is rounded away (`:g` printed
+    2,596,128,000 Hz as `2.59613e+09`)."""
+    if v is None:
+        return "-"
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.6f}"
+
+
+def _calibration_table(result: dict) -> Table:
+    written = f": written to {result['path']}" if result["written"] else " (dry run: not written)"
+    t = Table(f"calibrate {result['profile']}{written}",
+              [Column("parameter"), Column("before", numeric=True), Column("measured", numeric=True)],
+              notes=[result["provenance"], f"model preset: {result['preset_match_reason']}"])
     for key, value in result["values"].items():
-        t.add_row(key, f"{result['previous'][key]:g}", f"{value:g}")
-    Console().print(t)
-    Console().print(result["provenance"], highlight=False)
-    Console().print(f"model preset: {result['preset_match_reason']}", highlight=False)
+        t.add_row(key, _value(result["previous"][key]), _value(value))
+    return t
 
 
 @click.command()
 @click.option("--runs", type=int, default=2, show_default=True, help="Lab runs per case (panic_timeout: 1).")
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
 @kernel_package_option()
-@click.option("--json", "as_json", is_flag=True)
+@format_option
 @output_file_option()
-def validate(runs, cases, kernel_package, as_json, output) -> None:
+def validate(runs, cases, kernel_package, fmt, output) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
     from haltlab.validation import validate as validation
     from haltlab.validation.cases import CASES
@@ -78,30 +94,56 @@ def validate(runs, cases, kernel_package, as_json, output) -> None:
     result = validation.validate(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
                                  kernel_package=kernel_package)
     save_or_show(result, output, "--output")
-    if as_json:
+    if fmt == "json":
         click.echo(dumps(result), nl=False)
         return
-    _print_validation(result)
+    print_tables(_validation_tables(result), fmt, console())
 
 
-def _fmt(q: str, v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4f}" if q == "host_cpu_s_per_s" else f"{v / 1e6:.2f} ms"
+# quantity -> its label (with the unit shown), the divisor from the field's unit, digits
+_QUANTITIES = {
+    "host_cpu_s_per_s": ("host CPU-s/s", 1, 4),
+    "panic_to_end_ns": ("panic to end line, ms", 1e6, 2),
+    "stop_gap_ns": ("stop gap, ms", 1e6, 2),
+    "panic_to_reset_ns": ("panic to reset, ms", 1e6, 2),
+}
 
 
-def _print_validation(result: dict) -> None:
+def _shown_as(q: str) -> tuple[str, float, int]:
+    """How quantity `q` is shown; one the table does not know yet by its field
+    name (ns in ms, anything else to four decimals), never left out."""
+    return _QUANTITIES.get(q) or ((f"{q}, ms", 1e6, 2) if q.endswith("_ns") else (q, 1, 4))
+
+
+def _shown(q: str, v) -> str:
+    _, scale, digits = _shown_as(q)
+    return "-" if v is None else f"{v / scale:,.{digits}f}"
+
+
+def _case_title(r: dict) -> str:
+    reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""
+    own = " (calibration's own case: agreement is expected, not evidence)" if r["calibrated_on"] else ""
+    return f"{r['case']}: {r['cpus']} CPUs, pvpanic {r['pvpanic']}{reset}{own}"
+
+
+def _validation_tables(result: dict) -> list[Table]:
+    """What was compared, then one table per case: narrow enough for 80
+    columns with every number whole (one table with a case column is not)."""
     lab = result["lab"] or {}
-    t = Table(title=f"validate: model ({result['profile']}, {result['kernel_preset']}) vs lab "
-                    f"({lab.get('accelerator')}, kernel {lab.get('kernel_release')} ({lab.get('kernel_package')} "
-                    f"{lab.get('kernel_package_version')}), QEMU {lab.get('qemu_version')})")
-    for col in ("case", "quantity", "model", "lab median (min-max, runs)", "rel. error", "calibrated on"):
-        t.add_column(col)
+    head = Table("validate: the calibrated model beside real kernels", [Column("side"), Column("what")],
+                 show_header=False,
+                 notes=["lab: the median, min and max over its runs; error: (model - lab median) / lab median",
+                        f"model preset: {result['preset_match_reason']}"])
+    head.add_row("model", f"profile {result['profile']}, kernel preset {result['kernel_preset']}")
+    head.add_row("lab", f"{lab.get('accelerator')}, kernel {lab.get('kernel_release')} ({lab.get('kernel_package')} "
+                        f"{lab.get('kernel_package_version')}), QEMU {lab.get('qemu_version')}")
+    cases: dict[str, Table] = {}
     for r in result["rows"]:
+        if r["case"] not in cases:
+            cases[r["case"]] = Table(_case_title(r), [Column("quantity"), *(
+                Column(c, numeric=True) for c in ("model", "lab median", "min", "max", "runs", "error"))])
         q = r["quantity"]
-        lab_cell = (f"{_fmt(q, r['lab_median'])} ({_fmt(q, r['lab_min'])}-{_fmt(q, r['lab_max'])}, {r['lab_runs']})"
-                    if r["lab_median"] is not None else "-")
         err = f"{r['relative_error']:+.0%}" if r["relative_error"] is not None else "-"
-        t.add_row(r["case"], q, _fmt(q, r["model"]), lab_cell, err, "yes" if r["calibrated_on"] else "no")
-    Console().print(t)
-    Console().print(f"model preset: {result['preset_match_reason']}", highlight=False)
+        figures = (_shown(q, r[k]) for k in ("model", "lab_median", "lab_min", "lab_max"))
+        cases[r["case"]].add_row(_shown_as(q)[0], *figures, str(r["lab_runs"]), err)
+    return [head, *cases.values()]
