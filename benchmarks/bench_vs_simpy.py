@@ -44,8 +44,8 @@ def check_equivalence(profile, ncpus: int, observe_ns: int, tolerance_ns: int) -
         "cpus": ncpus,
         "haltlab_time_to_end_ns": r["time_to_end_ns"],
         "simpy_time_to_end_ns": m["panic_end"] - m["panic_entry"],
-        "haltlab_stop_others_ns": r["stop_others_ns"],
-        "simpy_stop_others_ns": m["others_stopped"] - m["panic_entry"],
+        "haltlab_smp_send_stop_ns": r["smp_send_stop_ns"],
+        "simpy_smp_send_stop_ns": m["others_stopped"] - m["smp_send_stop"],
         "haltlab_events": r["events"],
         "simpy_events": peer.env.events_run,
         "haltlab_loop_iterations": r["panic_loop_iterations"],
@@ -88,8 +88,8 @@ def main(argv=None) -> dict:
     eq = check_equivalence(profile, 8, observe_ns, a.tolerance_ns)
     print(f"equivalence, 8 CPUs: time to 'end Kernel panic' haltlab {eq['haltlab_time_to_end_ns']} ns, "
           f"SimPy {eq['simpy_time_to_end_ns']} ns (diff {eq['diff_ns']} ns, "
-          f"{'OK' if eq['ok'] else 'MISMATCH'}); stop others {eq['haltlab_stop_others_ns']} / "
-          f"{eq['simpy_stop_others_ns']} ns; events {eq['haltlab_events']} / {eq['simpy_events']}; "
+          f"{'OK' if eq['ok'] else 'MISMATCH'}); smp_send_stop {eq['haltlab_smp_send_stop_ns']} / "
+          f"{eq['simpy_smp_send_stop_ns']} ns; events {eq['haltlab_events']} / {eq['simpy_events']}; "
           f"final-loop mdelays {eq['haltlab_loop_iterations']} / {eq['simpy_loop_iterations']}")
     if not eq["ok"]:
         # A ratio between runs that do different work means nothing: stop here.

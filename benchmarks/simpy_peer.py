@@ -87,7 +87,6 @@ class PanicPeer:
         for text in self.dump_stack:
             yield from self.printk(text)
         yield from self.smp_send_stop()
-        self.mark("others_stopped")
         for text in PANIC_NOTIFIER_LINES:               # x86's dump_kernel_offset() notifier
             yield from self.printk(text)
         yield from self.console_flush()
@@ -121,6 +120,7 @@ class PanicPeer:
 
     def smp_send_stop(self):
         env, atomic = self.env, self.cost.atomic
+        self.mark("smp_send_stop")
         yield env.timeout(atomic)                       # cmpxchg(stopping_cpu)
         others = ((1 << self.ncpus) - 1) & ~(1 << self.panic_cpu)
         self.cpus_stop_mask = others
@@ -152,6 +152,8 @@ class PanicPeer:
         if not self.cpus_stop_mask:                     # visible when the atomic starts,
             self.stopped.succeed()                      # as in haltlab's _Rmw.start()
         yield env.timeout(atomic)
+        if not self.cpus_stop_mask:
+            self.mark("others_stopped")                 # the last other CPU reaches its halt loop
         yield env.event()                               # native_halt() with IF=0, forever
 
 
