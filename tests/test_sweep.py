@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from haltlab.cli import cli
 from haltlab.errors import UserError
 from haltlab.machine.profile import profiles_dir
-from haltlab.sweep import executor, read_sweep, run_sweep
+from haltlab.sweep import read_sweep, run_sweep
 
 
 def square(x: int) -> dict:
@@ -19,15 +19,6 @@ def square(x: int) -> dict:
 
 def items(n):
     return [(f"k{i:03d}", i) for i in range(n)]
-
-
-def test_process_pool_sweep_writes_every_row(tmp_path):
-    path = tmp_path / "s.jsonl"
-    with executor(workers=2) as pool:
-        assert run_sweep(square, items(6), path, pool) == 6
-    rows = read_sweep(path)
-    assert [r["key"] for r in rows] == [f"k{i:03d}" for i in range(6)]
-    assert [r["result"]["square"] for r in rows] == [i * i for i in range(6)]
 
 
 def test_resume_runs_only_what_is_missing(tmp_path):
@@ -49,17 +40,6 @@ def test_a_torn_last_line_is_dropped_and_run_again(tmp_path):
         assert run_sweep(square, items(3), path, pool) == 1
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["key"] for line in lines)
-
-
-def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        with executor(scheduler=cluster.scheduler_address) as pool:
-            run_sweep(square, items(4), tmp_path / "d.jsonl", pool)
-    with executor(workers=2) as pool:
-        run_sweep(square, items(4), tmp_path / "p.jsonl", pool)
-    assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path):

@@ -1,8 +1,5 @@
-"""Sweeps: many runs (seeds x variants x CPU counts) through one executor.
+"""The sweep file (JSON Lines, one row per finished run) and the run loop.
 
-Any `concurrent.futures.Executor` will do: a local process pool by default, or a
-Dask distributed cluster's executor (`Client(address).get_executor()`) when one
-machine is not enough; `dask[distributed]` is the optional extra `haltlab[dask]`.
 Each finished run is appended to a JSON Lines file at once (one line, written
 and flushed whole), so an interrupted sweep resumes where it stopped: runs whose
 key is already in the file are not run again. The file is in completion order;
@@ -15,39 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from concurrent.futures import Executor, as_completed
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from haltlab.errors import UserError
 from haltlab.results import writing_to
 
-__all__ = ["executor", "run_sweep", "read_sweep"]
-
-
-@contextmanager
-def executor(scheduler: str | None = None, workers: int | None = None,
-             timeout_s: float = 10.0) -> Iterator[Executor]:
-    """A process pool, or the executor of the Dask cluster at `scheduler`
-    (given up on after `timeout_s` seconds without a connection)."""
-    if scheduler is None:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            yield pool
-        return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UserError(f"--scheduler {scheduler}: needs the dask extra "
-                        "(pip install 'haltlab[dask]')") from None
-    try:
-        client = Client(scheduler, timeout=timeout_s)
-    except OSError as e:
-        raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
-    try:
-        yield client.get_executor()
-    finally:
-        client.close()
+__all__ = ["run_sweep", "read_sweep"]
 
 
 def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path: str | os.PathLike[str],

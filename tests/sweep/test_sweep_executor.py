@@ -1,0 +1,139 @@
+"""Executors: the process pool and a real Dask cluster give the same rows, and
+no worker outlives haltlab, whether it gets SIGTERM or SIGKILL (real
+processes, found in /proc)."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from sweep_helpers import errors, haltlab_process, haltlab_run
+
+from haltlab.sweep import executor, read_sweep, run_sweep
+
+
+def square(x: int) -> dict:
+    return {"x": x, "square": x * x}
+
+
+def items(n):
+    return [(f"k{i:03d}", i) for i in range(n)]
+
+
+def test_process_pool_sweep_writes_every_row(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with executor(workers=2) as pool:
+        assert run_sweep(square, items(6), path, pool) == 6
+    rows = read_sweep(path)
+    assert [r["key"] for r in rows] == [f"k{i:03d}" for i in range(6)]
+    assert [r["result"]["square"] for r in rows] == [i * i for i in range(6)]
+
+
+def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  host="127.0.0.1", dashboard_address=":0") as cluster:
+        with executor(scheduler=cluster.scheduler_address) as pool:
+            run_sweep(square, items(4), tmp_path / "d.jsonl", pool)
+    with executor(workers=2) as pool:
+        run_sweep(square, items(4), tmp_path / "p.jsonl", pool)
+    assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
+
+
+# --- no worker outlives haltlab -------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is `pid`."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue                        # gone
+        if state != "Z":                    # a zombie holds nothing; its reaper is PID 1
+            alive.add(pid)
+    return alive
+
+
+def _wait_for(predicate, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def long_sweep(tmp_path):
+    """A sweep that runs for minutes, once its pool works: (process, its
+    children: 2 workers, and the pool's resource tracker if it has one yet,
+    output file)."""
+    out = tmp_path / "s.jsonl"
+    p = haltlab_process("sweep", "panic", "--out", str(out), "--cpus", "64", "--seeds", "0-4999",
+                        "--workers", "2")
+
+    def pool_up():
+        kids = _children(p.pid)
+        return kids if len(kids) >= 2 else None
+
+    workers: set[int] = set()
+    try:
+        workers |= _wait_for(pool_up, 60) or set()
+        assert workers, "the pool did not start"
+        assert _wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 2, 30), "no run finished"
+        yield p, workers, out
+    finally:                                # a failing test leaves no process either
+        if p.poll() is None:
+            workers |= _children(p.pid)
+            p.kill()
+        for pid in _alive(workers):
+            os.kill(pid, signal.SIGKILL)
+        p.communicate()
+
+
+def _resumes(out: Path) -> bool:
+    again = haltlab_run("sweep", "panic", "--out", str(out), "--cpus", "64", "--seeds", "0-3")
+    return again.returncode == 0 and f"runs in {out}" in again.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("signum, status, line", [
+    (signal.SIGTERM, 143, "haltlab: error: terminated (SIGTERM)"),
+    (signal.SIGINT, 130, "haltlab: error: interrupted"),
+])
+def test_sigterm_stops_the_pool_and_says_so_in_one_line(long_sweep, signum, status, line):
+    p, workers, out = long_sweep
+    p.send_signal(signum)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == status
+    # The rich bar leaves a blank line on a stderr that is not a terminal
+    # (the progress lines of #25 replace it).
+    assert [e for e in errors(err) if e] == [line], err
+    assert _wait_for(lambda: not _alive(workers), 5), f"alive after {signum!r}: {_alive(workers)}"
+    assert out.read_bytes().endswith(b"\n")
+    assert _resumes(out)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigkill_takes_the_workers_with_it(long_sweep):
+    p, workers, out = long_sweep
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)               # returns once no worker holds its stdout
+    assert p.returncode == -signal.SIGKILL
+    assert _wait_for(lambda: not _alive(workers), 5), f"alive after SIGKILL: {_alive(workers)}"
+    assert _resumes(out)                    # a torn last line is no obstacle
