@@ -1,5 +1,5 @@
-"""Executors: the process pool and a real Dask cluster give the same rows, and
-no worker outlives haltlab, whether it gets SIGTERM or SIGKILL (real
+"""Executors: the process pool and a real Dask cluster give the same rows; a bad
+scheduler address is one line; and no worker outlives haltlab, whether it gets SIGTERM or SIGKILL (real
 processes, found in /proc)."""
 
 import os
@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sweep_helpers import errors, haltlab_process, haltlab_run
 
-from haltlab.sweep import executor, read_sweep, run_sweep
+from haltlab.cli import cli
+from haltlab.sweep import check_scheduler_address, executor, read_sweep, run_sweep
 
 
 def square(x: int) -> dict:
@@ -39,6 +41,48 @@ def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
     with executor(workers=2) as pool:
         run_sweep(square, items(4), tmp_path / "p.jsonl", pool)
     assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
+
+
+@pytest.mark.parametrize("address, why", [
+    ("bogus", "missing port number"),
+    ("", "empty"),
+    ("  ", "empty"),
+    ("http://", "unknown scheme 'http'"),
+    ("http://example.org:80", "unknown scheme 'http'"),
+    ("tcp://", "missing port number"),
+    ("tcp://host:port", "the port is not a number"),
+    ("tcp://host:70000", "port 70000 is not 1-65535"),
+    ("tcp://:8786", "no host"),
+    ("[::1", "ipv6 needs brackets"),
+    ("inproc://nothing", "cannot reach the Dask scheduler"),
+])
+def test_a_bad_scheduler_address_is_one_line_before_anything_is_written(tmp_path, address, why):
+    pytest.importorskip("distributed")
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "s.jsonl"),
+                                      "--seeds", "0", "--scheduler", address])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("haltlab: error: --scheduler "), result.stderr
+    assert why in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://sched.example:8786",
+                                     "ws://[::1]:8786", "wss://h:1"])
+def test_the_address_forms_distributed_dials_are_accepted(address):
+    pytest.importorskip("distributed")
+    assert check_scheduler_address(address) == address
+
+
+def test_an_unreachable_scheduler_is_one_line_and_leaves_no_file(tmp_path):
+    pytest.importorskip("distributed")
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "never.jsonl"),
+                                      "--scheduler", "tcp://127.0.0.1:9", "--seeds", "0",
+                                      "--scheduler-timeout", "0.5"])
+    assert result.exit_code == 2
+    assert "--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- no worker outlives haltlab -------------------------------------------------------

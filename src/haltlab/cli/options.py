@@ -67,6 +67,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "runs": ("--runs", None),
     "workers": ("--workers", None),
     "scheduler": ("--scheduler", None),
+    "scheduler_timeout_s": ("--scheduler-timeout", None),
     "memory_mb": ("--memory-mb", None),
     "accel": ("--accel", None),
     "bzimage": ("--bzimage", None),

@@ -7,7 +7,6 @@ same command again resumes, skipping runs already in the file.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict
 
@@ -23,7 +22,7 @@ from haltlab.machine.profile import load_profile
 from haltlab.results import check_out_path
 from haltlab.cli.options import seconds_to_ns
 from haltlab.scenarios.panic import PanicConfig, run_panic
-from haltlab.sweep import executor, read_sweep, run_sweep
+from haltlab.sweep import check_executor, executor, read_sweep, run_sweep
 
 __all__ = ["sweep"]
 
@@ -82,10 +81,7 @@ def sweep() -> None:
 def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, workers, scheduler,
                 scheduler_timeout) -> None:
     """The panic scenario for every combination; prints medians per configuration."""
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers {workers}: must be at least 1")
-    if not 0 < scheduler_timeout < math.inf:
-        raise UserError(f"--scheduler-timeout {scheduler_timeout:g}: must be a positive number of seconds")
+    check_executor(scheduler, workers, scheduler_timeout)    # a bad address fails here, in one line
     observe_ns = seconds_to_ns(observe, "--observe")
     name = load_profile(profile).name       # a bad profile fails here, in one line
     items = []

@@ -17,12 +17,16 @@ is haltlab itself, which is what the `getppid()` check needs (under
 that forked the child exits: the pool spawns workers from the thread that calls
 `submit()`, so submit from the thread that runs the sweep (the run loop does).
 
+A Dask address is checked before any work, with distributed's own parser (the
+forms it takes: tcp://HOST:PORT, HOST:PORT, tls://, ws://, wss://, and inproc://
+for a cluster in this process), and anything `Client()` raises becomes one line.
 The cluster's workers are the cluster's own; haltlab does not stop them.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing
 import os
 import signal
@@ -33,12 +37,22 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
-from haltlab.errors import UserError
+from haltlab.errors import ConfigError
 
-__all__ = ["executor"]
+__all__ = ["executor", "check_executor", "check_scheduler_address"]
 
 _PR_SET_PDEATHSIG = 1                   # include/uapi/linux/prctl.h
 _KILL_GRACE_S = 2.0                     # SIGTERM to SIGKILL for a worker that lingers
+
+
+def check_executor(scheduler: str | None = None, workers: int | None = None, timeout_s: float = 10.0) -> None:
+    """Refuse what `executor()` would refuse, before any work or file."""
+    if not 0 < timeout_s < math.inf:
+        raise ConfigError("scheduler_timeout_s", timeout_s, "must be a positive number of seconds")
+    if workers is not None and workers < 1:
+        raise ConfigError("workers", workers, "must be at least 1")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
 
 
 @contextmanager
@@ -47,6 +61,7 @@ def executor(scheduler: str | None = None, workers: int | None = None,
     """A process pool of `workers` (default: the CPU count), or the executor of
     the Dask cluster at `scheduler`, given up on after `timeout_s` seconds
     without a connection."""
+    check_executor(scheduler, workers, timeout_s)
     if scheduler is None:
         with _local_pool(workers or os.cpu_count() or 1) as pool:
             yield pool
@@ -104,17 +119,43 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)
 
 
+def check_scheduler_address(address: str) -> str:
+    """`address` if distributed can dial it, else a one-line `ConfigError`."""
+    try:
+        from distributed.comm.addressing import parse_address
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        raise ConfigError("scheduler", address, "needs the dask extra (pip install 'haltlab[dask]')") from None
+    forms = "give tcp://HOST:PORT (or HOST:PORT), tls://, ws:// or wss://HOST:PORT"
+    if not address.strip():
+        raise ConfigError("scheduler", address, f"empty; {forms}")
+    scheme, location = parse_address(address)
+    try:
+        backend = get_backend(scheme)
+    except ValueError:
+        raise ConfigError("scheduler", address, f"unknown scheme {scheme!r}; {forms}") from None
+    if scheme == "inproc":                  # a cluster in this process; no host or port
+        return address
+    try:
+        host, port = backend.get_address_host_port(location)
+    except (ValueError, TypeError) as e:
+        why = "the port is not a number" if "invalid literal for int()" in str(e) else str(e)
+        raise ConfigError("scheduler", address, f"{why}; {forms}") from None
+    if not host:
+        raise ConfigError("scheduler", address, f"no host; {forms}")
+    if not 0 < port < 65536:
+        raise ConfigError("scheduler", address, f"port {port} is not 1-65535")
+    return address
+
+
 @contextmanager
 def _dask(address: str, timeout_s: float) -> Iterator[Executor]:
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UserError(f"--scheduler {address}: needs the dask extra "
-                        "(pip install 'haltlab[dask]')") from None
+    from distributed import Client
     try:
         client = Client(address, timeout=timeout_s)
-    except OSError as e:
-        raise UserError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from None
+    except Exception as e:              # whatever it is, it is about the cluster the user named
+        raise ConfigError("scheduler", address,
+                          f"cannot reach the Dask scheduler ({' '.join(str(e).split()) or type(e).__name__})") from None
     try:
         yield client.get_executor()
     finally:
