@@ -152,12 +152,7 @@ CASES = dict(_cases())
 # Cases that fail in files this battery's author does not own: marked xfail with
 # the defect, for the owner (the lead merges them); see the battery's report.
 # Found 2026-12-01 on main at 16ed4e1 plus the cli branch; a key ending in * is a prefix.
-KNOWN: dict[str, str] = {
-    **{f"sweep panic --scheduler {v!r}": "issue 6 #2, cli/sweep.py and sweep.py: a scheduler address "
-       "that is no address reaches the executor (ValueError traceback without the stub)"
-       for v in ("", "bogus", "http://")},
-    "sweep panic --seeds '0-999999999999'": "issue 6 #4, cli/sweep.py _ints(): MemoryError building the range",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _case_param(case_id: str):
@@ -199,7 +194,7 @@ def no_work(monkeypatch, tmp_path):
     import haltlab.validation.validate
     for module, name in [
         (haltlab.scenarios.panic, "simulate_panic"), (haltlab.report.reproduce, "run_reproduce"),
-        (haltlab.cli.explore, "explore_panic_race"), (haltlab.cli.sweep, "run_sweep"),
+        (haltlab.cli.explore, "explore_panic_race"), (haltlab.cli.sweep, "run_items"),
         (haltlab.cli.sweep, "executor"), (haltlab.validation.validate, "validate"),
         (subprocess, "Popen"), (os, "fork"), (os, "posix_spawn"), (urllib.request, "urlopen"),
     ]:

@@ -3,12 +3,18 @@
 Any `concurrent.futures.Executor` will do: a local process pool by default, or a
 Dask distributed cluster's executor (`Client(address).get_executor()`) when one
 machine is not enough; `dask[distributed]` is the optional extra `haltlab[dask]`.
+Each finished run is appended to a JSON Lines file at once, so an interrupted
+sweep resumes where it stopped.
 
-The parts: `executor` (the pool, which dies with haltlab; Dask addresses) and `store` (the
-sweep file and its run loop).
+The parts: `executor` (the pool, which dies with haltlab; Dask addresses),
+`store` (the sweep file: rows, torn lines), `run` (the streaming run loop),
+`ranges` (option lists) and `panic` (the panic scenario's sweep).
 """
 
 from haltlab.sweep.executor import check_executor, check_scheduler_address, executor
-from haltlab.sweep.store import read_sweep, run_sweep
+from haltlab.sweep.panic import MAX_RUNS, Group, PanicSweep, panic_row
+from haltlab.sweep.run import run_items, run_sweep
+from haltlab.sweep.store import SweepFile, open_sweep, read_sweep
 
-__all__ = ["executor", "check_executor", "check_scheduler_address", "run_sweep", "read_sweep"]
+__all__ = ["executor", "check_executor", "check_scheduler_address", "run_sweep", "run_items",
+           "open_sweep", "read_sweep", "SweepFile", "PanicSweep", "Group", "panic_row", "MAX_RUNS"]

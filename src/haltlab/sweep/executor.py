@@ -39,10 +39,16 @@ from typing import Iterator
 
 from haltlab.errors import ConfigError
 
-__all__ = ["executor", "check_executor", "check_scheduler_address"]
+__all__ = ["executor", "check_executor", "check_scheduler_address", "slots"]
 
 _PR_SET_PDEATHSIG = 1                   # include/uapi/linux/prctl.h
 _KILL_GRACE_S = 2.0                     # SIGTERM to SIGKILL for a worker that lingers
+
+
+def slots(pool: Executor) -> int:
+    """How many runs `pool` works on at once (set by `executor()`); the run loop
+    keeps about twice that many submitted, never the whole sweep."""
+    return getattr(pool, "haltlab_slots", None) or getattr(pool, "_max_workers", None) or 4
 
 
 def check_executor(scheduler: str | None = None, workers: int | None = None, timeout_s: float = 10.0) -> None:
@@ -74,6 +80,7 @@ def executor(scheduler: str | None = None, workers: int | None = None,
 def _local_pool(workers: int) -> Iterator[Executor]:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool.haltlab_slots = workers
     try:
         yield pool
     except BaseException:
@@ -157,6 +164,8 @@ def _dask(address: str, timeout_s: float) -> Iterator[Executor]:
         raise ConfigError("scheduler", address,
                           f"cannot reach the Dask scheduler ({' '.join(str(e).split()) or type(e).__name__})") from None
     try:
-        yield client.get_executor()
+        pool = client.get_executor()
+        pool.haltlab_slots = max(1, sum(client.nthreads().values()))
+        yield pool
     finally:
         client.close()

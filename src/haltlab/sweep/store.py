@@ -1,10 +1,14 @@
-"""The sweep file (JSON Lines, one row per finished run) and the run loop.
+"""The sweep file: JSON Lines, one row per finished run.
 
-Each finished run is appended to a JSON Lines file at once (one line, written
-and flushed whole), so an interrupted sweep resumes where it stopped: runs whose
-key is already in the file are not run again. The file is in completion order;
-`read_sweep()` returns it in key order, so a resumed sweep reads the same as an
-uninterrupted one.
+    {"key":"kvm-x86/cpus=00008/mdelay/idle/seed=000000","result":{...}}
+
+Each finished run is appended at once (one line, written and flushed whole), so
+an interrupted sweep resumes where it stopped: runs whose key is already in the
+file are not run again. A line torn by a kill is dropped when the file is next
+opened, and its run runs again. The file is in completion order; `read_sweep()`
+returns rows in key order, so a resumed sweep reads the same as an
+uninterrupted one. Anything else in the file (another program's data) is
+refused and left as it is. The file is read a line at a time, never whole.
 """
 
 from __future__ import annotations
@@ -12,75 +16,98 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterator
 
 from haltlab.errors import UserError
 from haltlab.results import writing_to
 
-__all__ = ["run_sweep", "read_sweep"]
-
-
-def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path: str | os.PathLike[str],
-              pool: Executor, progress: Callable[[int, int], None] | None = None) -> int:
-    """Run `fn(arg)` for each `(key, arg)` not yet in `path`; returns how many ran.
-
-    `fn` must be picklable (a module-level function) and return a JSON-able dict.
-    """
-    path = Path(path)
-    rows, complete = _load(path)
-    todo = [(key, arg) for key, arg in items if key not in rows]
-    with writing_to("--out", path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out = path.open("ab")
-        out.truncate(complete)              # a torn last line would fuse with the next
-    with out:
-        futures = {pool.submit(fn, arg): key for key, arg in todo}
-        for n, fut in enumerate(as_completed(futures), 1):
-            line = json.dumps({"key": futures[fut], "result": fut.result()}, sort_keys=True,
-                              separators=(",", ":"), allow_nan=False)
-            with writing_to("--out", path):
-                out.write(line.encode() + b"\n")
-                out.flush()
-            if progress is not None:
-                progress(n, len(todo))
-    return len(todo)
-
-
-def read_sweep(path: str | os.PathLike[str]) -> list[dict]:
-    """Every complete line of a sweep file, sorted by key; a torn last line
-    (the sweep was killed mid-write) is ignored and will be run again."""
-    rows, _ = _load(Path(path))
-    return [rows[k] for k in sorted(rows)]
-
+__all__ = ["SweepFile", "open_sweep", "read_sweep", "each_row"]
 
 # How every row starts ("key" sorts first), so that a torn last line can be told
 # from the last line of some other file.
 _ROW_START = re.compile(rb'\{\s*"key"\s*:')
 
 
-def _load(path: Path) -> tuple[dict[str, dict], int]:
-    """The rows of an existing sweep file by key, and how many of its bytes are
-    whole lines. Anything else is refused, untouched: the sweep would append to
-    it, or cut its last line as torn."""
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+class SweepFile:
+    """A sweep file open for appending.
+
+    `done` holds the keys of the rows already in it (a set of strings, about
+    130 bytes a key: what bounds a sweep's size, see `panic.MAX_RUNS`)."""
+
+    def __init__(self, path: Path, out, done: set[str]) -> None:
+        self.path, self._out, self.done = path, out, done
+        self.written = 0
+
+    def append(self, key: str, result: dict) -> None:
+        with writing_to("--out", self.path):
+            self._out.write(_line({"key": key, "result": result}))
+            self._out.flush()
+        self.done.add(key)
+        self.written += 1
+
+
+@contextmanager
+def open_sweep(path: str | os.PathLike[str]) -> Iterator[SweepFile]:
+    """The sweep file at `path`, open for appending, its rows' keys read."""
+    path = Path(path)
+    done: set[str] = set()
+    size = _scan(path, lambda row: done.add(row["key"]))
+    existed = path.exists()
+    with writing_to("--out", path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = path.open("ab")
+        out.truncate(size)                  # a torn last line would fuse with the next
+    with out:
+        sweep = SweepFile(path, out, done)
+        try:
+            yield sweep
+        except BaseException:
+            if not existed and not sweep.written:
+                path.unlink(missing_ok=True)    # no partial result: it held no run
+            raise
+
+
+def read_sweep(path: str | os.PathLike[str]) -> list[dict]:
+    """Every complete row of a sweep file, sorted by key (the last of rows with
+    one key wins); a torn last line is ignored and will be run again."""
+    rows: dict[str, dict] = {}
+    _scan(Path(path), lambda row: rows.__setitem__(row["key"], row))
+    return [rows[k] for k in sorted(rows)]
+
+
+def each_row(path: str | os.PathLike[str], on_row: Callable[[dict], None]) -> None:
+    """`on_row(row)` for each complete row, in file order, one in memory at a time."""
+    _scan(Path(path), on_row)
+
+
+def _scan(path: Path, on_row: Callable[[dict], None]) -> int:
+    """Read `path` a line at a time, passing each row to `on_row`; how many
+    bytes are whole lines. Refuses, untouched, anything that is not a sweep file."""
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
     except FileNotFoundError:
-        return {}, 0
+        return 0
     except OSError as e:
         raise UserError(f"--out {path}: cannot read ({e.strerror})") from None
-    lines = data.split(b"\n")
-    tail = lines.pop()                      # b"" when the file ends in a newline
-    rows = {}
-    for n, line in enumerate(lines, 1):
-        row = _row(line)
-        if row is None:
-            raise _foreign(path, n, "is not a sweep row")
-        rows[row["key"]] = row
-    if tail and not _ROW_START.match(tail):
-        raise _foreign(path, len(lines) + 1, "does not end in a newline")
-    return rows, len(data) - len(tail)     # a torn last line goes; its run runs again
+    size = 0
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):        # the last line, torn or foreign
+                if not _ROW_START.match(line):
+                    raise _foreign(path, n, "does not end in a newline")
+                break
+            row = _row(line)
+            if row is None:
+                raise _foreign(path, n, "is not a sweep row")
+            on_row(row)
+            size += len(line)
+    return size
 
 
 def _row(line: bytes) -> dict | None:

@@ -1,7 +1,8 @@
-"""Sweeps: the process pool and a real Dask cluster give the same rows; an
-interrupted sweep resumes without running anything twice."""
+"""`haltlab sweep panic` and the sweep file: an interrupted sweep resumes without
+running anything twice; bad input is one line before anything runs."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -82,6 +83,15 @@ def refused(result, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
     for needle in needles:
         assert needle in lines[0]
+
+
+def test_an_oversized_sweep_is_one_line_at_once(tmp_path):
+    """#4: --seeds 0-999999999999 used to build a list of 2e12 configs first."""
+    started = time.monotonic()
+    refused(sweep(tmp_path / "s.jsonl", "--seeds", "0-999999999999"),
+            "--seeds 0-999999999999: 2,000,000,000,000 runs", "at most 1,000,000")
+    assert time.monotonic() - started < 5
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, needle", [
