@@ -1,6 +1,6 @@
 """Executors: the process pool and a real Dask cluster give the same rows; a bad
-scheduler address is one line; and no worker outlives haltlab, whether it gets SIGTERM or SIGKILL (real
-processes, found in /proc)."""
+scheduler address is one line; workers are capped; and no worker outlives
+haltlab, whether it gets SIGTERM or SIGKILL (real processes, found in /proc)."""
 
 import os
 import signal
@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from sweep_helpers import errors, haltlab_process, haltlab_run
 
 from haltlab.cli import cli
-from haltlab.sweep import check_scheduler_address, executor, read_sweep, run_sweep
+from haltlab.errors import ConfigError
+from haltlab.sweep import check_scheduler_address, cpu_count, executor, read_sweep, run_sweep, worker_count
 
 
 def square(x: int) -> dict:
@@ -83,6 +84,35 @@ def test_an_unreachable_scheduler_is_one_line_and_leaves_no_file(tmp_path):
     assert "--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_are_capped_at_the_cpus_and_the_runs():
+    cpus = cpu_count()
+    assert worker_count(None, 10_000) == (cpus, None)
+    n, note = worker_count(256, 10_000)
+    assert n == cpus and note == f"{cpus} workers, not 256: 10000 runs to do on {cpus} CPUs"
+    n, note = worker_count(256, 1)
+    assert n == 1 and "not 256: 1 runs to do" in note
+    assert worker_count(None, 1) == (1, None)
+    with pytest.raises(ConfigError, match="must be at least 1"):
+        worker_count(0, 5)
+
+
+def test_the_command_says_when_it_caps_workers(tmp_path, monkeypatch):
+    import haltlab.cli.sweep as cli_sweep
+    started = []
+    real = cli_sweep.executor
+
+    def recording(scheduler, workers, timeout_s):
+        started.append(workers)
+        return real(scheduler, workers, timeout_s)
+
+    monkeypatch.setattr(cli_sweep, "executor", recording)
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "s.jsonl"), "--cpus", "2",
+                                      "--seeds", "0", "--observe", "0.01", "--workers", "256"])
+    assert result.exit_code == 0, result.output
+    assert started == [min(2, cpu_count())]                 # 2 runs to do
+    assert f"haltlab: sweep: {started[0]} workers, not 256: 2 runs to do on {cpu_count()} CPUs" in result.stderr
 
 
 # --- no worker outlives haltlab -------------------------------------------------------

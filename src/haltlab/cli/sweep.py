@@ -17,7 +17,7 @@ from rich.table import Table
 from haltlab.cli.console import console
 from haltlab.cli.options import seconds_to_ns
 from haltlab.results import check_out_path
-from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items
+from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items, worker_count
 
 __all__ = ["sweep"]
 
@@ -35,7 +35,8 @@ def sweep() -> None:
 @click.option("--others", default="idle", show_default=True)
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds, e.g. 0-99 or 1,5,9.")
 @click.option("--observe", type=float, default=1.0, show_default=True, help="Seconds after the end line.")
-@click.option("--workers", type=int, default=None, help="Local worker processes [default: CPU count].")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes [default and most: the CPU count, and the runs to do].")
 @click.option("--scheduler", default=None, help="Dask scheduler address (needs haltlab[dask]).")
 @click.option("--scheduler-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="How long to try to reach --scheduler.")
@@ -49,8 +50,13 @@ def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, wo
     with open_sweep(out_path) as file:
         todo = spec.todo(file.done)
         if todo:
+            n = None
+            if scheduler is None:
+                n, note = worker_count(workers, todo)
+                if note:
+                    click.echo(f"haltlab: sweep: {note}", err=True)
             done_before = spec.runs - todo
-            with executor(scheduler, workers, scheduler_timeout) as pool, \
+            with executor(scheduler, n, scheduler_timeout) as pool, \
                     Progress(console=Console(stderr=True), transient=True) as bar:
                 task = bar.add_task("sweep", total=spec.runs, completed=done_before)
                 run_items(panic_row, spec.items(), file, pool,

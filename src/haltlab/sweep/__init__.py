@@ -11,10 +11,11 @@ The parts: `executor` (the pool, which dies with haltlab; Dask addresses),
 `ranges` (option lists) and `panic` (the panic scenario's sweep).
 """
 
-from haltlab.sweep.executor import check_executor, check_scheduler_address, executor
+from haltlab.sweep.executor import (check_executor, check_scheduler_address, cpu_count, executor,
+                                    worker_count)
 from haltlab.sweep.panic import MAX_RUNS, Group, PanicSweep, panic_row
 from haltlab.sweep.run import run_items, run_sweep
 from haltlab.sweep.store import SweepFile, open_sweep, read_sweep
 
-__all__ = ["executor", "check_executor", "check_scheduler_address", "run_sweep", "run_items",
+__all__ = ["executor", "check_executor", "worker_count", "cpu_count", "check_scheduler_address", "run_sweep", "run_items",
            "open_sweep", "read_sweep", "SweepFile", "PanicSweep", "Group", "panic_row", "MAX_RUNS"]

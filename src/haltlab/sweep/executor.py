@@ -39,10 +39,33 @@ from typing import Iterator
 
 from haltlab.errors import ConfigError
 
-__all__ = ["executor", "check_executor", "check_scheduler_address", "slots"]
+__all__ = ["executor", "check_executor", "worker_count", "cpu_count", "check_scheduler_address", "slots"]
 
 _PR_SET_PDEATHSIG = 1                   # include/uapi/linux/prctl.h
 _KILL_GRACE_S = 2.0                     # SIGTERM to SIGKILL for a worker that lingers
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's."""
+    if hasattr(os, "process_cpu_count"):            # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def worker_count(requested: int | None, runs: int) -> tuple[int, str | None]:
+    """How many local workers for `runs` runs, and a note when fewer than asked.
+
+    More workers than CPUs only share them, and more than runs sit idle: both
+    cost a process each (a spawned worker imports the model, about 0.1 s)."""
+    if requested is not None and requested < 1:
+        raise ConfigError("workers", requested, "must be at least 1")
+    cpus = cpu_count()
+    n = max(1, min(requested or cpus, cpus, runs))
+    if requested is not None and n < requested:
+        return n, f"{n} workers, not {requested}: {runs} runs to do on {cpus} CPUs"
+    return n, None
 
 
 def slots(pool: Executor) -> int:
@@ -69,7 +92,7 @@ def executor(scheduler: str | None = None, workers: int | None = None,
     without a connection."""
     check_executor(scheduler, workers, timeout_s)
     if scheduler is None:
-        with _local_pool(workers or os.cpu_count() or 1) as pool:
+        with _local_pool(workers or cpu_count()) as pool:
             yield pool
     else:
         with _dask(scheduler, timeout_s) as pool:
