@@ -1,0 +1,114 @@
+"""The sweep file: resumes only what is missing, drops a torn last line, refuses
+foreign files untouched, and survives a full disk with whole lines only (a
+real tmpfs that fills up)."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sweep_helpers import errors, grow, haltlab_run, tiny_disk  # noqa: F401  (a fixture)
+
+from haltlab.errors import ConfigError, UserError
+from haltlab.sweep import open_sweep, read_sweep, run_sweep
+
+def square(x: int) -> dict:
+    return {"x": x, "square": x * x}
+
+
+def padded(x: int) -> dict:
+    return {"x": x, "pad": "p" * 400}
+
+
+def items(n, start=0):
+    return [(f"k{i:04d}", i) for i in range(start, n)]
+
+
+def sweep(path, n, fn=square, workers=2):
+    with ThreadPoolExecutor(workers) as pool:
+        return run_sweep(fn, items(n), path, pool)
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    path = tmp_path / "s.jsonl"
+    assert sweep(path, 3) == 3
+    assert sweep(path, 5) == 2
+    assert sweep(path, 5) == 0
+    assert len(path.read_text().splitlines()) == 5
+    assert [r["result"]["square"] for r in read_sweep(path)] == [0, 1, 4, 9, 16]
+
+
+def test_an_item_listed_twice_runs_once(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with ThreadPoolExecutor(2) as pool:
+        assert run_sweep(square, items(3) + items(3), path, pool) == 3
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_a_torn_last_line_is_dropped_and_run_again(tmp_path):
+    path = tmp_path / "s.jsonl"
+    sweep(path, 2)
+    torn = json.dumps({"key": "k0002", "result": {"x": 2}})[:-7]
+    path.write_text(path.read_text() + torn)             # killed mid-write
+    assert sweep(path, 3) == 1
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+
+
+@pytest.mark.parametrize("content, line", [
+    (b'{"key": 5}\n', 1),
+    (b'{"key":"..","result":3}\n', 1),
+    (b'\xff\xfe\n', 1),
+    (b'{"key":"a","result":{}}\nhello\n', 2),
+    (b'{"key":"a","result":{}}\nworld', 2),           # no newline, but not a torn row
+    (b'hello', 1),
+])
+def test_a_file_that_is_not_a_sweep_file_is_refused_untouched(tmp_path, content, line):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"line {line}") as e:
+        sweep(path, 1)
+    assert e.value.field == "output" and "left unchanged" in str(e.value)
+    assert path.read_bytes() == content
+    with pytest.raises(UserError, match=f"line {line}"):
+        read_sweep(path)
+
+
+def test_a_failed_start_leaves_no_file(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with pytest.raises(RuntimeError):
+        with open_sweep(path):
+            raise RuntimeError("the executor could not start")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_keeps_whole_lines_and_the_sweep_resumes(tiny_disk):
+    path = tiny_disk / "s.jsonl"
+    with pytest.raises(ConfigError, match="No space left on device") as e:
+        sweep(path, 400, fn=padded)                        # 400 x 430 bytes > 64 KiB
+    assert "\n" not in str(e.value)
+    data = path.read_bytes()
+    assert data.endswith(b"\n")                            # cut back to the last whole line
+    kept = [json.loads(line) for line in data.splitlines()]
+    assert 0 < len(kept) < 400
+    grow(tiny_disk)
+    assert sweep(path, 400, fn=padded) == 400 - len(kept)
+    assert [r["result"]["x"] for r in read_sweep(path)] == list(range(400))
+
+
+def test_a_full_disk_during_the_cli_sweep_is_one_line(tiny_disk):
+    """The command, not only the library: one line, status 2, no traceback."""
+    path = tiny_disk / "s.jsonl"
+    args = ("sweep", "panic", "--out", str(path), "--cpus", "2", "--seeds", "0-499",
+            "--observe", "0.01", "--workers", "2")
+    done = haltlab_run(*args)
+    assert done.returncode == 2, done.stderr
+    rows = len(path.read_bytes().splitlines())
+    assert [e for e in errors(done.stderr) if e] == [      # (the rich bar's blank line goes with #25)
+        f"haltlab: error: --out {path}: cannot write (No space left on device); its {rows} complete "
+        "rows are kept and the same command resumes once the disk has room"]
+    assert path.read_bytes().endswith(b"\n") and 0 < rows < 1000
+    grow(tiny_disk)
+    again = haltlab_run(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"1000 runs in {path} ({1000 - rows} new)" in again.stdout
+    assert len(read_sweep(path)) == 1000
