@@ -7,7 +7,8 @@ Each finished run is appended to a JSON Lines file at once, so an interrupted
 sweep resumes where it stopped.
 
 The parts: `executor` (the pool, which dies with haltlab; Dask addresses),
-`store` (the sweep file: rows, torn lines), `run` (the streaming run loop),
+`store` (the sweep file: rows, torn lines, full disks), `lock` (one sweep
+per file), `run` (the streaming run loop),
 `ranges` (option lists) and `panic` (the panic scenario's sweep).
 """
 

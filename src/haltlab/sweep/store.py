@@ -9,7 +9,8 @@ A line torn by a kill (the one place a file can be torn) is dropped when the
 file is next opened, and its run runs again. The file is in completion order;
 `read_sweep()` returns rows in key order, so a resumed sweep reads the same as
 an uninterrupted one. Anything else in the file (another program's data) is
-refused and left as it is. The file is read a line at a time, never whole."""
+refused and left as it is. The file is read a line at a time, never whole.
+One sweep at a time holds a file (`haltlab.sweep.lock`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from haltlab.errors import ConfigError
+from haltlab.sweep.lock import locked
 
 __all__ = ["SweepFile", "open_sweep", "read_sweep", "each_row"]
 
@@ -36,7 +38,7 @@ def _line(obj: dict) -> bytes:
 
 
 class SweepFile:
-    """A sweep file open for appending.
+    """A sweep file open for appending, locked.
 
     `done` holds the keys of the rows already in it (a set of strings, about
     130 bytes a key: what bounds a sweep's size, see `panic.MAX_RUNS`)."""
@@ -74,27 +76,29 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @contextmanager
 def open_sweep(path: str | os.PathLike[str]) -> Iterator[SweepFile]:
-    """The sweep file at `path`, open for appending, its rows' keys read."""
+    """The sweep file at `path`, locked for this sweep, open for appending,
+    its rows' keys read."""
     path = Path(path)
-    done: set[str] = set()
-    size = _scan(path, lambda row: done.add(row["key"]))
-    existed = path.exists()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        raise ConfigError(FIELD, str(path), f"cannot write ({e.strerror})") from None
-    try:
-        os.ftruncate(fd, size)              # a torn last line would fuse with the next
-        os.lseek(fd, size, os.SEEK_SET)
-        sweep = SweepFile(path, fd, size, done)
+    with locked(path, FIELD):
+        done: set[str] = set()
+        size = _scan(path, lambda row: done.add(row["key"]))
+        existed = path.exists()
         try:
-            yield sweep
-        except BaseException:
-            if not existed and not sweep.written:
-                path.unlink(missing_ok=True)    # no partial result: it held no run
-            raise
-    finally:
-        os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise ConfigError(FIELD, str(path), f"cannot write ({e.strerror})") from None
+        try:
+            os.ftruncate(fd, size)              # a torn last line would fuse with the next
+            os.lseek(fd, size, os.SEEK_SET)
+            sweep = SweepFile(path, fd, size, done)
+            try:
+                yield sweep
+            except BaseException:
+                if not existed and not sweep.written:
+                    path.unlink(missing_ok=True)    # no partial result: it held no run
+                raise
+        finally:
+            os.close(fd)
 
 
 def read_sweep(path: str | os.PathLike[str]) -> list[dict]:
