@@ -1,5 +1,5 @@
-"""`haltlab sweep panic` and the sweep file: an interrupted sweep resumes without
-running anything twice; bad input is one line before anything runs."""
+"""`haltlab sweep panic`: resumes, refuses bad input and other inputs' rows in one
+line before anything runs or is written."""
 
 import time
 
@@ -10,12 +10,27 @@ from haltlab.cli import cli
 from haltlab.machine.profile import profiles_dir
 from haltlab.sweep import read_sweep
 
+FAST = ("--cpus", "2", "--seeds", "0", "--observe", "0.05", "--workers", "1")
 
-def test_sweep_panic_command_resumes(tmp_path):
+
+def sweep(out, *args: str):
+    return CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *args])
+
+
+def refused(result, *needles: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_sweep_panic_resumes(tmp_path):
     out = tmp_path / "panic.jsonl"
-    args = ["sweep", "panic", "--out", str(out), "--cpus", "4", "--seeds", "0-1", "--observe", "0.2",
-            "--workers", "2"]
-    first = CliRunner().invoke(cli, args)
+    args = ("--cpus", "4", "--seeds", "0-1", "--observe", "0.2", "--workers", "2")
+    first = sweep(out, *args)
     assert first.exit_code == 0, first.output
     rows = read_sweep(out)
     assert len(rows) == 4
@@ -23,38 +38,35 @@ def test_sweep_panic_command_resumes(tmp_path):
     halted = [r["result"] for r in rows if "/safe_halt/" in r["key"]]
     assert all(r["host_cpu_s_per_s"] > 0.9 for r in stock)
     assert all(r["host_cpu_s_per_s"] < 0.01 for r in halted)
-    again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0
-    assert len(out.read_text().splitlines()) == 4          # nothing ran twice
+    assert f"sweep: 4 runs in {out} (4 new)" in first.stdout
+    again = sweep(out, *args)
+    assert again.exit_code == 0 and f"sweep: 4 runs in {out} (0 new)" in again.stdout
+    assert len(out.read_text().splitlines()) == 1 + 4          # nothing ran twice
 
 
-def test_bad_sweep_input_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "x"), "--cpus", "8,x"])
-    assert result.exit_code == 2 and "--cpus 8,x" in result.stderr
-    assert not (tmp_path / "x").exists()
+def test_a_different_observe_window_is_refused_not_reused(tmp_path):
+    """#20: --observe 5 after --observe 1 used to report "(0 new)" and the old numbers."""
+    out = tmp_path / "s.jsonl"
+    assert sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "1").exit_code == 0
+    before = out.read_bytes()
+    line = refused(sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "5"),
+                   f"--out {out}: holds runs made with other inputs",
+                   "config.observe_ns 1000000000 there, 5000000000 now", "delete it")
+    assert "give another output file" in line
+    assert out.read_bytes() == before
 
 
-def test_out_that_is_a_directory_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path), "--seeds", "0"])
-    assert result.exit_code == 2
-    assert "is a directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-
-
-def sweep(out, *args: str):
-    return CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *args])
-
-
-def refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
+def test_a_profile_with_other_values_under_the_same_name_is_refused(tmp_path):
+    profile = tmp_path / "kvm-x86.toml"
+    text = (profiles_dir() / "kvm-x86.toml").read_text()
+    profile.write_text(text)
+    out = tmp_path / "s.jsonl"
+    assert sweep(out, "--profile", str(profile), *FAST).exit_code == 0
+    profile.write_text(text.replace('ipi_latency_ns = { value = "1300 ns"', 'ipi_latency_ns = { value = "9 us"', 1))
+    refused(sweep(out, "--profile", str(profile), *FAST), "profile.sha256")
 
 
 def test_an_oversized_sweep_is_one_line_at_once(tmp_path):
-    """#4: --seeds 0-999999999999 used to build a list of 2e12 configs first."""
     started = time.monotonic()
     refused(sweep(tmp_path / "s.jsonl", "--seeds", "0-999999999999"),
             "--seeds 0-999999999999: 2,000,000,000,000 runs", "at most 1,000,000")
@@ -67,15 +79,24 @@ def test_an_oversized_sweep_is_one_line_at_once(tmp_path):
     (("--observe", "inf"), "--observe inf"),
     (("--observe", "1e-12"), "--observe 1e-12"),         # rounds to 0 ns
     (("--seeds", "5-1"), "--seeds 5-1"),
+    (("--seeds", "x"), "--seeds x: expected integers"),
     (("--others", ""), "--others ''"),
+    (("--after-panic", "spin"), "--after-panic spin: unknown 'spin'"),
     (("--cpus", "9000"), "--cpus 9000"),
     (("--cpus", "0"), "--cpus 0"),
+    (("--cpus", "8,x"), "--cpus 8,x"),
+    (("--workers", "0"), "--workers 0"),
     (("--scheduler-timeout", "0"), "--scheduler-timeout 0"),
+    (("--profile", "nope"), "profile 'nope'"),
 ])
 def test_bad_options_fail_before_anything_runs_or_is_written(tmp_path, args, needle):
     out = tmp_path / "s.jsonl"
     refused(sweep(out, "--seeds", "0", *args), needle)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_that_is_a_directory_is_one_line(tmp_path):
+    refused(sweep(tmp_path, "--seeds", "0"), "is a directory")
 
 
 def test_out_under_a_file_fails_before_the_sweep(tmp_path):
@@ -85,11 +106,14 @@ def test_out_under_a_file_fails_before_the_sweep(tmp_path):
     assert (tmp_path / "a-file").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("content", [b'{"key":"a","result":{}}\nhello\n', b'hello'])
-def test_a_file_that_is_not_a_sweep_file_is_refused_untouched(tmp_path, content):
+@pytest.mark.parametrize("content, line", [
+    (b'{"key":"a","result":{}}\nhello\n', 1),
+    (b'hello', 1),
+])
+def test_a_file_that_is_not_a_sweep_file_is_refused_untouched(tmp_path, content, line):
     out = tmp_path / "notes.txt"
     out.write_bytes(content)
-    refused(sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "0.05"), f"--out {out}: line ")
+    refused(sweep(out, *FAST), f"--out {out}:")
     assert out.read_bytes() == content
 
 
@@ -100,4 +124,4 @@ def test_profile_given_as_a_path_keys_by_profile_name(tmp_path):
                    "--after-panic", "mdelay", "--observe", "0.05", "--workers", "1")
     assert result.exit_code == 0, result.output
     assert [r["key"] for r in read_sweep(out)] == ["kvm-x86/cpus=00002/mdelay/idle/seed=000000"]
-    assert "kvm-x86 2 CPUs" in result.stdout and "toml" not in result.stdout
+    assert "kvm-x86 2 CPUs" in result.stdout and "toml" not in result.stdout.replace(str(out), "")

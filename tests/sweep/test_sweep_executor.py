@@ -13,7 +13,11 @@ from sweep_helpers import errors, haltlab_process, haltlab_run
 
 from haltlab.cli import cli
 from haltlab.errors import ConfigError
-from haltlab.sweep import check_scheduler_address, cpu_count, executor, read_sweep, run_sweep, worker_count
+from haltlab.sweep import (check_scheduler_address, cpu_count, executor, read_sweep, run_sweep,
+                           worker_count)
+from haltlab.sweep.executor import slots
+
+INPUTS = {"scenario": "squares"}
 
 
 def square(x: int) -> dict:
@@ -27,7 +31,7 @@ def items(n):
 def test_process_pool_sweep_writes_every_row(tmp_path):
     path = tmp_path / "s.jsonl"
     with executor(workers=2) as pool:
-        assert run_sweep(square, items(6), path, pool) == 6
+        assert run_sweep(square, items(6), path, pool, inputs=INPUTS) == 6
     rows = read_sweep(path)
     assert [r["key"] for r in rows] == [f"k{i:03d}" for i in range(6)]
     assert [r["result"]["square"] for r in rows] == [i * i for i in range(6)]
@@ -38,9 +42,25 @@ def test_dask_cluster_gives_the_same_rows_as_the_pool(tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   host="127.0.0.1", dashboard_address=":0") as cluster:
         with executor(scheduler=cluster.scheduler_address) as pool:
-            run_sweep(square, items(4), tmp_path / "d.jsonl", pool)
+            assert slots(pool) == 2
+            run_sweep(square, items(4), tmp_path / "d.jsonl", pool, inputs=INPUTS)
     with executor(workers=2) as pool:
-        run_sweep(square, items(4), tmp_path / "p.jsonl", pool)
+        run_sweep(square, items(4), tmp_path / "p.jsonl", pool, inputs=INPUTS)
+    assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
+
+
+def test_the_panic_sweep_on_a_dask_cluster_equals_the_pools(tmp_path):
+    """The command with --scheduler: the same rows, byte for byte, as without."""
+    distributed = pytest.importorskip("distributed")
+    args = ["sweep", "panic", "--cpus", "2,4", "--seeds", "0-1", "--observe", "0.05"]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster:
+        on_dask = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d.jsonl"),
+                                           "--scheduler", cluster.scheduler_address])
+    assert on_dask.exit_code == 0, on_dask.output
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "p.jsonl"), "--workers", "2"])
+    assert local.exit_code == 0, local.output
+    assert len(read_sweep(tmp_path / "d.jsonl")) == 8
     assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
 
 

@@ -12,15 +12,19 @@ from click.testing import CliRunner
 
 from haltlab.cli import cli
 from haltlab.errors import ConfigError
-from haltlab.sweep import open_sweep, read_sweep, run_sweep
+from haltlab.sweep import PanicSweep, open_sweep, read_sweep, run_sweep
 from haltlab.sweep.lock import lock_path, locked
 
 ARGS = ["--cpus", "2", "--seeds", "0-1", "--observe", "0.01", "--workers", "1"]
 
 
+def panic_inputs():
+    return PanicSweep.parse(cpus="2", seeds="0-1", observe_ns=10_000_000).inputs()
+
+
 def test_a_second_sweep_on_the_same_file_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "s.jsonl"
-    with open_sweep(out):                              # a sweep is running on it
+    with open_sweep(out, panic_inputs()):              # a sweep is running on it
         before = out.read_bytes()
         result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *ARGS])
         assert result.exit_code == 2, result.output
@@ -31,7 +35,7 @@ def test_a_second_sweep_on_the_same_file_is_refused_naming_the_holder(tmp_path):
         assert out.read_bytes() == before              # nothing ran, nothing was written
     result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *ARGS])
     assert result.exit_code == 0, result.output
-    assert len(read_sweep(out)) == 4 and len(out.read_text().splitlines()) == 4
+    assert len(read_sweep(out)) == 4 and len(out.read_text().splitlines()) == 5
 
 
 def test_the_lock_records_its_holder_and_goes_when_done(tmp_path):
@@ -50,7 +54,7 @@ def test_a_lock_file_left_by_a_killed_sweep_does_not_bind(tmp_path):
     out = tmp_path / "s.jsonl"
     lock_path(out).write_text('{"pid": 999999999, "host": "gone", "started": "2026-12-01T00:00:00Z"}\n')
     with ThreadPoolExecutor(1) as pool:
-        assert run_sweep(lambda x: {"x": x}, [("a", 1)], out, pool) == 1
+        assert run_sweep(lambda x: {"x": x}, [("a", 1)], out, pool, inputs={}) == 1
     assert not lock_path(out).exists()
 
 

@@ -1,14 +1,22 @@
 """The panic sweep as a library: option lists stay ranges, a sweep over the cap
-is refused before anything is built, and items stream through a bounded window."""
+is refused before anything is built, items stream through a bounded window,
+and the inputs recorded cover every input that moves a result."""
 
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from haltlab.errors import ConfigError
+import haltlab
+from haltlab.errors import ConfigError, UserError
+from haltlab.machine.profile import profiles_dir
+from haltlab.scenarios.panic import PanicConfig
 from haltlab.sweep import MAX_RUNS, PanicSweep, open_sweep, panic_row, run_items
+from haltlab.sweep.inputs import model_digest, source_digest
 from haltlab.sweep.ranges import parse_ints
 
 
@@ -63,22 +71,67 @@ class CountingPool(ThreadPoolExecutor):
 
 
 def test_items_stream_through_a_bounded_window(tmp_path):
-    with open_sweep(tmp_path / "s.jsonl") as file, CountingPool(2) as pool:
+    with open_sweep(tmp_path / "s.jsonl", {}) as file, CountingPool(2) as pool:
         assert run_items(lambda x: {"x": x}, ((f"k{i:05d}", i) for i in range(2000)), file, pool) == 2000
     assert pool.most <= 4                                   # twice the pool's two workers
 
 
 def test_progress_comes_even_while_no_run_finishes(tmp_path):
     calls = []
-    with open_sweep(tmp_path / "s.jsonl") as file, ThreadPoolExecutor(1) as pool:
+    with open_sweep(tmp_path / "s.jsonl", {}) as file, ThreadPoolExecutor(1) as pool:
         run_items(lambda x: time.sleep(1.0) or {"x": x}, [("a", 1)], file, pool, calls.append, tick_s=0.1)
     assert calls.count(0) >= 5 and calls[-1] == 1
+
+
+def test_every_config_field_is_in_the_key_or_the_recorded_inputs():
+    sweep = PanicSweep.parse(observe_ns=10**9)
+    inputs = sweep.inputs()
+    per_run = {"profile", "cpus", "after_panic", "others", "seed"}       # what the key names
+    assert {f.name for f in fields(PanicConfig)} == per_run | set(inputs["config"])
+    assert inputs["config"]["observe_ns"] == 10**9
+    assert inputs["model"] == {"haltlab": haltlab.__version__, "source_sha256": model_digest()}
+
+
+def _copy_profile(tmp_path, name, edit=lambda text: text):
+    text = (profiles_dir() / "kvm-x86.toml").read_text()
+    path = tmp_path / name
+    path.write_text(edit(text))
+    return str(path)
+
+
+def test_the_profile_enters_by_content_not_name(tmp_path):
+    stock = PanicSweep.parse().inputs()["profile"]["sha256"]
+    same = _copy_profile(tmp_path, "same.toml", lambda t: t.replace('source = "', 'source = "copied; ', 1))
+    assert PanicSweep.parse(profile=same).inputs()["profile"]["sha256"] == stock
+    slower = _copy_profile(tmp_path, "slower.toml", lambda t: t.replace(
+        'ipi_latency_ns = { value = "1300 ns"', 'ipi_latency_ns = { value = "1301 ns"', 1))
+    assert "1301 ns" in Path(slower).read_text()
+    assert PanicSweep.parse(profile=slower).inputs()["profile"]["sha256"] != stock
+
+
+def test_the_model_digest_follows_the_model_source(tmp_path):
+    root = tmp_path / "haltlab"
+    shutil.copytree(Path(haltlab.__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(root) == model_digest()
+    (root / "report" / "extra.py").write_text("# not the model\n")
+    assert source_digest(root) == model_digest()
+    path = root / "kernel" / "panic.py"
+    path.write_text(path.read_text() + "\n# any change to the model\n")
+    assert source_digest(root) != model_digest()
+
+
+def test_a_worker_with_another_model_refuses_to_run():
+    sweep = PanicSweep.parse(cpus="2", seeds="0", after_panic="mdelay", observe_ns=10**7)
+    (key, (cfg, profile, digest)), = sweep.items()
+    assert panic_row((cfg, profile, digest))["outcome"] == "panicked-and-finished"
+    with pytest.raises(UserError, match="another haltlab model"):
+        panic_row((cfg, profile, "0" * 64))
 
 
 def test_summary_reads_only_this_sweeps_runs(tmp_path):
     out = tmp_path / "s.jsonl"
     wide = PanicSweep.parse(cpus="2,4", seeds="0-2", observe_ns=10**7)
-    with open_sweep(out) as file, ThreadPoolExecutor(2) as pool:
+    with open_sweep(out, wide.inputs()) as file, ThreadPoolExecutor(2) as pool:
         run_items(panic_row, wide.items(), file, pool)
     narrow = PanicSweep.parse(cpus="4", seeds="1-2", after_panic="safe_halt", observe_ns=10**7)
     groups = narrow.summary(out)

@@ -3,8 +3,8 @@
 Options in, `haltlab.sweep.PanicSweep` out; the library checks them (errors
 name fields, shown here as flags), runs them through a local process pool or a
 Dask cluster (`--scheduler`), and streams rows to `--out` (JSON Lines) as they
-finish. The same command again resumes. This module only adds the progress
-display and the summary table.
+finish. The same command again resumes; a file made with other inputs is
+refused. This module only adds the progress display and the summary table.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, wo
                             seeds=seeds, observe_ns=seconds_to_ns(observe, "--observe"))
     check_executor(scheduler, workers, scheduler_timeout)    # a bad address fails here, in one line
     check_out_path(out_path, "--out", directory=False)
-    with open_sweep(out_path) as file:
+    with open_sweep(out_path, spec.inputs()) as file:
         todo = spec.todo(file.done)
         if todo:
             n = None

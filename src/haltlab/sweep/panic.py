@@ -4,23 +4,32 @@
 checks everything before a run starts, and refuses a sweep of more than
 `MAX_RUNS` runs: resuming keeps every done run's key in memory (126 bytes a
 key, measured with tracemalloc over a million keys, so about 130 MB at the
-cap) and a sweep is walked, never listed, so that is the bound that matters.
-Each run's key names what varies between runs (profile name, CPU count,
-policy, others, seed).
+cap) and a sweep is walked, never listed, so that is the bound that matters. Each run's key names what varies between runs
+(profile name, CPU count, policy, others, seed); `inputs()` records, for the
+sweep file's header, everything they share, so no row made with other inputs is
+reused: every `PanicConfig` field the key does not name, the profile's content
+and the model's version (see `haltlab.sweep.inputs`).
+
+Workers get the loaded profile with each run, not its name, so every run uses
+exactly the profile the header describes, and a Dask worker needs no profile
+file; a worker whose model differs from the sweep's refuses to run.
 """
 
 from __future__ import annotations
 
+import socket
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterator
 
-from haltlab.errors import ConfigError
+from haltlab.errors import ConfigError, UserError
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
+from haltlab.sweep.inputs import model_digest, model_version, profile_digest
 from haltlab.sweep.ranges import count, parse_ints, parse_names, walk
 from haltlab.sweep.store import each_row
 
@@ -30,6 +39,7 @@ MAX_RUNS = 1_000_000
 KEEP = ("outcome", "time_to_end_ns", "panic_to_others_stopped_ns", "smp_send_stop_ns", "host_cpu_s_per_s",
         "perf_samples", "events")
 _LABELS = {"cpus": "CPU counts", "after_panic": "after_panic policies", "others": "others", "seeds": "seeds"}
+_PER_RUN = ("profile", "cpus", "after_panic", "others", "seed")   # named by the key, not the header
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,13 @@ class PanicSweep:
     def runs(self) -> int:
         return count(self.cpus) * len(self.after_panic) * len(self.others) * count(self.seeds)
 
+    def inputs(self) -> dict[str, Any]:
+        """What every run shares, for the sweep file's header."""
+        shared = {f.name: getattr(self.base, f.name) for f in fields(PanicConfig) if f.name not in _PER_RUN}
+        return {"scenario": "panic", "model": model_version(),
+                "profile": {"name": self.profile.name, "sha256": profile_digest(self.profile)},
+                "config": shared, "row": list(KEEP)}
+
     def key(self, cpus: int, after_panic: str, others: str, seed: int) -> str:
         return f"{self.profile.name}/cpus={cpus:05d}/{after_panic}/{others}/seed={seed:06d}"
 
@@ -100,13 +117,13 @@ class PanicSweep:
     def keys(self) -> Iterator[str]:
         return (self.key(*point) for point in self._points())
 
-    def items(self) -> Iterator[tuple[str, dict]]:
+    def items(self) -> Iterator[tuple[str, tuple]]:
         """(key, job) for `run_sweep(panic_row, ...)`: a job is the run's
-        `PanicConfig` as a dict."""
-        base = asdict(self.base)
+        `PanicConfig` as a dict, the profile and the model's digest."""
+        base, profile, digest = asdict(self.base), _profile_state(self.profile), model_digest()
         for n, policy, other, seed in self._points():
-            yield self.key(n, policy, other, seed), {**base, "cpus": n, "after_panic": policy,
-                                                     "others": other, "seed": seed}
+            cfg = {**base, "cpus": n, "after_panic": policy, "others": other, "seed": seed}
+            yield self.key(n, policy, other, seed), (cfg, profile, digest)
 
     def todo(self, done: set[str]) -> int:
         """How many of this sweep's runs are not in `done`."""
@@ -159,7 +176,17 @@ class _Runs:
                      statistics.median(self.host) if self.host else None)
 
 
-def panic_row(cfg: dict) -> dict:
+def _profile_state(p: Profile) -> tuple:
+    """The profile as plain picklable values (its params are a read-only mapping)."""
+    return p.name, p.description, p.arch, p.kind, p.path, dict(p.params)
+
+
+def panic_row(job: tuple) -> dict:
     """One sweep run (module-level, so that worker processes can unpickle it)."""
-    r = simulate_panic(PanicConfig(**cfg)).result
+    cfg, (name, description, arch, kind, path, params), digest = job
+    if model_digest() != digest:
+        raise UserError(f"a worker on {socket.gethostname()} runs another haltlab model (source "
+                        f"{model_digest()[:12]}, the sweep's {digest[:12]}): install the same haltlab everywhere")
+    profile = Profile(name, description, arch, kind, path, MappingProxyType(params))
+    r = simulate_panic(PanicConfig(**cfg), profile).result
     return {k: r.get(k) for k in KEEP}

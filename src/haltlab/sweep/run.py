@@ -22,13 +22,14 @@ __all__ = ["run_sweep", "run_items"]
 
 
 def run_sweep(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], path: str | os.PathLike[str],
-              pool: Executor, progress: Callable[[int], None] | None = None) -> int:
-    """Run `fn(arg)` for each `(key, arg)` not yet in the sweep file at `path`;
-    returns how many ran.
+              pool: Executor, progress: Callable[[int], None] | None = None, *,
+              inputs: dict[str, Any]) -> int:
+    """Run `fn(arg)` for each `(key, arg)` not yet in the sweep file at `path`
+    (made with `inputs`, which every run shares); returns how many ran.
 
     `fn` must be picklable (a module-level function) and return a JSON-able dict.
     """
-    with open_sweep(path) as sweep:
+    with open_sweep(path, inputs) as sweep:
         return run_items(fn, items, sweep, pool, progress)
 
 
