@@ -32,17 +32,7 @@ def run(args: list[str], tmp_path: Path, *, stdout) -> subprocess.CompletedProce
         preexec_fn=(lambda: os.close(1)) if closed else None)
 
 
-def _sweep_xfail(name: str, stdout: str):
-    if name == "sweep" and stdout == "full":
-        return pytest.mark.xfail(strict=False, reason="issue 6 #9, cli/sweep.py (not this branch's): "
-                                 "its own rich Progress on a non-tty stderr ends with a blank line "
-                                 "before the error; console.progress does not")
-    return ()
-
-
-@pytest.mark.parametrize("name, stdout", [
-    pytest.param(name, stdout, marks=_sweep_xfail(name, stdout))
-    for name in COMMANDS for stdout in ("full", "closed")])
+@pytest.mark.parametrize("name, stdout", [(name, stdout) for name in COMMANDS for stdout in ("full", "closed")])
 def test_stdout_that_takes_nothing_is_one_line_and_exit_2(tmp_path, name, stdout):
     with open("/dev/full", "w") as full:
         result = run(COMMANDS[name], tmp_path, stdout=full if stdout == "full" else "closed")

@@ -1,6 +1,7 @@
 """`haltlab sweep panic`: resumes, refuses bad input and other inputs' rows in one
-line before anything runs or is written."""
+line before anything runs or is written, and shows progress in a log."""
 
+import functools
 import time
 
 import pytest
@@ -64,6 +65,21 @@ def test_a_profile_with_other_values_under_the_same_name_is_refused(tmp_path):
     assert sweep(out, "--profile", str(profile), *FAST).exit_code == 0
     profile.write_text(text.replace('ipi_latency_ns = { value = "1300 ns"', 'ipi_latency_ns = { value = "9 us"', 1))
     refused(sweep(out, "--profile", str(profile), *FAST), "profile.sha256")
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
+    import haltlab.cli.console as console
+    import haltlab.cli.sweep as cli_sweep
+    monkeypatch.setattr(cli_sweep, "progress", functools.partial(console.progress, every_s=0.0))
+    result = sweep(tmp_path / "s.jsonl", "--cpus", "2", "--seeds", "0-3", "--observe", "0.05",
+                   "--workers", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "haltlab: sweep: 0/8 (0.0 s)" or lines[0].startswith("haltlab: sweep: 0/8 ")
+    done = [line for line in lines if line.startswith("haltlab: sweep: 8/8 ")]
+    assert done and " runs/s, ETA 0 s (" in done[-1] and done[-1].endswith(", done)")
+    assert any(" runs/s, ETA " in line and "/8 " in line and not line.startswith("haltlab: sweep: 8/8")
+               for line in lines)                       # lines while it ran, not only at the end
 
 
 def test_an_oversized_sweep_is_one_line_at_once(tmp_path):

@@ -9,12 +9,12 @@ refused. This module only adds the progress display and the summary table.
 
 from __future__ import annotations
 
+import time
+
 import click
-from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from haltlab.cli.console import console
+from haltlab.cli.console import console, progress
 from haltlab.cli.options import seconds_to_ns
 from haltlab.results import check_out_path
 from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items, worker_count
@@ -28,41 +28,60 @@ def sweep() -> None:
 
 
 @sweep.command("panic")
-@click.option("--out", "out_path", required=True, help="JSON Lines file; an existing one is resumed.")
+@click.option("--out", "output", required=True, help="JSON Lines file; an existing one is resumed.")
 @click.option("--profile", default="kvm-x86", show_default=True)
 @click.option("--cpus", default="8", show_default=True, help="CPU counts, e.g. 8,64,512 or 2-8.")
 @click.option("--after-panic", default="mdelay,safe_halt", show_default=True)
 @click.option("--others", default="idle", show_default=True)
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds, e.g. 0-99 or 1,5,9.")
-@click.option("--observe", type=float, default=1.0, show_default=True, help="Seconds after the end line.")
+@click.option("--observe", "observe_s", type=float, default=1.0, show_default=True,
+              help="Seconds after the end line.")
 @click.option("--workers", type=int, default=None,
               help="Local worker processes [default and most: the CPU count, and the runs to do].")
 @click.option("--scheduler", default=None, help="Dask scheduler address (needs haltlab[dask]).")
-@click.option("--scheduler-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
-              help="How long to try to reach --scheduler.")
-def sweep_panic(out_path, profile, cpus, after_panic, others, seeds, observe, workers, scheduler,
-                scheduler_timeout) -> None:
+@click.option("--scheduler-timeout", "scheduler_timeout_s", type=float, default=10.0, show_default=True,
+              metavar="SECONDS", help="How long to try to reach --scheduler.")
+def sweep_panic(output, profile, cpus, after_panic, others, seeds, observe_s, workers, scheduler,
+                scheduler_timeout_s) -> None:
     """The panic scenario for every combination; prints medians per configuration."""
     spec = PanicSweep.parse(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
-                            seeds=seeds, observe_ns=seconds_to_ns(observe, "--observe"))
-    check_executor(scheduler, workers, scheduler_timeout)    # a bad address fails here, in one line
-    check_out_path(out_path, "--out", directory=False)
-    with open_sweep(out_path, spec.inputs()) as file:
+                            seeds=seeds, observe_ns=seconds_to_ns(observe_s, "--observe"))
+    check_executor(scheduler, workers, scheduler_timeout_s)
+    check_out_path(output, "--out", directory=False)
+    with open_sweep(output, spec.inputs()) as file:
         todo = spec.todo(file.done)
         if todo:
-            n = None
-            if scheduler is None:
-                n, note = worker_count(workers, todo)
-                if note:
-                    click.echo(f"haltlab: sweep: {note}", err=True)
-            done_before = spec.runs - todo
-            with executor(scheduler, n, scheduler_timeout) as pool, \
-                    Progress(console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("sweep", total=spec.runs, completed=done_before)
-                run_items(panic_row, spec.items(), file, pool,
-                          lambda ran: bar.update(task, completed=done_before + ran))
+            _run(spec, file, todo, workers, scheduler, scheduler_timeout_s)
         ran = file.written
-    _print_summary(spec, out_path, ran)
+    _print_summary(spec, output, ran)
+
+
+def _run(spec: PanicSweep, file, todo: int, workers: int | None, scheduler: str | None,
+         timeout_s: float) -> None:
+    n = None
+    if scheduler is None:
+        n, note = worker_count(workers, todo)
+        if note:
+            click.echo(f"haltlab: sweep: {note}", err=True)
+    done_before = spec.runs - todo
+    with executor(scheduler, n, timeout_s) as pool, progress("sweep", spec.runs) as bar:
+        started = time.monotonic()
+
+        def show(ran: int) -> None:
+            rate = ran / max(time.monotonic() - started, 1e-9)
+            eta = f"ETA {_duration((todo - ran) / rate)}" if ran else "ETA -"
+            bar.update(done_before + ran, f"{rate:.1f} runs/s, {eta}")
+
+        show(0)
+        run_items(panic_row, spec.items(), file, pool, show)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _print_summary(spec: PanicSweep, output: str, ran: int) -> None:
