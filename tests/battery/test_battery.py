@@ -81,7 +81,7 @@ IN_DIR = ["", "{long_component}", "{long_path}", "{afile}", "{afile}/x", "{loop}
 PATHS: dict[tuple[str, str], list[str]] = {
     ("simulate panic", "--trace"): OUT_DIR,
     ("reproduce", "--out"): OUT_DIR,
-    ("sweep panic", "--out"): OUT_FILE,
+    ("sweep panic", "--output"): OUT_FILE,
     ("validate", "--output"): OUT_FILE,
     **{(f"lab {c}", "--output"): OUT_FILE for c in ("panic", "kexec", "flood")},
     **{(f"lab {c}", "--bzimage"): IN_FILE for c in ("panic", "kexec", "flood")},
@@ -89,7 +89,7 @@ PATHS: dict[tuple[str, str], list[str]] = {
     **{(c, "--profile"): [*IN_FILE, "nope"] for c in ("simulate panic", "sweep panic", "lab calibrate")},
 }
 # options a command needs for a run at all: filled with a good value unless under test
-REQUIRED = {"sweep panic": ["--out", "ok.jsonl"], "replay panic-race": ["--choices", "c0"]}
+REQUIRED = {"sweep panic": ["--output", "ok.jsonl"], "replay panic-race": ["--choices", "c0"]}
 
 # --- the command tree ---------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ def test_subprocess_cases_cover_several_commands():
 
 
 @pytest.mark.parametrize("argv", [
-    ["simulate", "panic"], ["reproduce"], ["explore", "panic-race"], ["sweep", "panic", "--out", "ok.jsonl"],
+    ["simulate", "panic"], ["reproduce"], ["explore", "panic-race"], ["sweep", "panic", "--output", "ok.jsonl"],
     ["validate"], ["lab", "panic"], ["lab", "kexec"], ["lab", "flood"], ["lab", "calibrate"],
 ], ids=" ".join)
 def test_a_good_input_reaches_the_stubbed_work(argv, no_work, tmp_path, monkeypatch):

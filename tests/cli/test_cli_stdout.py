@@ -15,7 +15,7 @@ COMMANDS = {
     "simulate": ["simulate", "panic", "--json", "--observe", "0.1"],
     "explore": ["explore", "panic-race", "--json"],
     "reproduce": ["reproduce", "--json", "--lab", "skip", "--out", "{tmp}/reproduce"],
-    "sweep": ["sweep", "panic", "--out", "{tmp}/sweep.jsonl", "--seeds", "0", "--cpus", "2",
+    "sweep": ["sweep", "panic", "--output", "{tmp}/sweep.jsonl", "--seeds", "0", "--cpus", "2",
               "--after-panic", "mdelay", "--observe", "0.1", "--workers", "1"],
     "help": ["--help"],
     "subcommand-help": ["simulate", "panic", "-h"],

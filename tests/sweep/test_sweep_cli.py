@@ -9,13 +9,13 @@ from click.testing import CliRunner
 
 from haltlab.cli import cli
 from haltlab.machine.profile import profiles_dir
-from haltlab.sweep import read_sweep
+from haltlab.sweep import read_inputs, read_sweep
 
 FAST = ("--cpus", "2", "--seeds", "0", "--observe", "0.05", "--workers", "1")
 
 
 def sweep(out, *args: str):
-    return CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *args])
+    return CliRunner().invoke(cli, ["sweep", "panic", "--output", str(out), *args])
 
 
 def refused(result, *needles: str) -> str:
@@ -51,7 +51,7 @@ def test_a_different_observe_window_is_refused_not_reused(tmp_path):
     assert sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "1").exit_code == 0
     before = out.read_bytes()
     line = refused(sweep(out, "--cpus", "2", "--seeds", "0", "--observe", "5"),
-                   f"--out {out}: holds runs made with other inputs",
+                   f"--output {out}: holds runs made with other inputs",
                    "config.observe_ns 1000000000 there, 5000000000 now", "delete it")
     assert "give another output file" in line
     assert out.read_bytes() == before
@@ -65,6 +65,24 @@ def test_a_profile_with_other_values_under_the_same_name_is_refused(tmp_path):
     assert sweep(out, "--profile", str(profile), *FAST).exit_code == 0
     profile.write_text(text.replace('ipi_latency_ns = { value = "1300 ns"', 'ipi_latency_ns = { value = "9 us"', 1))
     refused(sweep(out, "--profile", str(profile), *FAST), "profile.sha256")
+
+
+def test_the_default_observe_window_is_simulates(tmp_path):
+    out = tmp_path / "s.jsonl"
+    assert sweep(out, "--cpus", "2", "--seeds", "0", "--after-panic", "mdelay").exit_code == 0
+    assert read_inputs(out)["config"]["observe_ns"] == 10_000_000_000
+
+
+def test_out_is_a_hidden_alias_of_output(tmp_path):
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    assert len(read_sweep(out)) == 2
+    help_text = CliRunner().invoke(cli, ["sweep", "panic", "--help"]).stdout
+    assert "--output FILE" in help_text and "--out " not in help_text
+    refused(CliRunner().invoke(cli, ["sweep", "panic", *FAST]), "--output FILE is required")
+    refused(CliRunner().invoke(cli, ["sweep", "panic", "--output", "a", "--out", "b", *FAST]),
+            "give the file once")
 
 
 def test_progress_is_logged_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
@@ -111,14 +129,14 @@ def test_bad_options_fail_before_anything_runs_or_is_written(tmp_path, args, nee
     assert list(tmp_path.iterdir()) == []
 
 
-def test_out_that_is_a_directory_is_one_line(tmp_path):
+def test_output_that_is_a_directory_is_one_line(tmp_path):
     refused(sweep(tmp_path, "--seeds", "0"), "is a directory")
 
 
-def test_out_under_a_file_fails_before_the_sweep(tmp_path):
+def test_output_under_a_file_fails_before_the_sweep(tmp_path):
     (tmp_path / "a-file").write_text("keep me")
     out = tmp_path / "a-file" / "s.jsonl"
-    refused(sweep(out, "--seeds", "0"), f"--out {out}: cannot write")
+    refused(sweep(out, "--seeds", "0"), f"--output {out}: cannot write")
     assert (tmp_path / "a-file").read_text() == "keep me"
 
 
@@ -129,7 +147,7 @@ def test_out_under_a_file_fails_before_the_sweep(tmp_path):
 def test_a_file_that_is_not_a_sweep_file_is_refused_untouched(tmp_path, content, line):
     out = tmp_path / "notes.txt"
     out.write_bytes(content)
-    refused(sweep(out, *FAST), f"--out {out}:")
+    refused(sweep(out, *FAST), f"--output {out}:")
     assert out.read_bytes() == content
 
 

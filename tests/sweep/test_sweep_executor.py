@@ -55,10 +55,10 @@ def test_the_panic_sweep_on_a_dask_cluster_equals_the_pools(tmp_path):
     args = ["sweep", "panic", "--cpus", "2,4", "--seeds", "0-1", "--observe", "0.05"]
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=":0") as cluster:
-        on_dask = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d.jsonl"),
+        on_dask = CliRunner().invoke(cli, [*args, "--output", str(tmp_path / "d.jsonl"),
                                            "--scheduler", cluster.scheduler_address])
     assert on_dask.exit_code == 0, on_dask.output
-    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "p.jsonl"), "--workers", "2"])
+    local = CliRunner().invoke(cli, [*args, "--output", str(tmp_path / "p.jsonl"), "--workers", "2"])
     assert local.exit_code == 0, local.output
     assert len(read_sweep(tmp_path / "d.jsonl")) == 8
     assert read_sweep(tmp_path / "d.jsonl") == read_sweep(tmp_path / "p.jsonl")
@@ -79,7 +79,7 @@ def test_the_panic_sweep_on_a_dask_cluster_equals_the_pools(tmp_path):
 ])
 def test_a_bad_scheduler_address_is_one_line_before_anything_is_written(tmp_path, address, why):
     pytest.importorskip("distributed")
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "s.jsonl"),
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--output", str(tmp_path / "s.jsonl"),
                                       "--seeds", "0", "--scheduler", address])
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
@@ -97,7 +97,7 @@ def test_the_address_forms_distributed_dials_are_accepted(address):
 
 def test_an_unreachable_scheduler_is_one_line_and_leaves_no_file(tmp_path):
     pytest.importorskip("distributed")
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "never.jsonl"),
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--output", str(tmp_path / "never.jsonl"),
                                       "--scheduler", "tcp://127.0.0.1:9", "--seeds", "0",
                                       "--scheduler-timeout", "0.5"])
     assert result.exit_code == 2
@@ -128,7 +128,7 @@ def test_the_command_says_when_it_caps_workers(tmp_path, monkeypatch):
         return real(scheduler, workers, timeout_s)
 
     monkeypatch.setattr(cli_sweep, "executor", recording)
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(tmp_path / "s.jsonl"), "--cpus", "2",
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--output", str(tmp_path / "s.jsonl"), "--cpus", "2",
                                       "--seeds", "0", "--observe", "0.01", "--workers", "256"])
     assert result.exit_code == 0, result.output
     assert started == [min(2, cpu_count())]                 # 2 runs to do
@@ -178,7 +178,7 @@ def long_sweep(tmp_path):
     children: 2 workers, and the pool's resource tracker if it has one yet,
     output file)."""
     out = tmp_path / "s.jsonl"
-    p = haltlab_process("sweep", "panic", "--out", str(out), "--cpus", "64", "--seeds", "0-4999",
+    p = haltlab_process("sweep", "panic", "--output", str(out), "--cpus", "64", "--seeds", "0-4999",
                         "--workers", "2")
 
     def pool_up():
@@ -201,7 +201,7 @@ def long_sweep(tmp_path):
 
 
 def _resumes(out: Path) -> bool:
-    again = haltlab_run("sweep", "panic", "--out", str(out), "--cpus", "64", "--seeds", "0-3")
+    again = haltlab_run("sweep", "panic", "--output", str(out), "--cpus", "64", "--seeds", "0-3")
     return again.returncode == 0 and f"runs in {out}" in again.stdout
 
 

@@ -26,14 +26,14 @@ def test_a_second_sweep_on_the_same_file_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "s.jsonl"
     with open_sweep(out, panic_inputs()):              # a sweep is running on it
         before = out.read_bytes()
-        result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *ARGS])
+        result = CliRunner().invoke(cli, ["sweep", "panic", "--output", str(out), *ARGS])
         assert result.exit_code == 2, result.output
         lines = result.stderr.splitlines()
         assert len(lines) == 1, result.stderr
-        assert lines[0].startswith(f"haltlab: error: --out {out}: in use by another sweep "
+        assert lines[0].startswith(f"haltlab: error: --output {out}: in use by another sweep "
                                    f"(pid {os.getpid()} on {socket.gethostname()} since 20")
         assert out.read_bytes() == before              # nothing ran, nothing was written
-    result = CliRunner().invoke(cli, ["sweep", "panic", "--out", str(out), *ARGS])
+    result = CliRunner().invoke(cli, ["sweep", "panic", "--output", str(out), *ARGS])
     assert result.exit_code == 0, result.output
     assert len(read_sweep(out)) == 4 and len(out.read_text().splitlines()) == 5
 

@@ -128,13 +128,13 @@ def test_a_full_disk_keeps_whole_lines_and_the_sweep_resumes(tiny_disk):
 def test_a_full_disk_during_the_cli_sweep_is_one_line(tiny_disk):
     """The command, not only the library: one line, status 2, no traceback."""
     path = tiny_disk / "s.jsonl"
-    args = ("sweep", "panic", "--out", str(path), "--cpus", "2", "--seeds", "0-499",
+    args = ("sweep", "panic", "--output", str(path), "--cpus", "2", "--seeds", "0-499",
             "--observe", "0.01", "--workers", "2")
     done = haltlab_run(*args)
     assert done.returncode == 2, done.stderr
     rows = len(path.read_bytes().splitlines()) - 1
     assert errors(done.stderr) == [
-        f"haltlab: error: --out {path}: cannot write (No space left on device); its {rows} complete "
+        f"haltlab: error: --output {path}: cannot write (No space left on device); its {rows} complete "
         "rows are kept and the same command resumes once the disk has room"]
     assert path.read_bytes().endswith(b"\n") and 0 < rows < 1000
     grow(tiny_disk)

@@ -68,7 +68,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "workers": ("--workers", None),
     "scheduler": ("--scheduler", None),
     "scheduler_timeout_s": ("--scheduler-timeout", None),
-    "output": ("--out", None),
+    "output": ("--output", None),
     "memory_mb": ("--memory-mb", None),
     "accel": ("--accel", None),
     "bzimage": ("--bzimage", None),

@@ -2,7 +2,7 @@
 
 Options in, `haltlab.sweep.PanicSweep` out; the library checks them (errors
 name fields, shown here as flags), runs them through a local process pool or a
-Dask cluster (`--scheduler`), and streams rows to `--out` (JSON Lines) as they
+Dask cluster (`--scheduler`), and streams rows to `--output` (JSON Lines) as they
 finish. The same command again resumes; a file made with other inputs is
 refused. This module only adds the progress display and the summary table.
 """
@@ -10,12 +10,14 @@ refused. This module only adds the progress display and the summary table.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 from rich.table import Table
 
 from haltlab.cli.console import console, progress
-from haltlab.cli.options import seconds_to_ns
+from haltlab.cli.options import PathText, observe_option, output_file_option, profile_option, seconds_to_ns
+from haltlab.errors import UserError
 from haltlab.results import check_out_path
 from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items, worker_count
 
@@ -28,32 +30,42 @@ def sweep() -> None:
 
 
 @sweep.command("panic")
-@click.option("--out", "output", required=True, help="JSON Lines file; an existing one is resumed.")
-@click.option("--profile", default="kvm-x86", show_default=True)
+@output_file_option(help="JSON Lines file the runs go to; an existing one is resumed.  [required]")
+@click.option("--out", "out_alias", type=PathText(), hidden=True)   # the old name; --out is a directory elsewhere
+@profile_option()
 @click.option("--cpus", default="8", show_default=True, help="CPU counts, e.g. 8,64,512 or 2-8.")
 @click.option("--after-panic", default="mdelay,safe_halt", show_default=True)
 @click.option("--others", default="idle", show_default=True)
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds, e.g. 0-99 or 1,5,9.")
-@click.option("--observe", "observe_s", type=float, default=1.0, show_default=True,
-              help="Seconds after the end line.")
+@observe_option(10.0, help='How long to watch after "end Kernel panic".')
 @click.option("--workers", type=int, default=None,
               help="Local worker processes [default and most: the CPU count, and the runs to do].")
-@click.option("--scheduler", default=None, help="Dask scheduler address (needs haltlab[dask]).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler, tcp://HOST:PORT (needs haltlab[dask]).")
 @click.option("--scheduler-timeout", "scheduler_timeout_s", type=float, default=10.0, show_default=True,
               metavar="SECONDS", help="How long to try to reach --scheduler.")
-def sweep_panic(output, profile, cpus, after_panic, others, seeds, observe_s, workers, scheduler,
-                scheduler_timeout_s) -> None:
+def sweep_panic(output, out_alias, profile, cpus, after_panic, others, seeds, observe_s, workers,
+                scheduler, scheduler_timeout_s) -> None:
     """The panic scenario for every combination; prints medians per configuration."""
+    output = _output(output, out_alias)
     spec = PanicSweep.parse(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                             seeds=seeds, observe_ns=seconds_to_ns(observe_s, "--observe"))
     check_executor(scheduler, workers, scheduler_timeout_s)
-    check_out_path(output, "--out", directory=False)
+    check_out_path(output, "--output", directory=False)
     with open_sweep(output, spec.inputs()) as file:
         todo = spec.todo(file.done)
         if todo:
             _run(spec, file, todo, workers, scheduler, scheduler_timeout_s)
         ran = file.written
     _print_summary(spec, output, ran)
+
+
+def _output(output: Path | None, alias: Path | None) -> Path:
+    if output is not None and alias is not None and output != alias:
+        raise UserError(f"--output {output}, --out {alias}: give the file once (--out is the old name)")
+    if (output or alias) is None:
+        raise UserError("--output FILE is required: the JSON Lines file the runs go to")
+    return output or alias
 
 
 def _run(spec: PanicSweep, file, todo: int, workers: int | None, scheduler: str | None,
@@ -84,7 +96,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _print_summary(spec: PanicSweep, output: str, ran: int) -> None:
+def _print_summary(spec: PanicSweep, output: Path, ran: int) -> None:
     """Medians per configuration of this sweep's runs (the file may hold others)."""
     groups = spec.summary(output)
     out = console()
