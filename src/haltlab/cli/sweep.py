@@ -33,10 +33,12 @@ def sweep() -> None:
 @output_file_option(help="JSON Lines file the runs go to; an existing one is resumed.  [required]")
 @click.option("--out", "out_alias", type=PathText(), hidden=True)   # the old name; --out is a directory elsewhere
 @profile_option()
-@click.option("--cpus", default="8", show_default=True, help="CPU counts, e.g. 8,64,512 or 2-8.")
-@click.option("--after-panic", default="mdelay,safe_halt", show_default=True)
-@click.option("--others", default="idle", show_default=True)
-@click.option("--seeds", default="0-3", show_default=True, help="Seeds, e.g. 0-99 or 1,5,9.")
+@click.option("--cpus", default="8", show_default=True, metavar="LIST", help="CPU counts, e.g. 8,64,512 or 2-8.")
+@click.option("--after-panic", default="mdelay,safe_halt", show_default=True, metavar="LIST",
+              help="The loops panic() ends in: mdelay (stock), safe_halt (S1).")
+@click.option("--others", default="idle", show_default=True, metavar="LIST",
+              help="What the other CPUs do: idle, busy, irqsoff.")
+@click.option("--seeds", default="0-3", show_default=True, metavar="LIST", help="Seeds, e.g. 0-99 or 1,5,9.")
 @observe_option(10.0, help='How long to watch after "end Kernel panic".')
 @click.option("--workers", type=int, default=None,
               help="Local worker processes [default and most: the CPU count, and the runs to do].")
