@@ -93,9 +93,20 @@ def _user_message(e: UserError) -> str:
     return render_config_error(e) if isinstance(e, ConfigError) else str(e)
 
 
+class _Interrupted(Exception):
+    """^C, carried past click's own handler, which would print a blank line
+    on stderr before its Abort and leave the error line second."""
+
+
 class _Group(click.Group):
     """The root group: runs a command and turns every way it can fail on the
     user's input into one line and a status (see the module docstring)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -112,7 +123,7 @@ class _Group(click.Group):
         except UserError as e:
             _say(_user_message(e))
             rv = e.exit_code
-        except (click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt, _Interrupted):
             _say("interrupted")
             rv = 130
         except Terminated:
