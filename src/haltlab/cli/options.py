@@ -17,7 +17,7 @@ lists them):
 * A path option's value is checked as text first (`PathText`): empty, a
   component over 255 bytes or a path over 4095 is refused in one line.
 
-Library code raises `ConfigError(field, ...)`; `flag_for()` turns the field into
+Library code raises `ConfigError(field, ...)`; `render_config_error()` turns the field into
 the flag the user typed, with the value shown in the flag's unit.
 """
 
