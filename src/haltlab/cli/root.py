@@ -14,12 +14,17 @@ edges a CliRunner never sees:
 * SIGTERM is taken as SIGINT is: it raises `Terminated` in the main thread, so
   every `with` and `finally` on the way out runs (QEMU killed and reaped, pools
   shut down, temporary directories removed) and the command exits 143.
+
+Notices that library code logs (`logging`, logger `haltlab.*`, INFO and above:
+the lab's kernel download) go to stderr as `haltlab: ...` lines, in a log as on
+a terminal.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import signal
 import sys
@@ -91,6 +96,25 @@ def _usage_line(e: click.UsageError) -> str:
 
 def _user_message(e: UserError) -> str:
     return render_config_error(e) if isinstance(e, ConfigError) else str(e)
+
+
+class _StderrLog(logging.Handler):
+    """The library's INFO notices (`haltlab.lab` announces a kernel download)
+    as `haltlab: ...` lines on whatever stderr is at the time (a CliRunner's
+    too), so a log shows them as a terminal does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"haltlab: {self.format(record)}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+_log = logging.getLogger("haltlab")
+_log.setLevel(logging.INFO)
+_log.addHandler(_StderrLog())
+_log.propagate = False
 
 
 class _Interrupted(Exception):

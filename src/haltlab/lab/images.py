@@ -13,6 +13,11 @@ through (a mirror that moved on) cannot mix two kernels in one result. A user
 may pin the package (`kernel_package`: a versioned package name, a meta package
 to follow, or `NAME=VERSION`); offline, the cache stands in for apt.
 
+A download is announced on the `haltlab.lab` logger (package, version, size,
+where it goes, then how long it took): it is the one step of a lab command
+that can take minutes before anything boots, and the CLI shows that logger on
+stderr, so it reads in a log as on a terminal.
+
 Every result records the kernel release, read from the modules directory's name
 or, for a bare bzImage, from the version string the boot header points to, and
 for a Debian kernel the package and its version.
@@ -21,10 +26,12 @@ for a Debian kernel the package and its version.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +44,7 @@ __all__ = [
     "KernelImage",
     "parse_candidate_depends",
     "parse_show",
+    "parse_size",
     "check_package_name",
     "check_input_path",
     "bzimage_release",
@@ -47,6 +55,8 @@ __all__ = [
     "resolve_kernel",
     "sweep_stale_unpacks",
 ]
+
+log = logging.getLogger("haltlab.lab")
 
 META_PACKAGE = "linux-image-amd64"
 UNPACK_PREFIX = "unpack-"  # a download being unpacked, under <cache>/kernels/
@@ -99,6 +109,16 @@ def parse_show(show_output: str, name: str) -> tuple[str, str]:
     if re.match(r"linux-image-[0-9]", fields["Package"]):
         return fields["Package"], fields["Version"]
     return parse_candidate_depends(show_output, name)
+
+
+def parse_size(show_output: str) -> int | None:
+    """The `.deb`'s size in bytes, from its `apt-cache show` record (`Size:`)."""
+    m = re.search(r"^Size: (\d+)$", show_output, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _mib(size: int | None) -> str:
+    return f"{size / 2**20:.1f} MiB" if size is not None else "size unknown"
 
 
 def bzimage_release(data: bytes) -> str | None:
@@ -182,14 +202,26 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
         work = lifetime.PrivateDir(UNPACK_PREFIX, final.parent)  # swept by the next run if we are killed
     tmp = work.path
     try:
+        log.info("downloading kernel package %s=%s (%s) into %s", package, version,
+                 _mib(_package_size(package, version)), final.parent)
+        started = time.monotonic()
         _run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
         (deb,) = tmp.glob("*.deb")
         _run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], cwd=tmp)
         with writing_cache(cache):
             os.replace(tmp / "root", final)
+        log.info("kernel package %s=%s downloaded and unpacked in %.1f s", package, version,
+                 time.monotonic() - started)
     finally:
         work.remove()
     return _find_unpacked(final, package, version)
+
+
+def _package_size(package: str, version: str) -> int | None:
+    try:
+        return parse_size(_apt_show(f"{package}={version}"))
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
