@@ -412,3 +412,17 @@ def test_lab_json_with_another_format_is_one_line(command, recorded_lab):
     assert clash.exit_code == 2 and clash.stdout == ""
     assert len(clash.stderr.splitlines()) == 1
     assert "--json is short for --format json; it cannot go with --format csv" in clash.stderr
+
+
+def test_a_figure_id_is_never_folded():
+    """An id is a key a person searches for (`S1-samples-before`), not prose:
+    it stays on one line at 120 columns, as numbers do."""
+    from haltlab.report.tables import Column, Table, rich_table
+    from rich.console import Console
+
+    t = Table("figures", [Column("id", whole=True), Column("quantity"), Column("value", numeric=True)])
+    t.add_row("S1-samples-before", "perf samples, stock mdelay() loop, whole guest " * 3, "55,000")
+    console = Console(width=60, record=True, file=open("/dev/null", "w"))
+    console.print(rich_table(t, 60))
+    text = console.export_text()
+    assert "S1-samples-before" in text and "55,000" in text

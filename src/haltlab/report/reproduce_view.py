@@ -29,7 +29,7 @@ def _ratio_style(r: float | None) -> str:
 def reproduce_table(report: dict) -> Table:
     t = Table(f"haltlab {report['haltlab_version']} reproduce: the threads' figures "
               f"vs the model (profiles: {', '.join(report['profiles'])})",
-              [Column(c, numeric=c in _NUMERIC) for c in
+              [Column(c, numeric=c in _NUMERIC, whole=c == "id") for c in
                ("id", "quantity", "unit", "thread", "model", "model/thread", "lab", "note")])
     for n, r in enumerate(report["rows"], 1):
         ratio = r["model_over_seed"]

@@ -36,6 +36,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 class Column:
     name: str
     numeric: bool = False       # right-aligned, never wrapped or truncated
+    whole: bool = False         # an identifier (a figure's id): left-aligned, never folded either
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _min_widths(t: Table) -> list[int]:
     widths = []
     for i, col in enumerate(t.columns):
         cells = [*(r[i] for r in t.rows), *([col.name] if t.show_header else [])]
-        if col.numeric:
+        if col.numeric or col.whole:
             widths.append(max(map(len, cells), default=1))
         else:
             words = [w for cell in cells for w in cell.split()]
@@ -93,6 +94,8 @@ def rich_table(t: Table, width: int | None = None):
     for i, (col, least) in enumerate(zip(t.columns, _min_widths(t))):
         if col.numeric:
             out.add_column(Text(col.name), justify="right", no_wrap=True, min_width=least)
+        elif col.whole:
+            out.add_column(Text(col.name), no_wrap=True, min_width=least)
         else:
             out.add_column(Text(col.name), overflow="fold", min_width=least,
                            style="bold" if i == 0 and not t.show_header else None)
