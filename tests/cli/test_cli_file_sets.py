@@ -134,3 +134,36 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_interrupt_between_the_two_renames_puts_the_old_set_back(tmp_path, monkeypatch):
+    """Without renameat2 the swap is two renames; ^C (or SIGTERM, or an error)
+    after the first must leave the old set at DIR, not only at .DIR.old-*."""
+    out = tmp_path / "trace"
+    files_mod.write_files(out, {"a.txt": "old a\n", "b.txt": "old b\n"})
+    monkeypatch.setattr(files_mod, "_exchange", lambda a, b: False)
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 3:                 # (1: onto a non-empty DIR, refused; 2: old set aside)
+            raise KeyboardInterrupt         # 3: the new set onto DIR, interrupted
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+    monkeypatch.setattr(files_mod.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        files_mod.write_files(out, {"a.txt": "new a\n", "b.txt": "new b\n"})
+    monkeypatch.setattr(files_mod.os, "rename", real_rename)
+    assert (out / "a.txt").read_text() == "old a\n" and (out / "b.txt").read_text() == "old b\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["trace"]     # no .trace.old-* or .tmp-* left
+
+
+def test_a_mount_point_is_refused_before_the_work(tmpfs, monkeypatch):
+    """The set is written beside DIR and renamed onto it: onto a mount point that
+    fails (EBUSY) after the run, so it is refused up front."""
+    mnt = tmpfs("trace")
+    monkeypatch.setattr("haltlab.scenarios.panic.simulate_panic",
+                        lambda *a, **k: pytest.fail("the run started"))
+    result = CliRunner().invoke(cli, ["simulate", "panic", "--trace", str(mnt)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("haltlab: error: --trace ") and "mount point" in result.stderr

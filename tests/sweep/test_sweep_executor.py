@@ -230,3 +230,11 @@ def test_sigkill_takes_the_workers_with_it(long_sweep):
     assert p.returncode == -signal.SIGKILL
     assert _wait_for(lambda: not _alive(workers), 5), f"alive after SIGKILL: {_alive(workers)}"
     assert _resumes(out)                    # a stale lock file and a torn line are no obstacle
+
+
+def test_workers_with_a_scheduler_is_refused_not_ignored():
+    from haltlab.errors import ConfigError
+    from haltlab.sweep.executor import check_executor
+    with pytest.raises(ConfigError, match="the cluster has its own workers"):
+        check_executor("tcp://127.0.0.1:8786", workers=4)
+    check_executor("tcp://127.0.0.1:8786")          # alone, it is fine

@@ -17,12 +17,12 @@ import click
 from rich.console import Console
 
 from haltlab.cli.console import console
-from haltlab.cli.options import PathText, format_option, output_file_option
+from haltlab.cli.options import PathText, format_option, kernel_package_option, output_file_option
 from haltlab.errors import UserError
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
-__all__ = ["lab", "guest_cpus_option", "kernel_package_option", "save_or_show"]
+__all__ = ["lab", "guest_cpus_option", "save_or_show"]
 
 _err = Console(stderr=True)
 
@@ -45,12 +45,6 @@ def guest_cpus_option(default: int = 2, help: str = "vCPUs of the guest.") -> Ca
         return click.option("--cpus", "cpus", type=int, default=None, metavar="N",
                             help=f"{help}  [default: {default}]")(command)
     return decorate
-
-
-def kernel_package_option() -> Callable:
-    return click.option("--kernel-package", default=None, metavar="NAME[=VERSION]",
-                        help="The Debian kernel package to boot, resolved once for the whole command "
-                             "[default: what linux-image-amd64 depends on].")
 
 
 def common_options(fn: Callable) -> Callable:

@@ -34,9 +34,9 @@ import click
 from haltlab.errors import ConfigError, UserError
 from haltlab.results import path_problem, show_path
 
-__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "json_option", "format_option",
+__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "format_option",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
-           "NSEC_PER_SEC", "PathText", "out_dir_option", "output_file_option", "observe_option"]
+           "NSEC_PER_SEC", "kernel_package_option", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -122,21 +122,19 @@ class PathText(click.ParamType):
 
 def out_dir_option(*decls: str, default: Path | None = None, help: str) -> Callable:
     """`--out DIR` (or `--trace DIR`): a directory the command writes a set of files into."""
-    return _option(*decls, type=PathText(), default=default, show_default=default is not None,
+    return click.option(*decls, type=PathText(), default=default, show_default=default is not None,
                    metavar="DIR", help=help)
 
 
 def output_file_option(*, help: str = "Also write the result as JSON to this file.") -> Callable:
     """`--output FILE`: one file the command writes its result to."""
-    return _option("--output", type=PathText(), default=None, metavar="FILE", help=help)
+    return click.option("--output", type=PathText(), default=None, metavar="FILE", help=help)
 
 
-def _option(*decls: str, **kw) -> Callable:
-    return click.option(*decls, **kw)
-
-
-json_option = functools.partial(_option, "--json", "as_json", is_flag=True,
-                                help="Print the result as canonical JSON (sorted keys) instead of tables.")
+def kernel_package_option() -> Callable:
+    return click.option("--kernel-package", default=None, metavar="NAME[=VERSION]",
+                        help="The Debian kernel package the lab boots, resolved once for the whole "
+                             "command [default: what linux-image-amd64 depends on].")
 
 
 def format_option(f: Callable) -> Callable:
@@ -152,33 +150,33 @@ def format_option(f: Callable) -> Callable:
             raise click.UsageError(f"--json is short for --format json; it cannot go with --format {fmt}")
         return f(*args, fmt="json" if as_json else fmt, **kwargs)
 
-    command = _option("--json", "as_json", is_flag=True, help="Short for --format json.")(command)
-    return _option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    command = click.option("--json", "as_json", is_flag=True, help="Short for --format json.")(command)
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                    help="table: rich tables; markdown, csv: the same tables as text; "
                         "json: the result as canonical JSON (sorted keys).")(command)
 
 
 def profile_option(default: str = "kvm-x86") -> Callable:
-    return _option("--profile", default=default, show_default=True, metavar="NAME|FILE",
+    return click.option("--profile", default=default, show_default=True, metavar="NAME|FILE",
                    help="Machine profile: a name from the shipped profiles or a path to a TOML file.")
 
 
 def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", alias_smp: bool = False) -> Callable:
     decls = ("--cpus", "--smp", "cpus") if alias_smp else ("--cpus", "cpus")
-    return _option(*decls, type=int, default=default, show_default=default is not None,
+    return click.option(*decls, type=int, default=default, show_default=default is not None,
                    metavar="N", help=help + (" (--smp is an alias)" if alias_smp else ""))
 
 
 def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:
-    return _option("--kernel", type=click.Choice(choices), default=default, show_default=True,
+    return click.option("--kernel", type=click.Choice(choices), default=default, show_default=True,
                    help="Kernel preset of the model: a named set of commits.")
 
 
 def observe_option(default: float, help: str) -> Callable:
     """`--observe SECONDS`: how long to watch after the panic has finished."""
-    return _option("--observe", "observe_s", type=float, default=default, show_default=True,
+    return click.option("--observe", "observe_s", type=float, default=default, show_default=True,
                    metavar="SECONDS", help=help)
 
 
 def seed_option(help: str = "Seed of the run.") -> Callable:
-    return _option("--seed", type=int, default=0, show_default=True, help=help)
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)

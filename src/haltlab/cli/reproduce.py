@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from haltlab.cli.console import console, with_progress
-from haltlab.cli.options import format_option, out_dir_option
+from haltlab.cli.options import format_option, kernel_package_option, out_dir_option
 from haltlab.report.reproduce import LAB_MODES
 
 __all__ = ["reproduce"]
@@ -19,8 +19,7 @@ __all__ = ["reproduce"]
                 help="Where to write reproduce.json, reproduce.md and the plots.")
 @click.option("--lab", "lab_mode", type=click.Choice(LAB_MODES), default="auto",
               show_default=True, help="auto: add lab measurements where the lab can run.")
-@click.option("--kernel-package", default=None, metavar="NAME[=VERSION]",
-              help="The Debian kernel package the lab boots [default: what linux-image-amd64 depends on].")
+@kernel_package_option()
 def reproduce(fmt: str, out_dir: Path, lab_mode: str, kernel_package: str | None) -> None:
     """Every figure of the seed threads, side by side with the model (and the lab)."""
     from haltlab.report import reproduce as rp  # the module

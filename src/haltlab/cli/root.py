@@ -11,7 +11,7 @@ edges a CliRunner never sees:
 * stdout: a closed stdout (`>&-`) is refused before any work, and a write that
   fails (`> /dev/full`) is one line and exit 2, not a traceback at exit; a
   reader that went away (`| head`) ends the command quietly with status 1.
-* SIGTERM is taken as SIGINT is: it raises `Terminated` in the main thread, so
+* SIGTERM is taken as SIGINT is: it raises `SigtermExit` in the main thread, so
   every `with` and `finally` on the way out runs (QEMU killed and reaped, pools
   shut down, temporary directories removed) and the command exits 143.
 
@@ -33,12 +33,12 @@ import click
 
 from haltlab.errors import ConfigError, UserError
 
-__all__ = ["cli", "main", "Terminated"]
+__all__ = ["cli", "main", "SigtermExit"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-class Terminated(BaseException):
+class SigtermExit(BaseException):
     """SIGTERM arrived: unwind like KeyboardInterrupt, run every cleanup."""
 
 
@@ -150,7 +150,7 @@ class _Group(click.Group):
         except (click.Abort, KeyboardInterrupt, _Interrupted):
             _say("interrupted")
             rv = 130
-        except Terminated:
+        except SigtermExit:
             _say("terminated (SIGTERM)")
             rv = 143
         if not standalone_mode:
@@ -178,7 +178,7 @@ def cli() -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+    raise SigtermExit()
 
 
 def _guard_stdout() -> bool:

@@ -42,7 +42,8 @@ def simulate() -> None:
               help="The CPU that triggers the panic (sysrq-c).")
 @format_option
 @out_dir_option("--trace", "trace_dir",
-                help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, result.json.")
+                help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, timeline.json, "
+                     "report.html and result.json, as one set.")
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
                    panic_timeout_s, panic_cpu, fmt, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""

@@ -12,7 +12,8 @@ import click
 from rich.console import Console
 
 from haltlab.cli.console import console
-from haltlab.cli.lab import guest_cpus_option, kernel_package_option, save_or_show
+from haltlab.cli.lab import guest_cpus_option, save_or_show
+from haltlab.cli.options import kernel_package_option
 from haltlab.cli.options import format_option, output_file_option
 from haltlab.errors import UserError
 from haltlab.report.tables import Column, Table, print_tables

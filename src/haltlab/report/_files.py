@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from haltlab.errors import UserError
-from haltlab.results import show_path
+from haltlab.results import show_path, writing_to
 
 __all__ = ["write_files", "check_set_dir", "MANIFEST"]
 
@@ -57,8 +57,19 @@ def check_set_dir(directory: str | os.PathLike[str], option: str,
     current directory (or one that holds it), or a directory holding files that
     are neither in its manifest nor among `names`. A directory written before
     manifests existed is judged by `names` only (pass the set's names when the
-    command knows them before its work)."""
+    command knows them before its work).
+
+    The set is written as a fresh sibling and renamed into place, so the
+    parent must take a new directory, and `directory` must not be a mount point
+    (the rename would fail with EBUSY, after the work)."""
     directory = Path(directory)
+    if os.path.ismount(directory):
+        raise UserError(f"{option} {show_path(directory)}: is a mount point; the files are written "
+                        "beside it and renamed into place, so give a directory inside it")
+    parent = Path(os.path.realpath(directory)).parent
+    if parent.is_dir():             # else it will be made, as check_out_path has tried
+        with writing_to(option, show_path(directory)):
+            os.rmdir(tempfile.mkdtemp(prefix=".haltlab-probe.", dir=parent))
     if not directory.is_dir():
         return
     why = _refusal(Path(os.path.realpath(directory)), set(names), legacy_ok=not names)
@@ -135,8 +146,16 @@ def _swap_into_place(fresh: Path, directory: Path) -> None:
         old = fresh                                 # the exchange put the old set there
     else:
         old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-        os.rename(directory, old)                   # onto the empty directory mkdtemp made
-        os.rename(fresh, directory)                 # a crash between these two: module docstring
+        try:
+            os.rename(directory, old)               # onto the empty directory mkdtemp made
+        except BaseException:
+            os.rmdir(old)
+            raise
+        try:
+            os.rename(fresh, directory)             # a crash between these two: module docstring
+        except BaseException:                       # ^C, SIGTERM, an error: the old set goes back
+            os.rename(old, directory)
+            raise
     _fsync_dir(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
 

@@ -6,7 +6,7 @@ checks that the parent is still the one that started it: a parent killed between
 `fork()` and the `prctl()` would otherwise leave the worker orphaned under PID 1
 with no signal to come. Workers ignore SIGINT (a ^C reaches the whole process
 group; the parent alone decides, and stops them). Leaving `executor()` by any
-exception (the CLI turns SIGTERM into one, `cli.root.Terminated`, as ^C is
+exception (the CLI turns SIGTERM into one, `cli.root.SigtermExit`, as ^C is
 KeyboardInterrupt) terminates the workers instead of waiting for their runs.
 
 Workers are started with "spawn", not "fork": the parent may have threads (a
@@ -82,6 +82,9 @@ def check_executor(scheduler: str | None = None, workers: int | None = None, tim
         raise ConfigError("workers", workers, "must be at least 1")
     if scheduler is not None:
         check_scheduler_address(scheduler)
+        if workers is not None:     # the cluster's workers are the cluster's; saying so beats ignoring it
+            raise ConfigError("workers", workers, "sets local worker processes; with a Dask scheduler "
+                              "the cluster has its own workers: leave it out")
 
 
 @contextmanager
