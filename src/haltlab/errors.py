@@ -36,6 +36,10 @@ class ConfigError(UserError):
         self.field, self.value, self.why = field, value, why
         super().__init__(self.render())
 
+    def __reduce__(self):
+        """Pickled by its fields (raised in a sweep worker, re-raised in the parent)."""
+        return (type(self), (self.field, self.value, self.why))
+
     def render(self, name: str | None = None,
                show: Callable[[Any], str] | None = None) -> str:
         """The one-line message, under `name` (a flag) with `show` formatting the

@@ -142,3 +142,39 @@ def test_a_full_disk_during_the_cli_sweep_is_one_line(tiny_disk):
     assert again.returncode == 0, again.stderr
     assert f"1000 runs in {path} ({1000 - rows} new)" in again.stdout
     assert len(read_sweep(path)) == 1000
+
+
+class _DoneAtOnce:
+    """An executor whose futures are finished when submitted, so that one wait
+    hands the run loop several finished runs at once, one of them failed."""
+
+    haltlab_slots = 4
+
+    def submit(self, fn, arg):
+        from concurrent.futures import Future
+        fut = Future()
+        try:
+            fut.set_result(fn(arg))
+        except Exception as e:  # noqa: BLE001  (the run's own error, re-raised by the loop)
+            fut.set_exception(e)
+        return fut
+
+
+def test_a_failed_run_does_not_lose_the_rows_that_finished_beside_it(tmp_path):
+    def fails_on_3(x):
+        if x == 3:
+            raise RuntimeError("run 3 failed")
+        return square(x)
+    path = tmp_path / "s.jsonl"
+    with pytest.raises(RuntimeError, match="run 3 failed"):
+        run_sweep(fails_on_3, items(8), path, _DoneAtOnce(), inputs=INPUTS)
+    kept = {row["key"] for row in read_sweep(path)}
+    assert {"k0000", "k0001", "k0002"} <= kept and "k0003" not in kept
+    assert len(kept) >= 4            # at least one run after k0003 in the same wait was kept
+
+
+def test_a_config_error_survives_pickling():
+    """Raised in a sweep worker, it crosses back to the parent by pickle."""
+    import pickle
+    e = pickle.loads(pickle.dumps(ConfigError("cpus", 0, "must be at least 1")))
+    assert (e.field, e.value, e.why, str(e)) == ("cpus", 0, "must be at least 1", "cpus 0: must be at least 1")

@@ -72,3 +72,14 @@ def test_markdown_table_and_numbers():
     assert "1. **T-x**: thread: here. why Lab:" in md
     assert (fmt_value(36_090_772_574), fmt_value(961.04), fmt_value(1.0006), fmt_value(None)) == \
         ("36,090,772,574", "961.0", "1.001", "-")
+
+
+def test_a_lab_whose_runs_all_hung_is_a_note_not_a_traceback(monkeypatch):
+    """Every lab run hung: no host CPU was measured (None); the row says so."""
+    import haltlab.validation.s1_lab as s1_lab
+    from haltlab.validation.figures import FIGURES
+    monkeypatch.setattr(s1_lab, "s1_lab_run", lambda pvpanic: {
+        "host_cpu_s_per_s": None, "host_cpu_s_per_s_stats": None, "outcomes": {"hung-silent": 2}})
+    fig = next(f for f in FIGURES if f.id == "S1-samples-before")
+    v = fig.lab()
+    assert v.value is None and "hung-silent 2" in v.note

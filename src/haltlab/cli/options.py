@@ -52,6 +52,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "smp": ("--cpus", None),
     "ncpus": ("--cpus", None),
     "kernel": ("--kernel", None),
+    "version": ("--kernel", None),                  # KernelConfig's name for the preset
     "after_panic": ("--after-panic", None),
     "others": ("--others", None),
     "observe_ns": ("--observe", _ns_as_seconds),

@@ -31,5 +31,9 @@ class Run:
 
     def fingerprint(self) -> tuple:
         """The explorer's state: the driver's fingerprint (memory, hardware,
-        interrupts in flight, stacks, reset) and the ghost state."""
+        interrupts in flight, stacks, reset) and the ghost state. Only a run
+        the explorer drives has one: the simulator keeps no fingerprints."""
+        if not hasattr(self.driver, "fingerprint"):
+            raise TypeError(f"{type(self.driver).__name__} keeps no state fingerprint; "
+                            "only a run the explorer drives has one")
         return (*self.driver.fingerprint(), self.ghost() if self.ghost is not None else None)

@@ -209,7 +209,11 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
         (deb,) = tmp.glob("*.deb")
         _run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], cwd=tmp)
         with writing_cache(cache):
-            os.replace(tmp / "root", final)
+            try:
+                os.replace(tmp / "root", final)
+            except OSError:
+                if not final.is_dir():  # else another run unpacked the same package first: use it
+                    raise
         log.info("kernel package %s=%s downloaded and unpacked in %.1f s", package, version,
                  time.monotonic() - started)
     finally:

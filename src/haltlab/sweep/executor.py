@@ -171,6 +171,8 @@ def check_scheduler_address(address: str) -> str:
         return address
     try:
         host, port = backend.get_address_host_port(location)
+    except NotImplementedError:
+        raise ConfigError("scheduler", address, f"scheme {scheme!r} is not supported here; {forms}") from None
     except (ValueError, TypeError) as e:
         why = "the port is not a number" if "invalid literal for int()" in str(e) else str(e)
         raise ConfigError("scheduler", address, f"{why}; {forms}") from None

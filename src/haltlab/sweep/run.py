@@ -53,9 +53,16 @@ def run_items(fn: Callable[[Any], dict], items: Iterable[tuple[str, Any]], sweep
             if not pending:
                 return ran
             finished, _ = wait(pending, timeout=tick_s, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                sweep.append(pending.pop(fut), fut.result())
+            failed = None
+            for fut in finished:            # keep every row that finished before raising for one
+                key = pending.pop(fut)
+                if fut.exception() is not None:
+                    failed = failed or fut
+                    continue
+                sweep.append(key, fut.result())
                 ran += 1
+            if failed is not None:
+                failed.result()
             if progress is not None:
                 progress(ran)
     finally:

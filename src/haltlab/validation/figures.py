@@ -147,6 +147,9 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
         from haltlab.validation.s1_lab import s1_lab_run
         r = s1_lab_run("none" if phase == "before" else "pause")
         window_s = _s1_window_s()
+        if r["host_cpu_s_per_s"] is None:
+            return LabValue(None, f"no lab run measured host CPU after its panic (outcomes: "
+                                  f"{', '.join(f'{k} {v}' for k, v in sorted(r['outcomes'].items()))})")
         stats = r["host_cpu_s_per_s_stats"]
         cpu_s = r["host_cpu_s_per_s"] * window_s
         value = cpu_s * s1_perf_hz() if field == "perf_samples" else cpu_s * host_cpu_hz()
