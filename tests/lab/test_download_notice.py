@@ -70,3 +70,16 @@ def test_the_cli_shows_the_notice_as_a_haltlab_line_on_stderr(monkeypatch):
         cli.commands.pop("notice-probe")
     assert result.exit_code == 0
     assert result.stderr == "haltlab: downloading kernel package p=v (1.0 MiB) into /c\n"
+
+
+def test_offline_a_meta_package_pin_takes_the_cached_kernel(tmp_path):
+    """Unpacks are named after the versioned package; a pin on the meta package
+    (`linux-image-amd64`) must still find one, as no pin does."""
+    root = tmp_path / "kernels" / "linux-image-6.1.0-57-amd64_6.1.192-3"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "vmlinuz-6.1.0-57-amd64").write_bytes(b"x")
+    (root / "lib/modules/6.1.0-57-amd64").mkdir(parents=True)
+    for spec in (None, "linux-image-amd64", "linux-image-6.1.0-57-amd64"):
+        (k,) = images.cached_kernels(tmp_path, spec)
+        assert k.release == "6.1.0-57-amd64", spec
+    assert images.cached_kernels(tmp_path, "linux-image-6.1.0-50-amd64") == []

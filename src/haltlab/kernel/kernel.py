@@ -70,8 +70,9 @@ class Kernel:
         self.marks: dict[str, int] = {}
         self.on_mark = None          # scenario hook: called as on_mark(name, at_ns)
         self.blinks: list[int] = []
-        # Ghost state: facts about the run that no kernel code reads, kept for
-        # properties. Part of the explorer's state, so pruning stays sound.
+        # Ghost state: facts about the run kept for properties; kernel code
+        # reads it only to place marks. Part of the explorer's state, so
+        # pruning stays sound.
         self.ghost: dict[str, set[int]] = {}
         # CPUs parked in a stop routine's final loop, and who called the stop:
         # they feed the `others_stopped` mark only (like marks, not state).

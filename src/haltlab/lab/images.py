@@ -166,8 +166,12 @@ def resolve_debian_package(spec: str | None = None) -> tuple[str, str]:
 
 def cached_kernels(cache: Path | None = None, spec: str | None = None) -> list[KernelImage]:
     """Kernels unpacked earlier, the most recently fetched last (for offline
-    use); with `spec` (`NAME[=VERSION]`), only that package."""
+    use); with `spec` (`NAME[=VERSION]`), only that package. A meta package
+    (`linux-image-amd64`) names no unpack of its own (they are named after the
+    versioned package it depended on), so it takes any, as no pin does."""
     name, version = check_package_name(spec) if spec else (None, None)
+    if name is not None and not re.match(r"linux-image-[0-9]", name):
+        name, version = None, None
     root = (cache or cache_dir()) / "kernels"
     dirs = sorted((d for d in root.glob("linux-image-*_*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
     found = [tuple(d.name.split("_", 1)) + (d,) for d in dirs]

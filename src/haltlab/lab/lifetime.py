@@ -6,9 +6,11 @@ haltlab can end in three ways while a guest runs, and each is covered:
   the other clean-ups run in `finally` blocks.
 * SIGTERM or SIGHUP: by default Python dies at once and runs no `finally`.
   `terminate_cleanly()` turns the signal into an exception (`Terminated`) for
-  as long as an experiment runs, so it cleans up exactly as Ctrl-C does, and
-  then dies by the same signal (the default action, deferred), so whoever sent
-  it sees the usual exit status.
+  as long as an experiment runs, so the experiment's own clean-ups run as for
+  Ctrl-C, and then dies by the same signal (the default action, deferred), so
+  whoever sent it sees the usual exit status. A Python caller's own `finally`
+  blocks outside the experiment do not run then; the `haltlab` command takes
+  SIGTERM itself (cli/root.py), and there they do.
 * SIGKILL: nothing runs in haltlab. So every child is started by `spawn()` or
   `run()` with `prctl(PR_SET_PDEATHSIG, SIGKILL)`: the kernel kills the child
   when the thread that started it dies. A child whose parent died before the

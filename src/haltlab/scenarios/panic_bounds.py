@@ -24,8 +24,9 @@ and cut `--observe` windows short, so the limit follows from the inputs:
   APIC shutdown, the pvpanic exit and a few tick handlers. Then it doubles that
   and adds a second: a loose bound costs nothing for a run that finishes (it
   stops when its window closes) and only delays the verdict on one that hangs.
-  `simulate_panic()` checks the bound held (an observation window cut short by
-  the limit is a model bug, raised as such, never a silent truncation).
+  `simulate_panic()` checks that the limit never cut an observation window
+  short (that would be a model bug, raised as such, never a silent
+  truncation); a panic that never reaches its end line is reported `hung`.
 * `panic_timeout_s`: `panic()` counts down `panic_timeout * 1000` ms in
   PANIC_TIMER_STEP (100 ms) steps, then restarts.
 * `observe_ns`: the window after the end line.

@@ -2,8 +2,9 @@
 the profile's content, as digests recorded in the sweep file's header.
 
 The model's version is the haltlab version *and* a SHA-256 of the source of
-every module a run executes (the engine, machine, kernel and scenario
-packages, and the module that shapes a sweep row), not an explicit
+every module that can move a number in a row (the engine, machine, kernel and
+scenario packages, and the module that shapes a sweep row; `errors` and
+`results`, which a run also imports, only report), not an explicit
 MODEL_VERSION constant. A constant has to be bumped by hand on every change
 that moves a number; forgetting is silent, and silently reusing stale rows is
 the defect this guards against. A source digest cannot be forgotten; it errs
