@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-__all__ = ["console", "progress", "with_progress", "Progress", "LOG_EVERY_S"]
+__all__ = ["console", "progress", "with_progress", "Progress", "LOG_EVERY_S", "say", "run_lines"]
 
 LOG_EVERY_S = 5.0
 
@@ -117,3 +117,20 @@ def with_progress(work, total: int, label: str):
         result = work(step)
         p.update(total, "")
     return result
+
+
+def say(text: str) -> None:
+    """One `haltlab: ...` progress line on stderr, terminal or log alike."""
+    try:
+        sys.stderr.write(f"haltlab: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def run_lines(label: str) -> Callable[[int, int, dict], None]:
+    """The per-run progress of a lab command (`progress(i, n, run)`): one line
+    per finished run, none held back, since each run takes seconds."""
+    def report(i: int, n: int, run: dict) -> None:
+        say(f"{label}: run {i + 1}/{n}: {run.get('outcome')}")
+    return report

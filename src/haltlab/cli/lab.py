@@ -14,9 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from haltlab.cli.console import console
+from haltlab.cli.console import console, run_lines
 from haltlab.cli.options import PathText, format_option, kernel_package_option, output_file_option
 from haltlab.errors import UserError
 from haltlab.report.tables import Column, Table, print_tables
@@ -24,7 +23,6 @@ from haltlab.results import check_out_path, dumps, write_json_atomic, writing_to
 
 __all__ = ["lab", "guest_cpus_option", "save_or_show"]
 
-_err = Console(stderr=True)
 
 
 @click.group()
@@ -67,15 +65,15 @@ def common_options(fn: Callable) -> Callable:
 
 
 def _execute(run: Callable, config, fmt: str, output: Path | None, tables: Callable[[dict], list[Table]]) -> None:
-    """Run one experiment with a progress line; print and save its result.
+    """Run one experiment with a line per finished run; print and save its result.
 
     `--output` is checked before the runs, which take minutes; a UserError is
     left to the top-level `haltlab` group, which prints it as one line.
     """
     if output is not None:
         check_out_path(output, "--output", directory=False)
-    with _err.status(f"[bold]{type(config).__name__[:-6].lower()}[/]: preparing kernel and initramfs..."):
-        result = run(config, progress=_progress)
+    label = f"lab {type(config).__name__[:-6].lower()}"
+    result = run(config, progress=run_lines(label))
     save_or_show(result, output, "--output")
     if fmt == "json":
         click.echo(dumps(result), nl=False)
@@ -95,10 +93,6 @@ def save_or_show(result: dict, output: Path | None, flag: str) -> None:
     except UserError as e:
         click.echo(dumps(result), nl=False)
         raise UserError(f"{e}; the result is on stdout above") from None
-
-
-def _progress(i: int, n: int, run: dict) -> None:
-    _err.print(f"run {i + 1}/{n}: {run['outcome']}")
 
 
 def _figure(v: float | int | None, scale: float, digits: int) -> str:

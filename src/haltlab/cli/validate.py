@@ -9,9 +9,8 @@ text, Markdown or CSV, with the notes under them.
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
-from haltlab.cli.console import console
+from haltlab.cli.console import console, run_lines
 from haltlab.cli.lab import guest_cpus_option, save_or_show
 from haltlab.cli.options import kernel_package_option
 from haltlab.cli.options import format_option, output_file_option
@@ -20,12 +19,6 @@ from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import check_out_path, dumps
 
 __all__ = ["calibrate", "validate"]
-
-
-def _progress(err: Console, label: str):
-    def report(i: int, n: int, run: dict) -> None:
-        err.print(f"{label}: run {i + 1}/{n}: {run.get('outcome')}", highlight=False)
-    return report
 
 
 @click.command()
@@ -39,10 +32,9 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, fmt) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
     from haltlab.validation.save import MeasurementNotWritten
-    err = Console(stderr=True)
     try:
         result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
-                                 progress=_progress(err, "calibrate"))
+                                 progress=run_lines("lab calibrate"))
     except MeasurementNotWritten as e:
         if e.kept_in is None or fmt == "json":     # the measurement survives on stdout
             click.echo(dumps(e.result), nl=False)
@@ -92,7 +84,7 @@ def validate(runs, cases, kernel_package, fmt, output) -> None:
     if output is not None:
         check_out_path(output, "--output", directory=False)
     chosen = tuple(c for c in CASES if not cases or c.name in cases)
-    result = validation.validate(chosen, runs=runs, progress=_progress(Console(stderr=True), "validate"),
+    result = validation.validate(chosen, runs=runs, progress=run_lines("validate"),
                                  kernel_package=kernel_package)
     save_or_show(result, output, "--output")
     if fmt == "json":
