@@ -152,3 +152,23 @@ def test_fingerprinter_accepts_immutable_locals(kvm):
     assert "keeps_values" in repr(fp)
     run.step("c0")
     assert run.fingerprint() != fp
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_every_fair_run_of_the_race_reaches_the_winners_final_loop(cpus):
+    """eventually(winner in panic()'s final loop), judged on the race's recorded
+    graph by the liveness judge (haltlab.checks): no fair run avoids it. The
+    search is not truncated here, so every state counts as expanded."""
+    from haltlab.checks import fair_nonprogress_cycle
+    from haltlab.engine.explorer import explore
+    from haltlab.scenarios.panic_race import settled, winner_in_final_loop
+    cfg = PanicRaceConfig(cpus=cpus)
+    ex = explore(lambda: make_run(cfg), check=at_most_one_owner, at_end=settled,
+                 goal=winner_in_final_loop, label=lambda run: frozenset({"won"} if winner_in_final_loop(run) else ()))
+    assert not ex.truncated and ex.violation is None
+    progress = {sid for sid, facts in ex.labels.items() if "won" in facts}
+    assert progress
+    res = fair_nonprogress_cycle(ex.edges, progress, set(range(ex.states)))
+    assert res.lasso is None and not res.truncated          # no infinite fair run avoids it
+    ends = set(range(ex.states)) - {src for src, _c, _d in ex.edges}
+    assert ends <= progress                                  # and every finite run ends in it
