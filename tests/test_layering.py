@@ -19,7 +19,7 @@ ALLOWED = {
     "engine": set(),
     "machine": {"engine", "errors", "results"},
     "kernel": {"engine", "machine", "errors"},
-    "scenarios": {"engine", "machine", "kernel", "errors", "results"},
+    "scenarios": {"engine", "machine", "kernel", "checks", "errors", "results"},
     "checks": {"engine"},
     "lab": {"errors", "results"},
     "errors": set(),

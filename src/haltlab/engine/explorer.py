@@ -195,6 +195,8 @@ class Exploration:
     violation: Violation | None = None
     edges: list[tuple[int, str, int]] = field(default_factory=list)
     labels: dict[int, frozenset] = field(default_factory=dict)
+    unexpanded: set[int] = field(default_factory=set)   # states a bound left unexplored
+    bound: str | None = None                            # which bound was hit, in words
 
     @property
     def verdict(self) -> str:
@@ -296,6 +298,9 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         ex.max_depth = max(ex.max_depth, len(live))
         if len(ids) >= max_states or len(live) >= max_depth:
             ex.truncated = True
+            ex.unexpanded.add(dst)
+            ex.bound = (f"max_states {max_states}" if len(ids) >= max_states
+                        else f"max_depth {max_depth}")
             continue
         stack.append([live, new, choices, 0])
     ex.states, ex.transitions = len(ids), len(ex.edges)

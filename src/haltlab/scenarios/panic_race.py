@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, explore, replay
+from haltlab.checks.properties import Outcome, always, at_end, check, eventually, never_deadlock
+from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, replay
 from haltlab.engine.run import Run
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
@@ -36,7 +37,8 @@ from haltlab.kernel.policies import PanicStart, Policies, choose
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
-__all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "replay_panic_race", "VARIANTS"]
+__all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "check_panic_race", "replay_panic_race",
+           "PROPERTIES", "VARIANTS"]
 
 VARIANTS = tuple(p.value for p in PanicStart)
 """The claim variants by name, as plain `str` (see `kernel.policies`)."""
@@ -126,10 +128,28 @@ def winner_in_final_loop(run: Run) -> bool:
     return bool(run.kernel.ghost.get("in_panic_loop"))
 
 
-def explore_panic_race(cfg: PanicRaceConfig, progress=None) -> Exploration:
+# What the race must satisfy, in the words a verdict prints.
+PROPERTIES = (
+    always(lambda run: at_most_one_owner(run) or True, name="one panic CPU",
+           message="two CPUs passed the panic_cpu claim"),
+    at_end(lambda run: settled(run) or True, name="settled",
+           message="the race did not settle: one panic CPU, the others in panic_smp_self_stop()"),
+    never_deadlock(),
+    eventually(winner_in_final_loop, name="the winner finishes",
+               message="a run on which the winner never reaches panic()'s final loop"),
+)
+
+
+def check_panic_race(cfg: PanicRaceConfig, progress=None) -> Outcome:
+    """Every interleaving of the race, judged on `PROPERTIES`."""
     cfg.validate()
-    return explore(lambda: make_run(cfg), check=at_most_one_owner, at_end=settled,
-                   goal=winner_in_final_loop, max_states=cfg.max_states, progress=progress)
+    return check(lambda: make_run(cfg), PROPERTIES, goal=winner_in_final_loop,
+                 max_states=cfg.max_states, progress=progress)
+
+
+def explore_panic_race(cfg: PanicRaceConfig, progress=None) -> Exploration:
+    """The exploration `check_panic_race` judged (its counts and any violation)."""
+    return check_panic_race(cfg, progress).exploration
 
 
 def replay_panic_race(cfg: PanicRaceConfig, choices: list[str]) -> tuple[Run, str | None]:

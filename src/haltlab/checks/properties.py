@@ -1,0 +1,151 @@
+"""Properties in plain words, and the one call that checks them.
+
+A scenario declares what must hold as a list of properties, each with a name
+and a message, instead of loose callbacks:
+
+* `always(pred)`: safety, in every reachable state;
+* `at_end(pred)`: in every state where the run ends (nothing left to do) or
+  reaches the scenario's goal (the question is answered there);
+* `never_deadlock()`: no state where the run ends that is not a goal;
+* `eventually(pred)`: liveness, on every maximal run: a finite one ends in, or
+  passes, a state where `pred` holds, and so does every weakly fair infinite one
+  (judged on the recorded graph by `haltlab.checks.liveness`).
+
+A predicate returns True when the property holds there; False, or a string
+saying what is wrong in that state, when it does not (the string replaces the
+property's message, so a verdict can name CPUs and values).
+
+`check()` runs the explorer once and gives one `Outcome`: `ok`, `bounded-ok`
+(a bound was hit: it says which), `violation` (a safety or finite-run path),
+`deadlock` (a path), or `livelock` (a lasso: prefix, then a cycle).
+"""
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from haltlab.checks.liveness import Lasso, _path, _reachable, fair_nonprogress_cycle
+from haltlab.engine.explorer import Exploration, explore
+from haltlab.engine.run import Run
+
+__all__ = ["Kind", "Verdict", "Property", "Outcome", "always", "at_end", "never_deadlock",
+           "eventually", "check"]
+
+Pred = Callable[[Run], "bool | str"]
+
+
+class Kind(enum.StrEnum):
+    ALWAYS = "always"
+    AT_END = "at_end"
+    NEVER_DEADLOCK = "never_deadlock"
+    EVENTUALLY = "eventually"
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    BOUNDED_OK = "bounded-ok"
+    VIOLATION = "violation"
+    DEADLOCK = "deadlock"
+    LIVELOCK = "livelock"
+
+
+@dataclass(frozen=True)
+class Property:
+    kind: Kind
+    name: str
+    message: str
+    pred: Pred | None = None
+
+    def failure(self, run: Run) -> str | None:
+        """None where the property holds in `run`'s state, else what is wrong."""
+        held = self.pred(run)
+        if held is True:
+            return None
+        return held if isinstance(held, str) and held else self.message
+
+
+def always(pred: Pred, *, name: str, message: str) -> Property:
+    return Property(Kind.ALWAYS, name, message, pred)
+
+
+def at_end(pred: Pred, *, name: str, message: str) -> Property:
+    return Property(Kind.AT_END, name, message, pred)
+
+
+def never_deadlock(*, name: str = "no deadlock",
+                   message: str = "the run can go no further and has not reached its goal") -> Property:
+    return Property(Kind.NEVER_DEADLOCK, name, message)
+
+
+def eventually(pred: Pred, *, name: str, message: str) -> Property:
+    return Property(Kind.EVENTUALLY, name, message, pred)
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    exploration: Exploration
+    property: Property | None = None    # the one that failed
+    message: str | None = None
+    choices: list[str] | None = None    # a path to the failure (safety, deadlock, finite run)
+    lasso: Lasso | None = None          # livelock: a fair run that never makes progress
+    bound: str | None = None            # bounded-ok: which bound
+
+
+def check(build: Callable[[], Run], properties: Sequence[Property], *,
+          goal: Callable[[Run], bool] | None = None, max_states: int = 200_000,
+          max_depth: int = 2_000, progress=None) -> Outcome:
+    """Explore every interleaving of `build()` and judge `properties` on it."""
+    by_kind = {k: [p for p in properties if p.kind is k] for k in Kind}
+    failed: dict[str, Property] = {}
+
+    def first_failure(props, run) -> str | None:
+        for p in props:
+            msg = p.failure(run)
+            if msg is not None:
+                failed[msg] = p
+                return msg
+        return None
+
+    def at_the_end(run: Run) -> str | None:
+        msg = first_failure(by_kind[Kind.AT_END], run)
+        if msg is None and by_kind[Kind.NEVER_DEADLOCK] and not (goal is not None and goal(run)):
+            p = by_kind[Kind.NEVER_DEADLOCK][0]
+            failed[p.message] = p
+            return p.message
+        return msg
+
+    live = by_kind[Kind.EVENTUALLY]
+    label = (lambda run: frozenset(p.name for p in live if p.failure(run) is None)) if live else None
+    ex = explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
+                 goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress)
+    if ex.violation is not None:
+        prop = failed[ex.violation.message]
+        verdict = Verdict.DEADLOCK if prop.kind is Kind.NEVER_DEADLOCK else Verdict.VIOLATION
+        return Outcome(verdict, ex, prop, ex.violation.message, ex.violation.choices)
+    expanded = set(range(ex.states)) - ex.unexpanded
+    for p in live:
+        reached = {sid for sid, facts in ex.labels.items() if p.name in facts}
+        ends = _finite_run_without(ex, reached, expanded)
+        if ends is not None:
+            return Outcome(Verdict.VIOLATION, ex, p, p.message, ends)
+        res = fair_nonprogress_cycle(ex.edges, reached, expanded)
+        if res.lasso is not None:
+            return Outcome(Verdict.LIVELOCK, ex, p, p.message, lasso=res.lasso)
+    if ex.truncated:
+        return Outcome(Verdict.BOUNDED_OK, ex, bound=ex.bound)
+    return Outcome(Verdict.OK, ex)
+
+
+def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) -> list[str] | None:
+    """A path from the root to an end state (expanded, no way on) that passes no
+    state in `reached`, or None."""
+    if 0 in reached:
+        return None
+    succ: dict[int, list[int]] = {}
+    for s, _c, d in ex.edges:
+        succ.setdefault(s, []).append(d)
+    ends = {s for s in _reachable(0, succ, reached) if s not in succ and s in expanded and s not in reached}
+    if not ends:
+        return None
+    return _path(ex.edges, 0, ends, None, reached)[0]
