@@ -10,19 +10,8 @@ from click.testing import CliRunner
 
 from haltlab.cli import cli
 
+from cli_helpers import one_line_error
 
-def _no_work(*_args, **_kwargs):
-    raise AssertionError("the work ran before the output path was checked")
-
-
-@pytest.fixture
-def stub_work(monkeypatch):
-    import haltlab.report.reproduce
-    import haltlab.scenarios.panic
-    import haltlab.validation.validate
-    monkeypatch.setattr(haltlab.scenarios.panic, "simulate_panic", _no_work)
-    monkeypatch.setattr(haltlab.report.reproduce, "run_reproduce", _no_work)
-    monkeypatch.setattr(haltlab.validation.validate, "validate", _no_work)
 
 
 def bad_paths(tmp_path: Path) -> list[str]:
@@ -32,14 +21,6 @@ def bad_paths(tmp_path: Path) -> list[str]:
         paths.append("/proc/x")          # root passes access(), mkdir still fails
     return paths
 
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("command, option", [

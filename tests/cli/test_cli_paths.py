@@ -11,33 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from haltlab.cli import cli
+
+from cli_helpers import one_line_error
 from haltlab.machine.profile import MAX_PROFILE_BYTES
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def _no_work(*_args, **_kwargs):
-    raise AssertionError("the work ran on a path that should have been refused")
-
-
-@pytest.fixture
-def stub_work(monkeypatch):
-    import haltlab.report.reproduce
-    import haltlab.scenarios.panic
-    import haltlab.validation.validate
-    monkeypatch.setattr(haltlab.scenarios.panic, "simulate_panic", _no_work)
-    monkeypatch.setattr(haltlab.report.reproduce, "run_reproduce", _no_work)
-    monkeypatch.setattr(haltlab.validation.validate, "validate", _no_work)
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 PATH_OPTIONS = [
