@@ -80,15 +80,20 @@ def test_a_failing_final_write_keeps_the_result_and_leaves_no_file(monkeypatch, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_a_full_disk_keeps_the_result_on_stdout(runs, tmpfs):
-    """A real full file system: the output's directory takes the probe (an
-    empty file needs no data block), not the result."""
-    full = tmpfs("full", size_kib=16)
-    fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+def _fill(folder) -> None:
+    """Fill a small file system until a write fails for lack of space."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
     with pytest.raises(OSError, match="No space left"):
         while True:
             os.write(fd, b"x" * 4096)
     os.close(fd)
+
+
+def test_a_full_disk_keeps_the_result_on_stdout(runs, tmpfs):
+    """A real full file system: the output's directory takes the probe (an
+    empty file needs no data block), not the result."""
+    full = tmpfs("full", size_kib=16)
+    _fill(full)
     result = CliRunner().invoke(cli, ["lab", "panic", "--json", "--output", str(full / "r.json")])
     _result_kept_on_stdout(result, f"--output {full / 'r.json'}: cannot write (No space left on device)")
     assert sorted(p.name for p in full.iterdir()) == ["filler"]    # no partial result file
@@ -142,11 +147,7 @@ def test_the_longest_flood_record_fits_a_dev_kmsg_write():
 
 def test_validate_on_a_full_disk_keeps_its_result_on_stdout(monkeypatch, tmpfs):
     full = tmpfs("full", size_kib=16)
-    fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
-    with pytest.raises(OSError, match="No space left"):
-        while True:
-            os.write(fd, b"x" * 4096)
-    os.close(fd)
+    _fill(full)
     monkeypatch.setattr("haltlab.validation.validate.validate", lambda cases, **kw: dict(RESULT))
     result = CliRunner().invoke(cli, ["validate", "--output", str(full / "v.json")])
     _result_kept_on_stdout(result, f"--output {full / 'v.json'}: cannot write (No space left on device)")
