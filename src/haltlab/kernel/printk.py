@@ -1,5 +1,9 @@
 """printk and the console, abridged from `kernel/printk/printk.c`.
 
+Shape: the pre-5.10 one (a single `console_unlock()` loop over the log, no
+owner/waiter hand-over, no per-version panic checks); issue 8 replaces it with
+5.17's, 6.1's and 7.1's, named as the kernel names them.
+
 What is modelled: every record is stored in the ring buffer with a timestamp, then
 the caller tries to take console_sem and, if it gets it, prints every pending
 record on the console (`console_unlock()`), each at the console's speed, and

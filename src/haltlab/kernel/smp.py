@@ -2,7 +2,8 @@
 
 x86 is `smp_ops.stop_other_cpus(0)` = `native_stop_other_cpus()`
 (`arch/x86/kernel/smp.c`); arm64 is its own `smp_send_stop()`
-(`arch/arm64/kernel/smp.c`). Both live under `haltlab.kernel.arch`.
+(`arch/arm64/kernel/smp.c`). Both live under `haltlab.kernel.arch`. Shape:
+7.1's `include/linux/smp.h` and `arch/x86/include/asm/smp.h`.
 """
 
 from __future__ import annotations
