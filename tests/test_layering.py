@@ -12,7 +12,7 @@ from pathlib import Path
 import haltlab
 
 ROOT = Path(haltlab.__file__).parent
-LEAVES = {"errors", "results"}          # imported from anywhere; import at most `errors`
+LEAVES = {"errors", "results", "procs"}          # imported from anywhere; import at most `errors`
 
 # layer -> the haltlab layers it may import (besides itself)
 ALLOWED = {
@@ -21,9 +21,10 @@ ALLOWED = {
     "kernel": {"engine", "machine", "errors"},
     "scenarios": {"engine", "machine", "kernel", "checks", "errors", "results"},
     "checks": {"engine"},
-    "lab": {"errors", "results"},
+    "lab": {"errors", "results", "procs"},
     "errors": set(),
-    "results": {"errors"},             # output-path checks raise UserError
+    "results": {"errors"},
+    "procs": set(),             # output-path checks raise UserError
 }
 # Anything else (report, cli*, sweep, the package __init__) sits on top: it may
 # import anything, and any import of it from a layer above counts as upward.

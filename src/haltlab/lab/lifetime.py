@@ -27,7 +27,6 @@ from the thread that runs the experiment).
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import shutil
@@ -39,18 +38,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from haltlab import procs
+
 __all__ = ["Terminated", "terminate_cleanly", "die_with_parent", "spawn", "run", "PrivateDir",
            "sweep_stale", "sweep_orphan_files", "pid_alive", "LOCK_NAME", "STALE_AFTER_S"]
 
-PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 LOCK_NAME = "lock"
 # A directory without a lock (left by a haltlab from before the locks, or by a
 # run killed in the microseconds between creating it and locking it) is judged
 # dead only when no process names it and it is at least this old.
 STALE_AFTER_S = 60.0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl  # resolved in the parent: the child only calls it
 
 
 class Terminated(BaseException):
@@ -110,10 +108,7 @@ def die_with_parent():
     parent = os.getpid()
 
     def preexec() -> None:  # runs in the child, between fork and exec
-        if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:  # the parent died before the prctl: nobody would kill us
-            signal.raise_signal(signal.SIGKILL)
+        procs.die_with_parent(parent)
 
     return preexec
 

@@ -25,7 +25,6 @@ The cluster's workers are the cluster's own; haltlab does not stop them.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing
 import os
@@ -37,11 +36,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
+from haltlab import procs
 from haltlab.errors import ConfigError
 
 __all__ = ["executor", "check_executor", "worker_count", "cpu_count", "check_scheduler_address", "slots"]
 
-_PR_SET_PDEATHSIG = 1                   # include/uapi/linux/prctl.h
 _KILL_GRACE_S = 2.0                     # SIGTERM to SIGKILL for a worker that lingers
 
 
@@ -137,13 +136,11 @@ def _die_with_parent(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        procs.die_with_parent(parent_pid)
     else:                                   # no PDEATHSIG: poll for the parent instead
         threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    if os.getppid() != parent_pid:          # the parent died before prctl() took effect
-        os._exit(1)
+        if os.getppid() != parent_pid:      # the parent died already
+            os._exit(1)
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
