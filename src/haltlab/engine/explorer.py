@@ -33,13 +33,14 @@ from typing import Callable
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 from haltlab.engine.run import Run
+from haltlab.engine.timing import Clocks, Covering, Timing
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
 _READY = Status.READY
 _WAITING = Status.WAITING
 
-__all__ = ["Timeouts", "ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
+__all__ = ["Timeouts", "Timing", "ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
            "check_determinism", "parse_choices", "format_trace"]
 
 
@@ -53,11 +54,20 @@ class Timeouts(enum.StrEnum):
 class ExplorerDriver(Driver):
     """Runs kernel code one chosen step at a time."""
 
-    def __init__(self, machine, *, seed: int = 0, timeouts: Timeouts = Timeouts.QUIESCENT) -> None:
+    def __init__(self, machine, *, seed: int = 0, timeouts: Timeouts = Timeouts.QUIESCENT,
+                 timing: Timing = Timing.UNTIMED, tolerance_pct: int | None = None) -> None:
+        """`timing=TIMED` lets durations bound the interleavings
+        (`haltlab.engine.timing`), each cost widened by `tolerance_pct` either
+        way; `timeouts` then does not apply (time decides when a wait times out)."""
         try:
             self.timeouts = Timeouts(timeouts)
         except ValueError:
             raise ValueError(f"timeouts={timeouts!r}: choose 'quiescent' or 'any'") from None
+        self.timing = Timing(timing)
+        if self.timing is Timing.TIMED and tolerance_pct is None:
+            raise ValueError("timing='timed' needs tolerance_pct (the profile's timing_tolerance)")
+        self.clocks = Clocks(machine.ncpus, tolerance_pct) if self.timing is Timing.TIMED else None
+        self._interrupted: set[int] = set()
         self.inflight: set[tuple[int, str]] = set()
         self.steps = 0
         self.trace: list[tuple[str, int, str]] = []   # (choice, cpu, what happened)
@@ -71,9 +81,13 @@ class ExplorerDriver(Driver):
         return not op.branch
 
     def _after_done(self, s: Strand, done):
+        if self.clocks is not None and done.cost_ns:
+            self.clocks.charge(s.cpu, done.cost_ns)
         return done.result
 
     def _busy(self, s: Strand, frame):
+        if self.clocks is not None:
+            self.clocks.charge(s.cpu, frame.outcome.duration_ns)
         return self.finish(frame, None)
 
     def _wait(self, s: Strand, frame):
@@ -81,8 +95,10 @@ class ExplorerDriver(Driver):
         return PARKED
 
     def post_interrupt(self, target: int, vector: str, latency_ns: int) -> None:
-        """In flight until the explorer chooses its arrival (`iN.VECTOR`); the
-        latency is not used, as time is abstract here."""
+        """In flight until the explorer chooses its arrival (`iN.VECTOR`); timed,
+        the arrival is enabled within the latency's interval after the send."""
+        if self.clocks is not None:
+            self.clocks.sent(target, vector, latency_ns)
         self.inflight.add((target, vector))
 
     def interrupt_now(self, cpu: int) -> None:
@@ -90,6 +106,7 @@ class ExplorerDriver(Driver):
         waiting CPU is at an operation boundary)."""
         s = self.strands[cpu]
         if s.status in (_READY, _WAITING) and self.machine.deliverable(cpu):
+            self._interrupted.add(cpu)
             self.run_strand(s, None)
 
     def arm_timer(self, period_ns: int, fn, *args) -> Timer:
@@ -99,6 +116,8 @@ class ExplorerDriver(Driver):
         return Timer(period_ns, fn, args)
 
     def on_op(self, s: Strand, op) -> None:
+        if self.clocks is not None:
+            self.clocks.started(s.cpu, op)
         if self.tracing:
             self.trace.append((self._choice, s.cpu, f"{_where(s)}: {op.describe()}"))
 
@@ -111,6 +130,8 @@ class ExplorerDriver(Driver):
     def choices(self) -> list[str]:
         if self.reset_reason is not None:
             return []
+        if self.clocks is not None:
+            return self._timed_choices()
         steps, timeouts = [], []
         for s in self.strands:
             if s.status is _READY:
@@ -126,10 +147,42 @@ class ExplorerDriver(Driver):
             return steps + irqs + timeouts
         return steps + irqs
 
+    def _timed_choices(self) -> list[str]:
+        """The steps some assignment of durations allows (`haltlab.engine.timing`)."""
+        clocks = self.clocks
+        clocks.settle(self.strands)
+        steps, timeouts = [], []
+        for s in self.strands:
+            if s.status is _READY:
+                if clocks.may_step(s.cpu):
+                    steps.append(f"c{s.cpu}")
+            elif s.status is _WAITING:
+                w = s.top.outcome
+                if w.until is not None and w.until():
+                    steps.append(f"c{s.cpu}")
+                elif clocks.may_time_out(s.cpu):
+                    timeouts.append(f"t{s.cpu}")
+        irqs = [f"i{t}.{v}" for t, v in sorted(self.inflight) if clocks.may_arrive(t, v)]
+        return steps + irqs + timeouts
+
     def step(self, choice: str) -> None:
         self.steps += 1
         self._choice = f"{self.steps}:{choice}"
         kind, rest = choice[0], choice[1:]
+        if self.clocks is None:
+            self._step(kind, rest)
+            return
+        if kind == "i":
+            cpu_s, vector = rest.split(".", 1)
+            actor, cpu = None, int(cpu_s)
+        else:
+            actor, cpu, vector = int(rest), int(rest), None
+        self._interrupted.clear()
+        self.clocks.begin_step(self.strands, kind, cpu, vector)
+        self._step(kind, rest)
+        self.clocks.end_step(self.strands, actor, self._interrupted)
+
+    def _step(self, kind: str, rest: str) -> None:
         if kind == "i":
             cpu_s, vector = rest.split(".", 1)
             cpu = int(cpu_s)
@@ -147,13 +200,19 @@ class ExplorerDriver(Driver):
             self.run_strand(s, self.start_op(s, frame, frame.op))
 
     def fingerprint(self) -> tuple:
-        """The driver's part of a state (`Run.fingerprint()` adds the ghost state)."""
+        """The driver's part of a state (`Run.fingerprint()` adds the ghost state);
+        timed, its last element is the timing state (zone, segments, deadlines,
+        latency bounds), else None."""
+        clocks = self.clocks
+        if clocks is not None:
+            clocks.settle(self.strands)
         return (
             self.machine.memory.fingerprint(),
             self.machine.fingerprint(),
             tuple(sorted(self.inflight)),
             tuple((s.status, stack_fingerprint(s.stack)) for s in self.strands),
             self.reset_reason,
+            clocks.__fingerprint__() if clocks is not None else None,
         )
 
 
@@ -241,7 +300,7 @@ def check_determinism(build: Build, choices: list[str]) -> None:
 def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
             goal: Callable[[Run], bool] | None = None, label=None,
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> Exploration:
+            progress: Callable[[int, int], None] | None = None, subsumption: bool = True) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -250,7 +309,9 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     is answered there). `label(run)` may attach a frozenset of atomic facts to
     each state for later liveness checks. `progress(states, stack_depth)` is
     called every 1000 new states with the depth of the search stack (the
-    frontier still to expand).
+    frontier still to expand). In a timed run, `subsumption` lets a state whose
+    zone is included in a visited one's be that state (`timing.Covering`);
+    without it states are equal only when their zones are.
     """
     t0 = time.perf_counter()
     ex = Exploration()
@@ -268,6 +329,10 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     ids: dict[tuple, int] = {}
     root = run.fingerprint()
     ids[root] = 0
+    subsume = subsumption and getattr(run.driver, "clocks", None) is not None
+    covering = Covering()
+    if subsume:
+        covering.add(root, 0)
     bad: dict[int, str] = {}
     stack = [[(), root, _visit(ex, run, 0, check, at_end, goal, label, bad), 0]]
     live: tuple = ()
@@ -286,9 +351,13 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         live = prefix + (c,)
         new = run.fingerprint()
         src, dst = ids[fp], ids.get(new)
+        if dst is None and subsume:
+            dst = covering.find(new)
         seen = dst is not None
         if not seen:
             dst = ids[new] = len(ids)
+            if subsume:
+                covering.add(new, dst)
         ex.edges.append((src, c, dst))
         if seen:
             continue

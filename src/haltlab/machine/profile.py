@@ -73,6 +73,7 @@ class _Key:
     dimension: str
     positive: bool = False  # zero is an error (CPU count, tick rate, clocks)
     period: bool = False    # the model waits 1e9 // value ns between events: >= 1 ns
+    optional: bool = False  # read only by the code that needs it, which names it when absent
 
 
 _KEYS: tuple[_Key, ...] = (
@@ -88,6 +89,10 @@ _KEYS: tuple[_Key, ...] = (
     _Key("printk_store_ns", "costs", "time"),
     _Key("console_ns_per_char", "costs", "time"),
     _Key("stop_this_cpu_ns", "costs", "time"),
+    # How far an operation's real duration may stray from its cost above, either
+    # way: the explorer's timed mode (haltlab.engine.timing) turns each cost c
+    # into the interval [c - t*c, c + t*c]. Only the explorer reads it.
+    _Key("timing_tolerance", "costs", "fraction", optional=True),
     _Key("vm_exit_roundtrip_ns", "hypervisor", "time"),
     _Key("halt_wakeup_ns", "hypervisor", "time"),
     _Key("halt_poll_ns", "hypervisor", "time"),
@@ -330,7 +335,7 @@ def _validate(where: str, data: dict) -> Profile:
                 raise UserError(f"{where}: [{section}] {key}: unknown key{hint}")
             params[key] = _param(where, spec, raw)
     for spec in _KEYS:
-        required = spec.section != "hypervisor" or header["kind"] == "guest"
+        required = not spec.optional and (spec.section != "hypervisor" or header["kind"] == "guest")
         if required and spec.name not in params:
             raise UserError(f"{where}: [{spec.section}] {spec.name}: missing required key")
     return Profile(header["name"], header["description"], header["arch"], header["kind"],

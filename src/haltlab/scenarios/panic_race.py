@@ -16,7 +16,8 @@ Properties:
 * always: at most one CPU has passed the claim;
 * at the end (the winner in the final loop, or nothing left to do): exactly one
   CPU passed the claim, `panic_cpu` names it, and every other CPU entered
-  `panic_smp_self_stop()` (with `timeouts="any"` a slow CPU may instead be
+  `panic_smp_self_stop()` (with `timeouts="any"`, or timed with a tolerance
+  that lets the one-second wait end early, a slow CPU may instead be
   stopped by the NMI before it reaches the claim; then it must be in
   `stop_this_cpu()` or have the stop NMI on its way).
 """
@@ -110,7 +111,8 @@ def settled(run: Run) -> str | None:
     for cpu in range(k.machine.ncpus):
         if cpu == owner or cpu in self_stopped:
             continue
-        if run.driver.timeouts is Timeouts.ANY and (cpu in stopped or _nmi_on_its_way(run, cpu)):
+        early = run.driver.timeouts is Timeouts.ANY or run.driver.clocks is not None
+        if early and (cpu in stopped or _nmi_on_its_way(run, cpu)):
             continue
         return f"CPU{cpu} neither owns the panic nor entered panic_smp_self_stop()"
     return None

@@ -1,0 +1,274 @@
+"""Time in the explorer: which interleavings the operations' durations allow.
+
+Untimed, the explorer lets any CPU take the next step: a CPU printing an
+80-character console line may be overtaken by a million printk attempts on
+another CPU, which a machine cannot do. Timed, each step happens at an instant
+and the gaps between a CPU's steps are the durations of what it did in between,
+from the profile's costs; the explorer then offers only the steps that some
+assignment of those durations allows. The rule is the timed-automata one, with
+one clock per CPU and one per interrupt target in a zone (`haltlab.engine.zone`):
+
+* **CPU segments.** A CPU's step is the instant its held operation takes effect.
+  Everything it then does up to its next held operation (the op's own cost, the
+  local ops after it, a delay, an interrupt handler it takes) adds to the
+  segment's duration `[lo, hi]`; its clock is reset at the step. Its next step
+  is enabled when its clock can be `>= lo`, and time cannot pass beyond `hi`
+  (an invariant), so no other CPU can fit more work into the segment than the
+  segment lasts.
+* **Bounded waits.** A wait with a timeout (`spin_until(..., timeout_ns)`, the
+  one-second wait of `smp_send_stop()`) times out when its clock can reach the
+  timeout and must by then: a one-second wait times out after one second of the
+  other CPUs' work, however those CPUs loop. This replaces untimed mode's
+  `--timeouts quiescent` rule. A wait whose condition comes true ends at the
+  CPU's next step, with no bound on when (it may miss a short window; weak
+  fairness makes it notice a condition that stays true).
+* **Interrupts in flight** arrive between `lo` and `hi` of their latency after
+  the send, measured on the target's interrupt clock.
+
+Durations come from the profile: a cost `c` becomes `[c - t*c, c + t*c]` with
+`t` the profile's `timing_tolerance` (or `--timing-tolerance`). Every verdict
+names `t` and the profile, which is what it rests on.
+
+Soundness (what the rule may over-approximate, never under-approximate, so a
+proof of safety or of the absence of a fair livelock holds for every duration
+within the intervals, and a counterexample may only be one that needs extreme
+durations within them):
+* a zone is the exact set of clock values the intervals allow (integer bounds,
+  closed intervals, canonical matrices: `zone.py`), and freeing a clock nothing
+  reads until its next reset is exact;
+* when an interrupt interrupts a segment, the rest of the segment after the
+  handler is taken as `[0, hi]` (its elapsed part is forgotten): more behaviours;
+* when a second interrupt is sent to a CPU that has one in flight, the older
+  one loses its lower bound (both are measured on the newest send's clock;
+  the upper bound stays valid because that clock is younger): more behaviours;
+* a wait resumed after an interrupt handler may time out from 0 up to the
+  timeout plus the handler's time: more behaviours.
+The state is finite because every active clock is bounded by an invariant (a
+segment's `hi`, a timeout, a latency) and every other clock is freed.
+"""
+
+from __future__ import annotations
+
+import enum
+from haltlab.engine.core import Status, Strand
+from haltlab.engine.zone import Zone
+
+__all__ = ["Timing", "Clocks", "interval"]
+
+
+class Timing(enum.StrEnum):
+    """Whether the explorer lets durations decide which interleavings happen."""
+
+    TIMED = "timed"          # durations from the profile bound the interleavings
+    UNTIMED = "untimed"      # pure interleaving: any CPU may go next
+
+
+def interval(cost_ns: int, tolerance_pct: int) -> tuple[int, int]:
+    """`[c - t*c, c + t*c]` in integer ns (the low end rounded down, the high end up)."""
+    lo = cost_ns * (100 - tolerance_pct) // 100
+    hi = -(-cost_ns * (100 + tolerance_pct) // 100)
+    return max(lo, 0), hi
+
+
+class Clocks:
+    """The timing part of one explored run: a zone and what each clock bounds.
+
+    Clock `1 + cpu` measures a CPU's segment or wait; clock `1 + ncpus + cpu`
+    the interrupts in flight to that CPU. The driver calls `begin_step()` before
+    a choice runs and `end_step()` after it; the costs the CPU incurs in between
+    come through `charge()`, sends through `sent()`."""
+
+    def __init__(self, ncpus: int, tolerance_pct: int) -> None:
+        if not 0 <= tolerance_pct <= 100:
+            raise ValueError(f"timing tolerance {tolerance_pct} %: must be 0 to 100")
+        self.ncpus = ncpus
+        self.tolerance_pct = tolerance_pct
+        self.zone = Zone(2 * ncpus)
+        self.segment: list[tuple[int, int] | None] = [None] * ncpus   # to the next step
+        self.deadline: list[tuple[int, int] | None] = [None] * ncpus  # a bounded wait's timeout
+        self.irq: dict[tuple[int, str], tuple[int, int]] = {}         # in flight: latency bounds
+        self.remainder: list[tuple[tuple[int, int], ...]] = [()] * ncpus  # (stack depth, hi) under handlers
+        self._acc = [[0, 0] for _ in range(ncpus)]
+        self._depth = [0] * ncpus
+        self._fresh: list[object] = [None] * ncpus   # the op started last in this step, per CPU
+        self._settled = False
+
+    # --- fed by the driver while a step runs ----------------------------------------------
+
+    def charge(self, cpu: int, cost_ns: int) -> None:
+        """CPU `cpu` is busy for `cost_ns` (an op's cost, a delay, a console line)."""
+        if cost_ns:
+            lo, hi = interval(cost_ns, self.tolerance_pct)
+            acc = self._acc[cpu]
+            acc[0] += lo
+            acc[1] += hi
+
+    def started(self, cpu: int, op: object) -> None:
+        self._fresh[cpu] = op
+
+    def sent(self, target: int, vector: str, latency_ns: int) -> None:
+        """An interrupt was sent to `target` at this instant (already in flight: merged)."""
+        if (target, vector) in self.irq:
+            return
+        for key, (lo, hi) in list(self.irq.items()):
+            if key[0] == target:
+                self.irq[key] = (0, hi)     # now measured on a younger clock: lower bound lost
+        self.irq[(target, vector)] = interval(latency_ns, self.tolerance_pct)
+        self.zone.reset(1 + self.ncpus + target)
+
+    # --- what is enabled --------------------------------------------------------------------
+
+    def may_step(self, cpu: int) -> bool:
+        seg = self.segment[cpu]
+        return seg is None or self.zone.can_reach(1 + cpu, seg[0])
+
+    def may_time_out(self, cpu: int) -> bool:
+        dl = self.deadline[cpu]
+        return dl is not None and self.zone.can_reach(1 + cpu, dl[0])
+
+    def may_arrive(self, target: int, vector: str) -> bool:
+        return self.zone.can_reach(1 + self.ncpus + target, self.irq[(target, vector)][0])
+
+    # --- a step -------------------------------------------------------------------------------
+
+    def begin_step(self, strands: list[Strand], kind: str, cpu: int, vector: str | None) -> None:
+        """The chosen step happens now: narrow the zone to the instants it can
+        happen at, and reset the clock of the CPU that acts."""
+        self.settle(strands)
+        z = self.zone
+        for s in strands:
+            self._depth[s.cpu] = len(s.stack)
+            self._fresh[s.cpu] = None
+        if kind == "i":
+            key = (cpu, vector)
+            z.at_least(1 + self.ncpus + cpu, self.irq.pop(key)[0])
+            if not any(t == cpu for t, _v in self.irq):
+                z.free(1 + self.ncpus + cpu)
+            return
+        if kind == "t":
+            z.at_least(1 + cpu, self.deadline[cpu][0])
+        elif self.segment[cpu] is not None:
+            z.at_least(1 + cpu, self.segment[cpu][0])
+        z.reset(1 + cpu)
+        self._acc[cpu] = [0, 0]
+        self.segment[cpu] = self.deadline[cpu] = None
+
+    def end_step(self, strands: list[Strand], actor: int | None, interrupted: set[int]) -> None:
+        """After the step: each CPU that ran (`actor`, and the CPUs in
+        `interrupted` that took an interrupt) gets its new segment or wait
+        bounds, then time may pass up to the earliest deadline."""
+        z = self.zone
+        for s in strands:
+            cpu = s.cpu
+            if cpu != actor and cpu not in interrupted:
+                continue
+            old_hi = 0
+            if cpu != actor:
+                # An interrupt handler ran on a CPU that was in a segment or a
+                # wait: its clock restarts at the handler, and what was left of
+                # the old segment is at most its upper bound.
+                old = self.segment[cpu] or self.deadline[cpu]
+                old_hi = old[1] if old is not None else 0
+                z.reset(1 + cpu)
+                self.segment[cpu] = self.deadline[cpu] = None
+                if len(s.stack) > self._depth[cpu] and old_hi:
+                    self.remainder[cpu] = self.remainder[cpu] + ((self._depth[cpu], old_hi),)
+                    old_hi = 0                  # added when the handler returns
+            lo, hi = self._acc[cpu]
+            hi += old_hi
+            self._acc[cpu] = [0, 0]
+            rem = self.remainder[cpu]
+            while rem and len(s.stack) <= rem[-1][0]:
+                hi += rem[-1][1]     # a handler returned: the interrupted work's rest follows
+                rem = rem[:-1]
+            self.remainder[cpu] = rem
+            self._place(s, lo, hi)
+        z.up()
+        self._invariants()
+
+    def settle(self, strands: list[Strand]) -> None:
+        """The initial state: every CPU ran to its first held op at time 0."""
+        if self._settled:
+            return
+        self._settled = True
+        for s in strands:
+            lo, hi = self._acc[s.cpu]
+            self._acc[s.cpu] = [0, 0]
+            self._place(s, lo, hi)
+        self.zone.up()
+        self._invariants()
+
+    def _place(self, s: Strand, lo: int, hi: int) -> None:
+        cpu = s.cpu
+        self.segment[cpu] = self.deadline[cpu] = None
+        if s.status is Status.READY:
+            self.segment[cpu] = (lo, hi)
+            return
+        if s.status is Status.WAITING and s.top.outcome.timeout_ns is not None:
+            timeout = interval(s.top.outcome.timeout_ns, self.tolerance_pct)
+            if self._fresh[cpu] is s.top.op:
+                self.deadline[cpu] = timeout
+            else:                           # resumed after a handler: only the upper end is known
+                self.deadline[cpu] = (0, timeout[1] + hi)
+            return
+        self.zone.free(1 + cpu)             # unbounded wait, done or gone: nothing reads its clock
+
+    def _invariants(self) -> None:
+        z, n = self.zone, self.ncpus
+        for cpu in range(n):
+            bound = self.segment[cpu] or self.deadline[cpu]
+            if bound is not None:
+                z.at_most(1 + cpu, bound[1])
+        latest: dict[int, int] = {}
+        for (target, _v), (_lo, hi) in self.irq.items():
+            latest[target] = max(latest.get(target, 0), hi)
+        for target, hi in latest.items():
+            z.at_most(1 + n + target, hi)
+
+    def __fingerprint__(self) -> tuple:
+        return (tuple(self.zone.d), tuple(self.segment), tuple(self.deadline),
+                tuple(sorted(self.irq.items())), tuple(self.remainder))
+
+
+class Covering:
+    """Zone inclusion for the explorer's state store: a new timed state whose
+    zone lies inside the zone of a visited state with the same everything else
+    is that state, for reachability.
+
+    Why: two interleavings that reach the same discrete state (memory, stacks,
+    segments) usually reach it with different zones, and kept apart they
+    multiply the states (the race at 3 CPUs: 403 discrete states, 2,548 zones).
+    Every run from a state whose zone is included in a visited one's is also a
+    run from the visited one (the same discrete state; every clock valuation of
+    the smaller zone is one of the larger), so no reachable state, violation or
+    end state is lost (Daws and Tripakis 1998; UPPAAL's passed-list inclusion).
+    For liveness the recorded graph then simulates the real one: a graph
+    without a fair non-progress cycle proves there is none, and a lasso found
+    in it is checked by replay (`haltlab.checks.properties`)."""
+
+    def __init__(self) -> None:
+        self._zones: dict[tuple, list[tuple[tuple, int]]] = {}
+
+    @staticmethod
+    def _split(fp: tuple) -> tuple[tuple, tuple] | None:
+        clocks = fp[5]
+        if clocks is None:
+            return None
+        return (fp[:5], fp[6:], clocks[1:]), clocks[0]
+
+    def find(self, fp: tuple) -> int | None:
+        """The id of a visited state whose zone includes `fp`'s, if any."""
+        split = self._split(fp)
+        if split is None:
+            return None
+        key, zone = split
+        for other, sid in self._zones.get(key, ()):
+            if all(a <= b for a, b in zip(zone, other)):
+                return sid
+        return None
+
+    def add(self, fp: tuple, sid: int) -> None:
+        split = self._split(fp)
+        if split is not None:
+            key, zone = split
+            self._zones.setdefault(key, []).append((zone, sid))
