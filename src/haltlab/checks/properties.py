@@ -139,8 +139,9 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
     if live and "por" in ex.reductions and _any_nonprogress_cycle(ex, live):
         # The reduced graph preserves whether a non-progress cycle exists, not
         # which are fair: judge fairness on a search without the reduction.
+        first = ex.reductions
         ex = search(Reduce.SYMMETRY if Reduce(reduce).symmetry else Reduce.NONE)
-        ex.reductions += ("liveness judged without por: the reduced graph has a non-progress cycle",)
+        ex.reductions = first + ("liveness judged without por: the reduced graph has a non-progress cycle",)
     expanded = set(range(ex.states)) - ex.unexpanded
     for p in live:
         reached = ex.labels.with_fact(p.name)
