@@ -105,3 +105,15 @@ def test_the_race_on_its_properties():
     bad = check_panic_race(PanicRaceConfig(cpus=2, variant="load-store"))
     assert bad.verdict is Verdict.VIOLATION and bad.property.name == "one panic CPU"
     assert bad.choices == ["c1", "c0", "c0", "c1"]
+
+
+def test_the_livelock_is_found_with_the_partial_order_reduction_too():
+    """The reduced graph has a cycle, so liveness is judged again without it."""
+    from haltlab.engine.ops import Shared
+    prop = eventually(done, name="watcher done", message="never done", reads={Shared("done")})
+    out = check(build([toggler, watcher]), [prop], reduce="por")
+    assert out.verdict is Verdict.LIVELOCK
+    assert "por" in out.exploration.reductions
+    assert any("liveness judged without por" in r for r in out.exploration.reductions)
+    run = replay(build([toggler, watcher]), [*out.lasso.prefix, *out.lasso.cycle])
+    assert not done(run)

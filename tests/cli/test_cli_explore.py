@@ -60,7 +60,7 @@ def test_explore_progress_in_a_log_has_states_rate_and_stack_depth(monkeypatch):
     """stderr not a terminal: log lines, each with the count, states/s and the
     depth of the search stack; the JSON on stdout is unchanged by them."""
     monkeypatch.setattr(console_mod, "LOG_EVERY_S", 0.0)     # a line for every update
-    result = CliRunner().invoke(cli, ["explore", "panic-race", "--cpus", "3", "--json"])
+    result = CliRunner().invoke(cli, ["explore", "panic-race", "--cpus", "3", "--reduce", "none", "--json"])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     pattern = re.compile(r"^haltlab: explore panic-race: \d+ states, states/s [\d,]+, stack depth \d+ "

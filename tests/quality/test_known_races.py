@@ -172,3 +172,17 @@ def test_every_fair_run_of_the_race_reaches_the_winners_final_loop(cpus):
     assert res.lasso is None and not res.truncated          # no infinite fair run avoids it
     ends = set(range(ex.states)) - {src for src, _c, _d in ex.edges}
     assert ends <= progress                                  # and every finite run ends in it
+
+
+# --- with reductions on and off -----------------------------------------------------------
+
+@pytest.mark.parametrize("reduce", ["none", "symmetry", "por", "all"])
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_the_race_bug_is_found_and_the_fix_passes_with_each_reduction(cpus, reduce):
+    bad = PanicRaceConfig(cpus=cpus, variant="load-store", reduce=reduce)
+    v = explore_panic_race(bad).violation
+    assert v is not None and "two panic CPUs" in v.message
+    assert len(v.choices) == 4 and len(set(v.choices)) == 2
+    _, msg = replay_panic_race(bad, v.choices)
+    assert msg == v.message
+    assert explore_panic_race(PanicRaceConfig(cpus=cpus, reduce=reduce)).verdict == "ok"

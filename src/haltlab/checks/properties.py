@@ -24,8 +24,10 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from haltlab.checks.liveness import Lasso, _path, _reachable, fair_nonprogress_cycle
-from haltlab.engine.explorer import Exploration, explore
+from haltlab.checks.lifting import edge_path, fair_cycle_lifted
+from haltlab.checks.liveness import Lasso, _reachable, fair_nonprogress_cycle, strongly_connected
+from haltlab.engine.explorer import Exploration, Reduce, explore
+from haltlab.engine.por import observed_by
 from haltlab.engine.run import Run
 
 __all__ = ["Kind", "Verdict", "Property", "Outcome", "always", "at_end", "never_deadlock",
@@ -55,6 +57,7 @@ class Property:
     name: str
     message: str
     pred: Pred | None = None
+    reads: frozenset | None = None      # what `pred` reads (`haltlab.engine.por`); None: unknown
 
     def failure(self, run: Run) -> str | None:
         """None where the property holds in `run`'s state, else what is wrong."""
@@ -64,12 +67,12 @@ class Property:
         return held if isinstance(held, str) and held else self.message
 
 
-def always(pred: Pred, *, name: str, message: str) -> Property:
-    return Property(Kind.ALWAYS, name, message, pred)
+def always(pred: Pred, *, name: str, message: str, reads=None) -> Property:
+    return Property(Kind.ALWAYS, name, message, pred, None if reads is None else frozenset(reads))
 
 
-def at_end(pred: Pred, *, name: str, message: str) -> Property:
-    return Property(Kind.AT_END, name, message, pred)
+def at_end(pred: Pred, *, name: str, message: str, reads=None) -> Property:
+    return Property(Kind.AT_END, name, message, pred, None if reads is None else frozenset(reads))
 
 
 def never_deadlock(*, name: str = "no deadlock",
@@ -77,8 +80,8 @@ def never_deadlock(*, name: str = "no deadlock",
     return Property(Kind.NEVER_DEADLOCK, name, message)
 
 
-def eventually(pred: Pred, *, name: str, message: str) -> Property:
-    return Property(Kind.EVENTUALLY, name, message, pred)
+def eventually(pred: Pred, *, name: str, message: str, reads=None) -> Property:
+    return Property(Kind.EVENTUALLY, name, message, pred, None if reads is None else frozenset(reads))
 
 
 @dataclass
@@ -94,8 +97,14 @@ class Outcome:
 
 def check(build: Callable[[], Run], properties: Sequence[Property], *,
           goal: Callable[[Run], bool] | None = None, max_states: int = 200_000,
-          max_depth: int = 2_000, progress=None) -> Outcome:
-    """Explore every interleaving of `build()` and judge `properties` on it."""
+          max_depth: int = 2_000, progress=None, reduce: Reduce | str = Reduce.NONE,
+          debug: bool = False) -> Outcome:
+    """Explore every interleaving of `build()` and judge `properties` on it.
+
+    `reduce` picks the explorer's reductions; how each verdict stays sound under
+    them is in docs/design.md ("Reductions"): symmetric graphs are lifted where
+    a fair cycle is judged, and a non-progress cycle found under the partial-order
+    reduction is judged again on a search without it."""
     by_kind = {k: [p for p in properties if p.kind is k] for k in Kind}
     failed: dict[str, Property] = {}
 
@@ -117,19 +126,30 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
 
     live = by_kind[Kind.EVENTUALLY]
     label = (lambda run: frozenset(p.name for p in live if p.failure(run) is None)) if live else None
-    ex = explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
-                 goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress)
+    def search(reduce):
+        return explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
+                       goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress,
+                       reduce=reduce, observed=observed_by(properties, goal), debug=debug)
+
+    ex = search(reduce)
     if ex.violation is not None:
         prop = failed[ex.violation.message]
         verdict = Verdict.DEADLOCK if prop.kind is Kind.NEVER_DEADLOCK else Verdict.VIOLATION
         return Outcome(verdict, ex, prop, ex.violation.message, ex.violation.choices)
+    if live and "por" in ex.reductions and _any_nonprogress_cycle(ex, live):
+        # The reduced graph preserves whether a non-progress cycle exists, not
+        # which are fair: judge fairness on a search without the reduction.
+        first = ex.reductions
+        ex = search(Reduce.SYMMETRY if Reduce(reduce).symmetry else Reduce.NONE)
+        ex.reductions = first + ("liveness judged without por: the reduced graph has a non-progress cycle",)
     expanded = set(range(ex.states)) - ex.unexpanded
     for p in live:
-        reached = {sid for sid, facts in ex.labels.items() if p.name in facts}
+        reached = ex.labels.with_fact(p.name)
         ends = _finite_run_without(ex, reached, expanded)
         if ends is not None:
             return Outcome(Verdict.VIOLATION, ex, p, p.message, ends)
-        res = fair_nonprogress_cycle(ex.edges, reached, expanded)
+        res = (fair_cycle_lifted(ex, reached, expanded) if ex.perms
+               else fair_nonprogress_cycle(ex.edges, reached, expanded))
         if res.lasso is not None:
             return Outcome(Verdict.LIVELOCK, ex, p, p.message, lasso=res.lasso)
     if ex.truncated:
@@ -148,4 +168,13 @@ def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) 
     ends = {s for s in _reachable(0, succ, reached) if s not in succ and s in expanded and s not in reached}
     if not ends:
         return None
-    return _path(ex.edges, 0, ends, None, reached)[0]
+    return ex.concrete_path(edge_path(ex.edges, 0, ends, reached))
+
+
+def _any_nonprogress_cycle(ex: Exploration, live) -> bool:
+    """Whether the graph has a cycle through states where some `eventually`
+    property has not yet held (over-approximated: any cycle at all)."""
+    succ: dict[int, list[int]] = {}
+    for s, _c, d in ex.edges:
+        succ.setdefault(s, []).append(d)
+    return any(len(c) > 1 or c[0] in succ.get(c[0], ()) for c in strongly_connected(range(ex.states), succ))

@@ -22,7 +22,7 @@ from haltlab.engine.explorer import check_determinism as replay_twice_and_compar
 from haltlab.engine.explorer import parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
-from haltlab.cli.options import cpus_option, format_option, kernel_preset_option
+from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
 from haltlab.report.race_trace import trace_lines, trace_text
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
@@ -56,12 +56,14 @@ def explore() -> None:
 @_race_options
 @click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
               help="Stop after N distinct states; the verdict is then bounded-ok.")
+@reduce_option
 @format_option
-def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> None:
+def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, reduce, debug, fmt) -> None:
     """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
-    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states)
+    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states,
+                          reduce=reduce)
     cfg.validate()                              # before the search and its progress line
     with progress("explore panic-race", None) as shown:
         started = time.monotonic()
@@ -70,13 +72,16 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, fmt) -> 
             rate = states / max(time.monotonic() - started, 1e-9)
             shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
 
-        ex = explore_panic_race(cfg, progress=report)
+        ex = explore_panic_race(cfg, progress=report, debug=debug)
         report(ex.states, 0)
     result = {
         "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
         "verdict": ex.verdict, "states": ex.states, "transitions": ex.transitions,
         "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
     }
+    if reduce != "none":        # left out with none, so that output stays what it was before --reduce
+        result["reduce"] = reduce
+        result["reductions"] = list(ex.reductions)
     if ex.violation is not None:
         result["violation"] = {"message": ex.violation.message, "choices": ex.violation.choices,
                                "replay": _replay_command(cfg, ex.violation.choices)}
@@ -95,6 +100,8 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str) -> None
                                     ("states", "transitions", "end states", "max depth", "seconds"))])
     t.add_row(ex.verdict, str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
               f"{ex.seconds:.2f}")
+    t.notes.append(f"reductions: {', '.join(ex.reductions) or 'none'}"
+                   + (" (states count orbits: one per renaming of the CPUs)" if ex.perms else ""))
     if ex.violation is None:
         scope = "within the state bound" if ex.truncated else "in every interleaving"
         t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "

@@ -11,6 +11,7 @@ lists them):
 * `--out DIR` is always a directory; `--output FILE` is always a file.
 * `--observe SECONDS`: how long to watch after the panic has finished.
 * `--seed S` for one run, `--seeds 0-9` for a sweep; `--runs N` repetitions.
+* `--reduce {none,symmetry,por,all}`: the explorer's reductions (default all).
 * `--format {table,markdown,csv,json}`, with `--json` short for `--format json`:
   what stdout gets (`format_option`; the tables come from one model,
   `haltlab.report.tables`).
@@ -34,7 +35,7 @@ import click
 from haltlab.errors import ConfigError, UserError
 from haltlab.results import path_problem, show_path
 
-__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "format_option",
+__all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "format_option", "reduce_option", "REDUCTIONS",
            "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
            "NSEC_PER_SEC", "kernel_package_option", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
@@ -64,6 +65,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "variant": ("--variant", None),
     "timeouts": ("--timeouts", None),
     "max_states": ("--max-states", None),
+    "reduce": ("--reduce", None),
     "lab_mode": ("--lab", None),
     "runs": ("--runs", None),
     "workers": ("--workers", None),
@@ -166,6 +168,20 @@ def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", al
     decls = ("--cpus", "--smp", "cpus") if alias_smp else ("--cpus", "cpus")
     return click.option(*decls, type=int, default=default, show_default=default is not None,
                    metavar="N", help=help + (" (--smp is an alias)" if alias_smp else ""))
+
+
+REDUCTIONS = ("none", "symmetry", "por", "all")
+
+
+def reduce_option(f: Callable) -> Callable:
+    """`--reduce {none,symmetry,por,all}` (default all): the explorer's state-space
+    reductions, and `--debug`: keep full state fingerprints beside their digests
+    and check them for collisions."""
+    f = click.option("--debug", is_flag=True,
+                     help="Keep full state fingerprints beside their 16-byte digests and check for collisions.")(f)
+    return click.option("--reduce", type=click.Choice(REDUCTIONS), default="all", show_default=True,
+                        help="State-space reductions: symmetry among interchangeable CPUs, partial-order "
+                             "reduction, both, or none.")(f)
 
 
 def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:

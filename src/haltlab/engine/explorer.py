@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import enum
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
+from haltlab.engine.por import PersistentSets, por_unavailable
 from haltlab.engine.run import Run
+from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
+from haltlab.engine.symmetry import canonical, check_symmetric_root, concrete_choices
 from haltlab.engine.timing import Clocks, Covering, Timing
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
@@ -40,7 +44,8 @@ from haltlab.engine.timing import Clocks, Covering, Timing
 _READY = Status.READY
 _WAITING = Status.WAITING
 
-__all__ = ["Timeouts", "Timing", "ExplorerDriver", "Exploration", "Violation", "explore", "replay", "shrink",
+__all__ = ["Timeouts", "Timing", "Reduce", "ExplorerDriver", "Exploration", "Violation", "explore", "replay",
+           "shrink",
            "check_determinism", "parse_choices", "format_trace"]
 
 
@@ -240,9 +245,35 @@ class Violation:
     trace: list[tuple[str, int, str]]
 
 
+class Reduce(enum.StrEnum):
+    """Which state-space reductions an exploration applies (`--reduce`)."""
+
+    NONE = "none"
+    SYMMETRY = "symmetry"      # interchangeable CPUs: one state per orbit
+    POR = "por"                # partial-order reduction: persistent sets
+    ALL = "all"
+
+    @property
+    def symmetry(self) -> bool:
+        return self in (Reduce.SYMMETRY, Reduce.ALL)
+
+    @property
+    def por(self) -> bool:
+        return self in (Reduce.POR, Reduce.ALL)
+
+
 @dataclass
 class Exploration:
-    """What an exploration found, and the state graph it walked."""
+    """What an exploration found, and the state graph it walked.
+
+    `edges` reads as a sequence of `(src, choice, dst)` triples and `labels` as
+    a dict of state id -> facts (both compact underneath, `haltlab.engine.store`).
+    With symmetry a state id stands for an orbit; its edges' choices are in the
+    CPU names of the orbit's stored representative (the first state of the orbit
+    reached), and `edges.perm[i]` indexes `perms`: the permutation (a tuple,
+    representative CPU -> actual CPU) from the destination's representative to
+    the state edge i actually reached. `concrete_path()` turns a path of edges
+    into a choice list that replays."""
 
     states: int = 0
     transitions: int = 0
@@ -252,16 +283,31 @@ class Exploration:
     seconds: float = 0.0
     replays: int = 0
     violation: Violation | None = None
-    edges: list[tuple[int, str, int]] = field(default_factory=list)
-    labels: dict[int, frozenset] = field(default_factory=dict)
-    unexpanded: set[int] = field(default_factory=set)   # states a bound left unexplored
+    edges: Edges = field(default_factory=Edges)
+    labels: Labels = field(default_factory=Labels)
     bound: str | None = None                            # which bound was hit, in words
+    reduce: Reduce = Reduce.NONE                        # what was asked for
+    reductions: tuple[str, ...] = ()                    # what was applied, and why not the rest
+    store: StateStore = field(default_factory=StateStore)
+    perms: list[tuple[int, ...]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
         if self.violation is not None:
             return "violation"
         return "bounded-ok" if self.truncated else "ok"
+
+    @property
+    def unexpanded(self) -> frozenset[int]:
+        """States a bound left unexplored."""
+        return self.store.with_flag(UNEXPANDED)
+
+    def concrete_path(self, edge_ids: list[int]) -> list[str]:
+        """The choices of a path of edges (indices into `edges`) from the root,
+        renamed into the CPUs the run following them actually has."""
+        if not self.perms:
+            return [self.edges[i][1] for i in edge_ids]
+        return concrete_choices(self.edges, self.perms, edge_ids)
 
 
 Build = Callable[[], Run]           # a fresh run whose driver is an ExplorerDriver
@@ -297,10 +343,52 @@ def check_determinism(build: Build, choices: list[str]) -> None:
                               "global, a random draw outside the run's generator)")
 
 
+class _Keys:
+    """A state's key in the store: the digest of its fingerprint, or with
+    symmetry of its canonical form; and the permutation that canonicalized it."""
+
+    def __init__(self, store: StateStore, symmetric: bool) -> None:
+        self.store = store
+        self.symmetric = symmetric
+        self.perms: list[tuple[int, ...]] = []
+        self._perm_ids: dict[tuple[int, ...], int] = {}
+        self.rep_perm = array("I")          # per state: the permutation that canonicalized its representative
+
+    def key(self, run: Run) -> tuple[bytes, int]:
+        """Also leaves the fingerprint it hashed in `last_fp` (zone inclusion reads it)."""
+        if not self.symmetric:
+            self.last_fp = run.fingerprint()
+            return self.store.key(self.last_fp), 0
+        canon, perm = canonical(run)
+        self.last_fp = canon
+        return self.store.key(canon), self._perm_id(perm)
+
+    def _perm_id(self, perm: tuple[int, ...]) -> int:
+        pid = self._perm_ids.get(perm)
+        if pid is None:
+            pid = self._perm_ids[perm] = len(self.perms)
+            self.perms.append(perm)
+        return pid
+
+    def edge_perm(self, dst: int, arrived: int) -> int:
+        """The permutation from `dst`'s representative to the arrived state:
+        rep CPU r sits at canonical position p_r[r]; the arrived state's CPU a
+        sits at p_a[a]; so r maps to p_a^-1[p_r[r]]."""
+        if not self.symmetric:
+            return 0
+        p_rep, p_arr = self.perms[self.rep_perm[dst]], self.perms[arrived]
+        inv = [0] * len(p_arr)
+        for a, pos in enumerate(p_arr):
+            inv[pos] = a
+        return self._perm_id(tuple(inv[p_rep[r]] for r in range(len(p_rep))))
+
+
 def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
             goal: Callable[[Run], bool] | None = None, label=None,
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
-            progress: Callable[[int, int], None] | None = None, subsumption: bool = True) -> Exploration:
+            progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
+            observed: frozenset | None = None, debug: bool = False,
+            subsumption: bool = True) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -312,9 +400,20 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     frontier still to expand). In a timed run, `subsumption` lets a state whose
     zone is included in a visited one's be that state (`timing.Covering`);
     without it states are equal only when their zones are.
+
+    `reduce` picks the reductions (`Reduce`); symmetry needs the run to declare
+    its interchangeable CPUs (`Run.symmetry`), and the partial-order reduction
+    needs `observed`: every resource that `check`, `goal` and `label` read
+    (`haltlab.engine.por`; None means unknown, which turns it off). What was
+    applied, and why anything asked for was not, is `Exploration.reductions`.
+    `debug` keeps full fingerprints beside their digests and checks them.
     """
     t0 = time.perf_counter()
-    ex = Exploration()
+    try:
+        reduce = Reduce(reduce)
+    except ValueError:
+        raise ValueError(f"reduce={reduce!r}: choose one of {', '.join(r.value for r in Reduce)}") from None
+    ex = Exploration(reduce=reduce, store=StateStore(debug=debug))
     traced_build = build
 
     def build() -> Run:
@@ -326,57 +425,105 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         return run
 
     run = build()
-    ids: dict[tuple, int] = {}
-    root = run.fingerprint()
-    ids[root] = 0
+    symmetric, applied = _plan(run, reduce, observed)
+    ex.reductions = applied
+    por = PersistentSets(build, observed) if "por" in applied else None
+    store = ex.store
+    keys = _Keys(store, symmetric)
+    root_key, root_perm = keys.key(run)
+    store.add(root_key)
+    keys.rep_perm.append(root_perm)
     subsume = subsumption and getattr(run.driver, "clocks", None) is not None
     covering = Covering()
     if subsume:
-        covering.add(root, 0)
+        covering.add(keys.last_fp, 0)
     bad: dict[int, str] = {}
-    stack = [[(), root, _visit(ex, run, 0, check, at_end, goal, label, bad), 0]]
+    on_stack: set[int] = {0}
+    stack = [_node(ex, run, (), 0, root_key, por, check, at_end, goal, label, bad)]
     live: tuple = ()
     while stack:
         node = stack[-1]
-        prefix, fp, choices, nxt = node
+        prefix, src, key, choices, nxt, enabled = node
         if nxt >= len(choices) or (bad and stop_on_violation):
             stack.pop()
+            on_stack.discard(src)
             continue
-        node[3] += 1
+        node[4] += 1
         c = choices[nxt]
         if live != prefix:
-            run = _replay_checked(build, prefix, fp)
+            run = _replay_checked(build, prefix, key, keys)
             ex.replays += 1
         run.driver.step(c)
         live = prefix + (c,)
-        new = run.fingerprint()
-        src, dst = ids[fp], ids.get(new)
-        if dst is None and subsume:
-            dst = covering.find(new)
-        seen = dst is not None
-        if not seen:
-            dst = ids[new] = len(ids)
+        new_key, arrived = keys.key(run)
+        covered = None
+        if subsume and new_key not in store.ids:
+            covered = covering.find(keys.last_fp)
+        if covered is not None:
+            dst, new = covered, False
+        else:
+            dst, new = store.add(new_key)
+        if new:
+            keys.rep_perm.append(arrived)
             if subsume:
-                covering.add(new, dst)
-        ex.edges.append((src, c, dst))
-        if seen:
-            continue
-        if progress is not None and dst % 1000 == 0:
-            progress(dst, len(stack))
-        choices = _visit(ex, run, dst, check, at_end, goal, label, bad)
-        ex.max_depth = max(ex.max_depth, len(live))
-        if len(ids) >= max_states or len(live) >= max_depth:
-            ex.truncated = True
-            ex.unexpanded.add(dst)
-            ex.bound = (f"max_states {max_states}" if len(ids) >= max_states
-                        else f"max_depth {max_depth}")
-            continue
-        stack.append([live, new, choices, 0])
-    ex.states, ex.transitions = len(ids), len(ex.edges)
+                covering.add(keys.last_fp, dst)
+        ex.edges.append((src, c, dst), keys.edge_perm(dst, arrived))
+        child = None
+        if new:
+            if progress is not None and dst % 1000 == 0:
+                progress(dst, len(stack))
+            ex.max_depth = max(ex.max_depth, len(live))
+            if len(store) >= max_states or len(live) >= max_depth:
+                _visit(ex, run, dst, check, at_end, goal, label, bad)
+                ex.truncated = True
+                store.mark(dst, UNEXPANDED)
+                ex.bound = (f"max_states {max_states}" if len(store) >= max_states
+                            else f"max_depth {max_depth}")
+            else:
+                child = _node(ex, run, live, dst, new_key, por, check, at_end, goal, label, bad)
+        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
+            # A reduced expansion may neither close a cycle (the cycle proviso:
+            # no choice is postponed forever) nor reach the goal (which cuts off
+            # every choice postponed here): expand this state in full.
+            node[3] = choices + [e for e in enabled if e not in choices]
+            node[5] = None
+        if child is not None:
+            stack.append(child)
+            on_stack.add(dst)
+    ex.states, ex.transitions = len(store), len(ex.edges)
+    ex.perms = keys.perms if symmetric else []
     if bad:
-        ex.violation = _shortest(build, traced_build, ex.edges, bad, check, at_end, goal)
+        ex.violation = _shortest(build, traced_build, ex, bad, check, at_end, goal)
     ex.seconds = time.perf_counter() - t0
     return ex
+
+
+def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
+    """Which of the reductions asked for apply to this run, each with its reason
+    when it does not."""
+    applied = []
+    symmetric = False
+    if reduce.symmetry:
+        if getattr(run, "symmetry", None) is None:
+            applied.append("symmetry off: the scenario declares no interchangeable CPUs")
+        else:
+            check_symmetric_root(run)
+            symmetric = True
+            applied.append("symmetry")
+    if reduce.por:
+        why = por_unavailable(run, observed)
+        applied.append("por" if why is None else f"por off: {why}")
+    return symmetric, tuple(applied)
+
+
+def _node(ex, run, prefix, sid, key, por, check, at_end, goal, label, bad) -> list:
+    """A search-stack entry for a new state: [prefix, id, key, choices to take,
+    next index, all enabled choices when `choices` is a reduced subset, else None]."""
+    enabled = _visit(ex, run, sid, check, at_end, goal, label, bad)
+    if por is None or len(enabled) < 2:
+        return [prefix, sid, key, enabled, 0, None]
+    chosen = por.choose(run, prefix, enabled)
+    return [prefix, sid, key, chosen, 0, None if len(chosen) == len(enabled) else enabled]
 
 
 def _expandable(run: Run, goal) -> list[str]:
@@ -388,21 +535,25 @@ def _expandable(run: Run, goal) -> list[str]:
 def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
     """Judge and label a new state; its choices, to expand it with."""
     msg = check(run) if check is not None else None
-    choices = _expandable(run, goal)
+    at_goal = goal is not None and goal(run)
+    choices = [] if at_goal else run.driver.choices()
+    if at_goal:
+        ex.store.mark(sid, GOAL)
     if not choices:
         ex.terminal += 1
+        ex.store.mark(sid, TERMINAL)
         if msg is None and at_end is not None:
             msg = at_end(run)
     if msg is not None:
         bad[sid] = msg
     if label is not None:
-        ex.labels[sid] = label(run)
+        ex.labels.set(sid, label(run))
     return choices
 
 
-def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> Run:
+def _replay_checked(build: Build, prefix: tuple, key: bytes, keys: _Keys) -> Run:
     run = replay(build, list(prefix), check=False)
-    if run.fingerprint() != fp:
+    if keys.key(run)[0] != key:
         raise DriverError(
             f"replay of {len(prefix)} choices reached a different state: the run is not a "
             "function of its choices (usual culprits: iterating a set or dict whose order "
@@ -411,34 +562,37 @@ def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> Run:
     return run
 
 
-def _shortest(build: Build, traced_build: Build, edges, bad: dict[int, str], check, at_end, goal) -> Violation:
+def _shortest(build: Build, traced_build: Build, ex: Exploration, bad: dict[int, str], check, at_end,
+              goal) -> Violation:
     """Breadth-first search from the initial state to the nearest violating state
     of the explored graph, then delta-debugging on the choice list (the graph may
     be partial when the search stopped early or hit a bound)."""
-    succ: dict[int, list[tuple[str, int]]] = {}
-    for src, c, dst in edges:
-        succ.setdefault(src, []).append((c, dst))
-    parent: dict[int, tuple[int, str] | None] = {0: None}
+    edges = ex.edges
+    succ: dict[int, list[int]] = {}
+    for i, s in enumerate(edges.src):
+        succ.setdefault(s, []).append(i)
+    parent: dict[int, int | None] = {0: None}      # state -> the edge that reached it first
     queue = deque([0])
     target = 0 if 0 in bad else None
     while queue and target is None:
         sid = queue.popleft()
-        for c, dst in succ.get(sid, ()):
+        for i in succ.get(sid, ()):
+            dst = edges.dst[i]
             if dst not in parent:
-                parent[dst] = (sid, c)
+                parent[dst] = i
                 if dst in bad:
                     target = dst
                     break
                 queue.append(dst)
-    path: list[str] = []
+    path: list[int] = []
     node = target
     while parent[node] is not None:
-        node, c = parent[node]
-        path.append(c)
+        path.append(parent[node])
+        node = edges.src[parent[node]]
     path.reverse()
-    path = shrink(build, path, lambda run: _violates(run, check, at_end, goal))
-    run = replay(traced_build, path)
-    return Violation(_violates(run, check, at_end, goal) or bad[target], path, run.driver.trace)
+    choices = shrink(build, ex.concrete_path(path), lambda run: _violates(run, check, at_end, goal))
+    run = replay(traced_build, choices)
+    return Violation(_violates(run, check, at_end, goal) or bad[target], choices, run.driver.trace)
 
 
 def _violates(run: Run, check, at_end, goal) -> str | None:

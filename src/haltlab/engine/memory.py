@@ -24,12 +24,13 @@ class Var:
     that is how the simulator learns which variables a spinner's condition
     depends on, without the kernel code having to say so."""
 
-    __slots__ = ("name", "_value", "memory")
+    __slots__ = ("name", "_value", "memory", "kind")
 
-    def __init__(self, memory: "Memory", name: str, value: Any) -> None:
+    def __init__(self, memory: "Memory", name: str, value: Any, kind=None) -> None:
         self.name = name
         self._value = value
         self.memory = memory
+        self.kind = kind      # `haltlab.engine.symmetry.VarKind`: CPU, CPUMASK, PLAIN, or None (undeclared)
 
     @property
     def value(self) -> Any:
@@ -55,14 +56,17 @@ class Memory:
         self.on_write: Callable[[Var], None] | None = None
         self.reads: set[Var] | None = None   # set while `traced()` runs
 
-    def var(self, name: str, value: Any) -> Var:
+    def var(self, name: str, value: Any, *, kind=None) -> Var:
+        """A new shared variable. `kind` says whether it holds a CPU id, a
+        cpumask or neither (`haltlab.engine.symmetry`); symmetry refuses an
+        int-valued variable without one."""
         if name in self.vars:
             raise ValueError(f"shared variable {name!r} defined twice")
         try:
             hash(value)
         except TypeError:
             raise TypeError(f"shared variable {name!r} must hold a hashable value, got {value!r}")
-        v = Var(self, name, value)
+        v = Var(self, name, value, kind)
         self.vars[name] = v
         return v
 

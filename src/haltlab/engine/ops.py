@@ -34,9 +34,10 @@ so the drivers instead refuse any yielded value that is not an `Op`.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Union
 
-from haltlab.engine.memory import Var
+from haltlab.engine.memory import Var, for_each_cpu
 
 __all__ = [
     "Activity", "WAIT_STATES", "Op", "Done", "Busy", "Wait", "Gone",
@@ -46,6 +47,7 @@ __all__ = [
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
     "pvpanic_event", "emergency_restart", "Hardware", "Outcome",
+    "Footprint", "Shared", "Inflight", "Local", "Ghost", "Device", "CONSOLE", "WHOLE_MACHINE", "cond_footprint",
 ]
 
 NSEC_PER_USEC = 1_000
@@ -128,6 +130,65 @@ Outcome = Union[Done, Busy, Wait, Gone]
 """What a started operation does: the value of every `Op.start()`."""
 
 
+# --- footprints: what an operation touches, for the partial-order reduction -----------
+#
+# Two steps of different CPUs commute (give the same state in either order, and
+# neither enables or disables the other) when their footprints do not conflict:
+# no resource that one writes and the other reads or writes. Each operation
+# declares its own below (`Op.footprint`); `haltlab.engine.por` uses them.
+
+@dataclass(frozen=True)
+class Shared:
+    """A shared variable (`Var`), by name (the same across replays of a run)."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Inflight:
+    """The interrupt `vector` in flight to `cpu` (sent, not yet arrived)."""
+    cpu: int
+    vector: str
+
+
+@dataclass(frozen=True)
+class Local:
+    """One CPU's own state: its hardware flags, pending interrupts and stack."""
+    cpu: int
+
+
+@dataclass(frozen=True)
+class Ghost:
+    """One fact of the ghost state (`"*"`: any of them)."""
+    key: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device every CPU shares (the console)."""
+    name: str
+
+
+CONSOLE = Device("console")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    reads: frozenset = frozenset()
+    writes: frozenset = frozenset()
+    whole: bool = False          # touches the whole machine (a reset): conflicts with everything
+
+    def __or__(self, other: "Footprint") -> "Footprint":
+        return Footprint(self.reads | other.reads, self.writes | other.writes, self.whole or other.whole)
+
+    def conflicts(self, other: "Footprint") -> bool:
+        if self.whole or other.whole:
+            return True
+        return bool(self.writes & (other.reads | other.writes) or other.writes & self.reads)
+
+
+WHOLE_MACHINE = Footprint(whole=True)
+
+
 # --- the operation objects ---------------------------------------------------------
 
 class Op:
@@ -144,6 +205,12 @@ class Op:
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def footprint(self, machine: "Hardware", cpu: int) -> Footprint:
+        """What starting this op on `cpu` now touches, besides `Local(cpu)`.
+        Conservative by default: an op that declares nothing conflicts with
+        every other."""
+        return WHOLE_MACHINE
 
 
 class _Rmw(Op):
@@ -166,6 +233,15 @@ class _Rmw(Op):
 
     def describe(self) -> str:
         return f"{self.name}({self.var.name})"
+
+    def footprint(self, machine, cpu) -> Footprint:
+        """A read; a write too when it would store (a failing cmpxchg only reads)."""
+        res = frozenset((Shared(self.var.name),))
+        if self.writes:
+            cur = self.var._value
+            if self.fn(cur)[0] != cur:
+                return Footprint(res, res)
+        return Footprint(res)
 
 
 def READ_ONCE(var: Var) -> Op:
@@ -223,6 +299,9 @@ class _SpinUntil(Op):
     def describe(self) -> str:
         return f"spin_until({self.what})"
 
+    def footprint(self, machine, cpu) -> Footprint:
+        return cond_footprint(machine.memory, self.cond)
+
 
 def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what: str = "") -> Op:
     """Stands for `while (!cond) cpu_relax();` (or, with a timeout, the kernel's
@@ -237,8 +316,20 @@ def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what:
     return _SpinUntil(cond, timeout_ns, what)
 
 
+def cond_footprint(memory, cond) -> Footprint:
+    """A wait's condition reads the variables it read when evaluated now (with
+    the same values it reads the same ones again, `Memory.traced`)."""
+    if cond is None:
+        return Footprint()
+    _, read = memory.traced(cond)
+    return Footprint(frozenset(Shared(v.name) for v in read))
+
+
 class _CpuRelax(Op):
     __slots__ = ()
+
+    def footprint(self, machine, cpu) -> Footprint:
+        return Footprint()
 
     def start(self, machine, cpu):
         return Done(None, machine.cost_ns("cpu_relax_ns"))
@@ -257,6 +348,9 @@ class _Delay(Op):
 
     def start(self, machine, cpu):
         return Busy(self.duration_ns)
+
+    def footprint(self, machine, cpu) -> Footprint:
+        return Footprint()          # untimed: only the CPU itself (por is off when timed)
 
     def describe(self) -> str:
         return f"{self.name}"
@@ -308,6 +402,9 @@ class _LocalOp(Op):
 
     def describe(self) -> str:
         return self.name
+
+    def footprint(self, machine, cpu) -> Footprint:
+        return Footprint()
 
 
 class _IrqEntry(_LocalOp):
@@ -437,6 +534,9 @@ class _UartWrite(Op):
     def describe(self) -> str:
         return "uart_write"
 
+    def footprint(self, machine, cpu) -> Footprint:
+        return Footprint(frozenset((CONSOLE,)), frozenset((CONSOLE,)))
+
 
 def uart_write(line: str) -> Op:
     """Write one console line (the 8250 driver's `serial8250_console_write()`);
@@ -455,6 +555,9 @@ class _SendIpiMask(Op):
 
     def describe(self) -> str:
         return "send_IPI_mask"
+
+    def footprint(self, machine, cpu) -> Footprint:
+        return Footprint(writes=frozenset(Inflight(t, self.vector) for t in for_each_cpu(self.mask)))
 
 
 def send_IPI_mask(mask: int, vector: str) -> Op:

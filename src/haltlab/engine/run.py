@@ -10,7 +10,7 @@ layer), so they are typed loosely here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 from haltlab.engine.core import Driver
@@ -22,12 +22,14 @@ __all__ = ["Run"]
 class Run:
     """`ghost()`, when given, returns the model's ghost state as a hashable value
     (facts kept for properties, such as which CPUs passed the `panic_cpu` claim):
-    part of the explorer's state, so that pruning stays sound."""
+    part of the explorer's state, so that pruning stays sound. `symmetry`, when
+    given, declares interchangeable CPUs (used by `explore(reduce=...)`)."""
 
     machine: Any
     kernel: Any
     driver: Driver
     ghost: Callable[[], Hashable] | None
+    symmetry: Any = field(default=None, kw_only=True)   # `haltlab.engine.symmetry.CpuSymmetry`: the CPUs a scenario declares interchangeable
 
     def fingerprint(self) -> tuple:
         """The explorer's state: the driver's fingerprint (memory, hardware,

@@ -53,7 +53,7 @@ import enum
 from haltlab.engine.core import Status, Strand
 from haltlab.engine.zone import Zone
 
-__all__ = ["Timing", "Clocks", "interval"]
+__all__ = ["Timing", "Clocks", "Covering", "interval", "permute_clocks"]
 
 
 class Timing(enum.StrEnum):
@@ -272,3 +272,29 @@ class Covering:
         if split is not None:
             key, zone = split
             self._zones.setdefault(key, []).append((zone, sid))
+
+
+def permute_clocks(fp: tuple | None, perm) -> tuple | None:
+    """The timing part of a fingerprint (`Clocks.__fingerprint__()`) with CPU i
+    renamed `perm[i]`: its segment clock `1 + i` and its interrupt clock
+    `1 + n + i` move to the renamed CPU's, and so do its bounds; for symmetry
+    (`haltlab.engine.symmetry`)."""
+    if fp is None:
+        return None
+    zone, segment, deadline, irq, remainder = fp
+    n = len(perm)
+    k = 2 * n + 1
+    if len(zone) != k * k or len(segment) != n:
+        raise ValueError(f"a timing state for {len(segment)} CPUs and {len(zone)} zone entries, "
+                         f"renamed for {n} CPUs")
+    clock = [0] + [1 + p for p in perm] + [1 + n + p for p in perm]
+    out = [0] * len(zone)
+    for i in range(k):
+        ci = clock[i] * k
+        for j in range(k):
+            out[ci + clock[j]] = zone[i * k + j]
+    new_seg, new_dl, new_rem = [None] * n, [None] * n, [()] * n
+    for i in range(n):
+        new_seg[perm[i]], new_dl[perm[i]], new_rem[perm[i]] = segment[i], deadline[i], remainder[i]
+    new_irq = tuple(sorted(((perm[t], v), b) for (t, v), b in irq))
+    return (tuple(out), tuple(new_seg), tuple(new_dl), new_irq, tuple(new_rem))

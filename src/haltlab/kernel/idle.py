@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.ops import local_irq_disable, ndelay, safe_halt, set_cpu_state
 
 __all__ = ["Others", "do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
@@ -48,6 +49,7 @@ async def irqsoff_task(k) -> None:
         await ndelay(_FOREVER_NS)
 
 
+@cpu_locals(cpu=("cpu",))
 async def tick_handler(k, cpu: int) -> None:
     """`tick_sched_timer()`: jiffies, scheduler tick, timers; a fixed cost here."""
     await ndelay(k.machine.cost_ns("tick_handler_ns"))

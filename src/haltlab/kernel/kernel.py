@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from haltlab.engine.memory import cpumask_of
+from haltlab.engine.symmetry import CPU, CPUMASK, PLAIN, Items, SetOf
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.policies import Policies
 
@@ -53,18 +54,19 @@ class Kernel:
         mem = machine.memory
         all_cpus = cpumask_of(*range(machine.ncpus))
         self.all_cpus_mask = all_cpus
-        self.panic_cpu = mem.var("panic_cpu", PANIC_CPU_INVALID)
-        self.cpu_online_mask = mem.var("cpu_online_mask", all_cpus)
-        self.stopping_cpu = mem.var("stopping_cpu", -1)
-        self.cpus_stop_mask = mem.var("cpus_stop_mask", 0)
-        self.stop_in_progress = mem.var("stop_in_progress", 0)
-        self.nmi_stop_registered = mem.var("nmi_stop_registered", False)
-        self.suppress_printk = mem.var("suppress_printk", 0)
+        # kind=: which variables hold CPU ids or masks, for symmetry (engine.symmetry).
+        self.panic_cpu = mem.var("panic_cpu", PANIC_CPU_INVALID, kind=CPU)
+        self.cpu_online_mask = mem.var("cpu_online_mask", all_cpus, kind=CPUMASK)
+        self.stopping_cpu = mem.var("stopping_cpu", -1, kind=CPU)
+        self.cpus_stop_mask = mem.var("cpus_stop_mask", 0, kind=CPUMASK)
+        self.stop_in_progress = mem.var("stop_in_progress", 0, kind=PLAIN)
+        self.nmi_stop_registered = mem.var("nmi_stop_registered", False, kind=PLAIN)
+        self.suppress_printk = mem.var("suppress_printk", 0, kind=PLAIN)
         # printk: the ring buffer's next sequence number, the console's position,
         # and console_sem as a simple binary semaphore.
-        self.log_next_seq = mem.var("log_next_seq", 0)
-        self.console_seq = mem.var("console_seq", 0)
-        self.console_sem = mem.var("console_sem", 0)
+        self.log_next_seq = mem.var("log_next_seq", 0, kind=PLAIN)
+        self.console_seq = mem.var("console_seq", 0, kind=PLAIN)
+        self.console_sem = mem.var("console_sem", 0, kind=PLAIN)
         self.log: dict[int, tuple[int, int, str]] = {}   # seq -> (ts_ns, cpu, text)
         # What a run wants to know afterwards; written by kernel code, read by scenarios.
         self.marks: dict[str, int] = {}
@@ -127,6 +129,9 @@ class Kernel:
 
     def ghost_add(self, name: str, cpu: int) -> None:
         self.ghost.setdefault(name, set()).add(cpu)
+
+    GHOST_KIND = Items(SetOf(CPU))
+    """For symmetry: every ghost fact is a set of CPUs (`ghost_fingerprint()`)."""
 
     def ghost_fingerprint(self) -> tuple:
         return tuple((name, frozenset(cpus)) for name, cpus in sorted(self.ghost.items()))

@@ -26,6 +26,7 @@ time; `k.blinks` records when the LED would toggle so a scenario can show it.
 
 from __future__ import annotations
 
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, emergency_restart, local_irq_disable,
@@ -44,6 +45,7 @@ PANIC_BLINK_SPD = 18     # kernel/panic.c: next blink at i + 3600 / PANIC_BLINK_
 PRINTK_PREFIX = len("[    2.479056] ")       # print_time(): "[%5lu.%06lu] "
 
 
+@cpu_locals(cpu=("this_cpu",), plain=("timeout_s", "i", "i_next"))
 async def panic(k, msg: str) -> None:
     """Halt the system. Never returns (it ends in a loop or a reset)."""
     this_cpu = smp_processor_id()
@@ -87,6 +89,7 @@ async def panic(k, msg: str) -> None:
         i += PANIC_TIMER_STEP
 
 
+@cpu_locals(cpu=("this_cpu", "_"))
 async def panic_try_start(k, this_cpu: int) -> bool:
     """Claim `panic_cpu` for this CPU; the policy can break it for the explorer."""
     if k.policies.panic_start is PanicStart.LOAD_STORE:
@@ -98,6 +101,7 @@ async def panic_try_start(k, this_cpu: int) -> bool:
     return ok
 
 
+@cpu_locals(cpu=("this_cpu", "cpu"))
 async def panic_on_other_cpu(k, this_cpu: int) -> bool:
     cpu = await READ_ONCE(k.panic_cpu)
     return cpu != PANIC_CPU_INVALID and cpu != this_cpu

@@ -18,6 +18,7 @@ issue; no log levels or console filtering (every record is printed); no
 
 from __future__ import annotations
 
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, atomic_add_return, atomic_try_cmpxchg, ndelay, uart_write
 
@@ -33,6 +34,7 @@ async def printk(k, text: str) -> None:
         await console_unlock(k)
 
 
+@cpu_locals(plain=("seq",))
 async def vprintk_store(k, text: str) -> int:
     await ndelay(k.machine.cost_ns("printk_store_ns"))
     seq = await atomic_add_return(k.log_next_seq, 1) - 1
@@ -40,11 +42,13 @@ async def vprintk_store(k, text: str) -> int:
     return seq
 
 
+@cpu_locals(plain=("_",))
 async def console_trylock(k) -> bool:
     ok, _ = await atomic_try_cmpxchg(k.console_sem, 0, 1)
     return ok
 
 
+@cpu_locals(plain=("seq",))
 async def console_unlock(k) -> None:
     """Print every pending record, release console_sem, and retry if more came."""
     while True:
@@ -61,6 +65,7 @@ async def console_unlock(k) -> None:
             return
 
 
+@cpu_locals(cpu=("_",), plain=("seq", "ts_ns"))
 async def call_console_driver(k, seq: int) -> None:
     ts_ns, _, text = k.log[seq]
     line = f"[{ts_ns // 1_000_000_000:5d}.{ts_ns // 1000 % 1_000_000:06d}] {text}"

@@ -25,6 +25,7 @@ from typing import Callable, Coroutine
 
 from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.ops import Activity, Busy, Done, Gone, Wait, irq_entry
 from haltlab.machine.cpu import Cpu, HwState
 from haltlab.machine.hypervisor import Hypervisor
@@ -147,6 +148,7 @@ class Machine:
         self.irq_log.append((self._now(), cpu, vector))
         return self._entry(cpu, vector, handler), kind, iret
 
+    @cpu_locals(cpu=("cpu",))
     async def _entry(self, cpu: int, vector: str, handler: Handler):
         await irq_entry()
         return await handler(cpu)

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from haltlab.checks.properties import Outcome, always, at_end, check, eventually, never_deadlock
-from haltlab.engine.explorer import ExplorerDriver, Exploration, Timeouts, replay
+from haltlab.engine.explorer import ExplorerDriver, Exploration, Reduce, Timeouts, replay
+from haltlab.engine.ops import Ghost
+from haltlab.engine.por import reads
 from haltlab.engine.run import Run
+from haltlab.engine.symmetry import CpuSymmetry
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.kernel import Kernel, KernelConfig
@@ -55,9 +58,10 @@ class PanicRaceConfig:
     kernel: str = "v7.1"
     timeouts: Timeouts = Timeouts.QUIESCENT
     max_states: int = 500_000
+    reduce: Reduce = Reduce.NONE        # the CLI's default is all
 
     def __post_init__(self) -> None:
-        for name, kind in (("variant", PanicStart), ("timeouts", Timeouts)):
+        for name, kind in (("variant", PanicStart), ("timeouts", Timeouts), ("reduce", Reduce)):
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
@@ -69,6 +73,8 @@ class PanicRaceConfig:
         choose("panic_start", self.variant, field="variant")
         if not isinstance(self.timeouts, Timeouts):
             raise ConfigError("timeouts", self.timeouts, "choose quiescent or any")
+        if not isinstance(self.reduce, Reduce):
+            raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
         commit_set(self.kernel)
         if self.max_states < 1:
             raise ConfigError("max_states", self.max_states, "must be at least 1")
@@ -88,7 +94,9 @@ def make_run(cfg: PanicRaceConfig) -> Run:
     driver = ExplorerDriver(machine, timeouts=cfg.timeouts)
     for cpu in range(cfg.cpus):
         driver.start_task(cpu, panic(k, "race"))
-    return Run(machine, k, driver, ghost=k.ghost_fingerprint)
+    # Every CPU runs panic() in the same role: all are interchangeable.
+    return Run(machine, k, driver, ghost=k.ghost_fingerprint,
+               symmetry=CpuSymmetry(cpus=tuple(range(cfg.cpus)), ghost=Kernel.GHOST_KIND))
 
 
 def at_most_one_owner(run: Run) -> str | None:
@@ -126,6 +134,7 @@ def _nmi_on_its_way(run: Run, cpu: int) -> bool:
     return (cpu, "NMI") in run.driver.inflight or c.nmi_pending or c.in_nmi
 
 
+@reads(Ghost("in_panic_loop"))
 def winner_in_final_loop(run: Run) -> bool:
     return bool(run.kernel.ghost.get("in_panic_loop"))
 
@@ -133,25 +142,26 @@ def winner_in_final_loop(run: Run) -> bool:
 # What the race must satisfy, in the words a verdict prints.
 PROPERTIES = (
     always(lambda run: at_most_one_owner(run) or True, name="one panic CPU",
-           message="two CPUs passed the panic_cpu claim"),
+           message="two CPUs passed the panic_cpu claim", reads={Ghost("panic_owners")}),
     at_end(lambda run: settled(run) or True, name="settled",
            message="the race did not settle: one panic CPU, the others in panic_smp_self_stop()"),
     never_deadlock(),
     eventually(winner_in_final_loop, name="the winner finishes",
-               message="a run on which the winner never reaches panic()'s final loop"),
+               message="a run on which the winner never reaches panic()'s final loop",
+               reads=winner_in_final_loop.__reads__),
 )
 
 
-def check_panic_race(cfg: PanicRaceConfig, progress=None) -> Outcome:
+def check_panic_race(cfg: PanicRaceConfig, progress=None, *, debug: bool = False) -> Outcome:
     """Every interleaving of the race, judged on `PROPERTIES`."""
     cfg.validate()
     return check(lambda: make_run(cfg), PROPERTIES, goal=winner_in_final_loop,
-                 max_states=cfg.max_states, progress=progress)
+                 max_states=cfg.max_states, progress=progress, reduce=cfg.reduce, debug=debug)
 
 
-def explore_panic_race(cfg: PanicRaceConfig, progress=None) -> Exploration:
+def explore_panic_race(cfg: PanicRaceConfig, progress=None, *, debug: bool = False) -> Exploration:
     """The exploration `check_panic_race` judged (its counts and any violation)."""
-    return check_panic_race(cfg, progress).exploration
+    return check_panic_race(cfg, progress, debug=debug).exploration
 
 
 def replay_panic_race(cfg: PanicRaceConfig, choices: list[str]) -> tuple[Run, str | None]:

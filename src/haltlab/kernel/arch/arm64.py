@@ -15,6 +15,7 @@ crash-stop variant (no kdump in these runs).
 
 from __future__ import annotations
 
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
@@ -60,6 +61,7 @@ def _other_online(k, this_cpu: int) -> int:
     return cpumask_weight(k.cpu_online_mask.value & ~(1 << this_cpu))
 
 
+@cpu_locals(cpu=("this_cpu",), cpumask=("mask",))
 async def smp_send_stop(k) -> None:
     this_cpu = smp_processor_id()
     if not (await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)):
@@ -82,6 +84,7 @@ async def smp_send_stop(k) -> None:
         await printk(k, "SMP: failed to stop secondary CPUs")
 
 
+@cpu_locals(cpu=("cpu",))
 async def local_cpu_stop(k) -> None:
     cpu = smp_processor_id()
     k.ghost_add("stopped", cpu)

@@ -21,6 +21,7 @@ shows it).
 
 from __future__ import annotations
 
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
@@ -63,6 +64,7 @@ async def smp_send_stop(k) -> None:
     await native_stop_other_cpus(k, wait=False)
 
 
+@cpu_locals(cpu=("this_cpu", "_"), cpumask=("others", "remaining"))
 async def native_stop_other_cpus(k, wait: bool) -> None:
     if not k.config.has("stop_other_cpus_robust"):
         return await _native_stop_other_cpus_pre_6_5(k, wait)
@@ -89,6 +91,7 @@ async def native_stop_other_cpus(k, wait: bool) -> None:
     await _disable_local_apic_and_clear(k)
 
 
+@cpu_locals(cpu=("this_cpu", "_"))
 async def _native_stop_other_cpus_pre_6_5(k, wait: bool) -> None:
     this_cpu = smp_processor_id()
 
@@ -137,6 +140,7 @@ async def do_nmi(k) -> None:
     await stop_this_cpu(k)
 
 
+@cpu_locals(cpu=("cpu",))
 async def stop_this_cpu(k) -> None:
     """Never returns: the CPU halts with interrupts off; only NMIs wake it."""
     cpu = smp_processor_id()
