@@ -34,7 +34,7 @@ TOOLS = ("spin", "gcc")
 
 STATE_TOLERANCE = 0
 """How far SPIN's unreduced state count may be from the explorer's. The two
-agree exactly (2 to 6 CPUs measured, see README.md): the model's initial state
+agree exactly (2 to 5 CPUs measured against the explorer, see README.md): the model's initial state
 is the explorer's root, a goal state has no successor in either, and no state
 lies inside a d_step. A difference is a change in one model or the other."""
 
