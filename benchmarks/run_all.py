@@ -19,6 +19,7 @@ import bench_explorer  # noqa: E402
 import bench_panic_scale  # noqa: E402
 import bench_spinners  # noqa: E402
 import bench_vs_simpy  # noqa: E402
+import bench_vs_spin  # noqa: E402
 
 __all__ = ["machine_summary", "main"]
 
@@ -52,7 +53,8 @@ def main(argv=None) -> None:
                        ("simulate panic at scale (bench_panic_scale)", bench_panic_scale),
                        ("haltlab vs SimPy (bench_vs_simpy)", bench_vs_simpy),
                        ("explorer states/s (bench_explorer)", bench_explorer),
-                       ("spinning CPUs, one writer (bench_spinners)", bench_spinners)):
+                       ("spinning CPUs, one writer (bench_spinners)", bench_spinners),
+                       ("explorer vs SPIN on the panic race (bench_vs_spin)", bench_vs_spin)):
         print(f"\n## {title}")
         mod.main(quick)
 

@@ -72,6 +72,8 @@ haltlab_setup() {
 haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)
 
 # What the tests need beyond the lab: Debian's chromium, in which
-# tests/report/test_report_browser.py loads report.html headless. Only bin/test
-# installs these; bin/haltlab does not need a browser.
-haltlab_test_packages=(chromium)
+# tests/report/test_report_browser.py loads report.html headless, and spin and
+# gcc, with which tests/checks/test_spin_peer.py verifies the SPIN peer of the
+# panic race (benchmarks/peers/). Only bin/test installs these; bin/haltlab
+# needs neither a browser nor a model checker.
+haltlab_test_packages=(chromium spin gcc)
