@@ -12,7 +12,7 @@ when the ring is empty.
 * Untimed (pure interleaving under weak fairness), CPU1's look can always fall
   outside the window and its stores keep the ring from ever emptying: a fair
   livelock, which the checker must find as a lasso.
-* Timed, a line (`console_ns_per_char` x 80) lasts far longer than a flood
+* Timed, a line (`console_ns_per_char` x 5) lasts far longer than a flood
   iteration (`printk_store_ns` + an atomic), so CPU1 must look inside some window:
   no livelock, and the verdict must say `ok`.
 * Without the hand-over (CPU1 never becomes the waiter), time does not help:
@@ -29,7 +29,7 @@ from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
 RING_RECORDS = 2
-LINE = "x" * 79         # 80 characters with the newline
+LINE = "x" * 4          # 5 characters with the newline: 25 us at kvm-x86's 5 us per character
 
 
 class _Console:
@@ -115,7 +115,7 @@ def test_timed_without_the_hand_over_the_flood_outpaces_the_console():
 
 @pytest.mark.parametrize("tolerance_pct", [0, 50, 90])
 def test_the_timed_verdict_holds_across_tolerances_that_keep_a_line_longer(tolerance_pct):
-    # lines of 80 x 5 us = 400 us against a flood iteration of about 1 us: any
+    # lines of 5 x 5 us = 25 us against a flood iteration of about 1 us: any
     # tolerance below 100 % keeps the shortest line longer than the longest iteration.
     profile = load_profile("kvm-x86")
 
@@ -123,6 +123,6 @@ def test_the_timed_verdict_holds_across_tolerances_that_keep_a_line_longer(toler
         run = build(Timing.TIMED)()
         run.driver.clocks.tolerance_pct = tolerance_pct
         return run
-    assert profile.cost_ns("console_ns_per_char") * 80 > 2 * profile.cost_ns("printk_store_ns")
+    assert profile.cost_ns("console_ns_per_char") * len(LINE + "\n") > 2 * profile.cost_ns("printk_store_ns")
     out = check(make, PROPERTIES, goal=cpu0_free)
     assert out.verdict is Verdict.OK

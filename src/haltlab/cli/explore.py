@@ -19,14 +19,17 @@ from rich.text import Text
 from haltlab.cli.console import console, progress
 from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import check_determinism as replay_twice_and_compare
-from haltlab.engine.explorer import parse_choices
+from haltlab.engine.explorer import check_cycle, parse_choices
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
 from haltlab.report.race_trace import trace_lines, trace_text
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
-from haltlab.scenarios.panic_race import VARIANTS, PanicRaceConfig, explore_panic_race, make_run, replay_panic_race
+from haltlab.scenarios.panic_race import (
+    VARIANTS, PanicRaceConfig, check_panic_race, make_run, replay_panic_race, timing_assumptions,
+    timing_tolerance_pct,
+)
 
 __all__ = ["explore", "replay"]
 
@@ -37,13 +40,25 @@ def _race_options(f):
                      help="How panic() claims panic_cpu: the kernel's cmpxchg, or a broken load-then-store.")(f)
     f = kernel_preset_option(sorted(PRESETS))(f)
     f = click.option("--timeouts", type=click.Choice(["quiescent", "any"]), default="quiescent", show_default=True,
-                     help="When a bounded wait may time out: only when nothing else can happen, or at any step.")(f)
+                     help="Untimed: when a bounded wait may time out: only when nothing else can happen, "
+                          "or at any step.")(f)
+    f = click.option("--timing", type=click.Choice(["untimed", "timed"]), default="untimed", show_default=True,
+                     help="untimed: every interleaving, whatever the steps cost (the stronger verdict); timed: "
+                          "only the interleavings the profile's costs allow (haltlab.engine.timing).")(f)
+    f = click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
+                     metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
+                                         "[default: the profile's timing_tolerance].")(f)
     return f
 
 
-def _replay_command(cfg: PanicRaceConfig, choices: list[str]) -> str:
+def _replay_command(cfg: PanicRaceConfig, choices: list[str], cycle: list[str] | None = None) -> str:
     args = ["haltlab", "replay", "panic-race", "--cpus", str(cfg.cpus), "--variant", cfg.variant,
-            "--kernel", cfg.kernel, "--timeouts", cfg.timeouts, "--choices", ",".join(choices)]
+            "--kernel", cfg.kernel, "--timeouts", cfg.timeouts]
+    if cfg.timing == "timed":
+        args += ["--timing", "timed", "--timing-tolerance", str(timing_tolerance_pct(cfg))]
+    args += ["--choices", ",".join(choices)]
+    if cycle:
+        args += ["--cycle", ",".join(cycle)]
     return shlex.join(args)
 
 
@@ -58,13 +73,15 @@ def explore() -> None:
               help="Stop after N distinct states; the verdict is then bounded-ok.")
 @reduce_option
 @format_option
-def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, reduce, debug, fmt) -> None:
+def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolerance, max_states, reduce, debug,
+                           fmt) -> None:
     """Two or more CPUs call panic() at once: exactly one may become panic_cpu."""
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, max_states=max_states,
-                          reduce=reduce)
+                          reduce=reduce, timing=timing, tolerance_pct=timing_tolerance)
     cfg.validate()                              # before the search and its progress line
+    assumptions = timing_assumptions(cfg)
     with progress("explore panic-race", None) as shown:
         started = time.monotonic()
 
@@ -72,36 +89,53 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, max_states, reduce, 
             rate = states / max(time.monotonic() - started, 1e-9)
             shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
 
-        ex = explore_panic_race(cfg, progress=report, debug=debug)
+        outcome = check_panic_race(cfg, progress=report, debug=debug)
+        ex = outcome.exploration
         report(ex.states, 0)
     result = {
         "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
-        "verdict": ex.verdict, "states": ex.states, "transitions": ex.transitions,
+        "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
         "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
     }
     if reduce != "none":        # left out with none, so that output stays what it was before --reduce
         result["reduce"] = reduce
         result["reductions"] = list(ex.reductions)
+    if timing == "timed":       # left out untimed, so that output stays what it was before --timing
+        result["timing"] = timing
+        result["timing_assumptions"] = assumptions
     if ex.violation is not None:
         result["violation"] = {"message": ex.violation.message, "choices": ex.violation.choices,
                                "replay": _replay_command(cfg, ex.violation.choices)}
+    if outcome.lasso is not None:
+        lasso = outcome.lasso
+        result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
+                              "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
+                              "replay": _replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
     if fmt == "json":
         click.echo(dumps(result), nl=False)     # seconds left out: JSON is byte-identical per input
     else:
-        _print_exploration(result, ex, cfg, fmt)
-    if ex.violation is not None:
+        _print_exploration(result, ex, cfg, fmt, assumptions)
+    if ex.violation is not None or outcome.lasso is not None:
         raise SystemExit(1)
 
 
-def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str) -> None:
+def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumptions: str) -> None:
     out = console()
     t = Table(f"explore panic-race: {cfg.cpus} CPUs, variant {cfg.variant}, kernel {cfg.kernel}",
               [Column("verdict"), *(Column(c, numeric=True) for c in
                                     ("states", "transitions", "end states", "max depth", "seconds"))])
-    t.add_row(ex.verdict, str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
+    t.add_row(result["verdict"], str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
               f"{ex.seconds:.2f}")
     t.notes.append(f"reductions: {', '.join(ex.reductions) or 'none'}"
                    + (" (states count orbits: one per renaming of the CPUs)" if ex.perms else ""))
+    t.notes.append(f"timing: {assumptions}")
+    if "livelock" in result:
+        lv = result["livelock"]
+        t.notes += [f"livelock ({lv['property']}): {lv['message']}",
+                    f"a fair run that never makes progress: {len(lv['prefix'])} choices, then "
+                    f"{len(lv['cycle'])} repeated forever", "replay with:", lv["replay"]]
+        print_tables([t], fmt, out)
+        return
     if ex.violation is None:
         scope = "within the state bound" if ex.truncated else "in every interleaving"
         t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
@@ -125,11 +159,15 @@ def replay() -> None:
 @replay.command("panic-race")
 @_race_options
 @click.option("--choices", required=True, help="Comma-separated choices, e.g. c1,c0,c0,c1.")
+@click.option("--cycle", default=None, help="A livelock's cycle (from `haltlab explore`): replayed after "
+                                            "--choices, it must come back to the same state.")
 @click.option("--check-determinism", is_flag=True,
               help="Replay twice and compare state fingerprints after every step.")
-def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determinism) -> None:
+def replay_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolerance, choices, cycle,
+                          check_determinism) -> None:
     """Replay a panic-race choice list and print its trace and verdict."""
-    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts)
+    cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, timing=timing,
+                          tolerance_pct=timing_tolerance)
     cfg.validate()
     try:
         parsed = parse_choices(choices)
@@ -138,15 +176,27 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, choices, check_determ
     if not parsed:
         raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
     try:
+        parsed_cycle = parse_choices(cycle) if cycle is not None else None
+    except ValueError as e:
+        raise UserError(f"--cycle: {e}") from None
+    try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:
             replay_twice_and_compare(lambda: make_run(cfg), parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
+    if parsed_cycle is not None:
+        try:
+            check_cycle(run, parsed_cycle)
+        except DriverError as e:
+            raise UserError(f"--cycle {cycle}: {e}") from None
     out = console()
     out.print(trace_text(run.driver.trace), soft_wrap=True)
     out.print(Text(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}"))
     if check_determinism:
         out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")
-    if msg:
+    if parsed_cycle is not None:
+        out.print(f"cycle: {len(parsed_cycle)} choices come back to the same state: the run can repeat them "
+                  "forever (a livelock)")
+    if msg or parsed_cycle is not None:
         raise SystemExit(1)

@@ -46,7 +46,7 @@ _WAITING = Status.WAITING
 
 __all__ = ["Timeouts", "Timing", "Reduce", "ExplorerDriver", "Exploration", "Violation", "explore", "replay",
            "shrink",
-           "check_determinism", "parse_choices", "format_trace"]
+           "check_determinism", "check_cycle", "parse_choices", "format_trace"]
 
 
 class Timeouts(enum.StrEnum):
@@ -325,6 +325,23 @@ def replay(build: Build, choices: list[str], *, check: bool = True) -> Run:
             raise DriverError(f"replay diverged at step {i}: {c!r} is not among {driver.choices()}")
         driver.step(c)
     return run
+
+
+def check_cycle(run: Run, cycle: list[str]) -> None:
+    """Step `run` along `cycle` (a livelock's, from `haltlab.checks`); raise
+    `DriverError` unless every choice is enabled where it is taken and the run
+    comes back to the fingerprint it started from, so the cycle can repeat
+    forever. Timed, the zone must come back too: a cycle that needs ever less
+    time is not a run."""
+    if not cycle:
+        raise DriverError("an empty cycle: a livelock's cycle takes at least one step")
+    start = run.fingerprint()
+    for i, c in enumerate(cycle):
+        if c not in run.driver.choices():
+            raise DriverError(f"cycle step {i}: {c!r} is not among {run.driver.choices()}")
+        run.driver.step(c)
+    if run.fingerprint() != start:
+        raise DriverError(f"the {len(cycle)} cycle choices do not come back to the state they started from")
 
 
 def check_determinism(build: Build, choices: list[str]) -> None:

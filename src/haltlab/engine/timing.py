@@ -191,6 +191,9 @@ class Clocks:
         if self._settled:
             return
         self._settled = True
+        for target in range(self.ncpus):
+            if not any(t == target for t, _v in self.irq):
+                self.zone.free(1 + self.ncpus + target)   # no interrupt in flight: nothing reads it
         for s in strands:
             lo, hi = self._acc[s.cpu]
             self._acc[s.cpu] = [0, 0]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from haltlab.checks.properties import Outcome, always, at_end, check, eventually, never_deadlock
-from haltlab.engine.explorer import ExplorerDriver, Exploration, Reduce, Timeouts, replay
+from haltlab.engine.explorer import ExplorerDriver, Exploration, Reduce, Timeouts, Timing, replay
 from haltlab.engine.ops import Ghost
 from haltlab.engine.por import reads
 from haltlab.engine.run import Run
@@ -42,7 +42,7 @@ from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
 
 __all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "check_panic_race", "replay_panic_race",
-           "PROPERTIES", "VARIANTS"]
+           "PROPERTIES", "VARIANTS", "timing_assumptions", "timing_tolerance_pct"]
 
 VARIANTS = tuple(p.value for p in PanicStart)
 """The claim variants by name, as plain `str` (see `kernel.policies`)."""
@@ -59,9 +59,12 @@ class PanicRaceConfig:
     timeouts: Timeouts = Timeouts.QUIESCENT
     max_states: int = 500_000
     reduce: Reduce = Reduce.NONE        # the CLI's default is all
+    timing: Timing = Timing.UNTIMED     # untimed is the stronger verdict: it holds for every duration
+    tolerance_pct: int | None = None    # timed: the profile's timing_tolerance unless given
 
     def __post_init__(self) -> None:
-        for name, kind in (("variant", PanicStart), ("timeouts", Timeouts), ("reduce", Reduce)):
+        for name, kind in (("variant", PanicStart), ("timeouts", Timeouts), ("reduce", Reduce),
+                           ("timing", Timing)):
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
@@ -75,6 +78,10 @@ class PanicRaceConfig:
             raise ConfigError("timeouts", self.timeouts, "choose quiescent or any")
         if not isinstance(self.reduce, Reduce):
             raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
+        if not isinstance(self.timing, Timing):
+            raise ConfigError("timing", self.timing, "choose untimed or timed")
+        if self.tolerance_pct is not None and not 0 <= self.tolerance_pct <= 100:
+            raise ConfigError("tolerance_pct", self.tolerance_pct, "a timing tolerance is 0 to 100 %")
         commit_set(self.kernel)
         if self.max_states < 1:
             raise ConfigError("max_states", self.max_states, "must be at least 1")
@@ -91,12 +98,37 @@ def make_run(cfg: PanicRaceConfig) -> Run:
     k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0,
                                      policies=Policies(panic_start=cfg.variant)))
     k.boot()
-    driver = ExplorerDriver(machine, timeouts=cfg.timeouts)
+    driver = ExplorerDriver(machine, timeouts=cfg.timeouts, timing=cfg.timing,
+                            tolerance_pct=timing_tolerance_pct(cfg) if cfg.timing is Timing.TIMED else None)
     for cpu in range(cfg.cpus):
         driver.start_task(cpu, panic(k, "race"))
     # Every CPU runs panic() in the same role: all are interchangeable.
     return Run(machine, k, driver, ghost=k.ghost_fingerprint,
                symmetry=CpuSymmetry(cpus=tuple(range(cfg.cpus)), ghost=Kernel.GHOST_KIND))
+
+
+def timing_tolerance_pct(cfg: PanicRaceConfig) -> int:
+    """The tolerance a timed exploration widens every cost by: the config's, or
+    the profile's `timing_tolerance` (a labelled estimate, cited there)."""
+    if cfg.tolerance_pct is not None:
+        return cfg.tolerance_pct
+    profile = _profile(cfg.profile)
+    if "timing_tolerance" not in profile.params:
+        raise ConfigError("tolerance_pct", None, f"profile {cfg.profile} has no [costs] timing_tolerance; "
+                          "give one, or explore untimed")
+    return round(profile.get("timing_tolerance") * 100)
+
+
+def timing_assumptions(cfg: PanicRaceConfig) -> str:
+    """What a verdict's timing rests on, in words."""
+    if cfg.timing is Timing.UNTIMED:
+        rule = ("a bounded wait times out only when nothing else can happen" if cfg.timeouts is Timeouts.QUIESCENT
+                else "a bounded wait may time out at any step")
+        return f"untimed: every interleaving of the CPUs' steps, whatever they cost; {rule}"
+    pct = timing_tolerance_pct(cfg)
+    return (f"timed: every duration within {pct} % of its cost in profile {cfg.profile} (atomic_op_ns, "
+            "ipi_latency_ns, nmi_latency_ns, console_ns_per_char, printk_store_ns, stop_this_cpu_ns, "
+            "the kernel's delays and timeouts)")
 
 
 def at_most_one_owner(run: Run) -> str | None:

@@ -1,0 +1,56 @@
+"""`--timing` on explore and replay, and `replay --cycle`, from the command line."""
+
+import json
+import sys
+
+from click.testing import CliRunner
+
+from haltlab.cli import cli
+from haltlab.engine.core import DriverError
+from haltlab.engine.explorer import Timing, check_cycle, replay
+from haltlab.checks.properties import Verdict, check
+
+sys.path.insert(0, __file__.rsplit("/tests/", 1)[0] + "/tests/quality")
+import test_known_livelocks as livelocks  # noqa: E402
+
+
+def test_timed_exploration_says_what_its_verdict_rests_on():
+    res = CliRunner().invoke(cli, ["explore", "panic-race", "--cpus", "2", "--timing", "timed", "--reduce",
+                                   "none", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["verdict"] == "ok" and out["timing"] == "timed"
+    assert "within 50 % of its cost in profile kvm-x86" in out["timing_assumptions"]
+    untimed = json.loads(CliRunner().invoke(cli, ["explore", "panic-race", "--cpus", "2", "--reduce", "none",
+                                                  "--json"]).stdout)
+    assert "timing" not in untimed
+    assert out["states"] != untimed["states"]          # time rules some interleavings out
+
+
+def test_a_tolerance_outside_0_to_100_is_one_line():
+    res = CliRunner().invoke(cli, ["explore", "panic-race", "--timing", "timed", "--timing-tolerance", "101"])
+    assert res.exit_code == 2
+    assert "--timing-tolerance" in res.output and "Traceback" not in res.output
+
+
+def test_replay_cycle_that_does_not_come_back_is_refused_in_one_line():
+    res = CliRunner().invoke(cli, ["replay", "panic-race", "--choices", "c0", "--cycle", "c1"])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("haltlab: error:")]
+    assert lines == ["haltlab: error: --cycle c1: the 1 cycle choices do not come back to the state they "
+                     "started from"]
+
+
+def test_check_cycle_accepts_a_real_lasso_and_refuses_a_broken_one():
+    make = livelocks.build(Timing.UNTIMED)
+    out = check(make, livelocks.PROPERTIES, goal=livelocks.cpu0_free)
+    assert out.verdict is Verdict.LIVELOCK
+    run = replay(make, list(out.lasso.prefix))
+    check_cycle(run, list(out.lasso.cycle))           # comes back: no error
+    run = replay(make, list(out.lasso.prefix))
+    try:
+        check_cycle(run, list(out.lasso.cycle)[:-1] or ["c0"])
+    except DriverError:
+        pass
+    else:
+        raise AssertionError("a cycle cut short was accepted")
