@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_engine  # noqa: E402
 import bench_explorer  # noqa: E402
+import bench_liveness  # noqa: E402
 import bench_panic_scale  # noqa: E402
 import bench_spinners  # noqa: E402
 import bench_vs_simpy  # noqa: E402
@@ -53,6 +54,7 @@ def main(argv=None) -> None:
                        ("simulate panic at scale (bench_panic_scale)", bench_panic_scale),
                        ("haltlab vs SimPy (bench_vs_simpy)", bench_vs_simpy),
                        ("explorer states/s (bench_explorer)", bench_explorer),
+                       ("liveness pass on 150,000 states (bench_liveness)", bench_liveness),
                        ("spinning CPUs, one writer (bench_spinners)", bench_spinners),
                        ("explorer vs SPIN on the panic race (bench_vs_spin)", bench_vs_spin)):
         print(f"\n## {title}")
