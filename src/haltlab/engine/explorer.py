@@ -6,8 +6,9 @@ when each interrupt in flight arrives, and when a bounded wait times out. A choi
 is a short token: `c1` (CPU1 takes its step), `i1.NMI` (the NMI in flight to CPU1
 arrives), `t0` (CPU0's bounded wait times out).
 
-Coroutines cannot be copied, so a branch is reached again by rebuilding the run
-and replaying its choice prefix (as loom and shuttle do). States are pruned by
+Coroutines cannot be copied, so a branch is reached again by replaying choices
+(as loom and shuttle do): `haltlab.engine.reach` decides how, with as few
+replayed steps as it can, and counts them. States are pruned by
 fingerprint (`haltlab.engine.fingerprint`); the state graph is kept, edges and
 all, so that a later pass can judge liveness on it (a fair cycle in which a CPU
 never progresses) and so that a counterexample can be shrunk to the shortest
@@ -32,6 +33,7 @@ from typing import Callable
 
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
+from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
@@ -191,12 +193,19 @@ class Exploration:
     max_depth: int = 0
     truncated: bool = False
     seconds: float = 0.0
-    replays: int = 0
+    replays: int = 0            # states reached again by replaying choices: rebuilds + walks
+    rebuilds: int = 0           # ... from a fresh run (the initial state)
+    replayed_steps: int = 0     # choices replayed, in rebuilds and walks
+    ahead: int = 0              # transitions computed before the search asked (haltlab.engine.reach)
     violation: Violation | None = None
     edges: list[tuple[int, str, int]] = field(default_factory=list)
     labels: dict[int, frozenset] = field(default_factory=dict)
     unexpanded: set[int] = field(default_factory=set)   # states a bound left unexplored
     bound: str | None = None                            # which bound was hit, in words
+
+    @property
+    def replayed_steps_per_transition(self) -> float:
+        return self.replayed_steps / max(self.transitions, 1)
 
     @property
     def verdict(self) -> str:
@@ -241,7 +250,7 @@ def check_determinism(build: Build, choices: list[str]) -> None:
 def explore(build: Build, *, check: Check | None = None, at_end: Check | None = None,
             goal: Callable[[Run], bool] | None = None, label=None,
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> Exploration:
+            progress: Callable[[int, int], None] | None = None, reach: str = "ahead") -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -250,7 +259,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     is answered there). `label(run)` may attach a frozenset of atomic facts to
     each state for later liveness checks. `progress(states, stack_depth)` is
     called every 1000 new states with the depth of the search stack (the
-    frontier still to expand).
+    frontier still to expand). `reach` says how states are reached again
+    (`haltlab.engine.reach`: "ahead", or "root" as before it, for comparison).
     """
     t0 = time.perf_counter()
     ex = Exploration()
@@ -264,13 +274,13 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         run.driver.tracing = False
         return run
 
-    run = build()
+    runs = Reach(build, lambda run: _judge(run, check, at_end, goal, label), mode=reach,
+                 max_states=max_states, max_depth=max_depth)
     ids: dict[tuple, int] = {}
-    root = run.fingerprint()
+    root, facts = runs.root()
     ids[root] = 0
     bad: dict[int, str] = {}
-    stack = [[(), root, _visit(ex, run, 0, check, at_end, goal, label, bad), 0]]
-    live: tuple = ()
+    stack = [[(), root, _visit(ex, facts, 0, label, bad), 0]]
     while stack:
         node = stack[-1]
         prefix, fp, choices, nxt = node
@@ -279,12 +289,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             continue
         node[3] += 1
         c = choices[nxt]
-        if live != prefix:
-            run = _replay_checked(build, prefix, fp)
-            ex.replays += 1
-        run.driver.step(c)
+        new, facts = runs.take(fp, c, prefix)
         live = prefix + (c,)
-        new = run.fingerprint()
         src, dst = ids[fp], ids.get(new)
         seen = dst is not None
         if not seen:
@@ -294,7 +300,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             continue
         if progress is not None and dst % 1000 == 0:
             progress(dst, len(stack))
-        choices = _visit(ex, run, dst, check, at_end, goal, label, bad)
+        choices = _visit(ex, facts, dst, label, bad)
         ex.max_depth = max(ex.max_depth, len(live))
         if len(ids) >= max_states or len(live) >= max_depth:
             ex.truncated = True
@@ -304,6 +310,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             continue
         stack.append([live, new, choices, 0])
     ex.states, ex.transitions = len(ids), len(ex.edges)
+    ex.replays, ex.rebuilds = runs.rebuilds + runs.walks, runs.rebuilds
+    ex.replayed_steps, ex.ahead = runs.replayed_steps, runs.ahead
     if bad:
         ex.violation = _shortest(build, traced_build, ex.edges, bad, check, at_end, goal)
     ex.seconds = time.perf_counter() - t0
@@ -316,30 +324,27 @@ def _expandable(run: Run, goal) -> list[str]:
     return run.driver.choices()
 
 
-def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
-    """Judge and label a new state; its choices, to expand it with."""
+def _judge(run, check, at_end, goal, label) -> tuple:
+    """What the search needs to know of a state: (message, choices, label). It
+    may be asked where the state is first reached, before the search gets
+    there (`haltlab.engine.reach`), so it only reads the run."""
     msg = check(run) if check is not None else None
     choices = _expandable(run, goal)
+    if not choices and msg is None and at_end is not None:
+        msg = at_end(run)
+    return msg, choices, (label(run) if label is not None else None)
+
+
+def _visit(ex, facts, sid, label, bad) -> list[str]:
+    """Record a new state's judgement; its choices, to expand it with."""
+    msg, choices, facts_label = facts
     if not choices:
         ex.terminal += 1
-        if msg is None and at_end is not None:
-            msg = at_end(run)
     if msg is not None:
         bad[sid] = msg
     if label is not None:
-        ex.labels[sid] = label(run)
+        ex.labels[sid] = facts_label
     return choices
-
-
-def _replay_checked(build: Build, prefix: tuple, fp: tuple) -> Run:
-    run = replay(build, list(prefix), check=False)
-    if run.fingerprint() != fp:
-        raise DriverError(
-            f"replay of {len(prefix)} choices reached a different state: the run is not a "
-            "function of its choices (usual culprits: iterating a set or dict whose order "
-            "varies, id()-based ordering, a random draw outside the run's generator, "
-            "state kept in a module global between runs)")
-    return run
 
 
 def _shortest(build: Build, traced_build: Build, edges, bad: dict[int, str], check, at_end, goal) -> Violation:
