@@ -1,23 +1,32 @@
-"""Explorer throughput: states and transitions per second on `panic_race`.
+"""Explorer throughput: states per second, and what reaching states again costs.
 
-Explores every interleaving of 2, 3 and 4 CPUs calling `panic()` at once (the
-stock cmpxchg claim, `timeouts="quiescent"`) and reports states/s,
-transitions/s and how many replays the search needed (each branch is reached by
-rebuilding the run and replaying its choice prefix, so replays dominate).
+First table: `explore_panic_race` for 2, 3 and 4 CPUs calling `panic()` at once
+(the stock cmpxchg claim, `timeouts="quiescent"`), as a user runs it: wall time
+(the search plus the liveness pass on its graph) and the search's own seconds.
+
+Second table: the same race's search, and the deep looping model
+(`haltlab.scenarios.handoff`: two CPUs handing a turn back and forth, a search
+about 8 choices deep per round), with states reached again the old way
+(`reach="root"`: rebuild and replay the search's path from the initial state)
+and the new (`reach="ahead"`, `haltlab.engine.reach`), one after the other in
+one process: rebuilds, replayed steps per transition, transitions run ahead,
+search seconds (best of `--repeat`) and states/s. The script stops with
+MISMATCH if the two ways give different explorations (counts or edges).
 
 The explorer is imported lazily: if `haltlab.engine.explorer` or
 `haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
 
-    .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--repeat 3] [--reduce all] [--memory]
+    .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--rounds 100] [--repeat 3] [--reduce all] [--memory]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import time
 
-__all__ = ["load", "measure", "bytes_per_state", "main"]
+__all__ = ["load", "measure", "compare", "bytes_per_state", "main"]
 
 
 def load():
@@ -39,8 +48,50 @@ def measure(race, ncpus: int, repeat: int, variant: str = "cmpxchg", reduce: str
         best = dt if best is None else min(best, dt)
     s = best / 1e9
     return {"cpus": ncpus, "variant": variant, "reduce": reduce, "verdict": ex.verdict, "states": ex.states,
-            "transitions": ex.transitions, "replays": ex.replays, "seconds": s,
-            "states_per_s": ex.states / s, "transitions_per_s": ex.transitions / s}
+            "transitions": ex.transitions, "replays": ex.replays, "rebuilds": ex.rebuilds,
+            "steps_per_transition": ex.replayed_steps_per_transition, "seconds": s,
+            "search_s": ex.seconds, "states_per_s": ex.states / ex.seconds,
+            "transitions_per_s": ex.transitions / ex.seconds}
+
+
+def _models(race, cpus: list[int], rounds: int):
+    """(name, build, explore's keyword arguments) for the race sizes and the deep model."""
+    from haltlab.scenarios import handoff
+
+    for n in cpus:
+        cfg = race.PanicRaceConfig(cpus=n)
+        yield (f"race {n} CPUs", (lambda cfg=cfg: race.make_run(cfg)),
+               dict(check=race.at_most_one_owner, at_end=race.settled, goal=race.winner_in_final_loop))
+    hcfg = handoff.HandoffConfig(rounds=rounds)
+    yield (f"handoff {rounds} rounds", (lambda: handoff.make_run(hcfg)),
+           dict(at_end=lambda run: None if handoff.all_rounds_done(run) else "rounds not done"))
+
+
+def compare(race, cpus: list[int], rounds: int, repeat: int) -> list[dict]:
+    from haltlab.engine.explorer import explore
+
+    print(f"\n{'model':>18} {'reach':>5} {'states':>7} {'trans':>6} {'depth':>5} {'rebuilds':>8} "
+          f"{'steps/trans':>11} {'ahead':>6} {'best s':>7} {'states/s':>9}")
+    rows = []
+    for name, build, kw in _models(race, cpus, rounds):
+        seen = None
+        for mode in ("root", "ahead"):
+            runs = [explore(build, reach=mode, **kw) for _ in range(repeat if "4 CPUs" not in name else 1)]
+            ex = min(runs, key=lambda e: e.seconds)
+            shape = (ex.states, ex.transitions, ex.max_depth, list(ex.edges))
+            if seen is not None and shape != seen:
+                print(f"MISMATCH on {name}: reach='ahead' explored another graph than reach='root'")
+                sys.exit(1)
+            seen = shape
+            r = {"model": name, "reach": mode, "states": ex.states, "transitions": ex.transitions,
+                 "depth": ex.max_depth, "rebuilds": ex.rebuilds,
+                 "steps_per_transition": ex.replayed_steps_per_transition, "ahead": ex.ahead,
+                 "seconds": ex.seconds, "states_per_s": ex.states / ex.seconds}
+            rows.append(r)
+            print(f"{name:>18} {mode:>5} {r['states']:>7} {r['transitions']:>6} {r['depth']:>5} "
+                  f"{r['rebuilds']:>8} {r['steps_per_transition']:>11.2f} {r['ahead']:>6} "
+                  f"{r['seconds']:>7.2f} {r['states_per_s']:>9,.0f}")
+    return rows
 
 
 def bytes_per_state(race, ncpus: int, reduce: str) -> float:
@@ -60,29 +111,34 @@ def bytes_per_state(race, ncpus: int, reduce: str) -> float:
 def main(argv=None) -> list[dict] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4])
+    ap.add_argument("--rounds", type=int, default=100, help="the deep model's rounds (about 8 levels each)")
     ap.add_argument("--repeat", type=int, default=3, help="best of; 4 CPUs always runs once")
-    ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs, one repetition")
+    ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs, 20 rounds, one repetition")
     ap.add_argument("--reduce", choices=["none", "symmetry", "por", "all"], default="none",
                     help="the explorer's reductions (as `haltlab explore --reduce`)")
     ap.add_argument("--memory", action="store_true",
                     help="also measure the bytes each stored state retains (tracemalloc; slower)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.cpus, a.repeat = [2, 3], 1
+        a.cpus, a.rounds, a.repeat = [2, 3], 20, 1
     race = load()
     if race is None:
         return None
-    print(f"{'cpus':>4} {'reduce':>8} {'verdict':>8} {'states':>7} {'transitions':>11} {'replays':>7} "
-          f"{'best s':>7} {'states/s':>9} {'trans/s':>8}" + (f" {'B/state':>8}" if a.memory else ""))
+    print(f"{'cpus':>4} {'reduce':>8} {'verdict':>8} {'states':>7} {'transitions':>11} {'rebuilds':>8} "
+          f"{'steps/trans':>11} {'wall s':>7} {'search s':>8} {'states/s':>9} {'trans/s':>8}"
+          + (f" {'B/state':>8}" if a.memory else ""))
     rows = []
     for n in a.cpus:
         r = measure(race, n, a.repeat if n < 4 else 1, reduce=a.reduce)
         if a.memory:
             r["bytes_per_state"] = bytes_per_state(race, n, a.reduce)
         rows.append(r)
-        print(f"{n:>4} {a.reduce:>8} {r['verdict']:>8} {r['states']:>7} {r['transitions']:>11} {r['replays']:>7} "
-              f"{r['seconds']:>7.2f} {r['states_per_s']:>9,.0f} {r['transitions_per_s']:>8,.0f}"
+        print(f"{n:>4} {a.reduce:>8} {r['verdict']:>8} {r['states']:>7} {r['transitions']:>11} {r['rebuilds']:>8} "
+              f"{r['steps_per_transition']:>11.2f} {r['seconds']:>7.2f} {r['search_s']:>8.2f} "
+              f"{r['states_per_s']:>9,.0f} {r['transitions_per_s']:>8,.0f}"
               + (f" {r['bytes_per_state']:>8.0f}" if a.memory else ""))
+    if a.reduce == "none":          # reaching states again is measured on the plain search
+        rows += compare(race, a.cpus, a.rounds, a.repeat)
     return rows
 
 

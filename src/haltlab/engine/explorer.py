@@ -34,6 +34,7 @@ from typing import Callable
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 from haltlab.engine.por import PersistentSets, por_unavailable
+from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
 from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
 from haltlab.engine.symmetry import canonical, check_symmetric_root, concrete_choices
@@ -281,7 +282,10 @@ class Exploration:
     max_depth: int = 0
     truncated: bool = False
     seconds: float = 0.0
-    replays: int = 0
+    replays: int = 0            # states reached again by replaying choices: rebuilds + walks
+    rebuilds: int = 0           # ... from a fresh run (the initial state)
+    replayed_steps: int = 0     # choices replayed, in rebuilds and walks
+    ahead: int = 0              # transitions computed before the search asked (haltlab.engine.reach)
     violation: Violation | None = None
     edges: Edges = field(default_factory=Edges)
     labels: Labels = field(default_factory=Labels)
@@ -290,6 +294,10 @@ class Exploration:
     reductions: tuple[str, ...] = ()                    # what was applied, and why not the rest
     store: StateStore = field(default_factory=StateStore)
     perms: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def replayed_steps_per_transition(self) -> float:
+        return self.replayed_steps / max(self.transitions, 1)
 
     @property
     def verdict(self) -> str:
@@ -405,7 +413,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
             observed: frozenset | None = None, debug: bool = False,
-            subsumption: bool = True) -> Exploration:
+            subsumption: bool = True, reach: str = "ahead") -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -424,6 +432,12 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     (`haltlab.engine.por`; None means unknown, which turns it off). What was
     applied, and why anything asked for was not, is `Exploration.reductions`.
     `debug` keeps full fingerprints beside their digests and checks them.
+
+    `reach` says how states are reached again (`haltlab.engine.reach`: "ahead",
+    or "root" as before it, for comparison). Walks along recorded transitions
+    and running ahead need a state's key to be its exact fingerprint, so they
+    apply only to the plain search (no symmetry, no partial-order reduction, no
+    zone inclusion); the others rebuild and replay the search's own path.
     """
     t0 = time.perf_counter()
     try:
@@ -447,16 +461,27 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     por = PersistentSets(build, observed) if "por" in applied else None
     store = ex.store
     keys = _Keys(store, symmetric)
-    root_key, root_perm = keys.key(run)
-    store.add(root_key)
-    keys.rep_perm.append(root_perm)
     subsume = subsumption and getattr(run.driver, "clocks", None) is not None
     covering = Covering()
-    if subsume:
-        covering.add(keys.last_fp, 0)
+    runs = None
+    if not symmetric and por is None and not subsume:
+        # The plain search: `Reach` owns the runs from here on (its own first
+        # build is the root, so a build that is not a function of nothing is
+        # caught by its replay checks like any other divergence).
+        runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=reach,
+                     max_states=max_states, max_depth=max_depth, state=lambda r: store.key(r.fingerprint()))
+        root_key, root_facts = runs.root()
+        root_perm = 0
+    else:
+        root_key, root_perm = keys.key(run)
+        if subsume:
+            covering.add(keys.last_fp, 0)
+        root_facts = _judge(run, check, at_end, goal, label)
+    store.add(root_key)
+    keys.rep_perm.append(root_perm)
     bad: dict[int, str] = {}
     on_stack: set[int] = {0}
-    stack = [_node(ex, run, (), 0, root_key, por, check, at_end, goal, label, bad)]
+    stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad)]
     live: tuple = ()
     while stack:
         node = stack[-1]
@@ -467,12 +492,19 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             continue
         node[4] += 1
         c = choices[nxt]
-        if live != prefix:
-            run = _replay_checked(build, prefix, key, keys)
-            ex.replays += 1
-        run.driver.step(c)
-        live = prefix + (c,)
-        new_key, arrived = keys.key(run)
+        if runs is not None:
+            new_key, facts = runs.take(key, c, prefix)
+            live, arrived = prefix + (c,), 0
+        else:
+            if live != prefix:
+                run = _replay_checked(build, prefix, key, keys)
+                ex.replays += 1
+                ex.rebuilds += 1
+                ex.replayed_steps += len(prefix)
+            run.driver.step(c)
+            live = prefix + (c,)
+            new_key, arrived = keys.key(run)
+            facts = None
         covered = None
         if subsume and new_key not in store.ids:
             covered = covering.find(keys.last_fp)
@@ -491,13 +523,14 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 progress(dst, len(stack))
             ex.max_depth = max(ex.max_depth, len(live))
             if len(store) >= max_states or len(live) >= max_depth:
-                _visit(ex, run, dst, check, at_end, goal, label, bad)
+                _visit(ex, facts or _judge(run, check, at_end, goal, label), dst, bad)
                 ex.truncated = True
                 store.mark(dst, UNEXPANDED)
                 ex.bound = (f"max_states {max_states}" if len(store) >= max_states
                             else f"max_depth {max_depth}")
             else:
-                child = _node(ex, run, live, dst, new_key, por, check, at_end, goal, label, bad)
+                child = _node(ex, facts or _judge(run, check, at_end, goal, label), run, live, dst, new_key,
+                              por, bad)
         if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
             # A reduced expansion may neither close a cycle (the cycle proviso:
             # no choice is postponed forever) nor reach the goal (which cuts off
@@ -508,6 +541,9 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             stack.append(child)
             on_stack.add(dst)
     ex.states, ex.transitions = len(store), len(ex.edges)
+    if runs is not None:
+        ex.replays, ex.rebuilds = runs.rebuilds + runs.walks, runs.rebuilds
+        ex.replayed_steps, ex.ahead = runs.replayed_steps, runs.ahead
     ex.perms = keys.perms if symmetric else []
     if bad:
         ex.violation = _shortest(build, traced_build, ex, bad, check, at_end, goal)
@@ -533,10 +569,11 @@ def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
     return symmetric, tuple(applied)
 
 
-def _node(ex, run, prefix, sid, key, por, check, at_end, goal, label, bad) -> list:
+def _node(ex, facts, run, prefix, sid, key, por, bad) -> list:
     """A search-stack entry for a new state: [prefix, id, key, choices to take,
-    next index, all enabled choices when `choices` is a reduced subset, else None]."""
-    enabled = _visit(ex, run, sid, check, at_end, goal, label, bad)
+    next index, all enabled choices when `choices` is a reduced subset, else None].
+    `run` is at the state when `por` is on (it chooses from the live run)."""
+    enabled = _visit(ex, facts, sid, bad)
     if por is None or len(enabled) < 2:
         return [prefix, sid, key, enabled, 0, None]
     chosen = por.choose(run, prefix, enabled)
@@ -549,22 +586,30 @@ def _expandable(run: Run, goal) -> list[str]:
     return run.driver.choices()
 
 
-def _visit(ex, run, sid, check, at_end, goal, label, bad) -> list[str]:
-    """Judge and label a new state; its choices, to expand it with."""
+def _judge(run, check, at_end, goal, label) -> tuple:
+    """What the search needs to know of a state: (message, choices, label, at
+    goal). It may be asked where the state is first reached, before the search
+    gets there (`haltlab.engine.reach`), so it only reads the run."""
     msg = check(run) if check is not None else None
     at_goal = goal is not None and goal(run)
     choices = [] if at_goal else run.driver.choices()
+    if not choices and msg is None and at_end is not None:
+        msg = at_end(run)
+    return msg, choices, (label(run) if label is not None else None), at_goal
+
+
+def _visit(ex, facts, sid, bad) -> list[str]:
+    """Record a new state's judgement; its choices, to expand it with."""
+    msg, choices, facts_label, at_goal = facts
     if at_goal:
         ex.store.mark(sid, GOAL)
     if not choices:
         ex.terminal += 1
         ex.store.mark(sid, TERMINAL)
-        if msg is None and at_end is not None:
-            msg = at_end(run)
     if msg is not None:
         bad[sid] = msg
-    if label is not None:
-        ex.labels.set(sid, label(run))
+    if facts_label is not None:
+        ex.labels.set(sid, facts_label)
     return choices
 
 
