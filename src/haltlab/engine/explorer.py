@@ -436,8 +436,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     `reach` says how states are reached again (`haltlab.engine.reach`: "ahead",
     or "root" as before it, for comparison). Walks along recorded transitions
     and running ahead need a state's key to be its exact fingerprint, so they
-    apply only to the plain search (no symmetry, no partial-order reduction, no
-    zone inclusion); the others rebuild and replay the search's own path.
+    apply only without symmetry and the partial-order reduction; with those the
+    search rebuilds and replays its own path.
     """
     t0 = time.perf_counter()
     try:
@@ -464,14 +464,29 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     subsume = subsumption and getattr(run.driver, "clocks", None) is not None
     covering = Covering()
     runs = None
-    if not symmetric and por is None and not subsume:
+    timed_fps: dict[bytes, tuple] = {}      # zone inclusion reads a state's fingerprint, not only its digest
+
+    def exact_key(r: Run) -> bytes:
+        fp = r.fingerprint()
+        d = store.key(fp)
+        if subsume:
+            timed_fps[d] = fp
+        return d
+
+    if not symmetric and por is None:
         # The plain search: `Reach` owns the runs from here on (its own first
         # build is the root, so a build that is not a function of nothing is
-        # caught by its replay checks like any other divergence).
+        # caught by its replay checks like any other divergence). With zone
+        # inclusion it still computes exact transitions of exact states: the
+        # search asks only for transitions of the states it added, and maps
+        # where they lead onto a covering state itself.
         runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=reach,
-                     max_states=max_states, max_depth=max_depth, state=lambda r: store.key(r.fingerprint()))
+                     max_states=max_states, max_depth=max_depth, state=exact_key,
+                     ahead_steps=0 if subsume else None)
         root_key, root_facts = runs.root()
         root_perm = 0
+        if subsume:
+            covering.add(timed_fps[root_key], 0)
     else:
         root_key, root_perm = keys.key(run)
         if subsume:
@@ -495,6 +510,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         if runs is not None:
             new_key, facts = runs.take(key, c, prefix)
             live, arrived = prefix + (c,), 0
+            if subsume:
+                keys.last_fp = timed_fps[new_key]
         else:
             if live != prefix:
                 run = _replay_checked(build, prefix, key, keys)

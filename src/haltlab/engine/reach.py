@@ -74,11 +74,17 @@ class Reach:
     the key a state is known by (the fingerprint, or a digest of it)."""
 
     def __init__(self, build: Callable[[], Run], judge: Callable[[Run], tuple], *, mode: str = "ahead",
+                 ahead_steps: int | None = None,
                  max_states: int, max_depth: int, state: Callable[[Run], Hashable] = Run.fingerprint) -> None:
         if mode not in MODES:
             raise ValueError(f"reach={mode!r}: choose one of {', '.join(MODES)}")
         self.build, self.judge, self.mode, self.state = build, judge, mode, state
         self.max_states, self.max_depth = max_states, max_depth
+        # None: AHEAD_STEPS, read when running ahead (tests patch it); 0: walks
+        # and shortest rebuilds only, for a search that will not ask for most
+        # of what running ahead would compute (zone inclusion maps many states
+        # onto others, whose transitions it never asks for).
+        self.ahead_steps = ahead_steps
         self.rebuilds = self.walks = self.replayed_steps = self.ahead = 0
         self._index: dict[Hashable, int] = {}
         self._fps: list[Hashable] = []
@@ -223,7 +229,8 @@ class Reach:
 
     def _run_ahead(self) -> None:
         """Take choices nobody asked for yet while the live run is at hand."""
-        todo, budget = self._todo, AHEAD_STEPS
+        todo = self._todo
+        budget = AHEAD_STEPS if self.ahead_steps is None else self.ahead_steps
         while budget > 0 and len(self._fps) < self.max_states:
             u = self._live
             if todo[u]:
