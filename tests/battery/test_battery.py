@@ -194,7 +194,7 @@ def no_work(monkeypatch, tmp_path):
     import haltlab.validation.validate
     for module, name in [
         (haltlab.scenarios.panic, "simulate_panic"), (haltlab.report.reproduce, "run_reproduce"),
-        (haltlab.cli.explore, "explore_panic_race"), (haltlab.cli.sweep, "run_items"),
+        (haltlab.cli.explore, "check_panic_race"), (haltlab.cli.sweep, "run_items"),
         (haltlab.cli.sweep, "executor"), (haltlab.validation.validate, "validate"),
         (subprocess, "Popen"), (os, "fork"), (os, "posix_spawn"), (urllib.request, "urlopen"),
     ]:
