@@ -17,8 +17,9 @@ import gc
 import heapq
 from typing import Any, Callable
 
-from haltlab.engine.core import PARKED, Driver, Status, Strand, Timer
-from haltlab.engine.ops import Activity
+from haltlab.engine.context import set_current
+from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
+from haltlab.engine.ops import Activity, Busy, Done, Op
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
@@ -42,8 +43,11 @@ class Simulator(Driver):
         self._watching: dict[int, frozenset] = {}          # CPU -> Vars
         self.events_run = 0
         self.stopped = False
+        self._until_ns: int | None = None   # while run() runs: how far an event may chain
         super().__init__(machine, seed=seed)
         machine.memory.on_write = self._on_write
+        # The hooks, when a subclass fills them in (the base ones do nothing).
+        self._on_op = None if type(self).on_op is Driver.on_op else self.on_op
 
     # --- the event queue -----------------------------------------------------------
 
@@ -63,6 +67,7 @@ class Simulator(Driver):
         pop = heapq.heappop
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        self._until_ns = until_ns
         try:
             while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
                 at_ns, _, _, fn, args = pop(heap)
@@ -70,6 +75,7 @@ class Simulator(Driver):
                 fn(*args)
                 self.events_run += 1
         finally:
+            self._until_ns = None
             if gc_was_enabled:
                 gc.enable()
         if self.reset_reason is None and not self.stopped and self.now_ns < until_ns:
@@ -79,6 +85,89 @@ class Simulator(Driver):
         """End `run()` after the current event (a scenario's observation is over)."""
         self.stopped = True
 
+    def _then(self, at_ns: int, chain: bool, fn: Callable[..., Any], args: tuple) -> bool:
+        """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
+        next event `run()` pops: then count it as run and return True, and the
+        caller runs it at once (see the module docstring for why that is exact)."""
+        tiebreak = self.rng.getrandbits(32)
+        self._seq += 1
+        if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
+            heap = self._heap
+            if not heap:
+                self.now_ns = at_ns
+                self.events_run += 1
+                return True
+            first = heap[0]
+            if at_ns < first[0] or (at_ns == first[0] and tiebreak < first[1]):
+                self.now_ns = at_ns
+                self.events_run += 1
+                return True
+        if at_ns < self.now_ns:
+            raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
+        heapq.heappush(self._heap, (at_ns, tiebreak, self._seq, fn, args))
+        return False
+
+    # --- the step loop -----------------------------------------------------------------
+
+    def run_strand(self, s: Strand, value: Any, chain: bool = False) -> None:
+        """`Driver.run_strand()` for a driver whose gate always opens, with the two
+        common outcomes (an op done at once, a delay) handled here rather than
+        through `start_op()`: the same calls on the machine, in the same order.
+
+        `chain`: this call is the last thing the current event does, so an op's
+        completion that would be the very next event may run here at once."""
+        machine = self.machine
+        cpu = s.cpu
+        stack = s.stack
+        take_interrupt = machine.take_interrupt
+        on_op = self._on_op
+        while value is not PARKED:
+            taken = take_interrupt(cpu)
+            if taken is not None:
+                coro, kind, on_return = taken
+                stack[-1].resume_value = value
+                stack.append(Frame(coro, kind, on_return))
+                self.on_interrupt(s, kind)
+                value = None
+                continue
+            frame = stack[-1]
+            set_current(self, cpu)
+            try:
+                op = frame.coro.send(value)
+            except StopIteration:
+                value = self._pop(s)
+                continue
+            if not isinstance(op, Op):
+                raise DriverError(f"CPU{cpu} yielded {op!r}: kernel code may only await haltlab.engine.ops")
+            frame.op = op
+            if on_op is not None:
+                on_op(s, op)
+            outcome = op.start(machine, cpu)
+            outcome_type = type(outcome)
+            if outcome_type is Done:
+                frame.op = None
+                value = outcome.result
+                cost_ns = outcome.cost_ns
+                if not cost_ns:
+                    continue
+                s.status = _READY
+                if s.activity != _RUNNING:
+                    self.set_activity(s, _RUNNING)
+                if self._then(self.now_ns + cost_ns, chain, self._resume, (s, s.gen, value)):
+                    continue
+                return
+            if outcome_type is Busy:
+                frame.outcome = outcome
+                deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
+                s.status = _BUSY
+                if s.activity != _RUNNING:
+                    self.set_activity(s, _RUNNING)
+                if self._then(deadline_ns, chain, self._busy_end, (s, s.gen)):
+                    s.gen += 1
+                    value = self.finish(frame, None)
+                    continue
+                return
+            value = self._started(s, frame, op, outcome)
 
     # --- how time passes for a CPU -------------------------------------------------------
 
@@ -92,7 +181,7 @@ class Simulator(Driver):
 
     def _resume(self, s: Strand, gen: int, value: Any) -> None:
         if gen == s.gen:
-            self.run_strand(s, value)
+            self.run_strand(s, value, True)
 
     def _busy(self, s: Strand, frame):
         s.status = _BUSY
@@ -103,7 +192,7 @@ class Simulator(Driver):
     def _busy_end(self, s: Strand, gen: int) -> None:
         if gen == s.gen:
             s.gen += 1
-            self.run_strand(s, self.finish(s.top, None))
+            self.run_strand(s, self.finish(s.top, None), True)
 
     def _wait(self, s: Strand, frame):
         s.status = _WAITING
@@ -119,7 +208,7 @@ class Simulator(Driver):
             s.gen += 1
             self._unwatch(s.cpu)
             self.set_activity(s, _RUNNING)
-            self.run_strand(s, self.finish(s.top, result))
+            self.run_strand(s, self.finish(s.top, result), True)
 
     def _watch(self, s: Strand) -> None:
         """(Re-)evaluate a spinner's condition, noting what it read; if it holds,
@@ -156,18 +245,20 @@ class Simulator(Driver):
 
     def _arrive(self, cpu: int, vector: str) -> None:
         self.machine.raise_interrupt(cpu, vector)
-        self.interrupt_now(cpu)
+        self.interrupt_now(cpu, True)
 
-    def interrupt_now(self, cpu: int) -> None:
+    def interrupt_now(self, cpu: int, chain: bool = False) -> None:
         """Cut a delay or wait short if the CPU can take a pending interrupt now.
 
-        A CPU between two ops (its resume event pending) takes it at that boundary."""
+        A CPU between two ops (its resume event pending) takes it at that boundary.
+        `chain`: as for `run_strand()` (the machine's tick calls this from inside
+        a timer event, which goes on to queue the next firing: no chaining)."""
         s = self.strands[cpu]
         if s.status in (_BUSY, _WAITING) and self.machine.deliverable(cpu):
             s.gen += 1
             self._unwatch(cpu)
             self.set_activity(s, _RUNNING)
-            self.run_strand(s, None)
+            self.run_strand(s, None, chain)
 
     # --- timers ------------------------------------------------------------------------
 

@@ -58,6 +58,11 @@ class Machine:
         self.ncpus = ncpus
         self.memory = Memory()
         self.cpus = [Cpu(i) for i in range(ncpus)]
+        # irq_ready[cpu]: whether take_interrupt(cpu) would enter an interrupt now
+        # (an NMI is pending and none runs, or IF=1 with a fixed IPI pending).
+        # Kept up to date by _ready() wherever those four fields change, so a
+        # driver can test it at every op boundary for the price of a list index.
+        self.irq_ready = [False] * ncpus
         self.hyp = Hypervisor(profile, ncpus) if profile.is_guest else None
         self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
         self._costs: dict[str, int] = {}
@@ -112,18 +117,21 @@ class Machine:
             c.nmi_pending = True
         elif c.apic_enabled:
             c.pending.add(vector)
+        self._ready(c)
 
     def deliverable(self, cpu: int) -> bool:
-        c = self.cpus[cpu]
-        if c.in_nmi:
-            return False
-        return c.nmi_pending or (c.irqs_enabled and bool(c.pending))
+        return self.irq_ready[cpu]
+
+    def _ready(self, c: Cpu) -> None:
+        """Recompute `irq_ready` for `c`: after any change to its NMI latch, its
+        NMI-in-progress flag, its IRR or its interrupt flag."""
+        self.irq_ready[c.index] = not c.in_nmi and (c.nmi_pending or (c.irqs_enabled and bool(c.pending)))
 
     def take_interrupt(self, cpu: int):
         """Enter the highest-priority deliverable interrupt: (coroutine, kind, iret)."""
-        c = self.cpus[cpu]
-        if c.in_nmi or not (c.nmi_pending or (c.pending and c.irqs_enabled)):
+        if not self.irq_ready[cpu]:
             return None
+        c = self.cpus[cpu]
         if c.nmi_pending:
             c.nmi_pending = False
             c.in_nmi = True
@@ -131,6 +139,7 @@ class Machine:
 
             def iret() -> None:
                 c.in_nmi = False
+                self._ready(c)
                 self._restate(c)
         else:
             vector = max(c.pending, key=lambda v: self._vectors[v][0])
@@ -140,9 +149,11 @@ class Machine:
 
             def iret() -> None:
                 c.irqs_enabled = True
+                self._ready(c)
                 self._restate(c)
         if handler is None:
             raise RuntimeError(f"CPU{cpu}: {vector} arrived and no handler is installed")
+        self._ready(c)
         self._restate(c)
         self.irq_log.append((self._now(), cpu, vector))
         return self._entry(cpu, vector, handler), kind, iret
@@ -160,6 +171,7 @@ class Machine:
         """Set RFLAGS.IF (`cli`/`sti`); returns the previous one (the saved flags)."""
         c = self.cpus[cpu]
         previous, c.irqs_enabled = c.irqs_enabled, enabled
+        self._ready(c)
         self._restate(c)
         return previous
 
