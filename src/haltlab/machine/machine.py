@@ -25,7 +25,7 @@ from typing import Callable, Coroutine
 
 from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
-from haltlab.engine.ops import Activity, Busy, Done, Gone, Wait, irq_entry
+from haltlab.engine.ops import DONE, Activity, Busy, Done, Gone, Wait, irq_entry
 from haltlab.machine.cpu import Cpu, HwState
 from haltlab.machine.hypervisor import Hypervisor
 
@@ -66,6 +66,7 @@ class Machine:
         self.hyp = Hypervisor(profile, ncpus) if profile.is_guest else None
         self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
         self._costs: dict[str, int] = {}
+        self._done: dict[str, Done] = {}
         self._vectors: dict[str, tuple[int, Handler]] = {}
         self._nmi_handler: Handler | None = None
         self.record_timeline = record_timeline
@@ -105,6 +106,14 @@ class Machine:
         except KeyError:
             v = self._costs[key] = self.profile.cost_ns(key)
             return v
+
+    def done(self, key: str) -> Done:
+        """`Done(None, cost_ns(key))`, one shared instance per key (`Done`)."""
+        try:
+            return self._done[key]
+        except KeyError:
+            d = self._done[key] = Done(None, self.cost_ns(key))
+            return d
 
     # --- interrupts ---------------------------------------------------------------
 
@@ -163,7 +172,7 @@ class Machine:
         return await handler(cpu)
 
     def irq_entry(self, cpu: int):
-        return Done(None, self.cost_ns("irq_entry_exit_ns"))
+        return self.done("irq_entry_exit_ns")
 
     # --- what the operations ask of the hardware (haltlab.engine.ops.Hardware) ---------
 
@@ -192,7 +201,7 @@ class Machine:
             c.tick_timer = None
         if c.tick_enabled:
             c.tick_timer = self.driver.arm_timer(self.tick_period_ns, self._tick, cpu)
-        return Done()
+        return DONE
 
     def uart_write(self, cpu: int, line: str):
         """Write one console line: busy for its length at the console's speed.
@@ -214,7 +223,7 @@ class Machine:
             self.driver.post_interrupt(target, vector, latency)
         if self.hyp is not None:
             self.hyp.vm_exit(cpu)       # the ICR write traps
-        return Done(None, self.cost_ns("atomic_op_ns"))
+        return self.done("atomic_op_ns")
 
     def pvpanic_event(self, cpu: int, event: str):
         """The guest wrote PVPANIC_PANICKED: the VMM reports it and, with
@@ -249,17 +258,28 @@ class Machine:
         self._restate(c, now_ns)
 
     def _restate(self, c: Cpu, now_ns: int | None = None) -> None:
+        """Called at every change that may change `c`'s hardware state; accounts
+        the state it leaves (`_close_interval()`, inlined: this runs at most op
+        boundaries of a run)."""
         new = c.hw_state()
-        if new == c.state:
-            return
-        now = self._now() if now_ns is None else now_ns
         old = c.state
-        self._close_interval(c, now)
-        if self.hyp is not None:
+        if new is old:
+            return
+        now = (self.driver.now_ns if self.driver is not None else 0) if now_ns is None else now_ns
+        since = c.state_since_ns
+        dt = now - since
+        c.time_in_ns[old] += dt
+        if dt and self.record_timeline:
+            self.intervals.append((c.index, old, since, now))
+        c.state_since_ns = now
+        hyp = self.hyp
+        if hyp is not None:
+            if old in BUSY_STATES:
+                hyp.vcpus[c.index].guest_ns += dt       # Hypervisor.guest_ran()
             if new in _HALTED_STATES:
-                self.hyp.halt(c.index, now)
+                hyp.halt(c.index, now)
             elif old in _HALTED_STATES:
-                self.hyp.wake(c.index, now)
+                hyp.wake(c.index, now)
         c.state = new
 
     def _close_interval(self, c: Cpu, now_ns: int) -> None:
