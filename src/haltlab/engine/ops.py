@@ -36,10 +36,11 @@ from __future__ import annotations
 import enum
 from typing import Any, Callable, Protocol, Union
 
+from haltlab.engine import context
 from haltlab.engine.memory import Var
 
 __all__ = [
-    "Activity", "WAIT_STATES", "Op", "Done", "DONE", "Busy", "Wait", "Gone",
+    "Activity", "WAIT_STATES", "Op", "Handover", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
@@ -144,6 +145,16 @@ class Op:
     branch = True   # the explorer chooses the next CPU before this op
 
     def __await__(self):
+        # A driver that can start an op where it is awaited (the simulator: see
+        # `context.inline`) saves the trip out through every coroutine frame
+        # above this one and back; it hands back a `Handover` when the CPU must
+        # go back to the driver after all (to park, or to take an interrupt).
+        runner = context.inline
+        if runner is not None:
+            value = runner(self)
+            if not isinstance(value, Handover):
+                return value
+            return (yield value)
         return (yield self)
 
     def start(self, machine: "Hardware", cpu: int) -> Outcome:  # pragma: no cover - abstract
@@ -151,6 +162,14 @@ class Op:
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+class Handover(Op):
+    """What an inline runner (`context.inline`) gives back for the awaiting
+    coroutine to yield to its driver in place of the op it already started:
+    the driver's own token, never kernel code's, never started again."""
+
+    __slots__ = ()
 
 
 class _Rmw(Op):

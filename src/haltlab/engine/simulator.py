@@ -18,9 +18,10 @@ import gc
 import heapq
 from typing import Any, Callable
 
+from haltlab.engine import context
 from haltlab.engine.context import set_current
 from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
-from haltlab.engine.ops import Activity, Busy, Done, Op
+from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
@@ -30,6 +31,33 @@ _WAITING = Status.WAITING
 _RUNNING = Activity.RUNNING
 
 __all__ = ["Simulator", "paused_gc"]
+
+
+class _Parked(Handover):
+    """The op is started and the CPU parked (its resume or end is queued)."""
+
+    __slots__ = ()
+
+
+_PARK_TOKEN = _Parked()
+
+
+class _Resolved(Handover):
+    """The op is done with `result`, but an interrupt is deliverable first."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+class _Started(Handover):
+    """The op is started with an outcome the loop handles (`Driver._started`)."""
+
+    __slots__ = ("op", "outcome")
+
+    def __init__(self, op: Op, outcome) -> None:
+        self.op, self.outcome = op, outcome
 
 
 @contextlib.contextmanager
@@ -63,6 +91,8 @@ class Simulator(Driver):
         self.events_run = 0
         self.stopped = False
         self._until_ns: int | None = None   # while run() runs: how far an event may chain
+        self._strand: Strand | None = None  # the CPU run_strand() runs, and
+        self._chain = False                 # whether its completions may chain
         super().__init__(machine, seed=seed)
         machine.memory.on_write = self._on_write
         # The hooks, when a subclass fills them in (the base ones do nothing).
@@ -127,68 +157,105 @@ class Simulator(Driver):
     # --- the step loop -----------------------------------------------------------------
 
     def run_strand(self, s: Strand, value: Any, chain: bool = False) -> None:
-        """`Driver.run_strand()` for a driver whose gate always opens, with the two
-        common outcomes (an op done at once, a delay) handled here rather than
-        through `start_op()`: the same calls on the machine, in the same order.
+        """`Driver.run_strand()` for a driver whose gate always opens.
+
+        Ops are started where kernel code awaits them (`_inline()`, through
+        `context.inline`), so a CPU goes back to this loop only to park, to take
+        an interrupt, or for an outcome other than `Done` and `Busy`; the calls
+        on the machine are the same, in the same order, as `Driver.run_strand()`
+        makes. With an `on_op` hook (a subclass watching ops) every op is yielded
+        and started here instead.
 
         `chain`: this call is the last thing the current event does, so an op's
-        completion that would be the very next event may run here at once."""
+        completion that would be the very next event may run at once."""
         machine = self.machine
         cpu = s.cpu
         stack = s.stack
         irq_ready = machine.irq_ready
         on_op, on_interrupt = self._on_op, self._on_interrupt
+        self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
-        set_current(self, cpu)
-        while value is not PARKED:
-            if irq_ready[cpu]:
-                coro, kind, on_return = machine.take_interrupt(cpu)
-                stack[-1].resume_value = value
-                stack.append(Frame(coro, kind, on_return))
-                if on_interrupt is not None:
-                    on_interrupt(s, kind)
-                value = None
-                continue
-            frame = stack[-1]
-            try:
-                op = frame.coro.send(value)
-            except StopIteration:
-                value = self._pop(s)
-                continue
-            if not isinstance(op, Op):
-                raise DriverError(f"CPU{cpu} yielded {op!r}: kernel code may only await haltlab.engine.ops")
-            frame.op = op
-            if on_op is not None:
-                on_op(s, op)
-            outcome = op.start(machine, cpu)
-            outcome_type = type(outcome)
-            if outcome_type is Done:
-                frame.op = None
-                value = outcome.result
-                cost_ns = outcome.cost_ns
-                if not cost_ns:
+        set_current(self, cpu, self._inline if on_op is None else None)
+        try:
+            while value is not PARKED:
+                if irq_ready[cpu]:
+                    coro, kind, on_return = machine.take_interrupt(cpu)
+                    stack[-1].resume_value = value
+                    stack.append(Frame(coro, kind, on_return))
+                    if on_interrupt is not None:
+                        on_interrupt(s, kind)
+                    value = None
                     continue
+                frame = stack[-1]
+                try:
+                    op = frame.coro.send(value)
+                except StopIteration:
+                    value = self._pop(s)
+                    continue
+                op_type = type(op)
+                if op_type is _Parked:
+                    return
+                if op_type is _Resolved:
+                    value = op.result
+                    continue
+                if op_type is _Started:
+                    frame.op = op.op
+                    value = self._started(s, frame, op.op, op.outcome)
+                    continue
+                if not isinstance(op, Op):
+                    raise DriverError(f"CPU{cpu} yielded {op!r}: kernel code may only await haltlab.engine.ops")
+                frame.op = op
+                if on_op is not None:
+                    on_op(s, op)
+                value = self._started(s, frame, op, op.start(machine, cpu))
+        finally:
+            context.inline = None
+
+    def _inline(self, op: Op):
+        """Start `op` for the CPU `run_strand()` runs, inside the coroutine that
+        awaits it (`Op.__await__`): its result, to go on with at once, or a
+        `Handover` when the loop above would not resume the coroutine now.
+
+        What the loop would do after `start_op()`, done here: a `Done` costing
+        nothing resumes at once, one with a cost schedules the resume; a `Busy`
+        schedules its end; either may chain (`_then()`), and then goes on at
+        once unless an interrupt is deliverable (the loop checks for one before
+        every resume). Anything else goes back to the loop as `_Started`."""
+        s = self._strand
+        cpu = s.cpu
+        machine = self.machine
+        outcome = op.start(machine, cpu)
+        outcome_type = type(outcome)
+        if outcome_type is Done:
+            value = outcome.result
+            cost_ns = outcome.cost_ns
+            if cost_ns:
                 s.status = _READY
                 if s.activity != _RUNNING:
                     s.activity = _RUNNING
                     machine.account(cpu, _RUNNING, self.now_ns)
-                if self._then(self.now_ns + cost_ns, chain, self._resume, (s, s.gen, value)):
-                    continue
-                return
-            if outcome_type is Busy:
-                frame.outcome = outcome
-                deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
-                s.status = _BUSY
-                if s.activity != _RUNNING:
-                    s.activity = _RUNNING
-                    machine.account(cpu, _RUNNING, self.now_ns)
-                if self._then(deadline_ns, chain, self._busy_end, (s, s.gen)):
-                    s.gen += 1                      # as _busy_end() does
-                    frame.op = frame.outcome = frame.deadline_ns = value = None
-                    continue
-                return
-            value = self._started(s, frame, op, outcome)
+                if not self._then(self.now_ns + cost_ns, self._chain, self._resume, (s, s.gen, value)):
+                    return _PARK_TOKEN
+            if machine.irq_ready[cpu]:
+                return _Resolved(value)
+            return value
+        if outcome_type is Busy:
+            frame = s.stack[-1]
+            frame.op, frame.outcome = op, outcome
+            deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
+            s.status = _BUSY
+            if s.activity != _RUNNING:
+                s.activity = _RUNNING
+                machine.account(cpu, _RUNNING, self.now_ns)
+            if not self._then(deadline_ns, self._chain, self._busy_end, (s, s.gen)):
+                return _PARK_TOKEN
+            s.gen += 1                      # as _busy_end() does
+            frame.op = frame.outcome = frame.deadline_ns = None
+            if machine.irq_ready[cpu]:
+                return _Resolved(None)
+            return None
+        return _Started(op, outcome)
 
     # --- how time passes for a CPU -------------------------------------------------------
 
@@ -216,6 +283,11 @@ class Simulator(Driver):
             self.run_strand(s, self.finish(s.top, None), True)
 
     def _wait(self, s: Strand, frame):
+        if frame.deadline_ns is not None and frame.deadline_ns < self.now_ns:
+            # A handler ran past the wait's timeout (its condition, re-checked
+            # on return, is still false): the wait has timed out, now. It used
+            # to queue its end in the past and stop the run with a ValueError.
+            return self.finish(frame, False)
         s.status = _WAITING
         self.set_activity(s, frame.outcome.state)
         if frame.outcome.until is not None:
@@ -237,14 +309,18 @@ class Simulator(Driver):
 
         Deferred through the heap rather than run here, because a writer may
         still be in the middle of its own operation."""
-        self._unwatch(s.cpu)
+        cpu = s.cpu
         holds, reads = self.machine.memory.traced(s.top.outcome.until)
         if holds:
+            self._unwatch(cpu)
             self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
             return
-        self._watching[s.cpu] = reads
+        if self._watching.get(cpu) == reads:
+            return          # it read the same variables as last time: already indexed so
+        self._unwatch(cpu)
+        self._watching[cpu] = reads
         for var in reads:
-            self._watchers.setdefault(var, set()).add(s.cpu)
+            self._watchers.setdefault(var, set()).add(cpu)
 
     def _unwatch(self, cpu: int) -> None:
         for var in self._watching.pop(cpu, ()):
