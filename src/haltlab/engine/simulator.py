@@ -62,13 +62,16 @@ class _Started(Handover):
 
 @contextlib.contextmanager
 def paused_gc():
-    """The cyclic garbage collector off for a block (as it was, after).
+    """The cyclic garbage collector off for a block (as it was, after): around
+    `Simulator.run()`, whose objects (every CPU's coroutines, frames, strands)
+    live until the run ends, so the collector would only rescan them.
 
-    A run's objects (every CPU's coroutines, frames, strands, the machine) live
-    until the run ends, so while one is built, run and summed up the collector
-    only rescans them, again and again as allocations trigger it: at 8192 CPUs
-    the build alone took 0.17 s with it and 0.07 s without (benchmarks/README.md).
-    Nothing is lost: what becomes garbage meanwhile is collected afterwards."""
+    Not around a scenario's build and result as well, though that would save
+    more time: a finished run is a cycle (machine and driver refer to each
+    other) that only the collector frees, and it does so while the next run is
+    built; paused there too, back-to-back runs (a sweep's worker, a benchmark's
+    repeats) each kept the last one alive: 165 MiB instead of 67 MiB peak at
+    8192 busy CPUs (benchmarks/README.md)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

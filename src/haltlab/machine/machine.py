@@ -151,7 +151,10 @@ class Machine:
                 self._ready(c)
                 self._restate(c)
         else:
-            vector = max(c.pending, key=lambda v: self._vectors[v][0])
+            if len(c.pending) == 1:
+                (vector,) = c.pending        # the usual case: no priorities to weigh
+            else:
+                vector = max(c.pending, key=lambda v: self._vectors[v][0])
             c.pending.discard(vector)
             c.irqs_enabled = False
             handler, kind = self._vectors[vector][1], "irq"

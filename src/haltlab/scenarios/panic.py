@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from haltlab.engine.run import Run
-from haltlab.engine.simulator import Simulator, paused_gc
+from haltlab.engine.simulator import Simulator
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.idle import OTHERS, Others
@@ -150,7 +150,6 @@ def run_panic(cfg: PanicConfig) -> PanicResult:
     return simulate_panic(cfg).result
 
 
-@paused_gc()    # build, run and result: the run's objects all live until it ends
 def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun:
     run = build_panic(cfg, profile)
     machine, k, sim = run.machine, run.kernel, run.driver
