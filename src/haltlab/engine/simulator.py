@@ -9,6 +9,44 @@ heap entries totally ordered.
 Events scheduled for a CPU carry the CPU's generation number; when an interrupt
 cuts a delay or a wait short the generation is bumped and the stale event is
 dropped when it comes up, which is cheaper than removing it from the heap.
+
+Shortcuts, and why each leaves every result as it was (byte for byte: the same
+machine calls in the same order, the same draws from the generator, the same
+`events_run`; `tests/engine/test_fast_paths.py` runs each configuration both
+ways, against `Driver.run_strand()` with the shortcuts off):
+
+* Ops start where kernel code awaits them. `Op.__await__` asks `context.inline`
+  (this driver's `_inline()`, set while it runs a CPU) to start the op, and
+  goes on with the result without yielding up through every coroutine frame
+  to this loop and back. That is what the loop would do with it: under this
+  driver the gate always opens, so an op is started the moment it is yielded,
+  and a `Done` that costs nothing resumes the coroutine at once unless an
+  interrupt is deliverable (the loop checks before every resume; `_inline()`
+  checks the same `irq_ready` and then hands the op back as `_Resolved`, so the
+  loop takes the interrupt first, as before). When the CPU must wait instead
+  (a cost, a delay, a spin, a halt) the op goes back to the loop, already
+  started (`_Parked`, `_Started`), and the driver's state is what `start_op()`
+  would have left. A subclass with an `on_op` hook gets every op yielded.
+* A completion that is the next event runs at once (`_then()`). Scheduling an
+  op's end draws its tiebreak and takes a sequence number as always; if the
+  current event has nothing left to do after it (`chain`: `_resume`,
+  `_busy_end`, `_wait_end` and `_arrive` end with the strand's run; a timer
+  firing does not, it queues its next firing after) and the entry sorts before
+  everything in the heap, `run()` would pop it next, with the same checks
+  (`until_ns`, reset, stop) it makes before each pop. Running it in place saves
+  the push, the pop and the dispatch and changes nothing else; it is counted
+  in `events_run` as the event it is.
+* `Machine.irq_ready` replaces asking the machine at every op boundary whether
+  an interrupt can be taken: the machine recomputes it wherever one of the
+  four fields it depends on changes (`Machine._ready()`).
+* A spinner whose condition read the same variables as last time keeps its
+  place in the watcher index instead of being removed and added again.
+
+No tick is skipped: in these models a halted idle CPU has no tick (NO_HZ idle
+stops it, `do_idle()`), and once `smp_send_stop()` has run neither has the
+panicking CPU (it disables its own local APIC), so the ticks left are those of
+busy CPUs and of the panicking CPU before the stop, and every one of them is
+observable (an `irq_log` entry, a state interval, a VM exit).
 """
 
 from __future__ import annotations
