@@ -7,15 +7,20 @@ per process: drivers are not re-entrant, and a sweep uses processes, not threads
 
 from __future__ import annotations
 
-__all__ = ["smp_processor_id", "ktime_get_ns", "set_current"]
+__all__ = ["smp_processor_id", "ktime_get_ns", "set_current", "inline"]
 
 _cpu: int = -1
 _driver = None
+inline = None
+"""While a driver that starts ops where they are awaited runs a CPU, its runner:
+`inline(op)` starts `op` and returns its result, or an `ops.Handover` for the
+awaiting coroutine to yield instead (`Op.__await__`). None under any other
+driver, which then gets every op yielded to it."""
 
 
-def set_current(driver, cpu: int) -> None:
-    global _cpu, _driver
-    _driver, _cpu = driver, cpu
+def set_current(driver, cpu: int, runner=None) -> None:
+    global _cpu, _driver, inline
+    _driver, _cpu, inline = driver, cpu, runner
 
 
 def smp_processor_id() -> int:

@@ -156,7 +156,12 @@ class Driver:
     def start_op(self, s: Strand, frame: Frame, op: Op):
         """Start `op` on `s`; the value to resume with, or PARKED."""
         self.on_op(s, op)
-        outcome = op.start(self.machine, s.cpu)
+        return self._started(s, frame, op, op.start(self.machine, s.cpu))
+
+    def _started(self, s: Strand, frame: Frame, op: Op, outcome):
+        """What `s` does once `op` has started with `outcome`: the value to resume
+        with, or PARKED. (Split from `start_op()` so a driver with its own
+        step loop can start the op itself and share this part.)"""
         if isinstance(outcome, Done):
             frame.op = None
             return self._after_done(s, outcome)

@@ -37,10 +37,11 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Union
 
+from haltlab.engine import context
 from haltlab.engine.memory import Var, for_each_cpu
 
 __all__ = [
-    "Activity", "WAIT_STATES", "Op", "Done", "Busy", "Wait", "Gone",
+    "Activity", "WAIT_STATES", "Op", "Handover", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
@@ -74,7 +75,11 @@ _SPINNING = Activity.SPINNING   # a global: a member lookup costs ~100 ns in Pyt
 # --- what a started operation does -------------------------------------------------
 
 class Done:
-    """The op completed at once; the CPU is busy for `cost_ns` before its next op."""
+    """The op completed at once; the CPU is busy for `cost_ns` before its next op.
+
+    Never changed once made, so one instance may stand for every op that ends
+    the same way (`DONE`, and the machine's `Machine.done()`): a Python object
+    with an `__init__` costs about 150 ns to make, at most op boundaries."""
 
     __slots__ = ("result", "cost_ns")
 
@@ -125,6 +130,9 @@ class Gone:
         self.reason = reason
         self.whole_machine = whole_machine
 
+
+DONE = Done()
+"""The op completed at once, costing nothing and returning nothing."""
 
 Outcome = Union[Done, Busy, Wait, Gone]
 """What a started operation does: the value of every `Op.start()`."""
@@ -198,6 +206,16 @@ class Op:
     branch = True   # the explorer chooses the next CPU before this op
 
     def __await__(self):
+        # A driver that can start an op where it is awaited (the simulator: see
+        # `context.inline`) saves the trip out through every coroutine frame
+        # above this one and back; it hands back a `Handover` when the CPU must
+        # go back to the driver after all (to park, or to take an interrupt).
+        runner = context.inline
+        if runner is not None:
+            value = runner(self)
+            if not isinstance(value, Handover):
+                return value
+            return (yield value)
         return (yield self)
 
     def start(self, machine: "Hardware", cpu: int) -> Outcome:  # pragma: no cover - abstract
@@ -213,6 +231,14 @@ class Op:
         return WHOLE_MACHINE
 
 
+class Handover(Op):
+    """What an inline runner (`context.inline`) gives back for the awaiting
+    coroutine to yield to its driver in place of the op it already started:
+    the driver's own token, never kernel code's, never started again."""
+
+    __slots__ = ()
+
+
 class _Rmw(Op):
     """A read-modify-write on one shared variable; `fn(old) -> (new, result)`.
 
@@ -226,10 +252,18 @@ class _Rmw(Op):
         self.var, self.fn, self.name, self.writes = var, fn, name, writes
 
     def start(self, machine, cpu):
-        new, result = self.fn(self.var.value)
-        if self.writes and new != self.var.value:
-            self.var.memory.store(self.var, new)
-        return Done(result, machine.cost_ns("atomic_op_ns") if self.writes else 0)
+        # `_value`, not `value`: an op's own access is not a spinner condition's
+        # read, and `Memory.traced()` never runs around `start()`.
+        var = self.var
+        old = var._value
+        new, result = self.fn(old)
+        if not self.writes:
+            return Done(result)
+        if new != old:
+            var.memory.store(var, new)
+        if result is None:
+            return machine.done("atomic_op_ns")
+        return Done(result, machine.cost_ns("atomic_op_ns"))
 
     def describe(self) -> str:
         return f"{self.name}({self.var.name})"
@@ -382,6 +416,7 @@ class Hardware(Protocol):
     imports the machine, so this is the whole contract between them."""
 
     def cost_ns(self, key: str) -> int: ...
+    def done(self, key: str) -> Done: ...
     def irq_entry(self, cpu: int) -> Outcome: ...
     def set_irq_flag(self, cpu: int, enabled: bool) -> bool: ...
     def hlt(self, cpu: int) -> Outcome: ...
@@ -426,7 +461,7 @@ class _LocalIrqDisable(_LocalOp):
 
     def start(self, machine: Hardware, cpu: int):
         machine.set_irq_flag(cpu, False)
-        return Done()
+        return DONE
 
 
 def local_irq_disable() -> Op:
@@ -439,7 +474,7 @@ class _LocalIrqEnable(_LocalOp):
 
     def start(self, machine: Hardware, cpu: int):
         machine.set_irq_flag(cpu, True)
-        return Done()
+        return DONE
 
 
 def local_irq_enable() -> Op:
@@ -469,7 +504,7 @@ class _LocalIrqRestore(_LocalOp):
 
     def start(self, machine: Hardware, cpu: int):
         machine.set_irq_flag(cpu, self.flags)
-        return Done()
+        return DONE
 
 
 def local_irq_restore(flags: bool) -> Op:

@@ -9,16 +9,57 @@ heap entries totally ordered.
 Events scheduled for a CPU carry the CPU's generation number; when an interrupt
 cuts a delay or a wait short the generation is bumped and the stale event is
 dropped when it comes up, which is cheaper than removing it from the heap.
+
+Shortcuts, and why each leaves every result as it was (byte for byte: the same
+machine calls in the same order, the same draws from the generator, the same
+`events_run`; `tests/engine/test_fast_paths.py` runs each configuration both
+ways, against `Driver.run_strand()` with the shortcuts off):
+
+* Ops start where kernel code awaits them. `Op.__await__` asks `context.inline`
+  (this driver's `_inline()`, set while it runs a CPU) to start the op, and
+  goes on with the result without yielding up through every coroutine frame
+  to this loop and back. That is what the loop would do with it: under this
+  driver the gate always opens, so an op is started the moment it is yielded,
+  and a `Done` that costs nothing resumes the coroutine at once unless an
+  interrupt is deliverable (the loop checks before every resume; `_inline()`
+  checks the same `irq_ready` and then hands the op back as `_Resolved`, so the
+  loop takes the interrupt first, as before). When the CPU must wait instead
+  (a cost, a delay, a spin, a halt) the op goes back to the loop, already
+  started (`_Parked`, `_Started`), and the driver's state is what `start_op()`
+  would have left. A subclass with an `on_op` hook gets every op yielded.
+* A completion that is the next event runs at once (`_then()`). Scheduling an
+  op's end draws its tiebreak and takes a sequence number as always; if the
+  current event has nothing left to do after it (`chain`: `_resume`,
+  `_busy_end`, `_wait_end` and `_arrive` end with the strand's run; a timer
+  firing does not, it queues its next firing after) and the entry sorts before
+  everything in the heap, `run()` would pop it next, with the same checks
+  (`until_ns`, reset, stop) it makes before each pop. Running it in place saves
+  the push, the pop and the dispatch and changes nothing else; it is counted
+  in `events_run` as the event it is.
+* `Machine.irq_ready` replaces asking the machine at every op boundary whether
+  an interrupt can be taken: the machine recomputes it wherever one of the
+  four fields it depends on changes (`Machine._ready()`).
+* A spinner whose condition read the same variables as last time keeps its
+  place in the watcher index instead of being removed and added again.
+
+No tick is skipped: in these models a halted idle CPU has no tick (NO_HZ idle
+stops it, `do_idle()`), and once `smp_send_stop()` has run neither has the
+panicking CPU (it disables its own local APIC), so the ticks left are those of
+busy CPUs and of the panicking CPU before the stop, and every one of them is
+observable (an `irq_log` entry, a state interval, a VM exit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import heapq
 from typing import Any, Callable
 
-from haltlab.engine.core import PARKED, Driver, Status, Strand, Timer
-from haltlab.engine.ops import Activity
+from haltlab.engine import context
+from haltlab.engine.context import set_current
+from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
+from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
@@ -27,7 +68,55 @@ _BUSY = Status.BUSY
 _WAITING = Status.WAITING
 _RUNNING = Activity.RUNNING
 
-__all__ = ["Simulator"]
+__all__ = ["Simulator", "paused_gc"]
+
+
+class _Parked(Handover):
+    """The op is started and the CPU parked (its resume or end is queued)."""
+
+    __slots__ = ()
+
+
+_PARK_TOKEN = _Parked()
+
+
+class _Resolved(Handover):
+    """The op is done with `result`, but an interrupt is deliverable first."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+class _Started(Handover):
+    """The op is started with an outcome the loop handles (`Driver._started`)."""
+
+    __slots__ = ("op", "outcome")
+
+    def __init__(self, op: Op, outcome) -> None:
+        self.op, self.outcome = op, outcome
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """The cyclic garbage collector off for a block (as it was, after): around
+    `Simulator.run()`, whose objects (every CPU's coroutines, frames, strands)
+    live until the run ends, so the collector would only rescan them.
+
+    Not around a scenario's build and result as well, though that would save
+    more time: a finished run is a cycle (machine and driver refer to each
+    other) that only the collector frees, and it does so while the next run is
+    built; paused there too, back-to-back runs (a sweep's worker, a benchmark's
+    repeats) each kept the last one alive: 165 MiB instead of 67 MiB peak at
+    8192 busy CPUs (benchmarks/README.md)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Simulator(Driver):
@@ -42,8 +131,14 @@ class Simulator(Driver):
         self._watching: dict[int, frozenset] = {}          # CPU -> Vars
         self.events_run = 0
         self.stopped = False
+        self._until_ns: int | None = None   # while run() runs: how far an event may chain
+        self._strand: Strand | None = None  # the CPU run_strand() runs, and
+        self._chain = False                 # whether its completions may chain
         super().__init__(machine, seed=seed)
         machine.memory.on_write = self._on_write
+        # The hooks, when a subclass fills them in (the base ones do nothing).
+        self._on_op = None if type(self).on_op is Driver.on_op else self.on_op
+        self._on_interrupt = None if type(self).on_interrupt is Driver.on_interrupt else self.on_interrupt
 
     # --- the event queue -----------------------------------------------------------
 
@@ -61,17 +156,16 @@ class Simulator(Driver):
         over for nothing (0.9 s of 1.6 s at 8192 CPUs, benchmarks/README.md)."""
         heap = self._heap
         pop = heapq.heappop
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
+        self._until_ns = until_ns
         try:
-            while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
-                at_ns, _, _, fn, args = pop(heap)
-                self.now_ns = at_ns
-                fn(*args)
-                self.events_run += 1
+            with paused_gc():
+                while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
+                    at_ns, _, _, fn, args = pop(heap)
+                    self.now_ns = at_ns
+                    fn(*args)
+                    self.events_run += 1
         finally:
-            if gc_was_enabled:
-                gc.enable()
+            self._until_ns = None
         if self.reset_reason is None and not self.stopped and self.now_ns < until_ns:
             self.now_ns = until_ns   # everyone waits: time still passes
 
@@ -79,6 +173,130 @@ class Simulator(Driver):
         """End `run()` after the current event (a scenario's observation is over)."""
         self.stopped = True
 
+    def _then(self, at_ns: int, chain: bool, fn: Callable[..., Any], args: tuple) -> bool:
+        """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
+        next event `run()` pops: then count it as run and return True, and the
+        caller runs it at once (see the module docstring for why that is exact)."""
+        tiebreak = self.rng.getrandbits(32)
+        self._seq += 1
+        if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
+            heap = self._heap
+            if not heap:
+                self.now_ns = at_ns
+                self.events_run += 1
+                return True
+            first = heap[0]
+            if at_ns < first[0] or (at_ns == first[0] and tiebreak < first[1]):
+                self.now_ns = at_ns
+                self.events_run += 1
+                return True
+        if at_ns < self.now_ns:
+            raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
+        heapq.heappush(self._heap, (at_ns, tiebreak, self._seq, fn, args))
+        return False
+
+    # --- the step loop -----------------------------------------------------------------
+
+    def run_strand(self, s: Strand, value: Any, chain: bool = False) -> None:
+        """`Driver.run_strand()` for a driver whose gate always opens.
+
+        Ops are started where kernel code awaits them (`_inline()`, through
+        `context.inline`), so a CPU goes back to this loop only to park, to take
+        an interrupt, or for an outcome other than `Done` and `Busy`; the calls
+        on the machine are the same, in the same order, as `Driver.run_strand()`
+        makes. With an `on_op` hook (a subclass watching ops) every op is yielded
+        and started here instead.
+
+        `chain`: this call is the last thing the current event does, so an op's
+        completion that would be the very next event may run at once."""
+        machine = self.machine
+        cpu = s.cpu
+        stack = s.stack
+        irq_ready = machine.irq_ready
+        on_op, on_interrupt = self._on_op, self._on_interrupt
+        self._strand, self._chain = s, chain
+        # Nothing in this loop runs another CPU (a store, an IPI or a timer only
+        # queues events), so `smp_processor_id()` stays `cpu` throughout.
+        set_current(self, cpu, self._inline if on_op is None else None)
+        try:
+            while value is not PARKED:
+                if irq_ready[cpu]:
+                    coro, kind, on_return = machine.take_interrupt(cpu)
+                    stack[-1].resume_value = value
+                    stack.append(Frame(coro, kind, on_return))
+                    if on_interrupt is not None:
+                        on_interrupt(s, kind)
+                    value = None
+                    continue
+                frame = stack[-1]
+                try:
+                    op = frame.coro.send(value)
+                except StopIteration:
+                    value = self._pop(s)
+                    continue
+                op_type = type(op)
+                if op_type is _Parked:
+                    return
+                if op_type is _Resolved:
+                    value = op.result
+                    continue
+                if op_type is _Started:
+                    frame.op = op.op
+                    value = self._started(s, frame, op.op, op.outcome)
+                    continue
+                if not isinstance(op, Op):
+                    raise DriverError(f"CPU{cpu} yielded {op!r}: kernel code may only await haltlab.engine.ops")
+                frame.op = op
+                if on_op is not None:
+                    on_op(s, op)
+                value = self._started(s, frame, op, op.start(machine, cpu))
+        finally:
+            context.inline = None
+
+    def _inline(self, op: Op):
+        """Start `op` for the CPU `run_strand()` runs, inside the coroutine that
+        awaits it (`Op.__await__`): its result, to go on with at once, or a
+        `Handover` when the loop above would not resume the coroutine now.
+
+        What the loop would do after `start_op()`, done here: a `Done` costing
+        nothing resumes at once, one with a cost schedules the resume; a `Busy`
+        schedules its end; either may chain (`_then()`), and then goes on at
+        once unless an interrupt is deliverable (the loop checks for one before
+        every resume). Anything else goes back to the loop as `_Started`."""
+        s = self._strand
+        cpu = s.cpu
+        machine = self.machine
+        outcome = op.start(machine, cpu)
+        outcome_type = type(outcome)
+        if outcome_type is Done:
+            value = outcome.result
+            cost_ns = outcome.cost_ns
+            if cost_ns:
+                s.status = _READY
+                if s.activity != _RUNNING:
+                    s.activity = _RUNNING
+                    machine.account(cpu, _RUNNING, self.now_ns)
+                if not self._then(self.now_ns + cost_ns, self._chain, self._resume, (s, s.gen, value)):
+                    return _PARK_TOKEN
+            if machine.irq_ready[cpu]:
+                return _Resolved(value)
+            return value
+        if outcome_type is Busy:
+            frame = s.stack[-1]
+            frame.op, frame.outcome = op, outcome
+            deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
+            s.status = _BUSY
+            if s.activity != _RUNNING:
+                s.activity = _RUNNING
+                machine.account(cpu, _RUNNING, self.now_ns)
+            if not self._then(deadline_ns, self._chain, self._busy_end, (s, s.gen)):
+                return _PARK_TOKEN
+            s.gen += 1                      # as _busy_end() does
+            frame.op = frame.outcome = frame.deadline_ns = None
+            if machine.irq_ready[cpu]:
+                return _Resolved(None)
+            return None
+        return _Started(op, outcome)
 
     # --- how time passes for a CPU -------------------------------------------------------
 
@@ -92,7 +310,7 @@ class Simulator(Driver):
 
     def _resume(self, s: Strand, gen: int, value: Any) -> None:
         if gen == s.gen:
-            self.run_strand(s, value)
+            self.run_strand(s, value, True)
 
     def _busy(self, s: Strand, frame):
         s.status = _BUSY
@@ -103,9 +321,14 @@ class Simulator(Driver):
     def _busy_end(self, s: Strand, gen: int) -> None:
         if gen == s.gen:
             s.gen += 1
-            self.run_strand(s, self.finish(s.top, None))
+            self.run_strand(s, self.finish(s.top, None), True)
 
     def _wait(self, s: Strand, frame):
+        if frame.deadline_ns is not None and frame.deadline_ns < self.now_ns:
+            # A handler ran past the wait's timeout (its condition, re-checked
+            # on return, is still false): the wait has timed out, now. It used
+            # to queue its end in the past and stop the run with a ValueError.
+            return self.finish(frame, False)
         s.status = _WAITING
         self.set_activity(s, frame.outcome.state)
         if frame.outcome.until is not None:
@@ -119,7 +342,7 @@ class Simulator(Driver):
             s.gen += 1
             self._unwatch(s.cpu)
             self.set_activity(s, _RUNNING)
-            self.run_strand(s, self.finish(s.top, result))
+            self.run_strand(s, self.finish(s.top, result), True)
 
     def _watch(self, s: Strand) -> None:
         """(Re-)evaluate a spinner's condition, noting what it read; if it holds,
@@ -127,14 +350,18 @@ class Simulator(Driver):
 
         Deferred through the heap rather than run here, because a writer may
         still be in the middle of its own operation."""
-        self._unwatch(s.cpu)
+        cpu = s.cpu
         holds, reads = self.machine.memory.traced(s.top.outcome.until)
         if holds:
+            self._unwatch(cpu)
             self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
             return
-        self._watching[s.cpu] = reads
+        if self._watching.get(cpu) == reads:
+            return          # it read the same variables as last time: already indexed so
+        self._unwatch(cpu)
+        self._watching[cpu] = reads
         for var in reads:
-            self._watchers.setdefault(var, set()).add(s.cpu)
+            self._watchers.setdefault(var, set()).add(cpu)
 
     def _unwatch(self, cpu: int) -> None:
         for var in self._watching.pop(cpu, ()):
@@ -156,18 +383,20 @@ class Simulator(Driver):
 
     def _arrive(self, cpu: int, vector: str) -> None:
         self.machine.raise_interrupt(cpu, vector)
-        self.interrupt_now(cpu)
+        self.interrupt_now(cpu, True)
 
-    def interrupt_now(self, cpu: int) -> None:
+    def interrupt_now(self, cpu: int, chain: bool = False) -> None:
         """Cut a delay or wait short if the CPU can take a pending interrupt now.
 
-        A CPU between two ops (its resume event pending) takes it at that boundary."""
+        A CPU between two ops (its resume event pending) takes it at that boundary.
+        `chain`: as for `run_strand()` (the machine's tick calls this from inside
+        a timer event, which goes on to queue the next firing: no chaining)."""
         s = self.strands[cpu]
         if s.status in (_BUSY, _WAITING) and self.machine.deliverable(cpu):
             s.gen += 1
             self._unwatch(cpu)
             self.set_activity(s, _RUNNING)
-            self.run_strand(s, None)
+            self.run_strand(s, None, chain)
 
     # --- timers ------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from typing import Callable, Coroutine
 
 from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
+from haltlab.engine.ops import DONE, Activity, Busy, Done, Gone, Wait, irq_entry
 from haltlab.engine.symmetry import cpu_locals
-from haltlab.engine.ops import Activity, Busy, Done, Gone, Wait, irq_entry
 from haltlab.machine.cpu import Cpu, HwState
 from haltlab.machine.hypervisor import Hypervisor
 
@@ -59,9 +59,15 @@ class Machine:
         self.ncpus = ncpus
         self.memory = Memory()
         self.cpus = [Cpu(i) for i in range(ncpus)]
+        # irq_ready[cpu]: whether take_interrupt(cpu) would enter an interrupt now
+        # (an NMI is pending and none runs, or IF=1 with a fixed IPI pending).
+        # Kept up to date by _ready() wherever those four fields change, so a
+        # driver can test it at every op boundary for the price of a list index.
+        self.irq_ready = [False] * ncpus
         self.hyp = Hypervisor(profile, ncpus) if profile.is_guest else None
         self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
         self._costs: dict[str, int] = {}
+        self._done: dict[str, Done] = {}
         self._vectors: dict[str, tuple[int, Handler]] = {}
         self._nmi_handler: Handler | None = None
         self.record_timeline = record_timeline
@@ -102,6 +108,14 @@ class Machine:
             v = self._costs[key] = self.profile.cost_ns(key)
             return v
 
+    def done(self, key: str) -> Done:
+        """`Done(None, cost_ns(key))`, one shared instance per key (`Done`)."""
+        try:
+            return self._done[key]
+        except KeyError:
+            d = self._done[key] = Done(None, self.cost_ns(key))
+            return d
+
     # --- interrupts ---------------------------------------------------------------
 
     def raise_interrupt(self, cpu: int, vector: str) -> None:
@@ -113,18 +127,21 @@ class Machine:
             c.nmi_pending = True
         elif c.apic_enabled:
             c.pending.add(vector)
+        self._ready(c)
 
     def deliverable(self, cpu: int) -> bool:
-        c = self.cpus[cpu]
-        if c.in_nmi:
-            return False
-        return c.nmi_pending or (c.irqs_enabled and bool(c.pending))
+        return self.irq_ready[cpu]
+
+    def _ready(self, c: Cpu) -> None:
+        """Recompute `irq_ready` for `c`: after any change to its NMI latch, its
+        NMI-in-progress flag, its IRR or its interrupt flag."""
+        self.irq_ready[c.index] = not c.in_nmi and (c.nmi_pending or (c.irqs_enabled and bool(c.pending)))
 
     def take_interrupt(self, cpu: int):
         """Enter the highest-priority deliverable interrupt: (coroutine, kind, iret)."""
-        c = self.cpus[cpu]
-        if c.in_nmi or not (c.nmi_pending or (c.pending and c.irqs_enabled)):
+        if not self.irq_ready[cpu]:
             return None
+        c = self.cpus[cpu]
         if c.nmi_pending:
             c.nmi_pending = False
             c.in_nmi = True
@@ -132,18 +149,24 @@ class Machine:
 
             def iret() -> None:
                 c.in_nmi = False
+                self._ready(c)
                 self._restate(c)
         else:
-            vector = max(c.pending, key=lambda v: self._vectors[v][0])
+            if len(c.pending) == 1:
+                (vector,) = c.pending        # the usual case: no priorities to weigh
+            else:
+                vector = max(c.pending, key=lambda v: self._vectors[v][0])
             c.pending.discard(vector)
             c.irqs_enabled = False
             handler, kind = self._vectors[vector][1], "irq"
 
             def iret() -> None:
                 c.irqs_enabled = True
+                self._ready(c)
                 self._restate(c)
         if handler is None:
             raise RuntimeError(f"CPU{cpu}: {vector} arrived and no handler is installed")
+        self._ready(c)
         self._restate(c)
         self.irq_log.append((self._now(), cpu, vector))
         return self._entry(cpu, vector, handler), kind, iret
@@ -154,7 +177,7 @@ class Machine:
         return await handler(cpu)
 
     def irq_entry(self, cpu: int):
-        return Done(None, self.cost_ns("irq_entry_exit_ns"))
+        return self.done("irq_entry_exit_ns")
 
     # --- what the operations ask of the hardware (haltlab.engine.ops.Hardware) ---------
 
@@ -162,6 +185,7 @@ class Machine:
         """Set RFLAGS.IF (`cli`/`sti`); returns the previous one (the saved flags)."""
         c = self.cpus[cpu]
         previous, c.irqs_enabled = c.irqs_enabled, enabled
+        self._ready(c)
         self._restate(c)
         return previous
 
@@ -182,7 +206,7 @@ class Machine:
             c.tick_timer = None
         if c.tick_enabled:
             c.tick_timer = self.driver.arm_timer(self.tick_period_ns, self._tick, cpu)
-        return Done()
+        return DONE
 
     def uart_write(self, cpu: int, line: str):
         """Write one console line: busy for its length at the console's speed.
@@ -204,7 +228,7 @@ class Machine:
             self.driver.post_interrupt(target, vector, latency)
         if self.hyp is not None:
             self.hyp.vm_exit(cpu)       # the ICR write traps
-        return Done(None, self.cost_ns("atomic_op_ns"))
+        return self.done("atomic_op_ns")
 
     def pvpanic_event(self, cpu: int, event: str):
         """The guest wrote PVPANIC_PANICKED: the VMM reports it and, with
@@ -239,17 +263,28 @@ class Machine:
         self._restate(c, now_ns)
 
     def _restate(self, c: Cpu, now_ns: int | None = None) -> None:
+        """Called at every change that may change `c`'s hardware state; accounts
+        the state it leaves (`_close_interval()`, inlined: this runs at most op
+        boundaries of a run)."""
         new = c.hw_state()
-        if new == c.state:
-            return
-        now = self._now() if now_ns is None else now_ns
         old = c.state
-        self._close_interval(c, now)
-        if self.hyp is not None:
+        if new is old:
+            return
+        now = (self.driver.now_ns if self.driver is not None else 0) if now_ns is None else now_ns
+        since = c.state_since_ns
+        dt = now - since
+        c.time_in_ns[old] += dt
+        if dt and self.record_timeline:
+            self.intervals.append((c.index, old, since, now))
+        c.state_since_ns = now
+        hyp = self.hyp
+        if hyp is not None:
+            if old in BUSY_STATES:
+                hyp.vcpus[c.index].guest_ns += dt       # Hypervisor.guest_ran()
             if new in _HALTED_STATES:
-                self.hyp.halt(c.index, now)
+                hyp.halt(c.index, now)
             elif old in _HALTED_STATES:
-                self.hyp.wake(c.index, now)
+                hyp.wake(c.index, now)
         c.state = new
 
     def _close_interval(self, c: Cpu, now_ns: int) -> None:
