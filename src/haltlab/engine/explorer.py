@@ -497,10 +497,11 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     bad: dict[int, str] = {}
     on_stack: set[int] = {0}
     stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad)]
+    stack[0].append(root_key if runs is not None or not symmetric else store.key(run.fingerprint()))
     live: tuple = ()
     while stack:
         node = stack[-1]
-        prefix, src, key, choices, nxt, enabled = node
+        prefix, src, key, choices, nxt, enabled, exact = node
         if nxt >= len(choices) or (bad and stop_on_violation):
             stack.pop()
             on_stack.discard(src)
@@ -514,7 +515,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 keys.last_fp = timed_fps[new_key]
         else:
             if live != prefix:
-                run = _replay_checked(build, prefix, key, keys)
+                run = _replay_checked(build, prefix, exact, store)
                 ex.replays += 1
                 ex.rebuilds += 1
                 ex.replayed_steps += len(prefix)
@@ -548,6 +549,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             else:
                 child = _node(ex, facts or _judge(run, check, at_end, goal, label), run, live, dst, new_key,
                               por, bad)
+                child.append(new_key if runs is not None or not symmetric else store.key(run.fingerprint()))
         if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
             # A reduced expansion may neither close a cycle (the cycle proviso:
             # no choice is postponed forever) nor reach the goal (which cuts off
@@ -588,7 +590,9 @@ def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
 
 def _node(ex, facts, run, prefix, sid, key, por, bad) -> list:
     """A search-stack entry for a new state: [prefix, id, key, choices to take,
-    next index, all enabled choices when `choices` is a reduced subset, else None].
+    next index, all enabled choices when `choices` is a reduced subset, else None];
+    the caller appends the digest of the concrete state (the key is its orbit's
+    under symmetry), which a replay to it must reach.
     `run` is at the state when `por` is on (it chooses from the live run)."""
     enabled = _visit(ex, facts, sid, bad)
     if por is None or len(enabled) < 2:
@@ -630,9 +634,12 @@ def _visit(ex, facts, sid, bad) -> list[str]:
     return choices
 
 
-def _replay_checked(build: Build, prefix: tuple, key: bytes, keys: _Keys) -> Run:
+def _replay_checked(build: Build, prefix: tuple, exact: bytes, store: StateStore) -> Run:
+    """Replay `prefix`; it must reach the state whose fingerprint digest is
+    `exact` (the concrete state, not its orbit: comparing digests costs a
+    fraction of a canonical form, which a replay would otherwise compute)."""
     run = replay(build, list(prefix), check=False)
-    if keys.key(run)[0] != key:
+    if store.key(run.fingerprint()) != exact:
         raise DriverError(
             f"replay of {len(prefix)} choices reached a different state: the run is not a "
             "function of its choices (usual culprits: iterating a set or dict whose order "
