@@ -39,7 +39,7 @@ from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import PanicStart, Policies, choose
 from haltlab.machine.machine import Machine
-from haltlab.machine.profile import load_profile
+from haltlab.machine.profile import KEYS, load_profile
 
 __all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "check_panic_race", "replay_panic_race",
            "PROPERTIES", "VARIANTS", "timing_assumptions", "timing_tolerance_pct"]
@@ -126,9 +126,10 @@ def timing_assumptions(cfg: PanicRaceConfig) -> str:
                 else "a bounded wait may time out at any step")
         return f"untimed: every interleaving of the CPUs' steps, whatever they cost; {rule}"
     pct = timing_tolerance_pct(cfg)
-    return (f"timed: every duration within {pct} % of its cost in profile {cfg.profile} (atomic_op_ns, "
-            "ipi_latency_ns, nmi_latency_ns, console_ns_per_char, printk_store_ns, stop_this_cpu_ns, "
-            "the kernel's delays and timeouts)")
+    costs = sorted(k for k in _profile(cfg.profile).params
+                   if KEYS[k].section == "costs" and KEYS[k].dimension == "time")
+    return (f"timed: every duration within {pct} % of its cost in profile {cfg.profile} "
+            f"({', '.join(costs)}; the kernel's delays and timeouts)")
 
 
 def at_most_one_owner(run: Run) -> str | None:
