@@ -475,8 +475,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
 
     if not symmetric and por is None:
         # The plain search: `Reach` owns the runs from here on (its own first
-        # build is the root, so a build that is not a function of nothing is
-        # caught by its replay checks like any other divergence). With zone
+        # build is the root, so a build that depends on anything but its
+        # inputs is caught by its replay checks like any other divergence). With zone
         # inclusion it still computes exact transitions of exact states: the
         # search asks only for transitions of the states it added, and maps
         # where they lead onto a covering state itself.
@@ -496,8 +496,13 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     keys.rep_perm.append(root_perm)
     bad: dict[int, str] = {}
     on_stack: set[int] = {0}
-    stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad)]
-    stack[0].append(root_key if runs is not None or not symmetric else store.key(run.fingerprint()))
+
+    def concrete(r: Run, key: bytes) -> bytes:
+        """The digest a replay to this state must reach: its key, except under
+        symmetry, where the key is the orbit's."""
+        return key if runs is not None or not symmetric else store.key(r.fingerprint())
+
+    stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad) + [concrete(run, root_key)]]
     live: tuple = ()
     while stack:
         node = stack[-1]
@@ -541,15 +546,15 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 progress(dst, len(stack))
             ex.max_depth = max(ex.max_depth, len(live))
             if len(store) >= max_states or len(live) >= max_depth:
-                _visit(ex, facts or _judge(run, check, at_end, goal, label), dst, bad)
+                _visit(ex, facts if facts is not None else _judge(run, check, at_end, goal, label), dst, bad)
                 ex.truncated = True
                 store.mark(dst, UNEXPANDED)
                 ex.bound = (f"max_states {max_states}" if len(store) >= max_states
                             else f"max_depth {max_depth}")
             else:
-                child = _node(ex, facts or _judge(run, check, at_end, goal, label), run, live, dst, new_key,
-                              por, bad)
-                child.append(new_key if runs is not None or not symmetric else store.key(run.fingerprint()))
+                if facts is None:
+                    facts = _judge(run, check, at_end, goal, label)
+                child = _node(ex, facts, run, live, dst, new_key, por, bad) + [concrete(run, new_key)]
         if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
             # A reduced expansion may neither close a cycle (the cycle proviso:
             # no choice is postponed forever) nor reach the goal (which cuts off
