@@ -137,7 +137,8 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumpt
         print_tables([t], fmt, out)
         return
     if ex.violation is None:
-        scope = "within the state bound" if ex.truncated else "in every interleaving"
+        scope = "within the state bound" if ex.truncated else (
+            "in every interleaving the durations allow" if cfg.timing == "timed" else "in every interleaving")
         t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
                        "panic_smp_self_stop().")
         print_tables([t], fmt, out)

@@ -66,6 +66,8 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "timeouts": ("--timeouts", None),
     "max_states": ("--max-states", None),
     "reduce": ("--reduce", None),
+    "timing": ("--timing", None),
+    "tolerance_pct": ("--timing-tolerance", None),
     "lab_mode": ("--lab", None),
     "runs": ("--runs", None),
     "workers": ("--workers", None),
