@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from haltlab.checks.liveness import Lasso, Liveness, fair_nonprogress_cycle, strongly_connected
+from haltlab.checks.liveness import Lasso, Liveness, _reachable, fair_nonprogress_cycle, strongly_connected
 from haltlab.engine.symmetry import compose, concrete_walk, invert, rename_choice
 
 __all__ = ["edge_path", "fair_cycle_lifted"]
@@ -72,13 +72,7 @@ def fair_cycle_lifted(ex, progress: set[int], expanded: set[int]) -> Liveness:
         out.setdefault(s, []).append(i)
     if 0 in progress:
         return Liveness(None, False)
-    reach, todo = {0}, [0]
-    while todo:
-        v = todo.pop()
-        for w in succ.get(v, ()):
-            if w not in reach and w not in progress:
-                reach.add(w)
-                todo.append(w)
+    reach = _reachable(0, succ, progress)
     truncated = False
     for comp in strongly_connected(sorted(reach), succ):
         states = set(comp)

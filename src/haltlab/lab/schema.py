@@ -67,6 +67,14 @@ class Tails(TypedDict):
     qemu_stderr_tail: list[str]
 
 
+class _RunTails(TypedDict, total=False):
+    """A run's tails, kept only when it did not end as expected (`Tails`)."""
+
+    console_tail: list[str]
+    progress_tail: list[str]
+    qemu_stderr_tail: list[str]
+
+
 class Header(TypedDict):
     schema_version: int
     experiment: str
@@ -82,7 +90,7 @@ class Header(TypedDict):
     options: dict[str, Any]
 
 
-class PanicRun(TypedDict):
+class PanicRun(_RunTails):
     outcome: str
     qemu_pid: int
     triggered: bool
@@ -105,9 +113,6 @@ class PanicRun(TypedDict):
     trigger_to_pvpanic_ns: int | None
     panic_to_reset_ns: int | None
     lab_timeline: LabTimeline | None
-    console_tail: NotRequired[list[str]]
-    progress_tail: NotRequired[list[str]]
-    qemu_stderr_tail: NotRequired[list[str]]
     boot_retries: NotRequired[list["PanicRun"]]
 
 
@@ -144,7 +149,7 @@ class PanicResult(Header):
     runs: list[PanicRun]
 
 
-class KexecRun(TypedDict):
+class KexecRun(_RunTails):
     outcome: str
     qemu_pid: int
     cold_boot_to_first_line_ns: int | None
@@ -157,9 +162,6 @@ class KexecRun(TypedDict):
     cpus_second: int | None
     kexec_to_second_init_ns: int | None
     boot_to_kexec_ns: int | None
-    console_tail: NotRequired[list[str]]
-    progress_tail: NotRequired[list[str]]
-    qemu_stderr_tail: NotRequired[list[str]]
     boot_retries: NotRequired[list["KexecRun"]]
 
 
@@ -177,7 +179,7 @@ class KexecResult(Header):
     runs: list[KexecRun]
 
 
-class FloodRun(TypedDict):
+class FloodRun(_RunTails):
     outcome: str
     qemu_pid: int
     triggered: bool
@@ -189,9 +191,6 @@ class FloodRun(TypedDict):
     trigger_to_end_ns: int | None
     trigger_to_pvpanic_ns: int | None
     delay_s: float
-    console_tail: NotRequired[list[str]]
-    progress_tail: NotRequired[list[str]]
-    qemu_stderr_tail: NotRequired[list[str]]
     boot_retries: NotRequired[list["FloodRun"]]
 
 
