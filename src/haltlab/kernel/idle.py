@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import enum
 
-from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.ops import local_irq_disable, ndelay, safe_halt, set_cpu_state
+from haltlab.engine.symmetry import cpu_locals
 
 __all__ = ["Others", "do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
 

@@ -26,12 +26,12 @@ time; `k.blinks` records when the LED would toggle so a scenario can show it.
 
 from __future__ import annotations
 
-from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
     READ_ONCE, WRITE_ONCE, atomic_try_cmpxchg, emergency_restart, local_irq_disable,
     local_irq_enable, mdelay, pvpanic_event, safe_halt,
 )
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.arch import arch_ops
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
 from haltlab.kernel.policies import AfterPanic, PanicStart

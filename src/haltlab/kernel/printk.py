@@ -18,9 +18,9 @@ issue; no log levels or console filtering (every record is printed); no
 
 from __future__ import annotations
 
-from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, atomic_add_return, atomic_try_cmpxchg, ndelay, uart_write
+from haltlab.engine.symmetry import cpu_locals
 
 __all__ = ["printk", "console_trylock", "console_unlock", "console_flush_on_panic"]
 

@@ -11,17 +11,20 @@ online bit and parks in `cpu_park_loop()` with every exception masked.
 arm64 overrides `panic_smp_self_stop()` with `local_cpu_stop()`, so a second
 panicking CPU clears its online bit and is not waited for. Abridged: no SDEI, no
 crash-stop variant (no kdump in these runs).
+
+Shape: v6.12 and later (7.1 unchanged here), with the pre-6.12 IPI-only stop as
+the kernels without that commit; names as in that file.
 """
 
 from __future__ import annotations
 
-from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     READ_ONCE, clear_bit, local_irq_disable, native_halt, send_IPI_mask, send_NMI_mask,
     spin_until, test_and_set_bit,
 )
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 

@@ -21,7 +21,6 @@ shows it).
 
 from __future__ import annotations
 
-from haltlab.engine.symmetry import cpu_locals
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
@@ -29,6 +28,7 @@ from haltlab.engine.ops import (
     local_irq_save, native_halt,
     ndelay, send_IPI_mask, send_NMI_mask, set_cpu_state, spin_until,
 )
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import idle
 from haltlab.kernel.printk import printk
 
