@@ -175,28 +175,26 @@ class ExplorerDriver(Driver):
         self.steps += 1
         self._choice = f"{self.steps}:{choice}"
         kind, rest = choice[0], choice[1:]
-        if self.clocks is None:
-            self._step(kind, rest)
-            return
-        if kind == "i":
-            cpu_s, vector = rest.split(".", 1)
-            actor, cpu = None, int(cpu_s)
-        else:
-            actor, cpu, vector = int(rest), int(rest), None
-        self._interrupted.clear()
-        self.clocks.begin_step(self.strands, kind, cpu, vector)
-        self._step(kind, rest)
-        self.clocks.end_step(self.strands, actor, self._interrupted)
-
-    def _step(self, kind: str, rest: str) -> None:
         if kind == "i":
             cpu_s, vector = rest.split(".", 1)
             cpu = int(cpu_s)
+        else:
+            cpu, vector = int(rest), None
+        if self.clocks is None:
+            self._step(kind, cpu, vector)
+            return
+        self._interrupted.clear()
+        self.clocks.begin_step(self.strands, kind, cpu, vector)
+        self._step(kind, cpu, vector)
+        self.clocks.end_step(self.strands, None if kind == "i" else cpu, self._interrupted)
+
+    def _step(self, kind: str, cpu: int, vector: str | None) -> None:
+        if kind == "i":
             self.inflight.discard((cpu, vector))
             self.machine.raise_interrupt(cpu, vector)
             self.interrupt_now(cpu)
             return
-        s = self.strands[int(rest)]
+        s = self.strands[cpu]
         frame = s.top
         if kind == "t":
             self.run_strand(s, self.finish(frame, False))
