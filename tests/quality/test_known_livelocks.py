@@ -63,8 +63,10 @@ async def flooder(con, hand_over: bool):
                 await ndelay(store_ns)                  # the waiter now prints; CPU0 is free
 
 
-def build(timing: Timing, hand_over: bool = True):
+def build(timing: Timing, hand_over: bool = True, tolerance_pct: int | None = None):
     profile = load_profile("kvm-x86")
+    if tolerance_pct is None:
+        tolerance_pct = round(profile.get("timing_tolerance") * 100)
 
     def make() -> Run:
         machine = Machine(profile, 2, record_timeline=False)
@@ -75,8 +77,7 @@ def build(timing: Timing, hand_over: bool = True):
         con.console_waiter = mem.var("console_waiter", 0)
         con.free = mem.var("free", 0)
         con.store_ns = profile.cost_ns("printk_store_ns")
-        driver = ExplorerDriver(machine, timing=timing,
-                                tolerance_pct=round(profile.get("timing_tolerance") * 100))
+        driver = ExplorerDriver(machine, timing=timing, tolerance_pct=tolerance_pct)
         driver.start_task(0, console_owner_cpu(con))
         driver.start_task(1, flooder(con, hand_over))
         return Run(machine, con, driver, ghost=None)
@@ -132,11 +133,6 @@ def test_the_timed_verdict_holds_across_tolerances_that_keep_a_line_longer(toler
     # lines of 5 x 5 us = 25 us against a flood iteration of about 1 us: any
     # tolerance below 100 % keeps the shortest line longer than the longest iteration.
     profile = load_profile("kvm-x86")
-
-    def make() -> Run:
-        run = build(Timing.TIMED)()
-        run.driver.clocks.tolerance_pct = tolerance_pct
-        return run
     assert profile.cost_ns("console_ns_per_char") * len(LINE + "\n") > 2 * profile.cost_ns("printk_store_ns")
-    out = check(make, PROPERTIES, goal=cpu0_free)
+    out = check(build(Timing.TIMED, tolerance_pct=tolerance_pct), PROPERTIES, goal=cpu0_free)
     assert out.verdict is Verdict.OK

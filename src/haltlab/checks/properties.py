@@ -136,7 +136,7 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
         prop = failed[ex.violation.message]
         verdict = Verdict.DEADLOCK if prop.kind is Kind.NEVER_DEADLOCK else Verdict.VIOLATION
         return Outcome(verdict, ex, prop, ex.violation.message, ex.violation.choices)
-    if live and "por" in ex.reductions and _any_nonprogress_cycle(ex, live):
+    if live and "por" in ex.reductions and _any_cycle(ex):
         # The reduced graph preserves whether a non-progress cycle exists, not
         # which are fair: judge fairness on a search without the reduction.
         first = ex.reductions
@@ -171,9 +171,9 @@ def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) 
     return ex.concrete_path(edge_path(ex.edges, 0, ends, reached))
 
 
-def _any_nonprogress_cycle(ex: Exploration, live) -> bool:
-    """Whether the graph has a cycle through states where some `eventually`
-    property has not yet held (over-approximated: any cycle at all)."""
+def _any_cycle(ex: Exploration) -> bool:
+    """Whether the graph has any cycle: an over-approximation of "a cycle
+    through states where some `eventually` property has not yet held"."""
     succ: dict[int, list[int]] = {}
     for s, _c, d in ex.edges:
         succ.setdefault(s, []).append(d)

@@ -113,9 +113,6 @@ class Edges(Sequence):
         for s, t, d in zip(self.src, self.tok, self.dst):
             yield s, tokens[t], d
 
-    def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in (self.src, self.tok, self.dst, self.perm))
-
 
 class Labels(Mapping):
     """State id -> frozenset of atomic facts, one bit per distinct fact."""
