@@ -75,5 +75,7 @@ haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)
 # tests/report/test_report_browser.py loads report.html headless, and spin and
 # gcc, with which tests/checks/test_spin_peer.py verifies the SPIN peer of the
 # panic race (benchmarks/peers/). Only bin/test installs these; bin/haltlab
-# needs neither a browser nor a model checker.
-haltlab_test_packages=(chromium spin gcc)
+# needs neither a browser nor a model checker. libc6-dev by name: gcc only
+# recommends it, and packages here are installed without recommends, so a fresh
+# machine would get a compiler that cannot build pan.c (no <stdio.h>).
+haltlab_test_packages=(chromium spin gcc libc6-dev)

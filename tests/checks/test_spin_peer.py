@@ -8,7 +8,7 @@ SPIN's "one panic CPU" assertion and the cmpxchg one must pass every check.
 This is what lets benchmarks/bench_vs_spin.py time the two on the same state
 space.
 
-bin/test installs spin and gcc (haltlab_test_packages in bin/_setup.sh). When
+bin/test installs spin, gcc and libc6-dev (haltlab_test_packages in bin/_setup.sh). When
 they are missing the tests are skipped, saying so, except under CI=true, where
 the tools are part of the set-up and their absence is a failure.
 """
