@@ -6,6 +6,7 @@ import pytest
 
 from haltlab.cli import cli
 from haltlab.cli.options import PathText
+from haltlab.cli.options import KernelSpec
 from haltlab.kernel.commits import PRESETS
 from haltlab.report.tables import FORMATS
 
@@ -29,8 +30,8 @@ def test_each_shared_option_is_spelled_and_typed_one_way(path):
     if "--cpus" in opts:
         assert opts["--cpus"].metavar == "N" and isinstance(opts["--cpus"].type, click.types.IntParamType)
     if "--kernel" in opts:
-        assert isinstance(opts["--kernel"].type, click.Choice)
-        assert set(opts["--kernel"].type.choices) == set(PRESETS)    # a preset, never a file
+        assert isinstance(opts["--kernel"].type, KernelSpec)
+        assert set(opts["--kernel"].type.choices) == set(PRESETS)    # a preset and commits, never a file
     if "--profile" in opts:
         assert opts["--profile"].metavar == "NAME|FILE"
     if "--observe" in opts:
@@ -49,11 +50,12 @@ def test_every_command_with_json_has_format(path):
 
 
 def test_kernel_is_a_preset_in_every_command():
-    """`--kernel` names a commit set everywhere; a kernel image is `--bzimage`."""
+    """`--kernel` names a commit set (a preset and +/- commits) everywhere; a
+    kernel image is `--bzimage`."""
     def walk(group, prefix=()):
         for name, c in group.commands.items():
             yield from walk(c, (*prefix, name)) if isinstance(c, click.Group) else [(" ".join((*prefix, name)), c)]
     for path, c in walk(cli):
         for p in c.params:
             if "--kernel" in getattr(p, "opts", ()):
-                assert isinstance(p.type, click.Choice), path
+                assert isinstance(p.type, KernelSpec), path

@@ -36,7 +36,7 @@ from haltlab.errors import ConfigError, UserError
 from haltlab.results import path_problem, show_path
 
 __all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "format_option", "reduce_option", "REDUCTIONS",
-           "profile_option", "cpus_option", "kernel_preset_option", "seed_option",
+           "profile_option", "cpus_option", "kernel_preset_option", "KernelSpec", "seed_option",
            "NSEC_PER_SEC", "kernel_package_option", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
 NSEC_PER_SEC = 1_000_000_000
@@ -186,9 +186,32 @@ def reduce_option(f: Callable) -> Callable:
                              "reduction, both, or none.")(f)
 
 
+class KernelSpec(click.ParamType):
+    """`--kernel SPEC`: a preset (`choices`) plus or minus commits, as
+    `v5.17+d51507098ff9` or `v6.1-13fb0f74d702` (`haltlab.kernel.commits`).
+    A bad spec is one line naming it and what is wrong."""
+
+    name = "kernel"
+
+    def __init__(self, choices) -> None:
+        self.choices = tuple(choices)
+
+    def get_metavar(self, param, *args, **kwargs) -> str:
+        return "SPEC"
+
+    def convert(self, value, param, ctx):
+        from haltlab.kernel.commits import commit_set
+        try:
+            commit_set(value)
+        except ConfigError as e:
+            self.fail(e.why, param, ctx)
+        return value
+
+
 def kernel_preset_option(choices: list[str], default: str = "v7.1") -> Callable:
-    return click.option("--kernel", type=click.Choice(choices), default=default, show_default=True,
-                   help="Kernel preset of the model: a named set of commits.")
+    return click.option("--kernel", type=KernelSpec(choices), default=default, show_default=True,
+                   help=f"The model's kernel: a preset ({', '.join(choices)}), optionally with commits "
+                        "added or removed, as v5.17+d51507098ff9 or v6.1-13fb0f74d702.")
 
 
 def observe_option(default: float, help: str) -> Callable:

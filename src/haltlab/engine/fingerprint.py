@@ -24,7 +24,7 @@ import types
 
 from haltlab.engine.memory import Var
 
-__all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint", "coroutine_chain"]
+__all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint", "coroutine_chain", "rewrite_state"]
 
 _PLAIN = (int, str, bool, float, type(None), bytes)
 _PLAIN_TYPES = frozenset(_PLAIN)   # the common case, by exact type: one set lookup
@@ -85,3 +85,21 @@ def stack_fingerprint(frames) -> tuple:
         waiting = frame.outcome is not None
         out.append((frame.kind, op, waiting, tuple(chain)))
     return tuple(out)
+
+
+def rewrite_state(fp: tuple, memory, local) -> tuple:
+    """A state fingerprint (`Run.fingerprint()`'s layout: memory, hardware, in
+    flight, stacks, reset, clocks, ghost) with each shared variable's value
+    replaced by `memory(name, value)` and each coroutine local's by
+    `local(qualname, var, value)`: the hook a declared abstraction
+    (`Run.abstraction`) rewrites a state through, so that it never needs to
+    know the layout."""
+    mem, hw, inflight, strands, *rest = fp
+    mem = tuple((name, memory(name, value)) for name, value in mem)
+    strands = tuple(
+        (status, tuple((kind, op, waiting, tuple((qualname, line, tuple((var, local(qualname, var, val))
+                                                                          for var, val in locs))
+                                                 for qualname, line, locs in chain))
+                       for kind, op, waiting, chain in stack))
+        for status, stack in strands)
+    return (mem, hw, inflight, strands, *rest)

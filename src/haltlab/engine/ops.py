@@ -43,7 +43,7 @@ from haltlab.engine.memory import Var, for_each_cpu
 __all__ = [
     "Activity", "WAIT_STATES", "Op", "Handover", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
-    "atomic_add_return", "set_bit", "clear_bit", "test_and_set_bit",
+    "atomic_add_return", "lockless_update", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
@@ -303,6 +303,19 @@ def atomic_try_cmpxchg(var: Var, old: Any, new: Any) -> Op:
 
 def atomic_add_return(var: Var, delta: int) -> Op:
     return _Rmw("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
+
+
+def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -> Op:
+    """One update of a lockless structure whose whole state is the value of
+    `var` (printk's ring buffer): `fn(old) -> (new, result)`, applied at once.
+
+    The structure's own code is a loop of cmpxchg()es whose effect takes place
+    at one of them (its linearization point); modelling the whole update as one
+    step at that point keeps every outcome the loop can have, since no other
+    CPU can observe the structure between a failed attempt and the retry.
+    Costs one atomic, as the successful cmpxchg does. `what` names the kernel
+    function (`prb_reserve`) in traces."""
+    return _Rmw(what, var, fn)
 
 
 def set_bit(nr: int, var: Var) -> Op:

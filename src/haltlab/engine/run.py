@@ -30,6 +30,11 @@ class Run:
     driver: Driver
     ghost: Callable[[], Hashable] | None
     symmetry: Any = field(default=None, kw_only=True)   # `haltlab.engine.symmetry.CpuSymmetry`: the CPUs a scenario declares interchangeable
+    # A declared abstraction of the state (`fp -> fp`, written with
+    # `engine.fingerprint.rewrite_state`): printk's sequence numbers relative
+    # to the ring's tail (`kernel.printk_ringbuffer.SeqWindow`). The scenario
+    # that declares one argues why merged states have the same future.
+    abstraction: Callable[[tuple], tuple] | None = field(default=None, kw_only=True)
 
     def fingerprint(self) -> tuple:
         """The explorer's state: the driver's fingerprint (memory, hardware,
@@ -38,4 +43,5 @@ class Run:
         if not hasattr(self.driver, "fingerprint"):
             raise TypeError(f"{type(self.driver).__name__} keeps no state fingerprint; "
                             "only a run the explorer drives has one")
-        return (*self.driver.fingerprint(), self.ghost() if self.ghost is not None else None)
+        fp = (*self.driver.fingerprint(), self.ghost() if self.ghost is not None else None)
+        return fp if self.abstraction is None else self.abstraction(fp)

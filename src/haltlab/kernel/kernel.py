@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 
 from haltlab.engine.memory import cpumask_of
 from haltlab.engine.symmetry import CPU, CPUMASK, PLAIN, Items, SetOf
+from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
+from haltlab.kernel.locking import UNLOCKED
 from haltlab.kernel.policies import Policies
+from haltlab.kernel.printk_ringbuffer import Ring, ring_sizes
 
-__all__ = ["Kernel", "KernelConfig", "PANIC_CPU_INVALID"]
+__all__ = ["Kernel", "KernelConfig", "PANIC_CPU_INVALID", "log_buf_shift", "LOG_BUF_SHIFT_DEFAULT"]
 
 PANIC_CPU_INVALID = -1
 
@@ -31,10 +34,19 @@ class KernelConfig:
     dump_stack_lines: int | None = None
     pseudo_nmi: bool = False            # arm64: irqchip.gicv3_pseudo_nmi=1
     smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
+    # CONFIG_LOG_BUF_SHIFT; None takes the profile's log_buf_shift. The
+    # explorer sets log_buf_bytes instead: a ring of a few records
+    # (scenarios/printk_flood.py says why that keeps its verdicts).
+    log_buf_shift: int | None = None
+    log_buf_bytes: int | None = None
     policies: Policies = field(default_factory=Policies)
 
     def __post_init__(self) -> None:
         commit_set(self.version, "version")    # refuse an unknown preset now, not mid-run
+        if self.log_buf_shift is not None and not 12 <= self.log_buf_shift <= 25:
+            raise ConfigError("log_buf_shift", self.log_buf_shift, "CONFIG_LOG_BUF_SHIFT is 12 to 25 (init/Kconfig)")
+        if self.log_buf_bytes is not None and self.log_buf_bytes < 64:
+            raise ConfigError("log_buf_bytes", self.log_buf_bytes, "a ring of at least 64 bytes")
 
     @property
     def commits(self) -> frozenset[str]:
@@ -42,6 +54,18 @@ class KernelConfig:
 
     def has(self, commit: str) -> bool:
         return commit in self.commits
+
+
+LOG_BUF_SHIFT_DEFAULT = 17     # init/Kconfig: config LOG_BUF_SHIFT ... default 17
+
+
+def log_buf_shift(config: KernelConfig, profile) -> int:
+    """The run's CONFIG_LOG_BUF_SHIFT: the config's, the profile's, or Kconfig's default."""
+    if config.log_buf_shift is not None:
+        return config.log_buf_shift
+    if "log_buf_shift" in profile.params:
+        return int(profile.get("log_buf_shift"))
+    return LOG_BUF_SHIFT_DEFAULT
 
 
 class Kernel:
@@ -62,12 +86,28 @@ class Kernel:
         self.stop_in_progress = mem.var("stop_in_progress", 0, kind=PLAIN)
         self.nmi_stop_registered = mem.var("nmi_stop_registered", False, kind=PLAIN)
         self.suppress_printk = mem.var("suppress_printk", 0, kind=PLAIN)
-        # printk: the ring buffer's next sequence number, the console's position,
-        # and console_sem as a simple binary semaphore.
-        self.log_next_seq = mem.var("log_next_seq", 0, kind=PLAIN)
+        # printk (kernel/printk.py): the ring buffer, the console's position
+        # and drop count (5.17's globals; struct console's seq and dropped in
+        # 6.1), console_sem and the hand-over's owner, waiter and raw lock (a
+        # lock word holds its holder's CPU, or -1), and 13fb0f74d702's guard.
+        data_bytes, descs = ring_sizes(log_buf_shift(config, machine.profile))
+        if config.log_buf_bytes is not None:
+            data_bytes = config.log_buf_bytes
+        self.prb = mem.var("prb", Ring(data_bytes, descs), kind=PLAIN)
         self.console_seq = mem.var("console_seq", 0, kind=PLAIN)
-        self.console_sem = mem.var("console_sem", 0, kind=PLAIN)
-        self.log: dict[int, tuple[int, int, str]] = {}   # seq -> (ts_ns, cpu, text)
+        self.console_dropped = mem.var("console_dropped", 0, kind=PLAIN)
+        self.console_sem = mem.var("console_sem", UNLOCKED, kind=CPU)
+        self.console_owner = mem.var("console_owner", UNLOCKED, kind=CPU)
+        self.console_waiter = mem.var("console_waiter", False, kind=PLAIN)
+        self.console_owner_lock = mem.var("console_owner_lock", UNLOCKED, kind=CPU)
+        self.suppress_panic_printk = mem.var("suppress_panic_printk", 0, kind=PLAIN)
+        self.panic_console_dropped = mem.var("panic_console_dropped", 0, kind=PLAIN)
+        self.too_many_dropped_warned = mem.var("too_many_dropped_warned", False, kind=PLAIN)
+        # Side records no kernel code reads back (not state): every record
+        # stored, as seq -> (timestamp, CPU, text), and each dropped notice
+        # the console printed, as (when, N).
+        self.log: dict[int, tuple[int, int, str]] = {}
+        self.dropped_notices: list[tuple[int, int]] = []
         # What a run wants to know afterwards; written by kernel code, read by scenarios.
         self.marks: dict[str, int] = {}
         self.on_mark = None          # scenario hook: called as on_mark(name, at_ns)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from haltlab.errors import ConfigError
 
-__all__ = ["AfterPanic", "PanicStart", "Policy", "POLICIES", "Policies", "choose"]
+__all__ = ["AfterPanic", "PanicStart", "ConsoleSpin", "Policy", "POLICIES", "Policies", "choose"]
 
 
 class AfterPanic(enum.StrEnum):
@@ -34,6 +34,13 @@ class PanicStart(enum.StrEnum):
     LOAD_STORE = "load-store"
 
 
+class ConsoleSpin(enum.StrEnum):
+    """Which CPUs `console_trylock_spinning()` forbids to spin during a panic."""
+
+    STOCK = "stock"
+    PANIC_CPU_ONLY = "panic-cpu-only"
+
+
 @dataclass(frozen=True)
 class Policy:
     point: str
@@ -42,7 +49,8 @@ class Policy:
     merged: bool
 
 
-_POINTS: dict[str, type[enum.StrEnum]] = {"after_panic": AfterPanic, "panic_start": PanicStart}
+_POINTS: dict[str, type[enum.StrEnum]] = {"after_panic": AfterPanic, "panic_start": PanicStart,
+                                          "console_spin": ConsoleSpin}
 
 POLICIES: dict[str, dict[str, Policy]] = {
     "after_panic": {
@@ -63,6 +71,18 @@ POLICIES: dict[str, dict[str, Policy]] = {
             "deliberately broken: atomic_read() then atomic_set(), a check-then-act "
             "race, to show the explorer finds it", False),
     },
+    "console_spin": {
+        ConsoleSpin.STOCK.value: Policy(
+            "console_spin", ConsoleSpin.STOCK.value,
+            "whatever the kernel's commits say: with d51507098ff9 no CPU spins while a panic is in "
+            "progress (panic_in_progress()), without it every CPU may", True),
+        ConsoleSpin.PANIC_CPU_ONLY.value: Policy(
+            "console_spin", ConsoleSpin.PANIC_CPU_ONLY.value,
+            'S2: Stephen Brennan, "Re: [PATCH] panic: disable optimistic spin after halting CPUs" '
+            "(2022-01-18): only the panic CPU refuses to spin (atomic_read(&panic_cpu) == this_cpu), "
+            "so a flooding CPU still waits for the hand-over; replaces d51507098ff9's check; not merged "
+            "(5.18 merged d51507098ff9 with 13fb0f74d702 and 8ebc476fd51e instead)", False),
+    },
 }
 
 
@@ -72,6 +92,7 @@ class Policies:
 
     after_panic: AfterPanic = AfterPanic.MDELAY
     panic_start: PanicStart = PanicStart.CMPXCHG
+    console_spin: ConsoleSpin = ConsoleSpin.STOCK
     extra: tuple = field(default=())
 
     def __post_init__(self) -> None:
@@ -80,7 +101,8 @@ class Policies:
             object.__setattr__(self, point, _POINTS[point](getattr(self, point)))
 
     def describe(self) -> dict[str, str]:
-        return {"after_panic": self.after_panic, "panic_start": self.panic_start}
+        return {"after_panic": self.after_panic, "panic_start": self.panic_start,
+                "console_spin": self.console_spin}
 
 
 def choose(point: str, name: str, field: str | None = None) -> Policy:

@@ -1,80 +1,343 @@
-"""printk and the console, abridged from `kernel/printk/printk.c`.
+"""printk and the console lock during a panic, from `kernel/printk/printk.c`.
 
-Shape: the pre-5.10 one (a single `console_unlock()` loop over the log, no
-owner/waiter hand-over, no per-version panic checks); issue 8 replaces it with
-5.17's, 6.1's and 7.1's, named as the kernel names them.
+Two shapes, chosen by a commit, never by a version number:
 
-What is modelled: every record is stored in the ring buffer with a timestamp, then
-the caller tries to take console_sem and, if it gets it, prints every pending
-record on the console (`console_unlock()`), each at the console's speed, and
-re-checks for records that arrived while it was printing. That is the loop S2's
-livelock lives in.
+* without a699449bb13b ("printk: refactor and rework printing logic", 5.19):
+  5.17's `console_unlock()`, one `for (;;)` loop over the global `console_seq`,
+  which it advances *before* calling the console driver, then `up()` and a
+  retry if records arrived meanwhile;
+* with it (6.1, and 6.6-7.1 as far as a legacy console such as the 8250 goes):
+  `console_unlock()` around `console_flush_all()`, which emits one record per
+  pass with `console_emit_next_record()` and advances the console's own
+  `con->seq` *after* the driver call (D13 in kernel-notes §1, mended).
 
-Abridged here: the owner/waiter hand-over of `console_trylock_spinning()` and the
-panic-time checks that differ by version (kernel-facts §2.2) come with the S2
-issue; no log levels or console filtering (every record is printed); no
-`printk_delay`; the ring buffer never overflows.
+The panic-time rules, each its commit (kernel-facts §2.2, kernel-notes §3a):
+dbdda842fe96's owner/waiter hand-over (`console_lock_spinning_enable()`,
+`console_lock_spinning_disable_and_check()`, `console_trylock_spinning()`);
+d51507098ff9, no spinning while a panic is in progress (or, as the policy
+`console_spin=panic-cpu-only`, S2's proposal: only on the panic CPU);
+13fb0f74d702's dropped-messages guard and `suppress_panic_printk`;
+8ebc476fd51e, a non-panic CPU gives console_sem up after a record
+(`other_cpu_in_panic()`, which 5.18-6.5 call `abandon_console_lock_in_panic()`);
+51a1d258e50e, `console_trylock()` fails on non-panic CPUs; eacb04ff3c5b,
+`console_flush_on_panic()` without console_sem (D2, mended); d04d5882cd67, no
+owner advertised in a panic; 779dbc2e78d7, non-panic records dropped at once.
+
+There is one console (the machine's UART); a record is printed as its
+timestamp prefix and text, after a "** N printk messages dropped **" notice
+when the console found a gap. Abridged: no log levels (every record is
+printed, as `ignore_loglevel` would), no `printk_delay`, no console
+suspension, no `cond_resched()` (printing from printk runs with preemption
+off, and the panic paths never reschedule), no nbcon consoles (7.1's 8250 is a
+legacy console, kernel-facts §2.5), no deferred printing from NMI context, no
+`printk_legacy_allow_panic_sync()` (D8: a legacy-only machine is unaffected).
 """
 
 from __future__ import annotations
 
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
-from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, atomic_add_return, atomic_try_cmpxchg, ndelay, uart_write
+from haltlab.engine.ops import (
+    READ_ONCE, WRITE_ONCE, local_irq_restore, local_irq_save, ndelay, spin_until, uart_write,
+)
 from haltlab.engine.symmetry import cpu_locals
+from haltlab.kernel.kernel import PANIC_CPU_INVALID
+from haltlab.kernel.locking import UNLOCKED, down_trylock, raw_spin_lock, raw_spin_unlock, up
+from haltlab.kernel.policies import ConsoleSpin
+from haltlab.kernel.printk_ringbuffer import prb_final_commit, prb_read_valid, prb_reserve, seq_locals
 
-__all__ = ["printk", "console_trylock", "console_unlock", "console_flush_on_panic"]
+__all__ = ["printk", "vprintk_emit", "vprintk_store", "devkmsg_write", "console_trylock",
+           "console_trylock_spinning", "console_unlock", "console_flush_on_panic",
+           "console_lock_spinning_enable", "console_lock_spinning_disable_and_check",
+           "panic_in_progress", "other_cpu_in_panic", "TOO_MANY_DROPPED",
+           "dropped_notice", "PANIC_END_PREFIX"]
 
+TOO_MANY_DROPPED = "Too many dropped messages. Suppress messages on non-panic CPUs to prevent livelock."
+PANIC_END_PREFIX = "---[ end Kernel panic"
+
+
+def dropped_notice(n: int) -> str:
+    return f"** {n} printk messages dropped **"
+
+
+# --- panic_in_progress() and other_cpu_in_panic() ---------------------------------------
+
+@cpu_locals(cpu=("cpu",))
+async def panic_in_progress(k) -> bool:
+    """77498617857f's helper (5.18): `atomic_read(&panic_cpu) != PANIC_CPU_INVALID`."""
+    cpu = await READ_ONCE(k.panic_cpu)
+    return cpu != PANIC_CPU_INVALID
+
+
+@cpu_locals(cpu=("cpu",))
+async def other_cpu_in_panic(k) -> bool:
+    """A panic is in progress on another CPU (5.18-6.5's
+    `abandon_console_lock_in_panic()`, renamed by 132a90d1527f in 6.6)."""
+    cpu = await READ_ONCE(k.panic_cpu)
+    return cpu != PANIC_CPU_INVALID and cpu != smp_processor_id()
+
+
+# --- storing a record ---------------------------------------------------------------
 
 async def printk(k, text: str) -> None:
-    """`vprintk_emit()`: store the record, then print directly if we get the console."""
+    """`printk()` from kernel code: `vprintk_emit()`."""
+    await vprintk_emit(k, text)
+
+
+@cpu_locals(cpu=("cpu",))
+async def vprintk_emit(k, text: str) -> None:
+    """Store the record, then print directly if this CPU gets the console."""
     if await READ_ONCE(k.suppress_printk):
-        return
+        return                                          # "Suppress unimportant messages after panic happens"
+    if k.config.has("printk_non_panic_cpus_out_of_ringbuffer"):
+        if await other_cpu_in_panic(k):
+            return                                      # 779dbc2e78d7 (6.9)
+    elif k.config.has("printk_suppress_panic_printk"):
+        if await READ_ONCE(k.suppress_panic_printk):
+            cpu = await READ_ONCE(k.panic_cpu)
+            if cpu != smp_processor_id():
+                return                                  # 13fb0f74d702 (5.18-6.8)
     await vprintk_store(k, text)
-    if await console_trylock(k):
+    if await console_trylock_spinning(k):               # preempt_disable() around it: no effect here
         await console_unlock(k)
 
 
-@cpu_locals(plain=("seq",))
-async def vprintk_store(k, text: str) -> int:
-    await ndelay(k.machine.cost_ns("printk_store_ns"))
-    seq = await atomic_add_return(k.log_next_seq, 1) - 1
-    k.log[seq] = (ktime_get_ns(), smp_processor_id(), text)
-    return seq
+@cpu_locals(plain=("flags", "seq"))
+@seq_locals("seq")
+async def vprintk_store(k, text: str) -> None:
+    """Reserve, fill and finalize one record, with interrupts off
+    (`printk_enter_irqsave()`): only an NMI can stop a CPU between reserving
+    and finalizing, leaving a record that blocks readers."""
+    flags = await local_irq_save()
+    seq = await prb_reserve(k, text)
+    if seq is not None:
+        k.log[seq] = (ktime_get_ns(), smp_processor_id(), text)
+        await ndelay(k.machine.cost_ns("printk_store_ns"))        # formatting and copying the text
+        await prb_final_commit(k, seq)
+    await local_irq_restore(flags)
 
 
-@cpu_locals(plain=("_",))
+async def devkmsg_write(k, text: str) -> None:
+    """A user-space write to /dev/kmsg: one record through `vprintk_emit()`
+    (`devkmsg_emit()`; S2's flood, 991 characters, `LOG_LINE_MAX` in 6.1)."""
+    await vprintk_emit(k, text)
+
+
+# --- the console lock and its hand-over -----------------------------------------------------
+
 async def console_trylock(k) -> bool:
-    ok, _ = await atomic_try_cmpxchg(k.console_sem, 0, 1)
-    return ok
+    if k.config.has("printk_non_panic_cpus_out_of_console_lock") and await other_cpu_in_panic(k):
+        return False                                    # 51a1d258e50e: left to the panic CPU
+    return await down_trylock(k.console_sem)
 
 
-@cpu_locals(plain=("seq",))
+@cpu_locals(cpu=("this_cpu", "owner"), plain=("flags", "waiter", "spin"))
+async def console_trylock_spinning(k) -> bool:
+    """Take console_sem, or wait for its owner to hand it over after its
+    current record (dbdda842fe96); the waiter spins with interrupts off."""
+    if await console_trylock(k):
+        return True
+    this_cpu = smp_processor_id()
+    if k.policies.console_spin is ConsoleSpin.PANIC_CPU_ONLY:
+        if await READ_ONCE(k.panic_cpu) == this_cpu:
+            return False                                # S2's proposal: the panic CPU never spins
+    elif k.config.has("printk_no_spin_in_panic") and await panic_in_progress(k):
+        return False                                    # d51507098ff9: "Spinning is not safe when the system is stopped"
+    if not k.config.has("printk_console_owner_handover"):
+        return False
+    flags = await local_irq_save()                      # printk_safe_enter_irqsave()
+    await raw_spin_lock(k.console_owner_lock)
+    owner = await READ_ONCE(k.console_owner)
+    waiter = await READ_ONCE(k.console_waiter)
+    spin = False
+    if not waiter and owner != UNLOCKED and owner != this_cpu:
+        await WRITE_ONCE(k.console_waiter, True)
+        spin = True
+    await raw_spin_unlock(k.console_owner_lock)
+    if not spin:
+        await local_irq_restore(flags)
+        return False
+    await spin_until(lambda: not k.console_waiter.value, what="while (READ_ONCE(console_waiter)) cpu_relax()")
+    await local_irq_restore(flags)
+    await WRITE_ONCE(k.console_sem, this_cpu)           # the lock is ours, handed over without up()
+    return True
+
+
+async def console_lock_spinning_enable(k) -> None:
+    if not k.config.has("printk_console_owner_handover"):
+        return
+    if k.config.has("printk_no_console_owner_in_panic") and await panic_in_progress(k):
+        return                                          # d04d5882cd67: never advertise an owner in panic
+    await raw_spin_lock(k.console_owner_lock)
+    await WRITE_ONCE(k.console_owner, smp_processor_id())
+    await raw_spin_unlock(k.console_owner_lock)
+
+
+@cpu_locals(plain=("waiter",))
+async def console_lock_spinning_disable_and_check(k) -> bool:
+    """Stop advertising; True when a waiter took console_sem over (the
+    caller must then not touch the console again)."""
+    if not k.config.has("printk_console_owner_handover"):
+        return False
+    if k.config.has("printk_no_console_owner_in_panic") and await panic_in_progress(k):
+        return False                                    # d04d5882cd67 (console_owner is left as it is)
+    await raw_spin_lock(k.console_owner_lock)
+    waiter = await READ_ONCE(k.console_waiter)
+    await WRITE_ONCE(k.console_owner, UNLOCKED)
+    await raw_spin_unlock(k.console_owner_lock)
+    if not waiter:
+        return False
+    await WRITE_ONCE(k.console_waiter, False)
+    return True
+
+
+# --- printing -------------------------------------------------------------------------------
+
+@seq_locals("seq", "r")
+@cpu_locals(plain=("dropped", "seq", "r", "n"))
+async def console_read_next(k, seq: int):
+    """`prb_read_valid(prb, seq, &r)` plus the gap check every shape makes: the
+    record to print (None if there is none), counting a gap as dropped and,
+    with 13fb0f74d702, setting `suppress_panic_printk` on the 12th gap seen
+    during a panic."""
+    r = await prb_read_valid(k, seq, skip_non_finalized=await _skip_non_finalized(k))
+    if r is None:
+        return None
+    if r.seq != seq:
+        dropped = await READ_ONCE(k.console_dropped)
+        await WRITE_ONCE(k.console_dropped, dropped + r.seq - seq)
+        await WRITE_ONCE(k.console_seq, r.seq)
+        if k.config.has("printk_suppress_panic_printk") and await panic_in_progress(k):
+            n = await READ_ONCE(k.panic_console_dropped)
+            await WRITE_ONCE(k.panic_console_dropped, n + 1)
+            if n > 10:                                  # panic_console_dropped++ > 10
+                await WRITE_ONCE(k.suppress_panic_printk, 1)
+                if not await READ_ONCE(k.too_many_dropped_warned):   # pr_warn_once()
+                    await WRITE_ONCE(k.too_many_dropped_warned, True)
+                    k.mark("suppress_panic_printk", ktime_get_ns())
+                    await printk(k, TOO_MANY_DROPPED)
+    return r
+
+
+async def _skip_non_finalized(k) -> bool:
+    """b1c4c67a5e90 (6.9): the panic CPU passes over a record a stopped CPU
+    never finalized."""
+    if not k.config.has("prb_skip_non_finalized_in_panic"):
+        return False
+    return await READ_ONCE(k.panic_cpu) == smp_processor_id()
+
+
+@cpu_locals(plain=("dropped", "ts_ns", "r"))
+async def call_console_driver(k, r) -> None:
+    """The console's `write()` for one record, after the dropped notice if
+    the console found a gap (6.1's `dropped_text`, 5.17's prefix in `text`)."""
+    dropped = await READ_ONCE(k.console_dropped)
+    if dropped:
+        await WRITE_ONCE(k.console_dropped, 0)
+        k.dropped_notices.append((ktime_get_ns(), dropped))
+        await uart_write(dropped_notice(dropped))
+    ts_ns = k.log[r.seq][0]
+    await uart_write(f"[{ts_ns // 1_000_000_000:5d}.{ts_ns // 1000 % 1_000_000:06d}] {r.text}")
+    if r.text.startswith(PANIC_END_PREFIX):
+        k.mark("panic_end", ktime_get_ns())
+        k.ghost_add("end_printed", smp_processor_id())
+
+
 async def console_unlock(k) -> None:
-    """Print every pending record, release console_sem, and retry if more came."""
-    while True:
-        while True:
+    """Print every pending record, release console_sem, retry if more came."""
+    if k.config.has("printk_rework_printing_logic"):
+        await console_unlock_flush_all(k)
+    else:
+        await console_unlock_5_17(k)
+
+
+@seq_locals("seq", "next_seq", "r")
+@cpu_locals(plain=("flags", "seq", "next_seq", "handover", "r"))
+async def console_unlock_5_17(k) -> None:
+    """5.17's `console_unlock()` (5.18 adds 8ebc476fd51e's two checks)."""
+    while True:                                         # again:
+        while True:                                     # for (;;)
             seq = await READ_ONCE(k.console_seq)
-            if seq >= await READ_ONCE(k.log_next_seq):
+            r = await console_read_next(k, seq)
+            if r is None:
                 break
-            await call_console_driver(k, seq)
-            await WRITE_ONCE(k.console_seq, seq + 1)
-        await WRITE_ONCE(k.console_sem, 0)      # up_console_sem()
-        if await READ_ONCE(k.console_seq) >= await READ_ONCE(k.log_next_seq):
+            await WRITE_ONCE(k.console_seq, r.seq + 1)  # console_seq++ before the driver, as 5.17 does
+            flags = await local_irq_save()              # printk_safe_enter_irqsave()
+            await console_lock_spinning_enable(k)
+            await call_console_driver(k, r)
+            handover = await console_lock_spinning_disable_and_check(k)
+            await local_irq_restore(flags)
+            if handover:
+                return
+            if k.config.has("printk_drop_console_sem_in_panic") and await other_cpu_in_panic(k):
+                break                                   # 8ebc476fd51e: abandon_console_lock_in_panic()
+        next_seq = await READ_ONCE(k.console_seq)
+        await up(k.console_sem)                         # console_locked = 0; up_console_sem()
+        if await prb_read_valid(k, next_seq) is None:
+            return
+        if k.config.has("printk_drop_console_sem_in_panic") and await other_cpu_in_panic(k):
             return
         if not await console_trylock(k):
             return
 
 
-@cpu_locals(cpu=("_",), plain=("seq", "ts_ns"))
-async def call_console_driver(k, seq: int) -> None:
-    ts_ns, _, text = k.log[seq]
-    line = f"[{ts_ns // 1_000_000_000:5d}.{ts_ns // 1000 % 1_000_000:06d}] {text}"
-    await uart_write(line)
-    if text.startswith("---[ end Kernel panic"):
-        k.mark("panic_end", ktime_get_ns())
+@seq_locals("next_seq")
+@cpu_locals(plain=("flushed", "next_seq", "handover"))
+async def console_unlock_flush_all(k) -> None:
+    """6.1's `console_unlock()`: flush, unlock, and retry only when all was
+    flushed and a record came after."""
+    while True:
+        flushed, next_seq, handover = await console_flush_all(k)
+        if not handover:
+            await up(k.console_sem)                     # __console_unlock()
+        if not flushed:
+            return
+        if await prb_read_valid(k, next_seq) is None:
+            return
+        if not await console_trylock(k):
+            return
+
+
+@seq_locals("next_seq", "seq")
+@cpu_locals(plain=("progress", "handover", "next_seq", "seq"))
+async def console_flush_all(k) -> tuple[bool, int, bool]:
+    """One record per pass of the (single) console until a pass makes no
+    progress; (flushed, next_seq, handover)."""
+    next_seq = 0
+    while True:
+        progress, handover = await console_emit_next_record(k)
+        if handover:
+            return False, next_seq, True
+        seq = await READ_ONCE(k.console_seq)
+        next_seq = max(next_seq, seq)
+        if not progress:
+            return True, next_seq, False
+        if k.config.has("printk_drop_console_sem_in_panic") and await other_cpu_in_panic(k):
+            return False, next_seq, False               # "Allow panic_cpu to take over the consoles safely"
+
+
+@seq_locals("seq", "r")
+@cpu_locals(plain=("flags", "seq", "handover", "r"))
+async def console_emit_next_record(k) -> tuple[bool, bool]:
+    """(progress, handover): print the console's next record, if any."""
+    seq = await READ_ONCE(k.console_seq)
+    r = await console_read_next(k, seq)
+    if r is None:
+        return False, False
+    flags = await local_irq_save()                      # printk_safe_enter_irqsave()
+    await console_lock_spinning_enable(k)
+    await call_console_driver(k, r)
+    await WRITE_ONCE(k.console_seq, r.seq + 1)          # con->seq++ after the driver
+    handover = await console_lock_spinning_disable_and_check(k)
+    await local_irq_restore(flags)
+    return True, handover
 
 
 async def console_flush_on_panic(k) -> None:
-    """Print what is pending whoever holds console_sem (the holder may be stopped)."""
-    await WRITE_ONCE(k.console_sem, 1)
+    """Print what is pending whoever holds console_sem (its holder may be
+    stopped). Before eacb04ff3c5b (6.6) by taking the lock if it can and
+    unlocking it regardless; after, with `console_flush_all()` alone."""
+    if k.config.has("printk_flush_on_panic_without_console_lock"):
+        await console_flush_all(k)
+        return
+    await console_trylock(k)                            # the result is ignored
     await console_unlock(k)

@@ -52,7 +52,7 @@ class Machine:
     """CPUs, memory, interrupts and console of one run."""
 
     def __init__(self, profile, ncpus: int, *, record_timeline: bool = True,
-                 pvpanic: str | None = None) -> None:
+                 pvpanic: str | None = None, jitter=None) -> None:
         if ncpus < 1:
             raise ValueError("a machine needs at least one CPU")
         self.profile = profile
@@ -68,6 +68,9 @@ class Machine:
         self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
         self._costs: dict[str, int] = {}
         self._done: dict[str, Done] = {}
+        # `machine.jitter.Jitter`: its keys are drawn afresh at each use
+        # (campaigns); every other cost is the profile's, cached.
+        self.jitter = jitter
         self._vectors: dict[str, tuple[int, Handler]] = {}
         self._nmi_handler: Handler | None = None
         self.record_timeline = record_timeline
@@ -105,7 +108,11 @@ class Machine:
         try:
             return self._costs[key]
         except KeyError:
-            v = self._costs[key] = self.profile.cost_ns(key)
+            v = self.profile.cost_ns(key)
+            jitter = self.jitter
+            if jitter is not None and key in jitter.keys:
+                return jitter.draw(v)
+            self._costs[key] = v
             return v
 
     def done(self, key: str) -> Done:
@@ -113,6 +120,8 @@ class Machine:
         try:
             return self._done[key]
         except KeyError:
+            if self.jitter is not None and key in self.jitter.keys:
+                return Done(None, self.cost_ns(key))
             d = self._done[key] = Done(None, self.cost_ns(key))
             return d
 

@@ -93,6 +93,8 @@ _KEYS: tuple[_Key, ...] = (
     # way: the explorer's timed mode (haltlab.engine.timing) turns each cost c
     # into the interval [c - t*c, c + t*c]. Only the explorer reads it.
     _Key("timing_tolerance", "costs", "fraction", optional=True),
+    # S2's flood: user space and the write() syscall around each record (scenarios/printk_flood.py).
+    _Key("devkmsg_user_ns", "costs", "time", optional=True),
     _Key("vm_exit_roundtrip_ns", "hypervisor", "time"),
     _Key("halt_wakeup_ns", "hypervisor", "time"),
     _Key("halt_poll_ns", "hypervisor", "time"),
@@ -106,6 +108,9 @@ _KEYS: tuple[_Key, ...] = (
     # end-of-panic line for a sysrq crash: the console time of a panic depends on it.
     _Key("panic_console_lines", "kernel", "number", positive=True),
     _Key("panic_console_chars", "kernel", "number", positive=True),
+    # CONFIG_LOG_BUF_SHIFT: printk's ring buffer is 2^shift bytes (kernel/printk_ringbuffer.py);
+    # absent, the kernel model takes init/Kconfig's default, 17.
+    _Key("log_buf_shift", "kernel", "number", positive=True, optional=True),
 )
 KEYS: Mapping[str, _Key] = MappingProxyType({k.name: k for k in _KEYS})
 _HEADER_KEYS = ("name", "description", "arch", "kind")
