@@ -32,6 +32,10 @@ class KernelConfig:
     # Lines dump_stack() prints; None sizes the whole panic output from the
     # profile's measured panic_console_lines/chars (the explorer uses 0).
     dump_stack_lines: int | None = None
+    # With a fixed-size dump the arch's panic notifier prints nothing unless
+    # this is set (the printk-flood explorer keeps that line: it is printed
+    # after the stop, where S2's deadlock happens).
+    notifier_lines: bool = False
     pseudo_nmi: bool = False            # arm64: irqchip.gicv3_pseudo_nmi=1
     smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
     # CONFIG_LOG_BUF_SHIFT; None takes the profile's log_buf_shift. The

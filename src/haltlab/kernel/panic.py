@@ -134,7 +134,7 @@ async def atomic_notifier_call_chain_panic(k) -> None:
     if k.machine.pvpanic is not None:
         k.mark("pvpanic", ktime_get_ns())
         await pvpanic_event("PVPANIC_PANICKED")                       # pvpanic_panic_notify()
-    if k.config.dump_stack_lines is None:      # a fixed-size dump prints only its own lines
+    if k.config.dump_stack_lines is None or k.config.notifier_lines:   # a fixed-size dump: only if asked
         for text in k.arch.PANIC_NOTIFIER_LINES:                       # the arch's notifier
             await printk(k, text)
 

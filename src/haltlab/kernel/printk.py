@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
-    READ_ONCE, WRITE_ONCE, local_irq_restore, local_irq_save, ndelay, spin_until, uart_write,
+    READ_ONCE, WRITE_ONCE, atomic_add_return, local_irq_restore, local_irq_save, ndelay, spin_until, uart_write,
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
@@ -192,8 +192,8 @@ async def console_lock_spinning_disable_and_check(k) -> bool:
 
 # --- printing -------------------------------------------------------------------------------
 
-@seq_locals("seq", "r")
-@cpu_locals(plain=("dropped", "seq", "r", "n"))
+@seq_locals("seq", "r", dropped=("dropped",))
+@cpu_locals(plain=("dropped", "seq", "r", "fire"))
 async def console_read_next(k, seq: int):
     """`prb_read_valid(prb, seq, &r)` plus the gap check every shape makes: the
     record to print (None if there is none), counting a gap as dropped and,
@@ -207,9 +207,11 @@ async def console_read_next(k, seq: int):
         await WRITE_ONCE(k.console_dropped, dropped + r.seq - seq)
         await WRITE_ONCE(k.console_seq, r.seq)
         if k.config.has("printk_suppress_panic_printk") and await panic_in_progress(k):
-            n = await READ_ONCE(k.panic_console_dropped)
-            await WRITE_ONCE(k.panic_console_dropped, n + 1)
-            if n > 10:                                  # panic_console_dropped++ > 10
+            # panic_console_dropped++ > 10: the old value, so the 12th gap fires.
+            # (A plain static int in the kernel; only the console_sem holder
+            # touches it, so one read-modify-write step is the same.)
+            fire = await atomic_add_return(k.panic_console_dropped, 1) - 1 > 10
+            if fire:
                 await WRITE_ONCE(k.suppress_panic_printk, 1)
                 if not await READ_ONCE(k.too_many_dropped_warned):   # pr_warn_once()
                     await WRITE_ONCE(k.too_many_dropped_warned, True)
@@ -226,6 +228,7 @@ async def _skip_non_finalized(k) -> bool:
     return await READ_ONCE(k.panic_cpu) == smp_processor_id()
 
 
+@seq_locals("r", dropped=("dropped",))
 @cpu_locals(plain=("dropped", "ts_ns", "r"))
 async def call_console_driver(k, r) -> None:
     """The console's `write()` for one record, after the dropped notice if

@@ -53,13 +53,16 @@ RESERVED, FINALIZED = "reserved", "finalized"
 
 
 _SEQ_LOCALS: dict[str, frozenset[str]] = {}
+_DROPPED_LOCALS: dict[str, frozenset[str]] = {}
 
 
-def seq_locals(*names: str):
-    """Declare which locals of a coroutine hold sequence numbers (for
-    `SeqWindow`), by qualified name as `engine.symmetry.cpu_locals` does."""
+def seq_locals(*names: str, dropped: tuple[str, ...] = ()):
+    """Declare which locals of a coroutine hold sequence numbers (records
+    too), and which hold a dropped-record count, for `SeqWindow`; by qualified
+    name, as `engine.symmetry.cpu_locals` does."""
     def register(fn):
         _SEQ_LOCALS[fn.__code__.co_qualname] = frozenset(names)
+        _DROPPED_LOCALS[fn.__code__.co_qualname] = frozenset(dropped)
         return fn
     return register
 
@@ -175,14 +178,22 @@ async def prb_next_seq(k) -> int:
 class SeqWindow:
     """The explorer's view of sequence numbers: each one held anywhere (the
     ring's records, the console's position, a local) is replaced by its
-    distance from the ring's tail, and every one behind the tail by -1.
+    distance from the ring's tail; a position behind the tail by -1, and a
+    record a reader holds (`RingRecord`) by -1 when it is just behind the tail
+    and -2 when further.
 
     Why that loses nothing the properties see: printk's code uses sequence
     numbers only to compare them with each other and with the ring's records,
-    and to count a gap; all of that depends on distances, and a reader behind
-    the tail reads the tail's record whatever its distance. The one thing that
+    to count a gap, and once to add one (the reader's position becomes the
+    printed record's + 1); all of that depends on distances, a reader behind
+    the tail reads the tail's record whatever its distance, and the + 1 lands
+    on the tail exactly when the record was just behind it. No other
+    arithmetic happens on a position, so the abstract successor of a state is
+    the same whichever concrete state stands for it (tests/kernel/
+    test_printk_abstraction.py walks random runs to check that). The one thing that
     differs between two merged states is the N of a "** N printk messages
-    dropped **" notice (`dropped_vars`, kept as 0 or 1 here), which changes the
+    dropped **" notice (`dropped_vars` and the locals `seq_locals(dropped=...)` names, kept as 0
+    or 1 here), which changes the
     length of one notice line by a few digits: untimed, nothing depends on a
     length; timed, docs/design.md says so as a declared approximation.
     `saturate` maps counters that only a comparison reads to their last
@@ -205,11 +216,22 @@ class SeqWindow:
         def rel(s):
             return s - base if s >= base else -1
 
+        def rel_record(s):
+            # A record being printed can fall behind the tail while it is:
+            # one behind (its successor is the tail) and further behind differ,
+            # since the reader then sets its position to the record's + 1.
+            return s - base if s >= base - 1 else -2
+
         def memory(name, value):
             if name == self.ring_var:
-                return (value.data_bytes, value.descs, rel(value.next_seq), value.head_lpos % value.data_bytes,
-                        tuple((rel(r.seq), r.begin_lpos % value.data_bytes, r.next_lpos - r.begin_lpos,
-                               r.state, r.text) for r in value.records))
+                # Logical positions only matter as differences and modulo the
+                # ring's size (where a block would wrap): relative to the
+                # oldest block's start, plus where that start sits in the ring.
+                lbase = value.records[0].begin_lpos if value.records else value.head_lpos
+                return (value.data_bytes, value.descs, rel(value.next_seq), lbase % value.data_bytes,
+                        value.head_lpos - lbase,
+                        tuple((rel(r.seq), r.begin_lpos - lbase, r.next_lpos - lbase, r.state, r.text)
+                              for r in value.records))
             if name in self.seq_vars:
                 return rel(value)
             if name in self.dropped_vars:
@@ -221,10 +243,14 @@ class SeqWindow:
 
         def local(qualname, var, value):
             names = _SEQ_LOCALS.get(qualname)
-            if names is None or var not in names:
+            if names is None:
+                return value
+            if var in _DROPPED_LOCALS[qualname]:
+                return min(value, 1)
+            if var not in names:
                 return value
             if type(value) is tuple and value and value[0] == "record":
-                return ("record", rel(value[1]), *value[2:])
+                return ("record", rel_record(value[1]), *value[2:])
             if type(value) is int:
                 return rel(value)
             return value
