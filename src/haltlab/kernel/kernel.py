@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from haltlab.engine.memory import cpumask_of
 from haltlab.engine.symmetry import CPU, CPUMASK, PLAIN, Items, SetOf
+from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.policies import Policies
 
@@ -31,10 +32,29 @@ class KernelConfig:
     dump_stack_lines: int | None = None
     pseudo_nmi: bool = False            # arm64: irqchip.gicv3_pseudo_nmi=1
     smp_no_nmi_ipi: bool = False        # x86 boot option nonmi_ipi
+    # A crash kernel is loaded (`kexec -p`, so kexec_crash_image is set), and the
+    # boot option crash_kexec_post_notifiers (kernel/crash_core.py).
+    kdump: bool = False
+    crash_kexec_post_notifiers: bool = False
+    # arm64: CONFIG_HOTPLUG_CPU with a cpu_die method (PSCI CPU_OFF), which a
+    # crash-stopped CPU calls before its park loop; False: spin-table firmware.
+    hotplug_cpu: bool = True
     policies: Policies = field(default_factory=Policies)
 
     def __post_init__(self) -> None:
         commit_set(self.version, "version")    # refuse an unknown preset now, not mid-run
+        for name in ("kdump", "crash_kexec_post_notifiers", "hotplug_cpu"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "must be true or false")
+
+    @property
+    def crash_stop_possible(self) -> bool:
+        """Whether panic() can take a crash stop path (`crash_smp_send_stop()`):
+        with a crash kernel loaded, or with post-notifiers (then panic() calls it
+        instead of `smp_send_stop()`, kernel/panic.c). Pure configuration, so the
+        runs without either keep the schedule points they had before the crash
+        paths were modelled (the handlers test it before any crash variable)."""
+        return self.kdump or self.crash_kexec_post_notifiers
 
     @property
     def commits(self) -> frozenset[str]:
@@ -62,6 +82,17 @@ class Kernel:
         self.stop_in_progress = mem.var("stop_in_progress", 0, kind=PLAIN)
         self.nmi_stop_registered = mem.var("nmi_stop_registered", False, kind=PLAIN)
         self.suppress_printk = mem.var("suppress_printk", 0, kind=PLAIN)
+        # The crash stop (kernel/crash_core.py; x86 arch/x86/kernel/reboot.c and
+        # crash.c, arm64 arch/arm64/kernel/smp.c). `cpus_stopped` is the static
+        # once-only flag of crash_smp_send_stop() (x86; arm64 before 6.12),
+        # `crash_stop` arm64's since 6.12; `emerg_handler` says whether
+        # crash_nmi_callback() is installed as x86's emergency NMI handler.
+        self.cpus_stopped = mem.var("cpus_stopped", 0, kind=PLAIN)
+        self.crash_stop = mem.var("crash_stop", 0, kind=PLAIN)
+        self.crashing_cpu = mem.var("crashing_cpu", -1, kind=CPU)
+        self.waiting_for_crash_ipi = mem.var("waiting_for_crash_ipi", 0, kind=PLAIN)
+        self.crash_ipi_issued = mem.var("crash_ipi_issued", 0, kind=PLAIN)
+        self.emerg_handler = mem.var("emerg_handler", False, kind=PLAIN)
         # printk: the ring buffer's next sequence number, the console's position,
         # and console_sem as a simple binary semaphore.
         self.log_next_seq = mem.var("log_next_seq", 0, kind=PLAIN)
