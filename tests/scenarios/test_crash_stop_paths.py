@@ -239,3 +239,20 @@ def test_crash_fields_must_be_booleans(field):
         with pytest.raises(ConfigError) as e:
             PanicConfig(**{field: 1}).validate(4)
         assert e.value.field == field
+
+
+@pytest.mark.parametrize("profile", ["kvm-x86", ARM])
+@pytest.mark.parametrize("kernel", ["v7.1", "v6.1"])
+def test_the_explorer_can_take_the_crash_kexec_as_its_goal(monkeypatch, profile, kernel):
+    """Every interleaving of a panic race with a crash kernel loaded ends in the
+    kdump kernel: a run that stops short of the ghost fact `crash_kexec` (its
+    goal) would be a deadlock. Symmetry and POR on, so the crash paths' locals
+    and footprints are declared."""
+    import haltlab.scenarios.panic_race as race
+    from haltlab.checks.properties import check, never_deadlock
+
+    monkeypatch.setattr(race, "KernelConfig", functools.partial(KernelConfig, kdump=True))
+    cfg = race.PanicRaceConfig(profile=profile, cpus=2, kernel=kernel)
+    outcome = check(lambda: race.make_run(cfg), [never_deadlock()], reduce="all",
+                    goal=lambda run: bool(run.kernel.ghost.get("crash_kexec")))
+    assert outcome.verdict == "ok" and not outcome.exploration.truncated

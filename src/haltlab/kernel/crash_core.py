@@ -5,7 +5,9 @@ With a crash kernel loaded (`kexec -p`, `KernelConfig.kdump`), `__crash_kexec()`
 shuts the machine down for the crash kernel (`machine_crash_shutdown()`, the
 arch's: it stops the other CPUs with `crash_smp_send_stop()`) and jumps into it
 (`machine_kexec()`): the run of this kernel ends there, with the mark
-`crash_kexec` ("panic finished: the kdump kernel runs"). `panic()` calls it
+`crash_kexec` ("panic finished: the kdump kernel runs") and the ghost fact of
+the same name, which an explorer's goal can read (marks are not state).
+`panic()` calls it
 before the stop, or after the notifiers with `crash_kexec_post_notifiers`.
 
 Abridged: no `kexec_trylock()` (nothing else takes kexec_lock in these runs:
@@ -33,6 +35,7 @@ async def __crash_kexec(k) -> None:
         return
     await k.arch.machine_crash_shutdown(k)
     k.mark("crash_kexec", ktime_get_ns())       # machine_kexec() entered: the kdump kernel is next
+    k.ghost_add("crash_kexec", smp_processor_id())   # the same, as state: an explorer's goal
     await k.arch.machine_kexec(k)
 
 

@@ -97,6 +97,7 @@ def ipi_should_be_nmi(k, ipinr: int) -> bool:
     return k.config.has("arm64_stop_ipis_try_nmi") and ipinr in (IPI_CPU_STOP, IPI_CPU_CRASH_STOP)
 
 
+@cpu_locals(cpumask=("mask",), plain=("ipinr",))
 async def smp_cross_call(k, mask: int, ipinr: int) -> None:
     if ipi_should_be_nmi(k, ipinr):
         await send_NMI_mask(mask)
@@ -104,6 +105,7 @@ async def smp_cross_call(k, mask: int, ipinr: int) -> None:
         await send_IPI_mask(mask, _IPI_NAMES[ipinr])
 
 
+@cpu_locals(plain=("ipinr",))
 async def do_handle_IPI(k, ipinr: int) -> None:
     """The stop cases of `do_handle_IPI()`: since v6.12 both stop IPIs run the
     crash stop once `crash_stop` is set (read only in runs that can set it,
