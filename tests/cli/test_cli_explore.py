@@ -71,3 +71,21 @@ def test_explore_progress_in_a_log_has_states_rate_and_stack_depth(monkeypatch):
     assert max(depths[:-1]) > 0                     # mid-search, the stack holds the frontier
     assert progress[-1].endswith(", done)") and "stack depth 0" in progress[-1]
     assert '"verdict": "ok"' in result.stdout
+
+
+def test_same_named_arch_functions_resolve_to_the_runs_arch():
+    """x86 and arm64 define the same entry points (panic_smp_self_stop,
+    crash_smp_send_stop, ...); a trace's `function:line` names no file, so the
+    run's arch picks the module when both ranges hold the line."""
+    from haltlab.kernel.arch import arm64, x86_crash
+    modules = {"x86_64": (x86, x86_crash), "arm64": (arm64,)}
+    shared = {"panic_smp_self_stop", "smp_send_stop", "setup_irqs", "crash_smp_send_stop",
+              "machine_crash_shutdown", "machine_kexec"}
+    for arch, mods in modules.items():
+        for name in shared:
+            fn = next(getattr(m, name) for m in mods if name in vars(m) and vars(m)[name].__module__ == m.__name__)
+            lines, first = inspect.getsourcelines(fn)
+            for line in range(first, first + len(lines)):
+                loc = kernel_location(name, line, arch)
+                assert loc is not None and loc.model_file.endswith(fn.__module__.rsplit(".", 1)[1] + ".py"), \
+                    (arch, name, line, loc)

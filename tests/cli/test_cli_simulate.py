@@ -136,3 +136,31 @@ def test_panic_timeout_reports_the_reboot():
     assert 1_000_000_000 <= r["reboot_after_ns"] < 1_100_000_000
     result = run("--panic-timeout", "1")
     assert "reboot after" in result.stdout
+
+
+@pytest.mark.parametrize("flags, kdump, post", [
+    ((), False, False), (("--no-kdump",), False, False), (("--kdump",), True, False),
+    (("--kdump", "--post-notifiers"), True, True), (("--post-notifiers",), False, True)])
+def test_kdump_flags_reach_the_run_and_its_json(flags, kdump, post):
+    r = run_json("--cpus", "2", "--observe", "0.1", *flags)
+    assert (r["config"]["kdump"], r["config"]["crash_kexec_post_notifiers"]) == (kdump, post)
+    if kdump:       # the result times the crash kexec instead of the end line
+        assert r["outcome"] == "crash-kexec" and r["time_to_end_ns"] is None
+        assert r["crash_kexec_after_ns"] == r["marks_ns"]["crash_kexec"] - r["marks_ns"]["panic_entry"]
+    else:
+        assert r["outcome"] == "panicked-and-finished" and r["crash_kexec_after_ns"] is None
+
+
+def test_kdump_table_shows_the_crash_kexec_time():
+    result = run("--cpus", "2", "--kdump", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "panic() entry to machine_kexec() (kdump kernel)" in result.stdout
+    assert "end Kernel panic" not in result.stdout
+    assert "bare metal" not in result.stdout        # a guest whose run ended in the kdump kernel
+
+
+@pytest.mark.parametrize("field, flag", [("kdump", "--kdump"), ("crash_kexec_post_notifiers", "--post-notifiers")])
+def test_a_crash_field_error_names_its_flag(field, flag):
+    from haltlab.cli.options import render_config_error
+    from haltlab.errors import ConfigError
+    assert render_config_error(ConfigError(field, "yes", "must be true or false")).startswith(f"{flag} yes")

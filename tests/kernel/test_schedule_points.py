@@ -126,3 +126,31 @@ def test_pre_6_5_stop_loser_returns_after_the_cmpxchg(kvm):
         "READ_ONCE(cpu_online_mask)", "atomic_try_cmpxchg(stopping_cpu)"]
     assert run.strands[0].status == "done" and not run.inflight
     assert k.machine.cpus[0].apic_enabled is True
+
+
+# --- the crash stop: x86 crash_smp_send_stop() and crash_nmi_callback() -----------------
+
+_KDUMP = KernelConfig(version="v7.1", kdump=True)
+
+
+def test_x86_crash_stop_windows_and_its_once_only_guard(kvm):
+    from haltlab.kernel.arch.x86_crash import crash_nmi_callback, crash_smp_send_stop
+    run, k = run_alone(kvm, crash_smp_send_stop, config=_KDUMP)
+    # The handler is installed before the NMI goes out, and the counter set
+    # before both: a CPU taking the NMI finds crash_nmi_callback() and a count.
+    # (CPU1 never runs here, so CPU0 stays in the wait for its count.)
+    assert [op.describe() for op in run.ops if op.branch] == [
+        "READ_ONCE(cpus_stopped)", "READ_ONCE(crash_ipi_issued)", "WRITE_ONCE(crashing_cpu)",
+        "READ_ONCE(cpu_online_mask)", "WRITE_ONCE(waiting_for_crash_ipi)", "WRITE_ONCE(emerg_handler)",
+        "send_IPI_mask", "WRITE_ONCE(crash_ipi_issued)", "READ_ONCE(waiting_for_crash_ipi)",
+        "mdelay(1)", "spin_until(atomic_read(&waiting_for_crash_ipi) == 0)"]
+    assert run.strands[0].status == "waiting" and k.waiting_for_crash_ipi.value == 1
+    again, _ = run_alone(kvm, crash_smp_send_stop, config=_KDUMP,
+                         setup=lambda k: k.machine.memory.store(k.cpus_stopped, 1))
+    assert [op.describe() for op in again.ops if op.branch] == ["READ_ONCE(cpus_stopped)"]
+    # The receiver: its count is its only shared write, and then it halts.
+    cb, k = run_alone(kvm, crash_nmi_callback, config=_KDUMP, cpu=1,
+                      setup=lambda k: k.machine.memory.store(k.waiting_for_crash_ipi, 1))
+    assert _writes(cb.ops) == ["atomic_add_return(waiting_for_crash_ipi)"]
+    assert [op.describe() for op in cb.ops][-1] == "native_halt"
+    assert k.waiting_for_crash_ipi.value == 0 and k.machine.cpus[1].apic_enabled is False

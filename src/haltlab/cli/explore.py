@@ -146,10 +146,15 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumpt
     v = ex.violation
     t.notes += [f"violation: {v.message}",
                 f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}",
-                *trace_lines(v.trace), "replay with:", result["violation"]["replay"]]
+                *trace_lines(v.trace, _arch(cfg)), "replay with:", result["violation"]["replay"]]
     if fmt == "table":
         t.cell_styles[(0, 0)] = "bold red"
     print_tables([t], fmt, out)
+
+
+def _arch(cfg: PanicRaceConfig) -> str:
+    from haltlab.machine.profile import load_profile
+    return load_profile(cfg.profile).arch
 
 
 @click.group()
@@ -192,7 +197,7 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolera
         except DriverError as e:
             raise UserError(f"--cycle {cycle}: {e}") from None
     out = console()
-    out.print(trace_text(run.driver.trace), soft_wrap=True)
+    out.print(trace_text(run.driver.trace, run.machine.profile.arch), soft_wrap=True)
     out.print(Text(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}"))
     if check_determinism:
         out.print(f"determinism: {len(parsed)} steps replayed twice, fingerprints equal at every step")

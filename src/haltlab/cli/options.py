@@ -88,6 +88,8 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "delay_min_s": ("--delay-min", None),
     "delay_max_s": ("--delay-max", None),
     "line_len": ("--line-len", None),
+    "kdump": ("--kdump", None),
+    "crash_kexec_post_notifiers": ("--post-notifiers", None),
 }
 
 
@@ -222,3 +224,17 @@ def observe_option(default: float, help: str) -> Callable:
 
 def seed_option(help: str = "Seed of the run.") -> Callable:
     return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
+__all__ += ["crash_options"]
+
+
+def crash_options(f: Callable) -> Callable:
+    """`--kdump/--no-kdump` (a crash kernel loaded with `kexec -p`; default none)
+    and `--post-notifiers` (the boot option `crash_kexec_post_notifiers`), as the
+    command's `kdump` and `crash_kexec_post_notifiers` arguments."""
+    f = click.option("--post-notifiers", "crash_kexec_post_notifiers", is_flag=True,
+                     help="Boot with crash_kexec_post_notifiers: the panic notifiers run before the "
+                          "crash kexec, and the other CPUs are stopped with crash_smp_send_stop().")(f)
+    return click.option("--kdump/--no-kdump", "kdump", default=False, show_default=True,
+                        help="A crash kernel is loaded (kexec -p): panic() ends in it.")(f)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from haltlab.cli.console import console
-from haltlab.cli.options import (cpus_option, format_option, kernel_preset_option, observe_option,
-                                 out_dir_option, profile_option, seconds_to_ns, seed_option)
+from haltlab.cli.options import (cpus_option, crash_options, format_option, kernel_preset_option,
+                                 observe_option, out_dir_option, profile_option, seconds_to_ns, seed_option)
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
@@ -40,12 +40,13 @@ def simulate() -> None:
               metavar="S", help="panic= boot parameter: reboot after S seconds (0: never).")
 @click.option("--panic-cpu", type=int, default=0, show_default=True,
               help="The CPU that triggers the panic (sysrq-c).")
+@crash_options
 @format_option
 @out_dir_option("--trace", "trace_dir",
                 help="Write dmesg.txt, console.txt, interrupts.txt, timeline.png, timeline.json, "
                      "report.html and result.json, as one set.")
 def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
-                   panic_timeout_s, panic_cpu, fmt, trace_dir) -> None:
+                   panic_timeout_s, panic_cpu, kdump, crash_kexec_post_notifiers, fmt, trace_dir) -> None:
     """One CPU panics (sysrq-c); what do the machine and, for a guest, the host see?"""
     from haltlab.report._files import check_set_dir, write_files
     from haltlab.report.trace import trace_files
@@ -58,7 +59,8 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
         check_set_dir(trace_dir, "--trace", TRACE_NAMES)
     cfg = PanicConfig(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                       observe_ns=seconds_to_ns(observe_s, "--observe"), seed=seed,
-                      kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu)
+                      kernel=kernel, panic_timeout_s=panic_timeout_s, panic_cpu=panic_cpu,
+                      kdump=kdump, crash_kexec_post_notifiers=crash_kexec_post_notifiers)
     machine = load_profile(profile)             # a bad profile fails here, before the run
     cfg.validate(cpus if cpus is not None else int(machine.get("cpus")))
     trace = simulate_panic(cfg, machine)

@@ -47,7 +47,7 @@ __all__ = [
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
-    "pvpanic_event", "emergency_restart", "Hardware", "Outcome",
+    "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "Hardware", "Outcome",
     "Footprint", "Shared", "Inflight", "Local", "Ghost", "Device", "CONSOLE", "WHOLE_MACHINE", "cond_footprint",
 ]
 
@@ -438,6 +438,8 @@ class Hardware(Protocol):
     def send_IPI_mask(self, cpu: int, mask: int, vector: str) -> Outcome: ...
     def pvpanic_event(self, cpu: int, event: str) -> Outcome: ...
     def emergency_restart(self, cpu: int, reason: str) -> Outcome: ...
+    def relocate_kernel(self, cpu: int, image: str) -> Outcome: ...
+    def cpu_off(self, cpu: int) -> Outcome: ...
 
 
 class _LocalOp(Op):
@@ -650,3 +652,46 @@ class _EmergencyRestart(Op):
 
 def emergency_restart(reason: str = "emergency_restart") -> Op:
     return _EmergencyRestart(reason)
+
+
+class _RelocateKernel(Op):
+    """Whole-machine: the jump into the loaded kernel ends this kernel's run
+    (footprint `WHOLE_MACHINE`, the default, as for a reset)."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.relocate_kernel(cpu, self.image)
+
+    def describe(self) -> str:
+        return f"relocate_kernel({self.image})"
+
+
+def relocate_kernel(image: str = "kexec_crash_image") -> Op:
+    """The last step of `machine_kexec()`: jump to the kernel `kexec` loaded
+    (x86 `relocate_kernel()`, arm64 `cpu_soft_restart()` or `kernel_reloc()`).
+    Never returns: the run of this kernel ends there."""
+    return _RelocateKernel(image)
+
+
+class _PsciCpuOff(Op):
+    """This CPU leaves the machine. Conservative footprint (the default): an
+    interrupt on its way to a CPU that is gone is dropped, so the op touches
+    more than the CPU's own state."""
+
+    __slots__ = ()
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.cpu_off(cpu)
+
+    def describe(self) -> str:
+        return "psci_cpu_off"
+
+
+def psci_cpu_off() -> Op:
+    """PSCI CPU_OFF (`psci_cpu_die()` -> `psci_ops.cpu_off()`): the firmware
+    powers the calling CPU down. Never returns."""
+    return _PsciCpuOff()

@@ -99,12 +99,19 @@ COMMITS = {c.key: c for c in (
     Commit("arm64_stop_irq_then_nmi",
            '"arm64: smp: smp_send_stop() and crash_smp_send_stop() should try non-NMI first" (in v6.12)',
            "arm64 sends IPI_CPU_STOP, waits 1 s, then IPI_CPU_STOP_NMI for 10 ms"),
+    Commit("arm64_stop_ipis_try_nmi",
+           'Linux kernel commit d7402513c935 ("arm64: smp: IPI_CPU_STOP and IPI_CPU_CRASH_STOP should try '
+           'for NMI") (in v6.7)',
+           "with pseudo-NMIs arm64 sends IPI_CPU_STOP and IPI_CPU_CRASH_STOP as pseudo-NMIs, so a CPU with "
+           "interrupts masked is stopped at once; arm64_stop_irq_then_nmi (v6.12) supersedes it (first "
+           "release inferred: the series was applied in September 2023, kernel-facts §4.1)"),
 )}
 
 _V5_17 = frozenset({"printk_console_owner_handover"})
 _V5_18 = _V5_17 | {"printk_no_spin_in_panic", "printk_suppress_panic_printk", "printk_drop_console_sem_in_panic"}
 _V6_1 = _V5_18 | {"printk_rework_printing_logic"}
 _PRINTK_6_6 = {"printk_non_panic_cpus_out_of_console_lock", "printk_flush_on_panic_without_console_lock"}
+_ARM64_6_7 = {"arm64_stop_ipis_try_nmi"}      # d7402513c935, v6.7 (kernel-notes D1)
 _PRINTK_6_9 = {"panic_final_flush", "printk_no_console_owner_in_panic", "printk_trylock_spinning_may_schedule",
                "printk_non_panic_cpus_out_of_ringbuffer", "prb_skip_non_finalized_in_panic"}
 
@@ -113,8 +120,8 @@ PRESETS = {
     "v5.18": _V5_18,
     "v6.1": _V6_1,
     "v6.6": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6,
-    "v6.9": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _PRINTK_6_9,
-    "v7.1": _V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi"} | _PRINTK_6_6 | _PRINTK_6_9,
+    "v6.9": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9,
+    "v7.1": _V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9,
     # The lab's guest: Debian 12's 6.1 kernels. The changelog of 6.1.0-56-amd64
     # (6.1.192-2; /usr/share/doc/linux-image-6.1.0-56-amd64/changelog.gz) lists, in
     # its 6.1.y entries, the x86 backport "[x86] smp: Make stop_other_cpus() more

@@ -43,6 +43,13 @@ class KernelConfig:
     # (scenarios/printk_flood.py says why that keeps its verdicts).
     log_buf_shift: int | None = None
     log_buf_bytes: int | None = None
+    # A crash kernel is loaded (`kexec -p`, so kexec_crash_image is set), and the
+    # boot option crash_kexec_post_notifiers (kernel/crash_core.py).
+    kdump: bool = False
+    crash_kexec_post_notifiers: bool = False
+    # arm64: CONFIG_HOTPLUG_CPU with a cpu_die method (PSCI CPU_OFF), which a
+    # crash-stopped CPU calls before its park loop; False: spin-table firmware.
+    hotplug_cpu: bool = True
     policies: Policies = field(default_factory=Policies)
 
     def __post_init__(self) -> None:
@@ -51,6 +58,18 @@ class KernelConfig:
             raise ConfigError("log_buf_shift", self.log_buf_shift, "CONFIG_LOG_BUF_SHIFT is 12 to 25 (init/Kconfig)")
         if self.log_buf_bytes is not None and self.log_buf_bytes < 64:
             raise ConfigError("log_buf_bytes", self.log_buf_bytes, "a ring of at least 64 bytes")
+        for name in ("kdump", "crash_kexec_post_notifiers", "hotplug_cpu"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "must be true or false")
+
+    @property
+    def crash_stop_possible(self) -> bool:
+        """Whether panic() can take a crash stop path (`crash_smp_send_stop()`):
+        with a crash kernel loaded, or with post-notifiers (then panic() calls it
+        instead of `smp_send_stop()`, kernel/panic.c). Pure configuration, so the
+        runs without either keep the schedule points they had before the crash
+        paths were modelled (the handlers test it before any crash variable)."""
+        return self.kdump or self.crash_kexec_post_notifiers
 
     @property
     def commits(self) -> frozenset[str]:
@@ -98,6 +117,17 @@ class Kernel:
         if config.log_buf_bytes is not None:
             data_bytes = config.log_buf_bytes
         self.prb = mem.var("prb", Ring(data_bytes, descs), kind=PLAIN)
+        # The crash stop (kernel/crash_core.py; x86 arch/x86/kernel/reboot.c and
+        # crash.c, arm64 arch/arm64/kernel/smp.c). `cpus_stopped` is the static
+        # once-only flag of crash_smp_send_stop() (x86; arm64 before 6.12),
+        # `crash_stop` arm64's since 6.12; `emerg_handler` says whether
+        # crash_nmi_callback() is installed as x86's emergency NMI handler.
+        self.cpus_stopped = mem.var("cpus_stopped", 0, kind=PLAIN)
+        self.crash_stop = mem.var("crash_stop", 0, kind=PLAIN)
+        self.crashing_cpu = mem.var("crashing_cpu", -1, kind=CPU)
+        self.waiting_for_crash_ipi = mem.var("waiting_for_crash_ipi", 0, kind=PLAIN)
+        self.crash_ipi_issued = mem.var("crash_ipi_issued", 0, kind=PLAIN)
+        self.emerg_handler = mem.var("emerg_handler", False, kind=PLAIN)
         self.console_seq = mem.var("console_seq", 0, kind=PLAIN)
         self.console_dropped = mem.var("console_dropped", 0, kind=PLAIN)
         self.console_sem = mem.var("console_sem", UNLOCKED, kind=CPU)

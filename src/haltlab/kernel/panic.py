@@ -2,8 +2,11 @@
 
 The steps keep the kernel's order (kernel-facts §1.2); numbers in comments are
 that list's. Abridged: no `panic_on_warn` (1), no `panic_force_cpu=` redirection
-(3), no kgdb (8), no kdump (9 and 15: no crash kernel is loaded in these runs), no
-`sys_info()` or `kmsg_dump` (13-14), no sparc/s390 hooks (22). Of the panic
+(3), no kgdb (8), no `sys_info()` or `kmsg_dump` (13-14), no sparc/s390 hooks
+(22). The crash kexec (9 and 15) is `crash_core.__crash_kexec()`: with a crash
+kernel loaded (`KernelConfig.kdump`) the run ends in the kdump kernel, before the
+stop or, with `crash_kexec_post_notifiers`, after the notifiers; post-notifiers
+also makes the stop (10) `crash_smp_send_stop()`. Of the panic
 notifiers (12) two are modelled, in priority order: pvpanic's (priority INT_MAX,
 `pvpanic_panic_nb` in `drivers/misc/pvpanic/pvpanic.c`, 6.1.20 and 6.1.158 as
 later), which tells the hypervisor, and
@@ -33,6 +36,7 @@ from haltlab.engine.ops import (
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.arch import arch_ops
+from haltlab.kernel.crash_core import __crash_kexec, crash_smp_send_stop
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
 from haltlab.kernel.policies import AfterPanic, PanicStart
 from haltlab.kernel.printk import console_flush_on_panic, printk
@@ -59,9 +63,12 @@ async def panic(k, msg: str) -> None:
     k.mark("panic_entry", ktime_get_ns())
     await printk(k, f"Kernel panic - not syncing: {msg}")              # (6)
     await dump_stack(k, msg)                                           # (7)
-    await panic_other_cpus_shutdown(k)                                 # (10)
-    k.stop_returned(ktime_get_ns())
+    if not k.config.crash_kexec_post_notifiers:                        # (9)
+        await __crash_kexec(k)
+    await panic_other_cpus_shutdown(k, k.config.crash_kexec_post_notifiers)   # (10)
     await atomic_notifier_call_chain_panic(k)                          # (12)
+    if k.config.crash_kexec_post_notifiers:                            # (15)
+        await __crash_kexec(k)
     await console_flush_on_panic(k)                                    # (17)
     timeout_s = k.config.panic_timeout_s
     if timeout_s > 0:                                                  # (20)
@@ -139,10 +146,14 @@ async def atomic_notifier_call_chain_panic(k) -> None:
             await printk(k, text)
 
 
-async def panic_other_cpus_shutdown(k) -> None:
-    """No all-CPU backtrace (panic_print unset) and no kdump: `smp_send_stop()`."""
+async def panic_other_cpus_shutdown(k, crash_kexec: bool) -> None:
+    """No all-CPU backtrace (panic_print unset); `smp_send_stop()`, or with
+    post-notifiers `crash_smp_send_stop()`. Marks the stop's call and return."""
+    if crash_kexec:
+        return await crash_smp_send_stop(k)
     k.stop_called(smp_processor_id(), ktime_get_ns())
     await smp_send_stop(k)
+    k.stop_returned(ktime_get_ns())
 
 
 def panic_blink_step(k, i: int, i_next: int) -> tuple[int, int]:

@@ -250,6 +250,16 @@ class Machine:
     def emergency_restart(self, cpu: int, reason: str):
         return Gone(reason, whole_machine=True)
 
+    def relocate_kernel(self, cpu: int, image: str):
+        """The jump into the loaded (crash) kernel: this kernel's run is over, on
+        every CPU (the new kernel is another run; its boot is not modelled)."""
+        return Gone("crash_kexec", whole_machine=True)
+
+    def cpu_off(self, cpu: int):
+        """PSCI CPU_OFF: the CPU is powered down; interrupts to it are dropped
+        (`raise_interrupt()` ignores a gone CPU)."""
+        return Gone("cpu_off")
+
     # --- the tick ------------------------------------------------------------------
 
     def _tick(self, cpu: int) -> None:

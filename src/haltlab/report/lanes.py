@@ -37,6 +37,7 @@ MARK_STYLES = {
     "others_stopped": ("other CPUs stopped", "#555555", "--"),
     "stop_failed": ("stop failed: a CPU never stopped", "#d7301f", "--"),
     "emergency_restart": ("emergency_restart()", "#c51b8a", "-."),
+    "crash_kexec": ("machine_kexec() into the kdump kernel", "#c51b8a", "-"),
     "pvpanic": ("pvpanic event (host told)", "#1c9099", "-."),
     "panic_end": ('"end Kernel panic"', "#000000", ":"),
     "panic_loop": ("after-panic loop entered", "#888888", ":"),

@@ -27,10 +27,16 @@ def summary_table(r: dict) -> Table:
     cfg = r["config"]
     t = Table("Panic run", [Column("quantity"), Column("value")], show_header=False)
     t.add_row("machine", f"{r['profile']}, {r['cpus']} CPUs, kernel {r['kernel']}, seed {cfg['seed']}")
+    crash = "".join(f"; {text}" for key, text in (("kdump", "kdump kernel loaded"),
+                                                   ("crash_kexec_post_notifiers", "crash_kexec_post_notifiers"))
+                    if cfg.get(key))
     t.add_row("variant", f"after panic: {r['policies']['after_panic']}; other CPUs: {cfg['others']}; "
-                         f"panic_timeout={cfg['panic_timeout_s']}")
+                         f"panic_timeout={cfg['panic_timeout_s']}{crash}")
     t.add_row("outcome", r["outcome"])
-    t.add_row('time to "end Kernel panic"', f"{_ms(r['time_to_end_ns'])} ms")
+    if cfg.get("kdump"):        # the run ends in the crash kernel, not at the end line
+        t.add_row("panic() entry to machine_kexec() (kdump kernel)", f"{_ms(r['crash_kexec_after_ns'])} ms")
+    else:
+        t.add_row('time to "end Kernel panic"', f"{_ms(r['time_to_end_ns'])} ms")
     t.add_row("panic() entry to other CPUs stopped", f"{_ms(r['panic_to_others_stopped_ns'])} ms")
     t.add_row("smp_send_stop() call to other CPUs stopped", f"{_ms(r['smp_send_stop_ns'])} ms")
     if cfg["panic_timeout_s"]:
@@ -109,7 +115,9 @@ def blink_line(r: dict) -> str:
 
 def panic_table_models(r: dict) -> list[Table]:
     states, host, handlers = states_table(r), host_table(r), handlers_table(r)
-    if host is None:
+    if host is None and r["outcome"] == "crash-kexec":
+        states.notes.append("Host view: none; the run ended in the kdump kernel, before any observation window.")
+    elif host is None:
         states.notes.append("Host view: bare metal, no hypervisor.")
     handlers.notes.append(blink_line(r))
     return [summary_table(r), states, *([host] if host is not None else []), handlers]

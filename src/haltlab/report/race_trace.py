@@ -74,38 +74,51 @@ def _functions() -> dict[str, list[tuple[int, int, str, str | None]]]:
     return table
 
 
-def kernel_location(function: str, line: int) -> Location | None:
+def _other_arch(model_file: str, arch: str | None) -> bool:
+    """Whether `model_file` is another architecture's module than `arch`'s
+    (`haltlab/kernel/arch/x86.py` and `x86_crash.py` are x86_64's): the arch
+    modules define the same entry points, so a name and a line can fall in two."""
+    if arch is None or not model_file.startswith("haltlab/kernel/arch/"):
+        return False
+    from haltlab.kernel.arch import arch_ops
+    mine = arch_ops(arch).__name__.rsplit(".", 1)[1]
+    return Path(model_file).stem.split("_")[0] != mine
+
+
+def kernel_location(function: str, line: int, arch: str | None = None) -> Location | None:
     """The model function `function` whose source holds `line`, or None (a name
-    the kernel model does not define, such as a scenario's own coroutine)."""
+    the kernel model does not define, such as a scenario's own coroutine); with
+    `arch` (the run's `profile.arch`), never another architecture's."""
     for first, last, model_file, c_file in _functions().get(function, ()):
-        if first <= line <= last:
+        if first <= line <= last and not _other_arch(model_file, arch):
             return Location(function, c_file, model_file, line)
     return None
 
 
-def _op_line(cpu: int, what: str) -> str:
+def _op_line(cpu: int, what: str, arch: str | None = None) -> str:
     m = _WHERE.match(what)
     if m is None:
         return f"    CPU{cpu} {what}"
-    loc = kernel_location(m["function"], int(m["line"]))
+    loc = kernel_location(m["function"], int(m["line"]), arch)
     if loc is None:
         return f"    CPU{cpu} {m['function']}() [model line {m['line']}]: {m['what']}"
     c_file = f" {loc.c_file}" if loc.c_file else ""
     return f"    CPU{cpu} {loc.function}(){c_file} [{loc.model_file}:{loc.line}]: {m['what']}"
 
 
-def trace_lines(trace: list[tuple[str, int, str]]) -> list[str]:
-    """The header, then one line per operation under the choice that ran it."""
+def trace_lines(trace: list[tuple[str, int, str]], arch: str | None = None) -> list[str]:
+    """The header, then one line per operation under the choice that ran it
+    (`arch`: the run's, which tells the arch modules' same-named functions apart)."""
     lines, last = [TRACE_HEADER], None
     for choice, cpu, what in trace:
         if choice != last:
             step, _, token = choice.partition(":")
             lines.append(f"step {step} [{token}]" if token else "boot")
             last = choice
-        lines.append(_op_line(cpu, what))
+        lines.append(_op_line(cpu, what, arch))
     return lines
 
 
-def trace_text(trace: list[tuple[str, int, str]]) -> Text:
+def trace_text(trace: list[tuple[str, int, str]], arch: str | None = None) -> Text:
     """`trace_lines` as one literal rich Text (no markup, no emoji codes)."""
-    return Text("\n".join(trace_lines(trace)))
+    return Text("\n".join(trace_lines(trace, arch)))

@@ -51,6 +51,8 @@ class PanicConfig:
     trigger_ns: int = 10_000_000        # when the shell writes 'c' to /proc/sysrq-trigger
     timeline: bool = True
     pvpanic: Pvpanic | None = None      # QEMU pvpanic device: None (absent), "none" or "pause"
+    kdump: bool = False                 # a crash kernel is loaded (`kexec -p`)
+    crash_kexec_post_notifiers: bool = False   # the boot option
 
     def __post_init__(self) -> None:
         for name, kind in (("after_panic", AfterPanic), ("others", Others), ("pvpanic", Pvpanic)):
@@ -92,6 +94,9 @@ class PanicConfig:
                               "an int product that overflows beyond that (kernel/panic.c)")
         if self.trigger_ns < 0:
             raise ConfigError("trigger_ns", self.trigger_ns, "must not be negative")
+        for name in ("kdump", "crash_kexec_post_notifiers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "must be true or false")
 
     def limit_ns(self, profile: Profile) -> int:
         """When the simulator gives up on this run (`panic_bounds`)."""
@@ -115,7 +120,8 @@ def build_panic(cfg: PanicConfig, profile: Profile | None = None) -> Run:
     ncpus = cfg.cpus if cfg.cpus is not None else int(profile.get("cpus"))
     cfg.validate(ncpus)
     machine = Machine(profile, ncpus, record_timeline=cfg.timeline, pvpanic=cfg.pvpanic)
-    kcfg = KernelConfig(version=cfg.kernel, panic_timeout_s=cfg.panic_timeout_s,
+    kcfg = KernelConfig(version=cfg.kernel, panic_timeout_s=cfg.panic_timeout_s, kdump=cfg.kdump,
+                        crash_kexec_post_notifiers=cfg.crash_kexec_post_notifiers,
                         policies=Policies(after_panic=cfg.after_panic))
     k = Kernel(machine, kcfg)
     k.boot()
@@ -198,6 +204,7 @@ def _result(cfg, machine, k, sim, w, end_ns, limit_ns) -> PanicResult:
         "marks_ns": dict(sorted(marks.items())),
         "time_to_end_ns": _between(marks, "panic_entry", "panic_end"),
         "reboot_after_ns": _between(marks, "panic_entry", "emergency_restart"),
+        "crash_kexec_after_ns": _between(marks, "panic_entry", "crash_kexec"),
         "pvpanic": cfg.pvpanic,
         "panic_to_others_stopped_ns": _between(marks, "panic_entry", "others_stopped"),
         "smp_send_stop_ns": _between(marks, "smp_send_stop", "others_stopped"),
@@ -222,6 +229,8 @@ def _between(marks: dict[str, int], start: str, end: str) -> int | None:
 def _outcome(k, sim) -> str:
     if sim.reset_reason == "pvpanic-pause":
         return "paused"
+    if sim.reset_reason == "crash_kexec":
+        return "crash-kexec"
     if "emergency_restart" in k.marks:
         return "rebooted"
     if "panic_end" in k.marks:

@@ -20,7 +20,9 @@ and cut `--observe` windows short, so the limit follows from the inputs:
   further lines of up to `EXTRA_LINE_CHARS`: the sysrq line, the stop path's
   messages, "Rebooting in N seconds.."), each line's store and lock operations,
   the stop's own waits (x86 `native_stop_other_cpus()`: 1 s for REBOOT_VECTOR
-  then 10 ms; arm64 `smp_send_stop()`: 1 s then 10 ms for the NMI retry), the
+  then 10 ms; arm64 `smp_send_stop()`: 1 s then 10 ms for the NMI retry; a
+  crash stop, x86's NMI shoot-down or arm64's, waits at most as long and takes
+  the place of `smp_send_stop()`, never adds to it), the
   APIC shutdown, the pvpanic exit and a few tick handlers. Then it doubles that
   and adds a second: a loose bound costs nothing for a run that finishes (it
   stops when its window closes) and only delays the verdict on one that hangs.

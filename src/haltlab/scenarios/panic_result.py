@@ -11,7 +11,8 @@ its type fails there.
 (adding one does not). Version 1 (2026-12-01) against the untyped results
 before it: `stop_others_ns` became `panic_to_others_stopped_ns` and the stop
 itself, `smp_send_stop_ns`, was added; `config.limit_ns` became the top-level
-`limit_ns`, computed from the inputs.
+`limit_ns`, computed from the inputs. Added since (no version change): the
+config's `kdump` and `crash_kexec_post_notifiers`, and `crash_kexec_after_ns`.
 
 Field names carry their unit (`_ns`, `_s_per_s`); times are integer ns of
 model time since power-on (`marks_ns`, `end_ns`) or between two marks.
@@ -39,6 +40,8 @@ class PanicConfigFields(TypedDict):
     trigger_ns: int
     timeline: bool
     pvpanic: str | None
+    kdump: bool
+    crash_kexec_post_notifiers: bool
 
 
 class VcpuHostCost(TypedDict):
@@ -61,10 +64,11 @@ class PanicResult(TypedDict):
     cpus: int
     kernel: str
     policies: dict[str, str]
-    outcome: str                        # panicked-and-finished, rebooted, paused, hung
+    outcome: str                        # panicked-and-finished, rebooted, paused, crash-kexec, hung
     marks_ns: dict[str, int]
     time_to_end_ns: int | None          # panic() entry to "end Kernel panic"
     reboot_after_ns: int | None         # panic() entry to emergency_restart()
+    crash_kexec_after_ns: int | None    # panic() entry to machine_kexec() into the kdump kernel
     pvpanic: str | None
     panic_to_others_stopped_ns: int | None
     smp_send_stop_ns: int | None        # the stop itself: smp_send_stop() to the last CPU parked

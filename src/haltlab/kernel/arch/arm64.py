@@ -8,12 +8,28 @@ masking); without pseudo-NMIs a CPU with interrupts masked is never stopped and
 the panic goes on with it running. The receiver (`local_cpu_stop()`) clears its
 online bit and parks in `cpu_park_loop()` with every exception masked.
 
-arm64 overrides `panic_smp_self_stop()` with `local_cpu_stop()`, so a second
-panicking CPU clears its online bit and is not waited for. Abridged: no SDEI, no
-crash-stop variant (no kdump in these runs).
+Between Linux kernel commit d7402513c935 ("arm64: smp: IPI_CPU_STOP and
+IPI_CPU_CRASH_STOP should try for NMI") (in v6.7) and v6.12, with pseudo-NMIs
+both stop IPIs are sent as pseudo-NMIs (`ipi_should_be_nmi()`): a CPU with
+interrupts masked is stopped at once, with no 1 s wait and no retry.
 
-Shape: v6.12 and later (7.1 unchanged here), with the pre-6.12 IPI-only stop as
-the kernels without that commit; names as in that file.
+arm64 overrides `panic_smp_self_stop()` with `local_cpu_stop()`, so a second
+panicking CPU clears its online bit and is not waited for.
+
+The crash stop (`crash_smp_send_stop()`, kdump or `crash_kexec_post_notifiers`):
+since v6.12 it sets `crash_stop` and calls `smp_send_stop()`, whose stop IPIs
+then run `ipi_cpu_crash_stop()`; before, it sent its own IPI_CPU_CRASH_STOP and
+waited up to 1 s on `waiting_for_crash_ipi`, the receiver decrementing that
+counter and leaving its online bit set. The receiver tries `__cpu_try_die()`
+(PSCI CPU_OFF, `KernelConfig.hotplug_cpu`), then parks. `machine_crash_shutdown()`
+and `machine_kexec()` are `arch/arm64/kernel/machine_kexec.c`'s.
+
+Abridged: no SDEI, no `crash_save_cpu()` (memory no CPU reads here), no
+`machine_kexec_mask_interrupts()`, and of `machine_kexec()`'s WARN only its
+message line.
+
+Shape: v6.12 and later (7.1 unchanged here), with the pre-6.12 stops as the
+kernels without that commit; names as in that file.
 """
 
 from __future__ import annotations
@@ -21,14 +37,19 @@ from __future__ import annotations
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
-    READ_ONCE, clear_bit, local_irq_disable, native_halt, send_IPI_mask, send_NMI_mask,
-    spin_until, test_and_set_bit,
+    READ_ONCE, WRITE_ONCE, atomic_add_return, clear_bit, local_irq_disable, native_halt,
+    psci_cpu_off, relocate_kernel, send_IPI_mask, send_NMI_mask, spin_until, test_and_set_bit,
 )
 from haltlab.engine.symmetry import cpu_locals
-from haltlab.kernel import idle
+from haltlab.kernel import crash_core, idle
 from haltlab.kernel.printk import printk
 
-__all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop", "PANIC_NOTIFIER_LINES"]
+__all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop", "PANIC_NOTIFIER_LINES",
+           "crash_smp_send_stop", "ipi_cpu_crash_stop", "machine_crash_shutdown", "machine_kexec",
+           "do_handle_IPI", "ipi_should_be_nmi", "C_FILES"]
+
+C_FILES = {"machine_crash_shutdown": "arch/arm64/kernel/machine_kexec.c",
+           "machine_kexec": "arch/arm64/kernel/machine_kexec.c"}
 
 USEC_PER_SEC = 1_000_000
 USEC_PER_MSEC = 1_000
@@ -40,7 +61,10 @@ USEC_PER_MSEC = 1_000
 # the EL1 virtual timer in the Arm Base System Architecture's PPI map), so any
 # timer PPI ranks below every SGI.
 IPI_CPU_STOP = 2
+IPI_CPU_CRASH_STOP = 3      # before v6.12; then SGI 3 became IPI_CPU_STOP_NMI
+IPI_CPU_STOP_NMI = 3
 ARCH_TIMER_PPI = 27
+_IPI_NAMES = {IPI_CPU_STOP: "IPI_CPU_STOP", IPI_CPU_CRASH_STOP: "IPI_CPU_CRASH_STOP"}
 
 # arm64's panic notifier (arm64_panic_block_dump(), arch/arm64/kernel/setup.c):
 # dump_kernel_offset() (two lines with KASLR), dump_cpu_features(),
@@ -55,9 +79,55 @@ PANIC_NOTIFIER_LINES = (
 
 
 def setup_irqs(k) -> None:
-    k.machine.request_irq("IPI_CPU_STOP", -IPI_CPU_STOP, lambda cpu: local_cpu_stop(k))
+    k.machine.request_irq("IPI_CPU_STOP", -IPI_CPU_STOP, lambda cpu: do_handle_IPI(k, IPI_CPU_STOP))
+    k.machine.request_irq("IPI_CPU_CRASH_STOP", -IPI_CPU_CRASH_STOP,
+                          lambda cpu: do_handle_IPI(k, IPI_CPU_CRASH_STOP))
     k.machine.request_irq("LOCAL_TIMER", -ARCH_TIMER_PPI, lambda cpu: idle.tick_handler(k, cpu))
-    k.machine.register_nmi_handler(lambda cpu: local_cpu_stop(k))   # IPI_CPU_STOP_NMI
+    k.machine.register_nmi_handler(lambda cpu: stop_nmi(k))
+
+
+def ipi_should_be_nmi(k, ipinr: int) -> bool:
+    """Whether `ipinr` goes as a pseudo-NMI: only with GIC priority masking
+    (`pseudo_nmi`); since v6.12 only IPI_CPU_STOP_NMI, from d7402513c935 until
+    then both stop IPIs."""
+    if not k.config.pseudo_nmi:
+        return False
+    if k.config.has("arm64_stop_irq_then_nmi"):
+        return ipinr == IPI_CPU_STOP_NMI
+    return k.config.has("arm64_stop_ipis_try_nmi") and ipinr in (IPI_CPU_STOP, IPI_CPU_CRASH_STOP)
+
+
+@cpu_locals(cpumask=("mask",), plain=("ipinr",))
+async def smp_cross_call(k, mask: int, ipinr: int) -> None:
+    if ipi_should_be_nmi(k, ipinr):
+        await send_NMI_mask(mask)
+    else:
+        await send_IPI_mask(mask, _IPI_NAMES[ipinr])
+
+
+@cpu_locals(plain=("ipinr",))
+async def do_handle_IPI(k, ipinr: int) -> None:
+    """The stop cases of `do_handle_IPI()`: since v6.12 both stop IPIs run the
+    crash stop once `crash_stop` is set (read only in runs that can set it,
+    `KernelConfig.crash_stop_possible`); before, IPI_CPU_CRASH_STOP had its own."""
+    if ipinr == IPI_CPU_CRASH_STOP and not k.config.has("arm64_stop_irq_then_nmi"):
+        return await ipi_cpu_crash_stop(k)
+    if (k.config.crash_stop_possible and k.config.has("arm64_stop_irq_then_nmi")
+            and await READ_ONCE(k.crash_stop)):
+        return await ipi_cpu_crash_stop(k)
+    await local_cpu_stop(k)
+
+
+async def stop_nmi(k) -> None:
+    """A pseudo-NMI. The machine's NMI carries no IPI number; the only ones these
+    runs send are stop IPIs: IPI_CPU_STOP_NMI since v6.12, else IPI_CPU_STOP or
+    IPI_CPU_CRASH_STOP sent as NMIs, the crash one once crash_smp_send_stop()
+    has run (`cpus_stopped`; a panic sends one kind only)."""
+    if k.config.has("arm64_stop_irq_then_nmi"):
+        return await do_handle_IPI(k, IPI_CPU_STOP_NMI)
+    if k.config.crash_stop_possible and await READ_ONCE(k.cpus_stopped):
+        return await do_handle_IPI(k, IPI_CPU_CRASH_STOP)
+    await do_handle_IPI(k, IPI_CPU_STOP)
 
 
 def _other_online(k, this_cpu: int) -> int:
@@ -73,14 +143,14 @@ async def smp_send_stop(k) -> None:
         return                                           # only the first caller proceeds
     mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
     await printk(k, "SMP: stopping secondary CPUs")
-    await send_IPI_mask(mask, "IPI_CPU_STOP")
+    await smp_cross_call(k, mask, IPI_CPU_STOP)
     await spin_until(lambda: _other_online(k, this_cpu) == 0, timeout_ns=USEC_PER_SEC * 1000,
                      what="num_other_online_cpus() == 0")
     if (_other_online(k, this_cpu) and k.config.pseudo_nmi
             and k.config.has("arm64_stop_irq_then_nmi")):
         mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
         await printk(k, "SMP: retry stop with NMI for CPUs")
-        await send_NMI_mask(mask)
+        await smp_cross_call(k, mask, IPI_CPU_STOP_NMI)
         await spin_until(lambda: _other_online(k, this_cpu) == 0, timeout_ns=USEC_PER_MSEC * 10 * 1000,
                          what="num_other_online_cpus() == 0")
     if _other_online(k, this_cpu):
@@ -100,3 +170,69 @@ async def local_cpu_stop(k) -> None:
 
 async def panic_smp_self_stop(k) -> None:
     await local_cpu_stop(k)
+
+
+# --- the crash stop (kdump, crash_kexec_post_notifiers) -------------------------------
+
+async def crash_smp_send_stop(k) -> None:
+    """Once only: since v6.12 through `crash_stop` and `smp_send_stop()`."""
+    if not k.config.has("arm64_stop_irq_then_nmi"):
+        return await _crash_smp_send_stop_pre_6_12(k)
+    if await READ_ONCE(k.crash_stop):
+        return
+    await WRITE_ONCE(k.crash_stop, 1)
+    await smp_send_stop(k)
+
+
+@cpu_locals(cpu=("this_cpu",), cpumask=("mask",))
+async def _crash_smp_send_stop_pre_6_12(k) -> None:
+    if await READ_ONCE(k.cpus_stopped):
+        return
+    await WRITE_ONCE(k.cpus_stopped, 1)
+    this_cpu = smp_processor_id()
+    mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
+    if not mask:
+        return                                           # skip_ipi
+    await WRITE_ONCE(k.waiting_for_crash_ipi, cpumask_weight(mask))   # num_other_online_cpus()
+    await printk(k, "SMP: stopping secondary CPUs")
+    await smp_cross_call(k, mask, IPI_CPU_CRASH_STOP)
+    if not await spin_until(lambda: k.waiting_for_crash_ipi.value <= 0, timeout_ns=USEC_PER_SEC * 1000,
+                            what="atomic_read(&waiting_for_crash_ipi) == 0"):
+        await printk(k, "SMP: failed to stop secondary CPUs")
+
+
+@cpu_locals(cpu=("cpu",))
+async def ipi_cpu_crash_stop(k) -> None:
+    """Never returns: CPU_OFF, or the park loop."""
+    cpu = smp_processor_id()
+    k.ghost_add("stopped", cpu)
+    if k.config.has("arm64_stop_irq_then_nmi"):
+        await local_irq_disable()               # local_daif_mask()
+        await clear_bit(cpu, k.cpu_online_mask)     # set_cpu_online(cpu, false)
+    else:
+        await atomic_add_return(k.waiting_for_crash_ipi, -1)   # atomic_dec(); the online bit stays
+        await local_irq_disable()
+    k.note_parked(cpu, ktime_get_ns())
+    if k.config.hotplug_cpu:
+        await psci_cpu_off()                    # __cpu_try_die(): ops->cpu_die()
+    while True:                                 # cpu_park_loop(), "just in case"
+        await native_halt()
+
+
+async def machine_crash_shutdown(k) -> None:
+    await local_irq_disable()
+    await crash_core.crash_smp_send_stop(k)     # "shutdown non-crashing cpus"
+    await printk(k, "Starting crashdump kernel...")
+
+
+async def machine_kexec(k) -> None:
+    """WARN()s when the crash stop left CPUs running (`smp_crash_stop_failed()`),
+    says "Bye!", jumps."""
+    if k.config.has("arm64_stop_irq_then_nmi"):
+        failed = bool(await READ_ONCE(k.cpu_online_mask) & ~(1 << smp_processor_id()))
+    else:
+        failed = await READ_ONCE(k.waiting_for_crash_ipi) > 0
+    if failed:
+        await printk(k, "Some CPUs may be stale, kdump will be unreliable.")
+    await printk(k, "Bye!")
+    await relocate_kernel("kexec_crash_image")

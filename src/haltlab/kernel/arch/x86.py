@@ -13,6 +13,8 @@ case try to wait for the other CPUs to stop", in the 6.5+ code and before it
 since Linux kernel commit 747d5a1bf293 ("x86/reboot: Always use NMI fallback when
 shutdown via reboot vector IPI fails") (in v5.4).
 
+The crash (kdump) stop, `crash_smp_send_stop()`, is in `x86_crash`.
+
 x86 does not override `panic_smp_self_stop()`: a second panicking CPU spins with
 interrupts off, so REBOOT_VECTOR cannot reach it and the stopping CPU waits the
 full second before the NMI stage (kernel-facts §1.2, [inferred] there; the model
@@ -30,10 +32,13 @@ from haltlab.engine.ops import (
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import idle
+from haltlab.kernel.arch.x86_crash import (crash_nmi_callback, crash_smp_send_stop, machine_crash_shutdown,
+                                          machine_kexec)
 from haltlab.kernel.printk import printk
 
 __all__ = ["setup_irqs", "smp_send_stop", "native_stop_other_cpus",
-           "stop_this_cpu", "panic_smp_self_stop", "do_nmi", "PANIC_NOTIFIER_LINES"]
+           "stop_this_cpu", "panic_smp_self_stop", "do_nmi", "PANIC_NOTIFIER_LINES",
+           "crash_smp_send_stop", "machine_crash_shutdown", "machine_kexec"]
 
 # The C file each function mirrors where it is not the docstring's first,
 # arch/x86/kernel/smp.c (read by the explorer's trace view, report/race_trace.py).
@@ -132,7 +137,12 @@ async def sysvec_reboot(k) -> None:
 
 
 async def do_nmi(k) -> None:
-    """The NMI path with `smp_stop_nmi_callback()` registered (NMI_FLAG_FIRST)."""
+    """The NMI path: the emergency handler `crash_nmi_callback()` alone once the
+    crash shoot-down installed it (x86_crash; tested only in runs that can take
+    that path, `KernelConfig.crash_stop_possible`), else `smp_stop_nmi_callback()`
+    if registered (NMI_FLAG_FIRST)."""
+    if k.config.crash_stop_possible and await READ_ONCE(k.emerg_handler):
+        return await crash_nmi_callback(k)
     if not await READ_ONCE(k.nmi_stop_registered):
         return                                    # an unknown NMI: nothing to do here
     if smp_processor_id() == await READ_ONCE(k.stopping_cpu):
