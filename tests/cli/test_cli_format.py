@@ -180,10 +180,16 @@ def _flood_run(i: int, spec) -> dict:
     hung, never = i % 4 == 1, i % 4 == 2
     end = None if hung or never else [313_456_789, 175_012_345, 417_654_321, 256_789_012][i % 4]
     run = {"outcome": "hung-with-output" if hung else "hung-silent" if never else "panicked-and-finished",
-           "qemu_pid": 6000 + i, "triggered": not never,
-           "flood_lines_before_trigger": 0 if never else [1290, 702, 0, 1725][i % 4],
-           "flood_lines_total": [1301, 15_873, 0, 1744][i % 4], "console_bytes": [1_301_234, 15_873_001, 0, 1_744_321][i % 4],
-           "dropped_messages": [284, 510, 0, 65][i % 4], "panic_to_end_ns": None if end is None else end - 4_321,
+           "qemu_pid": 6000 + i, "triggered": not never, "trigger_marker": None if never else "sysrq",
+           "flood_lines_before_trigger": [1290, 702, 0, 1725][i % 4],
+           "flood_lines_after_trigger": [168, 15_171, 0, 19][i % 4],
+           "flood_lines_total": [1458, 15_873, 0, 1744][i % 4], "console_bytes": [1_301_234, 15_873_001, 0, 1_744_321][i % 4],
+           "dropped_messages": [284, 510, 0, 65][i % 4],
+           "drop_notices_before_trigger": [0, 0, 0, 1][i % 4], "dropped_before_trigger": [0, 0, 0, 2][i % 4],
+           "drop_notices_after_trigger": [12, 13, 0, 11][i % 4], "dropped_after_trigger": [284, 510, 0, 63][i % 4],
+           "guard_fired": i % 4 in (0, 1), "trigger_to_guard_ns": [235_470_514, 98_765_432, None, None][i % 4],
+           "trigger_to_guard_printk_ns": [9_233_000, 14_815_000, None, None][i % 4],
+           "panic_to_end_ns": None if end is None else end - 4_321,
            "trigger_to_end_ns": end, "trigger_to_pvpanic_ns": None if never else 12_345_678 + i}
     if hung or never:
         run.update({"console_tail": ["flood 991 xxxx"], "progress_tail": ["HB 3"], "qemu_stderr_tail": []})
@@ -246,8 +252,12 @@ def _kexec_figures(r: dict) -> list[str]:
 
 def _flood_figures(r: dict) -> list[str]:
     whole = lambda v: f"{v:,.0f}"  # noqa: E731
+    triggered = r["n_runs"] - r["never_triggered"]
     return _summaries(r, {"trigger_to_end_ns": _ms, "flood_lines_before_trigger": whole,
-                          "dropped_messages": whole}) + [f"{r['hangs']} of {r['n_runs']} runs"]
+                          "flood_lines_after_trigger": whole, "drop_notices_after_trigger": whole,
+                          "dropped_after_trigger": whole, "dropped_messages": whole,
+                          "trigger_to_guard_ns": _ms, "trigger_to_guard_printk_ns": _ms}) + [
+        f"{r['hangs']} of {r['n_runs']} runs", f"{r['guard_fired_runs']} of {triggered} triggered runs:"]
 
 
 LAB_COMMANDS = {

@@ -1,15 +1,21 @@
-"""Bad lab input ends as one line and exit 2, before any guest boots (no QEMU here)."""
+"""Bad lab input ends as one line and exit 2, before any guest boots or, for a guest short of
+CPUs, as soon as it has booted (no QEMU here)."""
 
 import math
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from haltlab.cli import cli
 from haltlab.errors import UserError
-from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig
+from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, common, flood
+from haltlab.lab.experiments.common import Prepared, check_guest_cpus
 from haltlab.lab.experiments.flood import MAX_LINE_LEN
+from haltlab.lab.images import KernelImage
+from haltlab.lab.qemu import GuestSpec
 from haltlab.results import dumps
 
 RESULT = {"experiment": "panic", "n_runs": 1}
@@ -151,3 +157,52 @@ def test_validate_on_a_full_disk_keeps_its_result_on_stdout(monkeypatch, tmpfs):
     monkeypatch.setattr("haltlab.validation.validate.validate", lambda cases, **kw: dict(RESULT))
     result = CliRunner().invoke(cli, ["validate", "--output", str(full / "v.json")])
     _result_kept_on_stdout(result, f"--output {full / 'v.json'}: cannot write (No space left on device)")
+
+
+# -- a guest with fewer CPUs than it was given -----------------------------------
+
+class _ShortGuest:
+    """Stands in for runner.Guest: a guest whose kernel brought up fewer CPUs."""
+
+    made: list = []
+
+    def __init__(self, spec, *, progress=None, console=(), **kw):
+        self.spec, self.closed = spec, False
+        self.progress = SimpleNamespace(lines=progress if progress is not None else [
+            (1, f"READY stage=1 release=6.1.0-57-amd64 cpus={spec.cpus - 1}")])
+        self.console = SimpleNamespace(lines=list(console))
+        _ShortGuest.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+
+def _spec(cpus: int) -> GuestSpec:
+    return GuestSpec(kernel=Path("/k"), initrd=Path("/i"), cmdline="", cpus=cpus)
+
+
+def test_a_guest_short_of_cpus_is_refused_by_what_it_printed():
+    check_guest_cpus(_ShortGuest(_spec(2), progress=[(1, "READY stage=1 cpus=2")]), 0, 1)  # all there
+    with pytest.raises(UserError, match=r"^run 2 of 3: the guest brought up 1 of the 2 vCPUs it was given "
+                                        r"\(nproc in its init\)"):
+        check_guest_cpus(_ShortGuest(_spec(2)), 1, 3)
+    # No READY line (a custom init): the kernel's own line is the evidence.
+    smp = [(1, "[    0.691137] smp: Brought up 1 node, 3 CPUs")]
+    with pytest.raises(UserError, match=r'brought up 3 of the 4 vCPUs .*\("smp: Brought up 1 node, 3 CPUs"\)'):
+        check_guest_cpus(_ShortGuest(_spec(4), progress=[], console=smp), 0, 1)
+    check_guest_cpus(_ShortGuest(_spec(4), progress=[], console=[]), 0, 1)  # printed neither: nothing to check
+
+
+def test_lab_flood_refuses_a_short_guest_in_one_line(monkeypatch, tmp_path):
+    """Through the CLI: one error line, exit 2, the guest closed, no later run booted."""
+    k = KernelImage(tmp_path / "vmlinuz", None, "6.1.0-57-amd64", "debian:p=1", "p", "1")
+    monkeypatch.setattr(flood, "prepare", lambda config, entries, kernel=None: Prepared(k, "tcg", "7.2", tmp_path / "i"))
+    monkeypatch.setattr(common, "Guest", _ShortGuest)
+    monkeypatch.setattr(flood, "flood_once", lambda g, config: {"outcome": "panicked-and-finished", "triggered": True})
+    _ShortGuest.made = []
+    result = CliRunner().invoke(cli, ["lab", "flood", "--runs", "3"])
+    _one_line_error(result, "run 1 of 3: the guest brought up 1 of the 2 vCPUs it was given")
+    assert len(_ShortGuest.made) == 1 and _ShortGuest.made[0].closed

@@ -1,7 +1,30 @@
-"""The serial-log parsers on literal logs from real boots (Debian 6.1.0-56-amd64, QEMU TCG)."""
+"""The serial-log parsers on literal logs from real boots (Debian 6.1.0-56/57-amd64, QEMU TCG)."""
+
+import os
+from pathlib import Path
 
 from haltlab.lab import parse
 from haltlab.lab.experiments.kexec import kexec_timings
+from haltlab.lab.guest import FLOOD_TAG, is_flood_record
+from haltlab.lab.serial import SerialLog
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def read_log(name: str) -> list[parse.Line]:
+    """A fixture log: `host_ns<TAB>text` lines, `#` lines are comments."""
+    out = []
+    for line in (FIXTURES / name).read_text().splitlines():
+        if not line.startswith("#"):
+            ns, text = line.split("\t", 1)
+            out.append((int(ns), text))
+    return out
+
+
+# One real flood run (see the file's header): 1 record kept before the sysrq
+# line, 18 after it, the run's 12 drop notices (2+5+4+4+12+17+4+3+2+4+1+5),
+# then the guard's line and the end of panic.
+FLOOD_LOG = read_log("flood_6.1.0-57_2cpu.log")
 
 KEXEC_LOG = [
     (100, "[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)"),
@@ -82,9 +105,107 @@ def test_panic_facts_without_end():
     assert f["panic_console_chars"] is None and f["panic_max_line_gap_ns"] is None
 
 
-def test_dropped_messages():
-    assert parse.dropped_messages(PANIC_LOG) == 471
-    assert parse.dropped_messages(KEXEC_LOG) == 0
+def test_flood_console_on_a_real_flood_run():
+    f = parse.flood_console(FLOOD_LOG, FLOOD_TAG)
+    assert f["trigger_marker"] == "sysrq"
+    assert (f["drop_notices_before_trigger"], f["dropped_before_trigger"]) == (0, 0)
+    assert (f["drop_notices_after_trigger"], f["dropped_after_trigger"]) == (12, 63)
+    assert f["guard_fired"] is True
+    # the guard's line and the sysrq line, both from CPU 0: [4.356479] - [4.347246]
+    assert f["trigger_to_guard_printk_ns"] == 9_233_000
+    guard = next(ns for ns, text in FLOOD_LOG if parse.GUARD_LINE in text)
+    assert f["guard_host_ns"] == guard
+    assert (f["flood_lines_before_trigger"], f["flood_lines_after_trigger"]) == (1, 18)
+
+
+def _through_serial_log(lines: list[parse.Line]) -> SerialLog:
+    """The lines as the lab's reader takes them: flood records counted, not kept."""
+    r, w = os.pipe()
+    log = SerialLog(r, "console", bulk=is_flood_record)
+    os.write(w, "".join(text + "\r\n" for _, text in lines).encode())
+    os.close(w)
+    log.join()
+    return log
+
+
+def test_flood_console_counts_records_the_reader_did_not_keep():
+    log = _through_serial_log(FLOOD_LOG)
+    assert log.bulk_lines == 19 and not any(FLOOD_TAG in text for _, text in log.lines)
+    kept, before, total = log.snapshot()
+    counted = parse.flood_console(kept, FLOOD_TAG, before, total)
+    direct = parse.flood_console(FLOOD_LOG, FLOOD_TAG)
+    assert {k: v for k, v in counted.items() if k != "guard_host_ns"} == \
+           {k: v for k, v in direct.items() if k != "guard_host_ns"}
+
+
+def test_a_flood_record_is_only_the_record():
+    record = next(text for _, text in FLOOD_LOG if FLOOD_TAG in text)
+    assert is_flood_record(record) and is_flood_record(FLOOD_TAG + "FFFF")
+    assert not is_flood_record(record + "** 3 printk messages dropped **")
+    assert not is_flood_record("[    4.347246] sysrq: Trigger a crash" + record)
+    assert not is_flood_record("[    4.347246] sysrq: Trigger a crash")
+
+
+SYSRQ = (10, "[    4.000000] sysrq: Trigger a crash")
+GUARD = (30, "[    4.500000] printk: " + parse.GUARD_LINE)
+
+
+def test_flood_console_without_a_trigger():
+    log = [(1, "[    1.000000] HLFLOODFFFF"), (2, "** 3 printk messages dropped **"), GUARD]
+    f = parse.flood_console(log, FLOOD_TAG, [0, 1, 1], 5)
+    assert f["trigger_marker"] is None and f["guard_fired"] is False
+    assert (f["drop_notices_before_trigger"], f["dropped_before_trigger"]) == (1, 3)
+    assert f["drop_notices_after_trigger"] == f["dropped_after_trigger"] == 0
+    assert (f["flood_lines_before_trigger"], f["flood_lines_after_trigger"]) == (6, 0)
+    assert f["trigger_to_guard_printk_ns"] is None and f["guard_host_ns"] is None
+    assert parse.flood_console([], FLOOD_TAG)["trigger_marker"] is None
+
+
+def test_a_guard_line_before_the_trigger_is_not_this_panics_guard():
+    f = parse.flood_console([GUARD, SYSRQ, (40, "** 2 printk messages dropped **")], FLOOD_TAG)
+    assert f["guard_fired"] is False and f["trigger_to_guard_printk_ns"] is None
+    assert (f["drop_notices_after_trigger"], f["dropped_after_trigger"]) == (1, 2)
+
+
+def test_the_panic_line_stands_in_for_a_missing_sysrq_line():
+    f = parse.flood_console(PANIC_LOG[1:], FLOOD_TAG)
+    assert f["trigger_marker"] == "panic"
+    assert (f["drop_notices_after_trigger"], f["dropped_after_trigger"]) == (1, 471)
+    f = parse.flood_console(PANIC_LOG, FLOOD_TAG)
+    assert f["trigger_marker"] == "sysrq" and f["dropped_after_trigger"] == 471
+
+
+def test_notices_and_the_guard_split_across_lines():
+    log = [SYSRQ, (20, "** 12 printk mes"), (21, "sages dropped **"),
+           (22, "** 3 printk messages dropped **** 4 printk messages dropped **"),  # two on one line
+           (30, "[    4.500000] printk: Too many dropped messages. Suppress mess"),
+           (31, "ages on non-panic CPUs to prevent livelock.")]
+    f = parse.flood_console(log, FLOOD_TAG)
+    assert (f["drop_notices_after_trigger"], f["dropped_after_trigger"]) == (3, 19)
+    assert f["guard_fired"] and f["guard_host_ns"] == 30 and f["trigger_to_guard_printk_ns"] == 500_000_000
+    # A flood record the reader counted between the halves: they were not one line.
+    f = parse.flood_console(log, FLOOD_TAG, [0, 0, 1, 1, 1, 2], 2)
+    assert (f["drop_notices_after_trigger"], f["dropped_after_trigger"]) == (2, 7)
+    assert not f["guard_fired"]
+    assert (f["flood_lines_before_trigger"], f["flood_lines_after_trigger"]) == (0, 2)
+
+
+def test_notices_on_the_trigger_line_are_ordered_by_column():
+    log = [(10, "** 2 printk messages dropped **[    4.000000] sysrq: Trigger a crash** 5 printk messages dropped **")]
+    f = parse.flood_console(log, FLOOD_TAG)
+    assert (f["dropped_before_trigger"], f["dropped_after_trigger"]) == (2, 5)
+
+
+def test_ready_cpus_from_the_progress_port():
+    progress = [(1, "HB 0"), (2, "READY stage=1 release=6.1.0-57-amd64 cpus=2"), (3, "READY stage=2 cpus=1")]
+    assert parse.ready_cpus(progress) == 2  # the first boot's
+    assert parse.ready_cpus([(1, "HB 0")]) is None
+    assert parse.ready_cpus([(1, "READY stage=1")]) is None
+
+
+def test_brought_up_cpus_from_the_console():
+    assert parse.brought_up_cpus(FLOOD_LOG) == (2, "smp: Brought up 1 node, 2 CPUs")
+    assert parse.brought_up_cpus(KEXEC_LOG)[0] == 2 and parse.brought_up_cpus(PANIC_LOG) is None
 
 
 def test_kexec_timings():

@@ -235,6 +235,8 @@ def test_serial_log_counts_bulk_and_stamps_lines():
     log.join()
     assert [t for _, t in log.lines] == ["one", "two", "partial"]
     assert log.bulk_lines == 2 and all(ns >= t0 for ns, _ in log.lines)
+    assert log.bulk_before == [0, 2, 2]  # the bulk lines before each kept one
+    assert log.snapshot() == (log.lines, [0, 2, 2], 2)
     assert log.seen("two") == 1 and log.seen("nope") is None
 
 

@@ -4,12 +4,14 @@ Each test checks that the QEMU process it started is gone afterwards (by PID,
 not by name: other QEMUs on the host are none of our business).
 """
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from haltlab.errors import UserError
 from haltlab.lab import guest, initramfs
 from haltlab.lab.classify import COMPLETED, HUNG_OUTPUT, HUNG_SILENT, PANICKED
 from haltlab.lab.experiments import FloodConfig, KexecConfig, PanicConfig, run_flood, run_kexec, run_panic
@@ -101,8 +103,47 @@ def test_flood_run_completes():
     assert run["flood_lines_before_trigger"] > 10  # the flood really flowed
     assert r["hangs"] == 0 and r["trigger_to_end_ns"]["n"] == 1
     assert conforms(r, FloodResult) == []
+    # printk's ring as the console showed it (kernel-notes section 4's prediction for 6.1):
+    # found by the sysrq line; before the trigger the writer prints its own
+    # records, so nothing is dropped; after it the ring drains onto the console.
+    assert run["trigger_marker"] == "sysrq"
+    assert run["drop_notices_before_trigger"] == run["dropped_before_trigger"] == 0
+    assert run["flood_lines_after_trigger"] > 0
+    assert run["flood_lines_before_trigger"] + run["flood_lines_after_trigger"] == run["flood_lines_total"]
+    assert run["dropped_messages"] == run["dropped_after_trigger"]
+    assert r["guard_fired_runs"] == int(run["guard_fired"])
+    assert r["drop_notices_after_trigger_all"] == [run["drop_notices_after_trigger"]]
+    if run["guard_fired"]:
+        # 13fb0f74d702 fires at the 12th gap seen during the panic, and each gap
+        # is printed as one notice, so at least 12 came after the trigger;
+        # its line comes before the end of panic.
+        assert run["drop_notices_after_trigger"] >= 12, run
+        assert 0 < run["trigger_to_guard_ns"] < run["trigger_to_end_ns"]
+        assert run["trigger_to_guard_printk_ns"] >= 0
+    else:
+        assert run["trigger_to_guard_ns"] is None and run["trigger_to_guard_printk_ns"] is None
     for pid in pids(r):
         assert_gone(pid)
+
+
+def test_a_guest_short_of_cpus_is_refused():
+    """`maxcpus=1` makes the kernel bring up one of the two vCPUs QEMU gives it,
+    as a kernel without ACPI does; the lab refuses the run instead of measuring it."""
+    config = FloodConfig(cpus=2)
+    prep = prepare(config, lambda k: initramfs.base_entries(guest.custom_init("finish 0\n")))
+    spec = guest_spec(prep, config)
+    spec = dataclasses.replace(spec, cmdline=spec.cmdline + " maxcpus=1")
+    seen = []
+
+    def once(g):
+        g.wait_until(g.exited, config.boot_timeout_s)
+        seen.append(g.pid)
+        return {"triggered": True}
+
+    with pytest.raises(UserError, match=r"^run 1 of 1: the guest brought up 1 of the 2 vCPUs .*nproc in its init"):
+        repeat(1, spec, once, None)
+    assert len(seen) == 1
+    assert_gone(seen[0])
 
 
 # A panic that never finishes: the panic line is printed, the end marker never.

@@ -10,6 +10,7 @@ configs, so the CLI and programmatic callers get the same one-line UserError.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,11 +152,22 @@ def _kexec_tables(r: dict) -> list[Table]:
 
 def _flood_tables(r: dict) -> list[Table]:
     never = f"; {r['never_triggered']} never reached the trigger" if r["never_triggered"] else ""
+    triggered = r["n_runs"] - r["never_triggered"]
+    spread = Counter(r["drop_notices_after_trigger_all"])
+    notices = ", ".join(f"{k} in {v} run{'s' * (v != 1)}" for k, v in sorted(spread.items())) or "no run triggered"
     return _lab_tables(r, [
         ("trigger to end of panic, ms", r["trigger_to_end_ns"], 1e6, 1),
         ("flood records before trigger", r["flood_lines_before_trigger"], 1, 0),
-        ("printk messages dropped", r["dropped_messages"], 1, 0),
-    ], (f"hangs (triggered, panic never ended): {r['hangs']} of {r['n_runs']} runs{never}",))
+        ("flood records after trigger", r["flood_lines_after_trigger"], 1, 0),
+        ("drop notices before trigger", r["drop_notices_before_trigger"], 1, 0),
+        ("drop notices after trigger", r["drop_notices_after_trigger"], 1, 0),
+        ("messages dropped after trigger", r["dropped_after_trigger"], 1, 0),
+        ("printk messages dropped, whole run", r["dropped_messages"], 1, 0),
+        ("trigger to guard line, ms", r["trigger_to_guard_ns"], 1e6, 1),
+        ("trigger to guard line, printk clock, ms", r["trigger_to_guard_printk_ns"], 1e6, 1),
+    ], (f"hangs (triggered, panic never ended): {r['hangs']} of {r['n_runs']} runs{never}",
+        f"{r['guard_fired_runs']} of {triggered} triggered runs: the guard fired (\"Too many dropped messages\")",
+        f"drop notices after the trigger: {notices}"))
 
 
 @lab.command()

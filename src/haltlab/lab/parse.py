@@ -15,7 +15,16 @@ Markers (kernel/panic.c, kernel/smp.c, kernel/kexec_core.c in 6.1):
   around the bring-up loop of smp_init(),
 - `Linux version ...`, the first line of every boot,
 - `kexec_core: Starting new kernel`, printed by kernel_kexec() just before
-  machine_shutdown().
+  machine_shutdown(),
+- `sysrq: Trigger a crash`, printed by __handle_sysrq() (drivers/tty/sysrq.c)
+  before it calls sysrq_handle_crash(): the trigger, in console order,
+- `** N printk messages dropped **`, written by call_console_driver()
+  (kernel/printk/printk.c) before the record that follows a gap in the ring;
+  its own console write, so its own line, with no printk timestamp,
+- `printk: Too many dropped messages. Suppress messages on non-panic CPUs to
+  prevent livelock.`, the pr_warn_once() of 13fb0f74d702's guard in
+  console_emit_next_record(): `panic_in_progress() && panic_console_dropped++ >
+  10`, so the 12th gap the console meets during a panic.
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ __all__ = [
     "kernel_release",
     "smp_init_spans",
     "panic_facts",
-    "dropped_messages",
+    "SYSRQ_CRASH",
+    "GUARD_LINE",
+    "trigger_position",
+    "flood_console",
+    "brought_up_cpus",
+    "ready_cpus",
 ]
 
 Line = tuple[int, str]
@@ -148,13 +162,130 @@ def panic_facts(lines: Sequence[Line]) -> dict:
     return facts
 
 
+SYSRQ_CRASH = "sysrq: Trigger a crash"
+GUARD_LINE = "Too many dropped messages. Suppress messages on non-panic CPUs to prevent livelock."
+DROPPED_TEXT = "printk messages dropped"
+
 _DROPPED = re.compile(r"\*\* (\d+) printk messages dropped \*\*")
+_GUARD = re.compile(re.escape(GUARD_LINE))
+_STAMP = re.compile(r"\[\s*(\d+)\.(\d{6})\]")
+# Longer than any notice or the guard line: how far back into a line a match
+# that a line break cut in two can start.
+_SPLIT_REACH = 128
+
+# A position in the console: (line index, column).
+Position = tuple[int, int]
 
 
-def dropped_messages(lines: Sequence[Line]) -> int:
-    """Records the console skipped because the ring buffer overwrote them.
+def _occurrences(lines: Sequence[Line], pattern: re.Pattern, adjacent) -> list[tuple[Position, re.Match]]:
+    """Every match of `pattern` with the position it starts at, in console order.
 
-    console_unlock() prints `** N printk messages dropped **` when it finds a
-    gap in sequence numbers: the flood outran the console.
+    A match may also span the break between line i and i + 1 when
+    `adjacent(i)` (no line was left out between them): in a panic, bust_spinlocks()
+    sets oops_in_progress and serial8250_console_write() then only try-locks
+    the port, so bytes the tty layer sends from another CPU, a newline among
+    them, can land inside a kernel line.
     """
-    return sum(int(m.group(1)) for _, text in lines if (m := _DROPPED.search(text)))
+    found = []
+    for i, (_, text) in enumerate(lines):
+        found += [((i, m.start()), m) for m in pattern.finditer(text)]
+        if i + 1 < len(lines) and adjacent(i):
+            joined = text + lines[i + 1][1]
+            found += [((i, m.start()), m) for m in pattern.finditer(joined, max(0, len(text) - _SPLIT_REACH))
+                      if m.start() < len(text) < m.end()]
+    return sorted(found, key=lambda f: f[0])
+
+
+def trigger_position(lines: Sequence[Line]) -> tuple[Position, str] | None:
+    """Where the panic was triggered in console order, and by which marker.
+
+    The sysrq line comes first; the panic line stands in when the sysrq line
+    is missing (a panic not triggered by sysrq, or its record overwritten
+    before the console reached it). None when neither is on the console.
+    """
+    marks = [(i, lines[i][1].find(needle), name)
+             for needle, name in ((SYSRQ_CRASH, "sysrq"), (PANIC_START, "panic"))
+             if (i := find(lines, needle)) is not None]
+    if not marks:
+        return None
+    i, col, name = min(marks)
+    return (i, col), name
+
+
+def _stamp_before(text: str, col: int) -> int | None:
+    """The printk timestamp (ns) of the record a match at `col` belongs to:
+    the last one before it on its line."""
+    stamps = list(_STAMP.finditer(text, 0, col))
+    m = stamps[-1] if stamps else None
+    return int(m.group(1)) * 1_000_000_000 + int(m.group(2)) * 1000 if m else None
+
+
+def flood_console(lines: Sequence[Line], tag: str, bulk_before: Sequence[int] | None = None,
+                  bulk_lines: int = 0) -> dict:
+    """What the console says about printk's ring before and after the trigger.
+
+    `lines` are the kept console lines; flood records (lines with `tag`) may
+    be among them, or counted apart by the serial reader (`bulk_lines` in all,
+    `bulk_before[i]` of them before `lines[i]`), or both. Returns the drop
+    notices (`drop_notices_*`, how many; `dropped_*`, the sum of their N)
+    before and after the trigger, the flood records before and after it,
+    whether the 13fb0f74d702 guard's line came after it (`guard_fired`), and
+    when: `guard_host_ns` (its line's arrival, host clock) and
+    `trigger_to_guard_printk_ns` (guest clock, from the printk timestamps of
+    the trigger's line and the guard's). Without a trigger everything is
+    "before" and the guard has not fired: the guard only acts during a panic.
+    """
+    def adjacent(i: int) -> bool:
+        return bulk_before is None or bulk_before[i] == bulk_before[i + 1]
+
+    trigger = trigger_position(lines)
+    at = trigger[0] if trigger else None
+
+    def after(pos: Position) -> bool:
+        return at is not None and pos > at
+
+    notices = _occurrences(lines, _DROPPED, adjacent)
+    before = [int(m.group(1)) for pos, m in notices if not after(pos)]
+    later = [int(m.group(1)) for pos, m in notices if after(pos)]
+    guard = next((pos for pos, _ in _occurrences(lines, _GUARD, adjacent) if after(pos)), None)
+    stamps = [_stamp_before(lines[p[0]][1], p[1]) if p is not None else None for p in (at, guard)]
+
+    kept = [(i, text.find(tag)) for i, (_, text) in enumerate(lines) if tag in text]
+    if at is None:
+        bulk_at = bulk_lines
+    else:
+        bulk_at = bulk_before[at[0]] if bulk_before else 0
+    records_before = bulk_at + sum(not after(pos) for pos in kept)
+    return {
+        "trigger_marker": trigger[1] if trigger else None,
+        "drop_notices_before_trigger": len(before),
+        "dropped_before_trigger": sum(before),
+        "drop_notices_after_trigger": len(later),
+        "dropped_after_trigger": sum(later),
+        "guard_fired": guard is not None,
+        "guard_host_ns": lines[guard[0]][0] if guard is not None else None,
+        "trigger_to_guard_printk_ns": stamps[1] - stamps[0] if None not in stamps else None,
+        "flood_lines_before_trigger": records_before,
+        "flood_lines_after_trigger": bulk_lines + len(kept) - records_before,
+    }
+
+
+_READY_CPUS = re.compile(r"^READY .*\bcpus=(\d+)")
+
+
+def brought_up_cpus(lines: Sequence[Line]) -> tuple[int, str] | None:
+    """The CPUs the first kernel brought up, and its line without the timestamp:
+    smp_init()'s "smp: Brought up N node(s), M CPU(s)" (M counts the boot CPU)."""
+    for _, text in lines:
+        if m := SMP_DONE.search(text):
+            return int(m.group(2)), strip_printk(text)
+    return None
+
+
+def ready_cpus(progress: Sequence[Line]) -> int | None:
+    """The CPUs the guest's init saw (`nproc` in its first READY line), or None."""
+    for _, text in progress:
+        if text.startswith("READY"):
+            m = _READY_CPUS.match(text)
+            return int(m.group(1)) if m else None
+    return None

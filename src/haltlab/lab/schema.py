@@ -12,6 +12,17 @@ Version 1 (2026-12-01), against the untyped results before it: `smp` became
 CPU fields (None, and `per_vcpu` empty, when nothing was measured) and a
 `lab_timeline` (lab/timeline.py).
 
+Added to version 1 (2026-12-01): a flood run reads printk's ring from the
+console after the trigger (`trigger_marker`, the line it was found by):
+`drop_notices_*` / `dropped_*` (how many "** N printk messages dropped **"
+notices, and the sum of their N, before and after the trigger),
+`guard_fired` (13fb0f74d702's "Too many dropped messages" line after the
+trigger), `trigger_to_guard_ns` (host clock) and `trigger_to_guard_printk_ns`
+(guest clock), `flood_lines_after_trigger`; the flood result summarises them
+(`guard_fired_runs`, `drop_notices_after_trigger_all`, ...). The flood's
+record counts are now split at the trigger line in console order (before:
+at the moment the host saw the trigger), so before + after = total.
+
 Fields carry their unit (`_ns`, `_s_per_s`, `_hz`); `Summary` is a median and
 min-max over runs (stats.py). `conforms()` checks a value against a type here,
 keys and nesting (tests/lab/test_schema.py runs it on real results).
@@ -183,10 +194,19 @@ class FloodRun(_RunTails):
     outcome: str
     qemu_pid: int
     triggered: bool
+    trigger_marker: str | None  # "sysrq" | "panic": the console line the trigger was found at
     flood_lines_before_trigger: int
+    flood_lines_after_trigger: int
     flood_lines_total: int
     console_bytes: int
-    dropped_messages: int
+    dropped_messages: int  # the whole run's
+    drop_notices_before_trigger: int
+    dropped_before_trigger: int
+    drop_notices_after_trigger: int
+    dropped_after_trigger: int
+    guard_fired: bool
+    trigger_to_guard_ns: int | None
+    trigger_to_guard_printk_ns: int | None
     panic_to_end_ns: int | None
     trigger_to_end_ns: int | None
     trigger_to_pvpanic_ns: int | None
@@ -206,4 +226,13 @@ class FloodResult(Header):
     panic_to_end_ns: Summary | None
     flood_lines_before_trigger: Summary | None
     dropped_messages: Summary | None
+    guard_fired_runs: int  # among the runs that triggered, as the *_after_trigger figures
+    drop_notices_before_trigger: Summary | None
+    dropped_before_trigger: Summary | None
+    drop_notices_after_trigger: Summary | None
+    drop_notices_after_trigger_all: list[int]
+    dropped_after_trigger: Summary | None
+    flood_lines_after_trigger: Summary | None
+    trigger_to_guard_ns: Summary | None
+    trigger_to_guard_printk_ns: Summary | None
     runs: list[FloodRun]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from haltlab.errors import ConfigError
-from haltlab.lab import images, initramfs
+from haltlab.errors import ConfigError, UserError
+from haltlab.lab import images, initramfs, parse
 from haltlab.lab.cache import check_cache
 from haltlab.lab.lifetime import terminate_cleanly
 from haltlab.lab.images import KernelImage
@@ -24,7 +24,7 @@ from haltlab.lab.runner import Guest, sweep_stale_guests
 from haltlab.lab.schema import SCHEMA_VERSION
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
-           "elapsed_ns", "repeat", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
+           "elapsed_ns", "repeat", "check_guest_cpus", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
            "MAX_CPUS_TCG"]
 
 # Called after each run with (run index, number of runs, that run's dict).
@@ -186,6 +186,28 @@ def elapsed_ns(a: int | None, b: int | None) -> int | None:
 BOOT_RETRIES = 1
 
 
+def check_guest_cpus(g: Guest, run: int, n: int) -> None:
+    """Refuse a run whose guest came up with fewer CPUs than it was given.
+
+    QEMU starts the vCPUs, but only the kernel decides how many it brings up:
+    one built without ACPI finds only the boot CPU in QEMU's MP table, and
+    `maxcpus=` caps the rest. Such a guest runs, and panics, but measures
+    something else (the flood's `taskset -c 1` fails and nothing floods; a
+    panic has no CPU to stop), so it is an error, not a result. The count is
+    what the guest printed: its init's `nproc` (the READY line on the
+    progress port), else the kernel's "smp: Brought up N node(s), M CPU(s)";
+    when it printed neither (a boot that never got that far) there is
+    nothing to check.
+    """
+    asked = g.spec.cpus
+    seen, said = parse.ready_cpus(g.progress.lines), "nproc in its init"
+    if seen is None and (up := parse.brought_up_cpus(g.console.lines)):
+        seen, said = up[0], f'"{up[1]}"'
+    if seen is not None and seen < asked:
+        raise UserError(f"run {run + 1} of {n}: the guest brought up {seen} of the {asked} vCPUs it was given "
+                        f"({said}); the run needs them all (a kernel built without ACPI finds only the boot CPU)")
+
+
 def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[[Guest], dict],
            progress: ProgressFn | None, *, bulk: Callable[[str], bool] | None = None,
            trace_vcpus: bool = False) -> list[dict]:
@@ -204,6 +226,7 @@ def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[
             for attempt in range(BOOT_RETRIES + 1):
                 with Guest(spec(i) if callable(spec) else spec, bulk=bulk, trace_vcpus=trace_vcpus) as g:
                     run = once(g)
+                    check_guest_cpus(g, i, n)
                 if run.get("triggered", True) or attempt == BOOT_RETRIES:
                     break
                 discarded.append(run)

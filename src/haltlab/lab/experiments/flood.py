@@ -11,6 +11,12 @@ S2 saw 200 hangs in 1409 runs on a kernel that disabled console spinning for
 every CPU during panic; kernels 5.18-6.5 (Debian 12's 6.1 among them) carry the
 fixes that came out of that thread (kernel-facts 2.2), so the expected answer
 here is no hangs, and the distribution of trigger-to-end times is the figure.
+
+What 6.1 does with the flood is read from the console after the trigger (the
+sysrq line, in console order; lab/parse.py `flood_console`): the "** N printk
+messages dropped **" notices (the flood outran the console and the ring
+wrapped), and whether 13fb0f74d702's guard fired (its "Too many dropped
+messages" line, due at the 12th gap during the panic), and when.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from haltlab.lab.experiments.common import (
     LabConfig, Prepared, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.experiments.panic import PVPANIC_MODULES
-from haltlab.lab.guest import FLOOD_TAG, flood_init
+from haltlab.lab.guest import FLOOD_TAG, flood_init, is_flood_record
 from haltlab.lab.images import KernelImage
-from haltlab.lab.parse import PANIC_END, dropped_messages, panic_facts
+from haltlab.lab.parse import PANIC_END, flood_console, panic_facts
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
 
@@ -78,20 +84,27 @@ def _entries(kernel):
 def flood_once(g: Guest, config: FloodConfig) -> dict:
     """One run on a started guest: wait for the trigger, then for the end of panic."""
     triggered = g.wait_until(lambda: g.trigger_ns() is not None, config.boot_timeout_s)
-    lines_at_trigger = g.console.bulk_lines
     done = triggered and g.wait_until(lambda: g.console.seen(PANIC_END) is not None, config.timeout_s)
     run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
     if run["outcome"] != PANICKED:
         run.update(g.tails())
-    facts = panic_facts(g.console.lines)
+    lines, bulk_before, bulk_lines = g.console.snapshot()
+    facts = panic_facts(lines)
+    ring = flood_console(lines, FLOOD_TAG, bulk_before, bulk_lines)
     trigger = g.trigger_ns()
     ev = g.panic_event()
     run.update({
         "triggered": triggered,
-        "flood_lines_before_trigger": lines_at_trigger,
-        "flood_lines_total": g.console.bulk_lines,
+        "trigger_marker": ring["trigger_marker"],
+        "flood_lines_before_trigger": ring["flood_lines_before_trigger"],
+        "flood_lines_after_trigger": ring["flood_lines_after_trigger"],
+        "flood_lines_total": ring["flood_lines_before_trigger"] + ring["flood_lines_after_trigger"],
         "console_bytes": g.console.bytes,
-        "dropped_messages": dropped_messages(g.console.lines),
+        "dropped_messages": ring["dropped_before_trigger"] + ring["dropped_after_trigger"],
+        **{k: ring[k] for k in ("drop_notices_before_trigger", "dropped_before_trigger",
+                                "drop_notices_after_trigger", "dropped_after_trigger", "guard_fired")},
+        "trigger_to_guard_ns": elapsed_ns(trigger, ring["guard_host_ns"]),
+        "trigger_to_guard_printk_ns": ring["trigger_to_guard_printk_ns"],
         "panic_to_end_ns": facts["panic_to_end_ns"],
         "trigger_to_end_ns": elapsed_ns(trigger, facts["end_host_ns"]),
         "trigger_to_pvpanic_ns": elapsed_ns(trigger, ev[0] if ev else None),
@@ -103,6 +116,15 @@ def _spec(prep: Prepared, config: FloodConfig, delay: float):
     return guest_spec(prep, config, pvpanic="none", params={"delay": delay, "line_len": config.line_len})
 
 
+# The per-run figures summarised over every run, and those about what followed
+# a trigger, summarised over the runs that had one (a run that never triggered
+# would count as "nothing dropped").
+OVER_ALL_RUNS = ("panic_to_end_ns", "flood_lines_before_trigger", "dropped_messages",
+                 "drop_notices_before_trigger", "dropped_before_trigger")
+AFTER_THE_TRIGGER = ("flood_lines_after_trigger", "drop_notices_after_trigger", "dropped_after_trigger",
+                     "trigger_to_guard_ns", "trigger_to_guard_printk_ns")
+
+
 def run_flood(config: FloodConfig, progress: ProgressFn | None = None, *,
               kernel: KernelImage | None = None) -> dict:
     """Run the flood stress test `config.runs` times; a JSON-able result."""
@@ -110,12 +132,13 @@ def run_flood(config: FloodConfig, progress: ProgressFn | None = None, *,
     prep = prepare(config, _entries, kernel)
     delays = run_delays(config)
     runs = repeat(config.runs, lambda i: _spec(prep, config, delays[i]),
-                  lambda g: flood_once(g, config), progress, bulk=lambda text: FLOOD_TAG in text)
+                  lambda g: flood_once(g, config), progress, bulk=is_flood_record)
     for run, delay in zip(runs, delays):
         run["delay_s"] = delay
     # A hang is a panic that never ended; a guest that never triggered is not one.
     hangs = sum(r["outcome"] in (HUNG_OUTPUT, HUNG_SILENT) and r["triggered"] for r in runs)
     triggered = sum(r["triggered"] for r in runs)
+    fired = [r for r in runs if r["triggered"]]
     result = header("flood", config, prep)
     result.update({
         "seed": config.seed,
@@ -126,9 +149,10 @@ def run_flood(config: FloodConfig, progress: ProgressFn | None = None, *,
         "outcomes": outcome_counts(runs),
         "trigger_to_end_ns": summarize(r["trigger_to_end_ns"] for r in runs),
         "trigger_to_end_ns_all": sorted(r["trigger_to_end_ns"] for r in runs if r["trigger_to_end_ns"] is not None),
-        "panic_to_end_ns": summarize(r["panic_to_end_ns"] for r in runs),
-        "flood_lines_before_trigger": summarize(r["flood_lines_before_trigger"] for r in runs),
-        "dropped_messages": summarize(r["dropped_messages"] for r in runs),
+        "guard_fired_runs": sum(r["guard_fired"] for r in fired),
+        "drop_notices_after_trigger_all": sorted(r["drop_notices_after_trigger"] for r in fired),
+        **{key: summarize(r[key] for r in runs) for key in OVER_ALL_RUNS},
+        **{key: summarize(r[key] for r in fired) for key in AFTER_THE_TRIGGER},
         "runs": runs,
     })
     return result
