@@ -85,10 +85,13 @@ def test_only_grow_only_ghost_facts_count_as_commuting():
 
 @cpu_locals(cpu=("me",))
 async def clears_its_bit(box):
+    """Clears its bit of `mask`, then records in `late` whether the waiter had
+    written `flag` by then: the end states tell the orders apart."""
     me = smp_processor_id()
     await READ_ONCE(box.flag)
     await clear_bit(me, box.mask)
-    await READ_ONCE(box.flag)
+    if await READ_ONCE(box.flag):
+        await set_bit(me, box.late)
 
 
 async def waits_for_the_mask(box):
@@ -101,13 +104,13 @@ async def sets_a_bit_back(box):
 
 
 def test_clearing_bits_a_waiter_reads_keeps_every_end_state_and_explores_less():
-    build = _build([waits_for_the_mask, clears_its_bit, clears_its_bit, clears_its_bit], mask=0b1110, flag=0)
+    build = _build([waits_for_the_mask, clears_its_bit, clears_its_bit, clears_its_bit], mask=0b1110, flag=0, late=0)
     full, red = _same_ends(build)
     assert red.states < full.states / 3
 
 
 def test_a_set_and_a_clear_of_one_bit_do_not_commute():
-    build = _build([waits_for_the_mask, clears_its_bit, sets_a_bit_back], mask=0b0110, flag=0)
+    build = _build([waits_for_the_mask, clears_its_bit, sets_a_bit_back], mask=0b0110, flag=0, late=0)
     full, red = _same_ends(build)
     assert len(_ends(build, full)) > 1              # the order matters, and both ends are kept
 
@@ -117,7 +120,7 @@ async def writes_the_mask(box):
 
 
 def test_a_plain_write_to_what_a_waiter_reads_is_never_postponed_past_it():
-    build = _build([waits_for_the_mask, clears_its_bit, writes_the_mask], mask=0b0010, flag=0)
+    build = _build([waits_for_the_mask, clears_its_bit, writes_the_mask], mask=0b0010, flag=0, late=0)
     _same_ends(build)
 
 
