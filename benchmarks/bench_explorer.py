@@ -17,6 +17,8 @@ The explorer is imported lazily: if `haltlab.engine.explorer` or
 `haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
 
     .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--rounds 100] [--repeat 3] [--reduce all] [--memory]
+
+`--repeat` is best of N; unreduced runs of 4 CPUs or more run once.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def main(argv=None) -> list[dict] | None:
           + (f" {'B/state':>8}" if a.memory else ""))
     rows = []
     for n in a.cpus:
-        r = measure(race, n, a.repeat if n < 4 else 1, reduce=a.reduce)
+        r = measure(race, n, a.repeat if n < 4 or a.reduce != "none" else 1, reduce=a.reduce)
         if a.memory:
             r["bytes_per_state"] = bytes_per_state(race, n, a.reduce)
         rows.append(r)

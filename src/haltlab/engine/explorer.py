@@ -508,6 +508,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         if nxt >= len(choices) or (bad and stop_on_violation):
             stack.pop()
             on_stack.discard(src)
+            if por is not None:
+                por.forget(src)
             continue
         node[4] += 1
         c = choices[nxt]
@@ -552,7 +554,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             else:
                 if facts is None:
                     facts = _judge(run, check, at_end, goal, label)
-                child = _node(ex, facts, run, live, dst, new_key, por, bad) + [concrete(run, new_key)]
+                child = _node(ex, facts, run, live, dst, new_key, por, bad, src, c) + [concrete(run, new_key)]
         if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
             # A reduced expansion may neither close a cycle (the cycle proviso:
             # no choice is postponed forever) nor reach the goal (which cuts off
@@ -591,16 +593,17 @@ def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
     return symmetric, tuple(applied)
 
 
-def _node(ex, facts, run, prefix, sid, key, por, bad) -> list:
+def _node(ex, facts, run, prefix, sid, key, por, bad, parent=None, move=None) -> list:
     """A search-stack entry for a new state: [prefix, id, key, choices to take,
     next index, all enabled choices when `choices` is a reduced subset, else None];
     the caller appends the digest of the concrete state (the key is its orbit's
     under symmetry), which a replay to it must reach.
-    `run` is at the state when `por` is on (it chooses from the live run)."""
+    `run` is at the state when `por` is on (it chooses from the live run, and
+    hands on what it learnt there along `move`, the choice from `parent`)."""
     enabled = _visit(ex, facts, sid, bad)
     if por is None or len(enabled) < 2:
         return [prefix, sid, key, enabled, 0, None]
-    chosen = por.choose(run, prefix, enabled)
+    chosen = por.choose(run, prefix, enabled, sid=sid, parent=parent, move=move)
     return [prefix, sid, key, chosen, 0, None if len(chosen) == len(enabled) else enabled]
 
 

@@ -48,7 +48,7 @@ __all__ = [
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
     "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "Hardware", "Outcome",
-    "Footprint", "Shared", "Inflight", "Local", "Ghost", "Device", "CONSOLE", "WHOLE_MACHINE", "cond_footprint",
+    "Footprint", "Shared", "BitUpdate", "Inflight", "Local", "Ghost", "Device", "CONSOLE", "WHOLE_MACHINE", "cond_footprint",
 ]
 
 NSEC_PER_USEC = 1_000
@@ -165,6 +165,16 @@ class Local:
 
 
 @dataclass(frozen=True)
+class BitUpdate:
+    """A blind `set_bit`/`clear_bit` of bit `nr` of the shared variable `name`
+    (its result unused). Two of them commute unless they set and clear the same
+    bit; against any read or write of the variable they conflict."""
+    name: str
+    nr: int
+    set: bool
+
+
+@dataclass(frozen=True)
 class Ghost:
     """One fact of the ghost state (`"*"`: any of them)."""
     key: str
@@ -184,14 +194,32 @@ class Footprint:
     reads: frozenset = frozenset()
     writes: frozenset = frozenset()
     whole: bool = False          # touches the whole machine (a reset): conflicts with everything
+    updates: frozenset = frozenset()    # BitUpdates: commuting writes (see `BitUpdate`)
 
     def __or__(self, other: "Footprint") -> "Footprint":
-        return Footprint(self.reads | other.reads, self.writes | other.writes, self.whole or other.whole)
+        return Footprint(self.reads | other.reads, self.writes | other.writes, self.whole or other.whole,
+                         self.updates | other.updates)
 
     def conflicts(self, other: "Footprint") -> bool:
         if self.whole or other.whole:
             return True
-        return bool(self.writes & (other.reads | other.writes) or other.writes & self.reads)
+        if self.writes & (other.reads | other.writes) or other.writes & self.reads:
+            return True
+        if self.updates or other.updates:
+            return _updates_conflict(self, other) or _updates_conflict(other, self)
+        return False
+
+
+def _updates_conflict(a: Footprint, b: Footprint) -> bool:
+    """`a`'s bit updates against everything `b` touches."""
+    touched = {r.name for r in b.reads | b.writes if isinstance(r, Shared)}
+    for u in a.updates:
+        if u.name in touched:
+            return True
+        for v in b.updates:
+            if v.name == u.name and v.nr == u.nr and v.set != u.set:
+                return True
+    return False
 
 
 WHOLE_MACHINE = Footprint(whole=True)
@@ -246,10 +274,11 @@ class _Rmw(Op):
     primitive it stands for in traces.
     """
 
-    __slots__ = ("var", "fn", "name", "writes")
+    __slots__ = ("var", "fn", "name", "writes", "bit")
 
-    def __init__(self, name: str, var: Var, fn: Callable[[Any], tuple[Any, Any]], writes: bool = True):
-        self.var, self.fn, self.name, self.writes = var, fn, name, writes
+    def __init__(self, name: str, var: Var, fn: Callable[[Any], tuple[Any, Any]], writes: bool = True,
+                 bit: BitUpdate | None = None):
+        self.var, self.fn, self.name, self.writes, self.bit = var, fn, name, writes, bit
 
     def start(self, machine, cpu):
         # `_value`, not `value`: an op's own access is not a spinner condition's
@@ -269,7 +298,10 @@ class _Rmw(Op):
         return f"{self.name}({self.var.name})"
 
     def footprint(self, machine, cpu) -> Footprint:
-        """A read; a write too when it would store (a failing cmpxchg only reads)."""
+        """A read; a write too when it would store (a failing cmpxchg only reads);
+        a blind bit update is a `BitUpdate`, which commutes with others."""
+        if self.bit is not None:
+            return Footprint(updates=frozenset((self.bit,)))
         res = frozenset((Shared(self.var.name),))
         if self.writes:
             cur = self.var._value
@@ -319,11 +351,11 @@ def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -
 
 
 def set_bit(nr: int, var: Var) -> Op:
-    return _Rmw("set_bit", var, lambda cur: (cur | (1 << nr), None))
+    return _Rmw("set_bit", var, lambda cur: (cur | (1 << nr), None), bit=BitUpdate(var.name, nr, True))
 
 
 def clear_bit(nr: int, var: Var) -> Op:
-    return _Rmw("clear_bit", var, lambda cur: (cur & ~(1 << nr), None))
+    return _Rmw("clear_bit", var, lambda cur: (cur & ~(1 << nr), None), bit=BitUpdate(var.name, nr, False))
 
 
 def test_and_set_bit(nr: int, var: Var) -> Op:
