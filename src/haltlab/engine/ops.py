@@ -43,7 +43,7 @@ from haltlab.engine.memory import Var, for_each_cpu
 __all__ = [
     "Activity", "WAIT_STATES", "Op", "Handover", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
-    "atomic_add_return", "lockless_update", "set_bit", "clear_bit", "test_and_set_bit",
+    "atomic_add_return", "lockless_update", "raw_spin_section", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
@@ -348,6 +348,52 @@ def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -
     Costs one atomic, as the successful cmpxchg does. `what` names the kernel
     function (`prb_reserve`) in traces."""
     return _Rmw(what, var, fn)
+
+
+class _SpinSection(Op):
+    """The body of a raw spinlock section and its `raw_spin_unlock()`, as one step."""
+
+    __slots__ = ("lock", "vars", "fn", "what")
+
+    def __init__(self, lock: Var, vars: tuple, fn, what: str) -> None:
+        self.lock, self.vars, self.fn, self.what = lock, vars, fn, what
+
+    def start(self, machine, cpu):
+        lock = self.lock
+        if lock._value != cpu:
+            raise RuntimeError(f"{self.what}: CPU{cpu} runs the section of {lock.name} without holding it "
+                               f"(held by {lock._value})")
+        updates, result = self.fn(*(v._value for v in self.vars))
+        memory = lock.memory
+        for var, value in updates:
+            if var._value != value:
+                memory.store(var, value)
+        memory.store(lock, -1)
+        return Done(result, machine.cost_ns("atomic_op_ns"))
+
+    def describe(self) -> str:
+        return f"{self.what}({self.lock.name})"
+
+    def footprint(self, machine, cpu) -> Footprint:
+        touched = frozenset(Shared(v.name) for v in (self.lock, *self.vars))
+        return Footprint(touched, touched)
+
+
+def raw_spin_section(lock: Var, vars: tuple, fn: Callable[..., tuple], what: str) -> Op:
+    """What a CPU does between `raw_spin_lock(lock)` (which it holds, as its CPU
+    number in `lock`) and `raw_spin_unlock(lock)`, in one step:
+    `fn(*values of vars) -> (((var, new value), ...), result)`, then the unlock.
+
+    One step is exact for the CPUs that take the lock: none of them can see
+    the section's variables in between. It is exact for everything else as
+    long as the section's variables are written only under the lock and at
+    most one access in the section is to a variable some CPU touches without
+    it (Lipton's reduction: the protected accesses commute with every other
+    CPU's steps, and one unprotected access is one point either way); the
+    caller says why that holds. The lock itself is taken by its own step
+    before (`kernel.locking.raw_spin_lock`), so a CPU stopped by an NMI while
+    holding it still leaves it held, as in the kernel."""
+    return _SpinSection(lock, tuple(vars), fn, what)
 
 
 def set_bit(nr: int, var: Var) -> Op:

@@ -23,6 +23,15 @@ d51507098ff9, no spinning while a panic is in progress (or, as the policy
 `console_flush_on_panic()` without console_sem (D2, mended); d04d5882cd67, no
 owner advertised in a panic; 779dbc2e78d7, non-panic records dropped at once.
 
+The sections under `console_owner_lock` are one step each after the lock's
+own (`engine.ops.raw_spin_section`): `console_owner` is only ever touched
+under the lock, and `console_waiter`, which the waiter spins on and the owner
+clears outside it, is read at most once in a section; the one section that
+also writes it (becoming the waiter) writes only when it finds an owner set,
+and the owner clears `console_waiter` only after its own section has cleared
+`console_owner`, so that clear cannot fall inside such a section. A CPU
+stopped by an NMI between taking the lock and its section still holds it.
+
 There is one console (the machine's UART); a record is printed as its
 timestamp prefix and text, after a "** N printk messages dropped **" notice
 when the console found a gap. Abridged: no log levels (every record is
@@ -37,11 +46,12 @@ from __future__ import annotations
 
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
-    READ_ONCE, WRITE_ONCE, atomic_add_return, local_irq_restore, local_irq_save, ndelay, spin_until, uart_write,
+    READ_ONCE, WRITE_ONCE, atomic_add_return, local_irq_restore, local_irq_save, ndelay, raw_spin_section,
+    spin_until, uart_write,
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.kernel import PANIC_CPU_INVALID
-from haltlab.kernel.locking import UNLOCKED, down_trylock, raw_spin_lock, raw_spin_unlock, up
+from haltlab.kernel.locking import UNLOCKED, down_trylock, raw_spin_lock, up
 from haltlab.kernel.policies import ConsoleSpin
 from haltlab.kernel.printk_ringbuffer import prb_final_commit, prb_read_valid, prb_reserve, seq_locals
 
@@ -130,7 +140,7 @@ async def console_trylock(k) -> bool:
     return await down_trylock(k.console_sem)
 
 
-@cpu_locals(cpu=("this_cpu", "owner"), plain=("flags", "waiter", "spin"))
+@cpu_locals(cpu=("this_cpu",), plain=("flags", "spin"))
 async def console_trylock_spinning(k) -> bool:
     """Take console_sem, or wait for its owner to hand it over after its
     current record (dbdda842fe96); the waiter spins with interrupts off."""
@@ -146,13 +156,13 @@ async def console_trylock_spinning(k) -> bool:
         return False
     flags = await local_irq_save()                      # printk_safe_enter_irqsave()
     await raw_spin_lock(k.console_owner_lock)
-    owner = await READ_ONCE(k.console_owner)
-    waiter = await READ_ONCE(k.console_waiter)
-    spin = False
-    if not waiter and owner != UNLOCKED and owner != this_cpu:
-        await WRITE_ONCE(k.console_waiter, True)
-        spin = True
-    await raw_spin_unlock(k.console_owner_lock)
+
+    def become_waiter(owner, waiter):
+        if not waiter and owner != UNLOCKED and owner != this_cpu:
+            return ((k.console_waiter, True),), True
+        return (), False
+    spin = await raw_spin_section(k.console_owner_lock, (k.console_owner, k.console_waiter), become_waiter,
+                                  "console_trylock_spinning")
     if not spin:
         await local_irq_restore(flags)
         return False
@@ -162,14 +172,16 @@ async def console_trylock_spinning(k) -> bool:
     return True
 
 
+@cpu_locals(cpu=("this_cpu",))
 async def console_lock_spinning_enable(k) -> None:
     if not k.config.has("printk_console_owner_handover"):
         return
     if k.config.has("printk_no_console_owner_in_panic") and await panic_in_progress(k):
         return                                          # d04d5882cd67: never advertise an owner in panic
+    this_cpu = smp_processor_id()
     await raw_spin_lock(k.console_owner_lock)
-    await WRITE_ONCE(k.console_owner, smp_processor_id())
-    await raw_spin_unlock(k.console_owner_lock)
+    await raw_spin_section(k.console_owner_lock, (), lambda: (((k.console_owner, this_cpu),), None),
+                           "console_lock_spinning_enable")
 
 
 @cpu_locals(plain=("waiter",))
@@ -181,9 +193,9 @@ async def console_lock_spinning_disable_and_check(k) -> bool:
     if k.config.has("printk_no_console_owner_in_panic") and await panic_in_progress(k):
         return False                                    # d04d5882cd67 (console_owner is left as it is)
     await raw_spin_lock(k.console_owner_lock)
-    waiter = await READ_ONCE(k.console_waiter)
-    await WRITE_ONCE(k.console_owner, UNLOCKED)
-    await raw_spin_unlock(k.console_owner_lock)
+    waiter = await raw_spin_section(k.console_owner_lock, (k.console_waiter,),
+                                    lambda waiter: (((k.console_owner, UNLOCKED),), waiter),
+                                    "console_lock_spinning_disable_and_check")
     if not waiter:
         return False
     await WRITE_ONCE(k.console_waiter, False)

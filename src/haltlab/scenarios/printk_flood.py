@@ -38,6 +38,7 @@ from haltlab.engine.context import ktime_get_ns
 from haltlab.engine.ops import local_irq_disable, local_irq_enable, ndelay, set_cpu_state
 from haltlab.engine.run import Run
 from haltlab.engine.simulator import Simulator
+from haltlab.engine.symmetry import cpu_locals
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.kernel import Kernel, KernelConfig
@@ -109,6 +110,7 @@ def flood_line(line_len: int) -> str:
     return (FLOOD_TAG + "F" * line_len)[:line_len]
 
 
+@cpu_locals(plain=("user_ns",))
 async def kmsg_flood(k, line: str, irqs_off: bool) -> None:
     """S2's writer: `while :; do echo $LINE >&3; done`, one write(2) per record."""
     await set_cpu_state(tick_enabled=True)
@@ -122,6 +124,7 @@ async def kmsg_flood(k, line: str, irqs_off: bool) -> None:
             await local_irq_enable()
 
 
+@cpu_locals(plain=("delay_ns",))
 async def sysrq_trigger(k, delay_ns: int) -> None:
     """The shell on CPU0: waits, then `echo c > /proc/sysrq-trigger`
     (`__handle_sysrq()` prints the action, `sysrq_handle_crash()` panics)."""

@@ -46,7 +46,8 @@ from haltlab.kernel.policies import ConsoleSpin, Policies, choose
 from haltlab.kernel.printk_ringbuffer import SeqWindow, blk_size
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import KEYS, load_profile
-from haltlab.scenarios.printk_flood import flood_line, kmsg_flood, sysrq_trigger
+from haltlab.kernel.panic import panic
+from haltlab.scenarios.printk_flood import PANIC_MSG, flood_line, kmsg_flood, sysrq_trigger
 
 __all__ = ["PrintkFloodCheckConfig", "make_run", "check_printk_flood", "replay_printk_flood",
            "PROPERTIES", "panic_finished", "timing_assumptions", "timing_tolerance_pct"]
@@ -61,6 +62,7 @@ class PrintkFloodCheckConfig:
     line_len: int = 991
     ring_records: int = 2
     flood_irqs_off: bool = False
+    sysrq_line: bool = False             # CPU0 prints "sysrq: Trigger a crash" before panic()
     timing: Timing = Timing.UNTIMED
     tolerance_pct: int | None = None
     reduce: Reduce = Reduce.NONE
@@ -131,7 +133,7 @@ def make_run(cfg: PrintkFloodCheckConfig) -> Run:
     k.boot()
     driver = ExplorerDriver(machine, timing=cfg.timing,
                             tolerance_pct=timing_tolerance_pct(cfg) if cfg.timing is Timing.TIMED else None)
-    driver.start_task(0, sysrq_trigger(k, 0))
+    driver.start_task(0, sysrq_trigger(k, 0) if cfg.sysrq_line else panic(k, PANIC_MSG))
     for cpu in range(1, cfg.cpus):
         driver.start_task(cpu, kmsg_flood(k, line, cfg.flood_irqs_off))
     return Run(machine, k, driver, ghost=k.ghost_fingerprint, abstraction=SEQ_WINDOW,
