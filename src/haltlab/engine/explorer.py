@@ -61,10 +61,18 @@ class ExplorerDriver(Driver):
     """Runs kernel code one chosen step at a time."""
 
     def __init__(self, machine, *, seed: int = 0, timeouts: Timeouts = Timeouts.QUIESCENT,
-                 timing: Timing = Timing.UNTIMED, tolerance_pct: int | None = None) -> None:
+                 timing: Timing = Timing.UNTIMED, tolerance_pct: int | None = None,
+                 local_delays: bool = False) -> None:
         """`timing=TIMED` lets durations bound the interleavings
         (`haltlab.engine.timing`), each cost widened by `tolerance_pct` either
-        way; `timeouts` then does not apply (time decides when a wait times out)."""
+        way; `timeouts` then does not apply (time decides when a wait times out).
+
+        `local_delays` (untimed only) runs a pure delay (`mdelay`, `ndelay`)
+        without a branch: untimed, a delay changes nothing but the CPU's own
+        position, so it commutes with every other CPU's step and every arrival
+        (an interrupt taken just before the delay or just after it leads to the
+        same states), the invisible-operation reduction; docs/design.md says so.
+        Off by default, so the race keeps the state counts its SPIN peer checks."""
         try:
             self.timeouts = Timeouts(timeouts)
         except ValueError:
@@ -73,6 +81,7 @@ class ExplorerDriver(Driver):
         if self.timing is Timing.TIMED and tolerance_pct is None:
             raise ValueError("timing='timed' needs tolerance_pct (the profile's timing_tolerance)")
         self.clocks = Clocks(machine.ncpus, tolerance_pct) if self.timing is Timing.TIMED else None
+        self._local_delays = local_delays and self.clocks is None
         self._interrupted: set[int] = set()
         self.inflight: set[tuple[int, str]] = set()
         self.steps = 0
@@ -84,7 +93,7 @@ class ExplorerDriver(Driver):
     # --- the driver contract ---------------------------------------------------------
 
     def _gate(self, s: Strand, op) -> bool:
-        return not op.branch
+        return not op.branch or (op.delay and self._local_delays)
 
     def _after_done(self, s: Strand, done):
         if self.clocks is not None and done.cost_ns:

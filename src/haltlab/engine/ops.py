@@ -232,6 +232,7 @@ class Op:
 
     __slots__ = ()
     branch = True   # the explorer chooses the next CPU before this op
+    delay = False   # a pure delay: time passes, nothing else (`ExplorerDriver(local_delays=...)`)
 
     def __await__(self):
         # A driver that can start an op where it is awaited (the simulator: see
@@ -467,6 +468,7 @@ def cpu_relax() -> Op:
 
 class _Delay(Op):
     __slots__ = ("duration_ns", "name")
+    delay = True
 
     def __init__(self, duration_ns: int, name: str):
         self.duration_ns, self.name = duration_ns, name

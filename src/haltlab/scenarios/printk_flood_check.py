@@ -1,7 +1,7 @@
 """Scenario for the explorer: S2's flood against a panic, every interleaving.
 
-    Result: Eventually ("---[ end Kernel panic" on the console, or panic()'s
-            final loop reached)
+    Result: Eventually ("---[ end Kernel panic" on the console, panic()'s
+            final loop reached, or the kdump kernel entered)
 
 CPU0 runs the sysrq shell: it prints the sysrq line, then panics. CPUs 1..N-1
 run S2's writer (`printk_flood.kmsg_flood`) forever. The explorer asks, for a
@@ -63,6 +63,8 @@ class PrintkFloodCheckConfig:
     ring_records: int = 2
     flood_irqs_off: bool = False
     sysrq_line: bool = False             # CPU0 prints "sysrq: Trigger a crash" before panic()
+    kdump: bool = False                  # a crash kernel is loaded
+    post_notifiers: bool = False         # crash_kexec_post_notifiers
     timing: Timing = Timing.UNTIMED
     tolerance_pct: int | None = None
     reduce: Reduce = Reduce.NONE
@@ -92,6 +94,9 @@ class PrintkFloodCheckConfig:
             raise ConfigError("line_len", self.line_len, "a record is 1 to 1024 characters")
         if self.max_states < 1:
             raise ConfigError("max_states", self.max_states, "must be at least 1")
+        for name in ("kdump", "post_notifiers", "sysrq_line", "flood_irqs_off"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "must be true or false")
 
 
 @lru_cache(maxsize=8)
@@ -129,9 +134,10 @@ def make_run(cfg: PrintkFloodCheckConfig) -> Run:
     line = flood_line(cfg.line_len)
     k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0, notifier_lines=True,
                                      log_buf_bytes=cfg.ring_records * blk_size(line),
+                                     kdump=cfg.kdump, crash_kexec_post_notifiers=cfg.post_notifiers,
                                      policies=Policies(console_spin=cfg.console_spin)))
     k.boot()
-    driver = ExplorerDriver(machine, timing=cfg.timing,
+    driver = ExplorerDriver(machine, timing=cfg.timing, local_delays=True,
                             tolerance_pct=timing_tolerance_pct(cfg) if cfg.timing is Timing.TIMED else None)
     driver.start_task(0, sysrq_trigger(k, 0) if cfg.sysrq_line else panic(k, PANIC_MSG))
     for cpu in range(1, cfg.cpus):
@@ -140,10 +146,12 @@ def make_run(cfg: PrintkFloodCheckConfig) -> Run:
                symmetry=CpuSymmetry(cpus=tuple(range(1, cfg.cpus)), ghost=Kernel.GHOST_KIND, frozen=(0,)))
 
 
-@reads(Ghost("end_printed"), Ghost("in_panic_loop"))
+@reads(Ghost("end_printed"), Ghost("in_panic_loop"), Ghost("crash_kexec"))
 def panic_finished(run: Run) -> bool:
+    """The end line reached the console, panic() reached its final loop, or
+    the crash kernel was entered (kdump)."""
     g = run.kernel.ghost
-    return bool(g.get("end_printed") or g.get("in_panic_loop"))
+    return bool(g.get("end_printed") or g.get("in_panic_loop") or g.get("crash_kexec"))
 
 
 def _one_panic_cpu(run: Run) -> bool:
