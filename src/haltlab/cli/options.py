@@ -90,6 +90,9 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "line_len": ("--line-len", None),
     "kdump": ("--kdump", None),
     "crash_kexec_post_notifiers": ("--post-notifiers", None),
+    "console_spin": ("--console-spin", None),       # PrintkFloodConfig (S2)
+    "hang_after_s": ("--hang-after", None),
+    "flood_irqs_off": ("--flood-irqs-off", None),
 }
 
 
@@ -191,20 +194,22 @@ def reduce_option(f: Callable) -> Callable:
 class KernelSpec(click.ParamType):
     """`--kernel SPEC`: a preset (`choices`) plus or minus commits, as
     `v5.17+d51507098ff9` or `v6.1-13fb0f74d702` (`haltlab.kernel.commits`).
-    A bad spec is one line naming it and what is wrong."""
+    A bad spec is one line naming it and what is wrong. `many`: a comma list
+    of specs (a campaign's variants), each checked."""
 
     name = "kernel"
 
-    def __init__(self, choices) -> None:
-        self.choices = tuple(choices)
+    def __init__(self, choices, many: bool = False) -> None:
+        self.choices, self.many = tuple(choices), many
 
     def get_metavar(self, param, *args, **kwargs) -> str:
-        return "SPEC"
+        return "SPEC[,SPEC...]" if self.many else "SPEC"
 
     def convert(self, value, param, ctx):
         from haltlab.kernel.commits import commit_set
         try:
-            commit_set(value)
+            for spec in value.split(",") if self.many else [value]:
+                commit_set(spec.strip())
         except ConfigError as e:
             self.fail(e.why, param, ctx)
         return value

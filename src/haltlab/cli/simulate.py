@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from haltlab.cli.console import console
@@ -11,7 +13,7 @@ from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 
-__all__ = ["simulate", "TRACE_NAMES"]
+__all__ = ["simulate", "TRACE_NAMES", "console_spin_option", "flood_options"]
 
 # The files of a --trace set (report.trace.trace_files), known before the run so a
 # directory holding anything else is refused up front (report/_files.check_set_dir).
@@ -76,3 +78,49 @@ def simulate_panic(profile, cpus, after_panic, others, observe_s, seed, kernel,
     print_panic(trace.result, console(), fmt)
     if trace_dir is not None and fmt != "csv":
         click.echo(f"{'' if fmt == 'table' else chr(10)}trace written to {trace_dir}/")
+
+
+def console_spin_option(*, multiple: bool = False) -> Callable:
+    """`--console-spin`: which CPUs console_trylock_spinning() forbids to spin in a panic."""
+    names = sorted(POLICIES["console_spin"])
+    if multiple:
+        return click.option("--console-spin", default="stock", show_default=True, metavar="LIST",
+                            help=f"console_spin policies, a comma list of {', '.join(names)}.")
+    return click.option("--console-spin", type=click.Choice(names), default="stock", show_default=True,
+                        help="stock: the kernel's commits decide; panic-cpu-only: S2's proposal, only the "
+                             "panic CPU refuses to spin.")
+
+
+def flood_options(f: Callable) -> Callable:
+    """The options a printk-flood run shares with its campaign."""
+    f = click.option("--flood-irqs-off", is_flag=True,
+                     help="The flooders print with interrupts off.")(f)
+    f = click.option("--hang-after", "hang_after_s", type=float, default=60.0, show_default=True,
+                     metavar="SECONDS", help="A run is hung if 'end Kernel panic' has not reached the console "
+                                             "this long after the trigger (S2: 60).")(f)
+    return cpus_option(default=2, help="CPUs: CPU0 panics, the others flood /dev/kmsg.")(f)
+
+
+@simulate.command("printk-flood")
+@profile_option()
+@kernel_preset_option(list(PRESETS), default="v5.17+d51507098ff9")
+@console_spin_option()
+@flood_options
+@seed_option(help="Seeds the trigger delay, the cost jitter and same-nanosecond order.")
+@format_option
+def simulate_printk_flood(profile, kernel, console_spin, cpus, hang_after_s, flood_irqs_off, seed, fmt) -> None:
+    """S2's stress test, one run: CPU0 triggers sysrq-c while the others flood /dev/kmsg."""
+    from haltlab.machine.profile import load_profile
+    from haltlab.results import dumps
+    from haltlab.scenarios.printk_flood import ASSUMPTIONS, PrintkFloodConfig, run_printk_flood
+
+    machine = load_profile(profile)             # a bad profile fails here, before the run
+    cfg = PrintkFloodConfig(kernel=kernel, console_spin=console_spin, profile=profile, cpus=cpus, seed=seed,
+                            hang_after_s=hang_after_s, flood_irqs_off=flood_irqs_off)
+    cfg.validate()
+    result = {**run_printk_flood(cfg, machine), "assumptions": ASSUMPTIONS}
+    if fmt == "json":
+        click.echo(dumps(result), nl=False)
+        return
+    from haltlab.report.flood_view import print_flood_run
+    print_flood_run(result, ASSUMPTIONS, console(), fmt)

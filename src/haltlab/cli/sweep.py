@@ -1,10 +1,11 @@
-"""`haltlab sweep panic`: the panic scenario over seeds x policies x CPU counts.
+"""`haltlab sweep panic` (the panic scenario over seeds x policies x CPU counts)
+and `haltlab sweep printk-flood` (S2's stress campaign, `haltlab.sweep.flood`).
 
 Options in, `haltlab.sweep.PanicSweep` out; the library checks them (errors
 name fields, shown here as flags), runs them through a local process pool or a
 Dask cluster (`--scheduler`), and streams rows to `--output` (JSON Lines) as they
 finish. The same command again resumes; a file made with other inputs is
-refused. This module only adds the progress display and the summary table.
+refused. This module only adds the progress display and the summary tables.
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ import click
 from rich.table import Table
 
 from haltlab.cli.console import console, progress
-from haltlab.cli.options import PathText, observe_option, output_file_option, profile_option, seconds_to_ns
+from haltlab.cli.options import (KernelSpec, PathText, format_option, observe_option, output_file_option, profile_option,
+                                 seconds_to_ns)
+from haltlab.cli.simulate import console_spin_option, flood_options
 from haltlab.errors import UserError
-from haltlab.results import check_out_path
+from haltlab.kernel.commits import PRESETS
+from haltlab.results import check_out_path, dumps
 from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items, worker_count
 
-__all__ = ["sweep"]
+__all__ = ["sweep", "executor_options"]
+
+
+def executor_options(f):
+    """`--workers`, `--scheduler`, `--scheduler-timeout`: where a sweep's runs execute."""
+    f = click.option("--scheduler-timeout", "scheduler_timeout_s", type=float, default=10.0, show_default=True,
+                     metavar="SECONDS", help="How long to try to reach --scheduler.")(f)
+    f = click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Dask scheduler, tcp://HOST:PORT (needs haltlab[dask]).")(f)
+    return click.option("--workers", type=int, default=None,
+                        help="Local worker processes [default and most: the CPU count, and the runs to do].")(f)
 
 
 @click.group()
@@ -40,25 +54,14 @@ def sweep() -> None:
               help="What the other CPUs do: idle, busy, irqsoff.")
 @click.option("--seeds", default="0-3", show_default=True, metavar="LIST", help="Seeds, e.g. 0-99 or 1,5,9.")
 @observe_option(10.0, help='How long to watch after "end Kernel panic".')
-@click.option("--workers", type=int, default=None,
-              help="Local worker processes [default and most: the CPU count, and the runs to do].")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler, tcp://HOST:PORT (needs haltlab[dask]).")
-@click.option("--scheduler-timeout", "scheduler_timeout_s", type=float, default=10.0, show_default=True,
-              metavar="SECONDS", help="How long to try to reach --scheduler.")
+@executor_options
 def sweep_panic(output, out_alias, profile, cpus, after_panic, others, seeds, observe_s, workers,
                 scheduler, scheduler_timeout_s) -> None:
     """The panic scenario for every combination; prints medians per configuration."""
     output = _output(output, out_alias)
     spec = PanicSweep.parse(profile=profile, cpus=cpus, after_panic=after_panic, others=others,
                             seeds=seeds, observe_ns=seconds_to_ns(observe_s, "--observe"))
-    check_executor(scheduler, workers, scheduler_timeout_s)
-    check_out_path(output, "--output", directory=False)
-    with open_sweep(output, spec.inputs()) as file:
-        todo = spec.todo(file.done)
-        if todo:
-            _run(spec, file, todo, workers, scheduler, scheduler_timeout_s)
-        ran = file.written
+    ran = _resume(spec, spec.runs, panic_row, output, workers, scheduler, scheduler_timeout_s)
     _print_summary(spec, output, ran)
 
 
@@ -70,15 +73,28 @@ def _output(output: Path | None, alias: Path | None) -> Path:
     return output or alias
 
 
-def _run(spec: PanicSweep, file, todo: int, workers: int | None, scheduler: str | None,
+def _resume(spec, total: int, row, output: Path, workers: int | None, scheduler: str | None,
+            timeout_s: float) -> int:
+    """Open (or resume) the sweep file, run what it lacks; how many runs ran."""
+    check_executor(scheduler, workers, timeout_s)
+    check_out_path(output, "--output", directory=False)
+    with open_sweep(output, spec.inputs()) as file:
+        todo = spec.todo(file.done)
+        if todo:
+            _run(total, spec.items(), row, file, todo, workers, scheduler, timeout_s)
+        return file.written
+
+
+def _run(total: int, items, row, file, todo: int, workers: int | None, scheduler: str | None,
          timeout_s: float) -> None:
+    """`row` for each of `items` not yet in `file` (`todo` of `total`), with progress."""
     n = None
     if scheduler is None:
         n, note = worker_count(workers, todo)
         if note:
             click.echo(f"haltlab: sweep: {note}", err=True)
-    done_before = spec.runs - todo
-    with executor(scheduler, n, timeout_s) as pool, progress("sweep", spec.runs) as bar:
+    done_before = total - todo
+    with executor(scheduler, n, timeout_s) as pool, progress("sweep", total) as bar:
         started = time.monotonic()
 
         def show(ran: int) -> None:
@@ -87,7 +103,7 @@ def _run(spec: PanicSweep, file, todo: int, workers: int | None, scheduler: str 
             bar.update(done_before + ran, f"{rate:.1f} runs/s, {eta}")
 
         show(0)
-        run_items(panic_row, spec.items(), file, pool, show)
+        run_items(row, items, file, pool, show)
 
 
 def _duration(seconds: float) -> str:
@@ -112,3 +128,42 @@ def _print_summary(spec: PanicSweep, output: Path, ran: int) -> None:
                   f"{g.time_to_end_ns / 1e6:.3f}" if g.time_to_end_ns is not None else "-",
                   f"{g.host_cpu_s_per_s:.4f}" if g.host_cpu_s_per_s is not None else "-")
     out.print(t)
+
+
+@sweep.command("printk-flood")
+@output_file_option(help="JSON Lines file the runs go to; an existing one is resumed.  [required]")
+@click.option("--runs", type=int, default=100, show_default=True, metavar="N", help="Runs per variant.")
+@click.option("--kernel", "kernels", type=KernelSpec(PRESETS, many=True), multiple=True,
+              help="A kernel, as v5.17+d51507098ff9; repeat it or give a comma list for several variants "
+                   "[default: v5.17+d51507098ff9].")
+@console_spin_option(multiple=True)
+@profile_option()
+@flood_options
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The campaign's seed: run i's seed is derived from it and i.")
+@executor_options
+@format_option
+def sweep_printk_flood(output, runs, kernels, console_spin, profile, cpus, hang_after_s, flood_irqs_off, seed,
+                       workers, scheduler, scheduler_timeout_s, fmt) -> None:
+    """S2's stress campaign: hangs/runs per variant, with a 95% Wilson interval."""
+    from haltlab.scenarios.printk_flood import ASSUMPTIONS
+    from haltlab.sweep.flood import FloodSweep, flood_row
+
+    if output is None:
+        raise UserError("--output FILE is required: the JSON Lines file the runs go to")
+    spec = FloodSweep.parse(profile=profile, kernels=kernels or ("v5.17+d51507098ff9",), console_spin=console_spin,
+                            runs=runs, seed=seed, cpus=cpus, hang_after_s=hang_after_s, flood_irqs_off=flood_irqs_off)
+    ran = _resume(spec, spec.total, flood_row, output, workers, scheduler, scheduler_timeout_s)
+    variants = spec.summary(output)
+    summary = {"scenario": "printk-flood", "output": str(output), "profile": spec.profile.name,
+               "cpus": spec.base.cpus, "seed": spec.seed, "runs": spec.runs, "new_runs": ran,
+               "assumptions": ASSUMPTIONS, "variants": [v.to_dict() for v in variants]}
+    if fmt == "json":
+        click.echo(dumps(summary), nl=False)
+        return
+    from haltlab.report.flood_view import print_flood_campaign
+    out = console()
+    if fmt == "table":
+        out.print(f"sweep: {sum(v.runs for v in variants)} runs in {output} ({ran} new)", soft_wrap=True,
+                  markup=False, highlight=False)
+    print_flood_campaign(summary, out, fmt)

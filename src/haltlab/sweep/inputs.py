@@ -25,16 +25,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import socket
 from pathlib import Path
+from types import MappingProxyType
 
 import haltlab
+from haltlab.errors import UserError
 from haltlab.machine.profile import Profile
 
-__all__ = ["model_version", "model_digest", "source_digest", "profile_digest", "MODEL_SOURCES"]
+__all__ = ["model_version", "model_digest", "source_digest", "profile_digest", "MODEL_SOURCES",
+           "profile_state", "worker_profile"]
 
 # What a run executes, relative to the haltlab package: whole packages, and
 # single modules.
-MODEL_SOURCES = ("engine", "machine", "kernel", "scenarios", "sweep/panic.py")
+MODEL_SOURCES = ("engine", "machine", "kernel", "scenarios", "sweep/panic.py", "sweep/flood.py")
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,3 +71,20 @@ def profile_digest(profile: Profile) -> str:
                  "params": {k: [p.value, p.unit] for k, p in sorted(profile.params.items())}}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def profile_state(p: Profile) -> tuple:
+    """The profile as plain picklable values (its params are a read-only
+    mapping): workers get the loaded profile with each run, not its name, so
+    every run uses exactly the profile the header describes."""
+    return p.name, p.description, p.arch, p.kind, p.path, dict(p.params)
+
+
+def worker_profile(state: tuple, digest: str) -> Profile:
+    """In a worker: the profile back from `profile_state()`, after checking that
+    this worker runs the model (`digest`) the sweep was started with."""
+    if model_digest() != digest:
+        raise UserError(f"a worker on {socket.gethostname()} runs another haltlab model (source "
+                        f"{model_digest()[:12]}, the sweep's {digest[:12]}): install the same haltlab everywhere")
+    name, description, arch, kind, path, params = state
+    return Profile(name, description, arch, kind, path, MappingProxyType(params))

@@ -17,19 +17,17 @@ file; a worker whose model differs from the sweep's refuses to run.
 
 from __future__ import annotations
 
-import socket
 import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Iterator
 
-from haltlab.errors import ConfigError, UserError
+from haltlab.errors import ConfigError
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.sweep.inputs import model_digest, model_version, profile_digest
+from haltlab.sweep.inputs import model_digest, model_version, profile_digest, profile_state, worker_profile
 from haltlab.sweep.ranges import count, parse_ints, parse_names, walk
 from haltlab.sweep.store import each_row
 
@@ -120,7 +118,7 @@ class PanicSweep:
     def items(self) -> Iterator[tuple[str, tuple]]:
         """(key, job) for `run_sweep(panic_row, ...)`: a job is the run's
         `PanicConfig` as a dict, the profile and the model's digest."""
-        base, profile, digest = asdict(self.base), _profile_state(self.profile), model_digest()
+        base, profile, digest = asdict(self.base), profile_state(self.profile), model_digest()
         for n, policy, other, seed in self._points():
             cfg = {**base, "cpus": n, "after_panic": policy, "others": other, "seed": seed}
             yield self.key(n, policy, other, seed), (cfg, profile, digest)
@@ -176,17 +174,8 @@ class _Runs:
                      statistics.median(self.host) if self.host else None)
 
 
-def _profile_state(p: Profile) -> tuple:
-    """The profile as plain picklable values (its params are a read-only mapping)."""
-    return p.name, p.description, p.arch, p.kind, p.path, dict(p.params)
-
-
 def panic_row(job: tuple) -> dict:
     """One sweep run (module-level, so that worker processes can unpickle it)."""
-    cfg, (name, description, arch, kind, path, params), digest = job
-    if model_digest() != digest:
-        raise UserError(f"a worker on {socket.gethostname()} runs another haltlab model (source "
-                        f"{model_digest()[:12]}, the sweep's {digest[:12]}): install the same haltlab everywhere")
-    profile = Profile(name, description, arch, kind, path, MappingProxyType(params))
-    r = simulate_panic(PanicConfig(**cfg), profile).result
+    cfg, state, digest = job
+    r = simulate_panic(PanicConfig(**cfg), worker_profile(state, digest)).result
     return {k: r.get(k) for k in KEEP}

@@ -194,3 +194,8 @@ FIGURES: list[Figure] = [
            f"{_S1_SRC}: 36090772574 / 37553709 (\"from 36.09 billion to 37.55 million\")",
            S1_PROFILE, _s1_reduction, _s1_lab_reduction),
 ]
+
+# S2 (seeds/001) lives in its own module, which imports Figure from this one: at the end.
+from haltlab.validation.s2_figures import S2_EXPLORER_FIGURES, S2_FIGURES  # noqa: E402
+
+FIGURES += S2_FIGURES + S2_EXPLORER_FIGURES
