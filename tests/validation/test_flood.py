@@ -114,3 +114,13 @@ def test_a_campaign_without_drops_cannot_calibrate(tmp_path):
     path.write_text(json.dumps(_lab([_run(0, 0, 10, False)])))
     with pytest.raises(UserError, match="keep the estimate"):
         calibrate_flood(path, write=False, seeds=4)
+
+
+def test_one_flooder_leaves_the_other_cpus_idle_and_bad_counts_are_refused():
+    from haltlab.scenarios.printk_flood import PrintkFloodConfig, run_printk_flood
+    one = run_printk_flood(PrintkFloodConfig(kernel="debian-6.1.0-56", profile="qemu-tcg-x86", cpus=4, flooders=1))
+    every = run_printk_flood(PrintkFloodConfig(kernel="debian-6.1.0-56", profile="qemu-tcg-x86", cpus=4))
+    assert one["records_stored"] < every["records_stored"]        # three writers store more than one
+    for bad in (0, 4, "1"):
+        with pytest.raises(ConfigError, match="flooders"):
+            PrintkFloodConfig(cpus=4, flooders=bad).validate()
