@@ -328,8 +328,17 @@ def test_lab_output_gets_the_json_whatever_stdout_gets(recorded_lab, tmp_path):
     assert out.read_text() == _invoke(["lab", "panic", "--runs", "2", "--json"])
 
 
+# the flood quantities' digits (ns ones in ms); the panic ones: host CPU to 4, ms to 2
+_FLOOD_DIGITS = {"records_per_drop_notice": 1, "flood_records_per_s_before_trigger": 0, "guard_fired_fraction": 2,
+                 "drop_notices_after_trigger": 1, "trigger_to_end_ns": 1}
+
+
 def _share(v, q):
-    return "-" if v is None else f"{v:,.4f}" if q == "host_cpu_s_per_s" else f"{v / 1e6:,.2f}"
+    if v is None:
+        return "-"
+    if q in _FLOOD_DIGITS:
+        return f"{v / (1e6 if q.endswith('_ns') else 1):,.{_FLOOD_DIGITS[q]}f}"
+    return f"{v:,.4f}" if q == "host_cpu_s_per_s" else f"{v / 1e6:,.2f}"
 
 
 def _validate_figures(r: dict) -> list[str]:

@@ -27,14 +27,26 @@ __all__ = ["calibrate", "validate"]
 @guest_cpus_option(help="vCPUs of the guest measured.")
 @kernel_package_option()
 @click.option("--dry-run", is_flag=True, help="Measure and print, but do not rewrite the profile.")
+@click.option("--flood", "flood", type=click.Path(dir_okay=False), default=None,
+              help="Calibrate devkmsg_user_ns from this saved `lab flood --cpus 2 --output FILE` result "
+                   "instead of booting panics.")
+@click.option("--seeds", type=int, default=None, help="With --flood: model runs per trial (default 40).")
 @format_option
-def calibrate(profile, runs, cpus, kernel_package, dry_run, fmt) -> None:
+def calibrate(profile, runs, cpus, kernel_package, dry_run, flood, seeds, fmt) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
+    from haltlab.validation.calibrate_flood import calibrate_flood
+    from haltlab.validation.flood import DEFAULT_SEEDS
     from haltlab.validation.save import MeasurementNotWritten
+    if seeds is not None and flood is None:
+        raise UserError("--seeds: only with --flood (the panic calibration runs the model once)")
     try:
-        result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run, kernel_package=kernel_package,
-                                 progress=run_lines("lab calibrate"))
+        if flood is not None:
+            result = calibrate_flood(flood, profile, write=not dry_run,
+                                     seeds=DEFAULT_SEEDS if seeds is None else seeds)
+        else:
+            result = run_calibration(profile, runs=runs, cpus=cpus, write=not dry_run,
+                                     kernel_package=kernel_package, progress=run_lines("lab calibrate"))
     except MeasurementNotWritten as e:
         if e.kept_in is None or fmt == "json":     # the measurement survives on stdout
             click.echo(dumps(e.result), nl=False)
@@ -60,7 +72,8 @@ def _calibration_table(result: dict) -> Table:
     written = f": written to {result['path']}" if result["written"] else " (dry run: not written)"
     t = Table(f"calibrate {result['profile']}{written}",
               [Column("parameter"), Column("before", numeric=True), Column("measured", numeric=True)],
-              notes=[result["provenance"], f"model preset: {result['preset_match_reason']}"])
+              notes=[result["provenance"]] + ([f"model preset: {result['preset_match_reason']}"]
+                                              if "preset_match_reason" in result else []))
     for key, value in result["values"].items():
         t.add_row(key, _value(result["previous"][key]), _value(value))
     return t
@@ -70,22 +83,31 @@ def _calibration_table(result: dict) -> Table:
 @click.option("--runs", type=int, default=2, show_default=True, help="Lab runs per case (panic_timeout: 1).")
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
 @kernel_package_option()
+@click.option("--lab-result", "lab_results", multiple=True, metavar="CASE=FILE",
+              help="A flood case's lab side from a saved `lab flood --output FILE` result (repeatable).")
+@click.option("--seeds", type=int, default=40, show_default=True, help="Model runs per flood case.")
 @format_option
 @output_file_option()
-def validate(runs, cases, kernel_package, fmt, output) -> None:
+def validate(runs, cases, kernel_package, lab_results, seeds, fmt, output) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
     from haltlab.validation import validate as validation
-    from haltlab.validation.cases import CASES
-    names = {c.name for c in CASES}
+    from haltlab.validation.calibrate_flood import read_lab_result
+    names = {c.name for c in validation.ALL_CASES}
     for c in cases:
         if c not in names:
             raise UserError(f"--case {c}: unknown (choose from {', '.join(sorted(names))})")
-    validation.check_options(runs=runs, kernel_package=kernel_package)
+    validation.check_options(runs=runs, kernel_package=kernel_package, seeds=seeds)
     if output is not None:
         check_out_path(output, "--output", directory=False)
-    chosen = tuple(c for c in CASES if not cases or c.name in cases)
+    saved = {}
+    for item in lab_results:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise UserError(f"--lab-result {item}: expected CASE=FILE")
+        saved[name] = read_lab_result(path, "--lab-result")
+    chosen = tuple(c for c in validation.ALL_CASES if not cases or c.name in cases)
     result = validation.validate(chosen, runs=runs, progress=run_lines("validate"),
-                                 kernel_package=kernel_package)
+                                 kernel_package=kernel_package, lab_results=saved, seeds=seeds)
     save_or_show(result, output, "--output")
     if fmt == "json":
         click.echo(dumps(result), nl=False)
@@ -99,6 +121,11 @@ _QUANTITIES = {
     "panic_to_end_ns": ("panic to end line, ms", 1e6, 2),
     "stop_gap_ns": ("stop gap, ms", 1e6, 2),
     "panic_to_reset_ns": ("panic to reset, ms", 1e6, 2),
+    "records_per_drop_notice": ("records/drop notice", 1, 1),
+    "flood_records_per_s_before_trigger": ("records/s pre-trigger", 1, 0),
+    "guard_fired_fraction": ("guard fired, share", 1, 2),
+    "drop_notices_after_trigger": ("drop notices", 1, 1),
+    "trigger_to_end_ns": ("trigger to end, ms", 1e6, 1),
 }
 
 
@@ -114,9 +141,20 @@ def _shown(q: str, v) -> str:
 
 
 def _case_title(r: dict) -> str:
+    if "model_runs" in r:       # a flood case: calibration used one of its quantities, marked in its row
+        return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; model: median of {r['model_seeds']} "
+                f"seeds (* calibration's own: agreement is expected, not evidence)")
     reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""
     own = " (calibration's own case: agreement is expected, not evidence)" if r["calibrated_on"] else ""
     return f"{r['case']}: {r['cpus']} CPUs, pvpanic {r['pvpanic']}{reset}{own}"
+
+
+def _notes_4(result: dict) -> list[str]:
+    """Whether each flood case's model runs look as kernel-notes §4 predicts."""
+    return [f"{name}: as kernel-notes §4 predicts (the guard with >= 12 drop notices, or no notice): "
+            + "; ".join(f"{side} {n['fit']} of {n['runs']} runs" + (f" (not {n['misfits']})" if n["misfits"] else "")
+                        for side, n in sides.items())
+            for name, sides in result.get("flood_kernel_notes_4", {}).items()]
 
 
 def _validation_tables(result: dict) -> list[Table]:
@@ -126,7 +164,7 @@ def _validation_tables(result: dict) -> list[Table]:
     head = Table("validate: the calibrated model beside real kernels", [Column("side"), Column("what")],
                  show_header=False,
                  notes=["lab: the median, min and max over its runs; error: (model - lab median) / lab median",
-                        f"model preset: {result['preset_match_reason']}"])
+                        f"model preset: {result['preset_match_reason']}", *_notes_4(result)])
     head.add_row("model", f"profile {result['profile']}, kernel preset {result['kernel_preset']}")
     head.add_row("lab", f"{lab.get('accelerator')}, kernel {lab.get('kernel_release')} ({lab.get('kernel_package')} "
                         f"{lab.get('kernel_package_version')}), QEMU {lab.get('qemu_version')}")
@@ -137,6 +175,7 @@ def _validation_tables(result: dict) -> list[Table]:
                 Column(c, numeric=True) for c in ("model", "lab median", "min", "max", "runs", "error"))])
         q = r["quantity"]
         err = f"{r['relative_error']:+.0%}" if r["relative_error"] is not None else "-"
-        figures = (_shown(q, r[k]) for k in ("model", "lab_median", "lab_min", "lab_max"))
-        cases[r["case"]].add_row(_shown_as(q)[0], *figures, str(r["lab_runs"]), err)
+        figures = [_shown(q, r[k]) for k in ("model", "lab_median", "lab_min", "lab_max")]
+        label = _shown_as(q)[0] + (" *" if "model_runs" in r and r["calibrated_on"] else "")
+        cases[r["case"]].add_row(label, *figures, str(r["lab_runs"]), err)
     return [head, *cases.values()]

@@ -41,6 +41,7 @@ from haltlab.engine.simulator import Simulator
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
+from haltlab.kernel.idle import do_idle
 from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import ConsoleSpin, Policies, choose
@@ -74,6 +75,7 @@ class PrintkFloodConfig:
     console_spin: ConsoleSpin = ConsoleSpin.STOCK
     profile: str = "kvm-x86"
     cpus: int = 2                       # CPU0 panics; every other CPU floods
+    flooders: int | None = None         # CPUs 1..flooders flood, the rest idle (None: all but CPU0; the lab: 1)
     seed: int = 0
     delay_min_s: float = 0.5
     delay_max_s: float = 2.0
@@ -94,6 +96,9 @@ class PrintkFloodConfig:
         choose("console_spin", self.console_spin)
         if not 2 <= self.cpus <= 64:
             raise ConfigError("cpus", self.cpus, "the flood needs 2 to 64 CPUs (one panics, the rest flood)")
+        if self.flooders is not None and not (isinstance(self.flooders, int) and 1 <= self.flooders < self.cpus):
+            raise ConfigError("flooders", self.flooders, f"1 to {self.cpus - 1} (CPU0 panics; the rest of the "
+                                                         f"{self.cpus} CPUs flood or idle)")
         if not 0 <= self.delay_min_s <= self.delay_max_s:
             raise ConfigError("delay_min_s", self.delay_min_s,
                               f"must be at least 0 and at most delay_max_s ({self.delay_max_s:g} s)")
@@ -158,8 +163,9 @@ def build_printk_flood(cfg: PrintkFloodConfig, profile: Profile | None = None) -
     sim = Simulator(machine, seed=cfg.seed)
     sim.start_task(0, sysrq_trigger(k, _trigger_delay_ns(cfg)))
     line = flood_line(cfg.line_len)
+    flooders = cfg.cpus - 1 if cfg.flooders is None else cfg.flooders
     for cpu in range(1, cfg.cpus):
-        sim.start_task(cpu, kmsg_flood(k, line, cfg.flood_irqs_off))
+        sim.start_task(cpu, kmsg_flood(k, line, cfg.flood_irqs_off) if cpu <= flooders else do_idle(k))
     return Run(machine, k, sim, ghost=None)
 
 
@@ -250,8 +256,9 @@ def _result(cfg: PrintkFloodConfig, run: Run, decided: str, proof: str | None) -
     marks = k.marks
     trig = marks["sysrq_trigger"]
     after = [(t, n) for t, n in k.dropped_notices if t >= trig]
-    flood_after = sum(1 for start, _, cpu, text in machine.console
-                      if start >= trig and text.endswith(flood_line(cfg.line_len)[-16:]))
+    tail = flood_line(cfg.line_len)[-16:]
+    flood_after = sum(1 for start, _, cpu, text in machine.console if start >= trig and text.endswith(tail))
+    flood_before = sum(1 for _, end, cpu, text in machine.console if end < trig and text.endswith(tail))
     end = marks.get("panic_end")
     return {
         "scenario": "printk-flood",
@@ -269,6 +276,7 @@ def _result(cfg: PrintkFloodConfig, run: Run, decided: str, proof: str | None) -
         "dropped_after_trigger": sum(n for _, n in after),
         "guard_fired": "suppress_panic_printk" in marks,
         "guard_after_trigger_ns": marks["suppress_panic_printk"] - trig if "suppress_panic_printk" in marks else None,
+        "flood_records_on_console_before_trigger": flood_before,
         "flood_records_on_console_after_trigger": flood_after,
         "records_stored": k.prb.value.next_seq,
         "events": sim.events_run,

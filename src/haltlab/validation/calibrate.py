@@ -143,6 +143,7 @@ def _what(key: str) -> str:
                            "an NMI like the IPI (cpu_interrupt(), CPU_INTERRUPT_NMI), so set to ipi_latency_ns"),
         "vmm_background_cpu_s_per_s": "QEMU process host CPU minus its vCPU threads after the panic",
         "host_cpu_hz": "this host's clock, /proc/cpuinfo 'cpu MHz'",
+        "devkmsg_user_ns": "the flood loop outside vprintk_emit() (calibrate_flood.py)",
     }[key]
 
 

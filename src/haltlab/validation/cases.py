@@ -14,13 +14,19 @@ Quantities, each the same measure on both sides (measures.py):
 * `stop_gap_ns`: the longest silence between two line arrivals from the panic
   line through the end line (`smp_send_stop()` waiting for the other CPUs);
 * `panic_to_reset_ns`: panic to the machine reset, with `panic=N`.
+
+The flood cases (`FloodCase`) put S2's stress test in the model beside `lab
+flood` at the same vCPU count; their quantities and the one function that
+computes each for both sides are in flood.py. `flood-cpus2` is the campaign
+`lab calibrate --flood` solves `devkmsg_user_ns` from (its records per drop
+notice); every other flood quantity, and all of `flood-cpus4`, is the test.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Case", "CASES", "LAB_FIELD"]
+__all__ = ["Case", "CASES", "LAB_FIELD", "FloodCase", "FLOOD_CASES"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +56,20 @@ CASES = (
 # quantity -> the lab panic result's field holding its summary over runs
 LAB_FIELD = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "panic_to_end_ns": "panic_to_end_host_ns",
              "stop_gap_ns": "panic_max_line_gap_ns", "panic_to_reset_ns": "panic_to_reset_ns"}
+
+
+@dataclass(frozen=True)
+class FloodCase:
+    name: str
+    cpus: int
+    calibrated_quantities: tuple[str, ...] = ()
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibrated_quantities)
+
+
+FLOOD_CASES = (
+    FloodCase("flood-cpus2", 2, calibrated_quantities=("records_per_drop_notice",)),
+    FloodCase("flood-cpus4", 4),
+)

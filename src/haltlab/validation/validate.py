@@ -5,20 +5,32 @@ calibrates (`qemu-tcg-x86`, kernel preset `debian-6.1.0-56`: the lab's kernel,
 v6.1 with its stable backports), and on real kernels, and puts them side by
 side with the relative error. The lab boots one kernel for every case, and the
 result says whether the preset describes it (lab_kernel.py).
+
+S2's flood cases (flood.py) compare the model's stress test with a `lab flood`
+campaign: a fresh one, or a saved `lab flood --output FILE` result passed in
+`lab_results` (a campaign takes minutes; the model's side is always run).
+Saved results must be of the kernel the rest of the command boots; when every
+case has one, that kernel is the saved results' own (pinned by package and
+version, so the lab's image cache answers without apt).
 """
 
 from __future__ import annotations
 
 from haltlab.errors import ConfigError
+from haltlab.lab.experiments import FloodConfig as LabFlood
 from haltlab.lab.experiments import PanicConfig as LabPanic
+from haltlab.lab.experiments import run_flood as lab_flood
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.lab.images import KernelImage
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.validation.cases import CASES, LAB_FIELD, Case
+from haltlab.validation.cases import CASES, FLOOD_CASES, LAB_FIELD, Case, FloodCase
+from haltlab.validation.flood import DEFAULT_SEEDS, check_lab_flood, compare_flood, lab_flood_runs, model_flood_runs, notes_4_holds
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 
-__all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS"]
+__all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS", "ALL_CASES"]
+
+ALL_CASES = (*CASES, *FLOOD_CASES)
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -54,35 +66,93 @@ def _lab_facts(case: Case, runs: int, progress, kernel: KernelImage) -> dict:
     return facts
 
 
-def check_options(*, runs: int, kernel_package: str | None = None) -> None:
+def check_options(*, runs: int, kernel_package: str | None = None, seeds: int = DEFAULT_SEEDS) -> None:
     """validate()'s own inputs, refused before anything runs (a ConfigError)."""
     if not isinstance(runs, int) or runs < 1:
         raise ConfigError("runs", runs, "must be an integer >= 1")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError("seeds", seeds, "must be an integer >= 1")
     if kernel_package is not None:
         LabPanic(kernel_package=kernel_package).validate()
 
 
-def validate(cases: tuple[Case, ...] = CASES, *, runs: int = 2, progress=None,
-             kernel_package: str | None = None) -> dict:
+def _package(lab: dict) -> str:
+    return f"{lab.get('kernel_package')}={lab.get('kernel_package_version')}"
+
+
+def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage:
+    """The one kernel of the command: the booted one, which saved results must match."""
+    saved = {name: _package(lab) for name, lab in lab_results.items()}
+    if len(set(saved.values())) > 1:
+        raise ConfigError("lab results", ", ".join(f"{n}: {p}" for n, p in sorted(saved.items())),
+                          "are of different kernels; validate compares one")
+    boots = any(c.name not in lab_results for c in cases)
+    if saved and not boots:
+        return resolve_lab_kernel(next(iter(saved.values())))
+    kernel = resolve_lab_kernel(kernel_package)
+    booted = f"{kernel.package}={kernel.package_version}"
+    for name, pkg in saved.items():
+        if pkg != booted:
+            raise ConfigError(f"lab result for {name}: kernel", pkg, f"this validate boots {booted}")
+    return kernel
+
+
+def _panic_rows(case: Case, runs: int, progress, kernel: KernelImage) -> tuple[list[dict], dict]:
+    model = model_facts(case)
+    lab = _lab_facts(case, 1 if case.panic_timeout_s else runs, progress, kernel)
+    meta, outcomes = lab.pop("_meta"), lab.pop("_outcomes")
+    rows = []
+    for q in case.quantities():
+        stats = lab.get(q)
+        lab_median = stats["median"] if stats else None
+        m = model[q]
+        err = (m - lab_median) / lab_median if m is not None and lab_median else None
+        rows.append({"case": case.name, "cpus": case.cpus, "pvpanic": case.pvpanic,
+                     "panic_timeout_s": case.panic_timeout_s, "calibrated_on": case.calibrated,
+                     "quantity": q, "model": m, "lab_median": lab_median,
+                     "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
+                     "lab_runs": stats["n"] if stats else 0, "lab_outcomes": outcomes,
+                     "relative_error": err})
+    return rows, meta
+
+
+def _flood_rows(case: FloodCase, runs: int, progress, kernel: KernelImage, saved: dict | None,
+                seeds: int) -> tuple[list[dict], dict, dict]:
+    lab = saved if saved is not None else lab_flood(LabFlood(cpus=case.cpus, runs=runs, accel="tcg"),
+                                                    progress=progress, kernel=kernel)
+    model = model_flood_runs(case.cpus, seeds)
+    rows = compare_flood(case, model, lab, f"lab result for {case.name}")
+    notes = {"model": notes_4_holds(model), "lab": notes_4_holds(lab_flood_runs(lab))}
+    return rows, {k: lab.get(k) for k in _LAB_META}, notes
+
+
+def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_package: str | None = None,
+             lab_results: dict[str, dict] | None = None, seeds: int = DEFAULT_SEEDS) -> dict:
     """Every case on the model and the lab; the lab boots one kernel for all of
     them (`kernel_package`, default what linux-image-amd64 depends on, resolved
-    once here), and the result says whether the model's preset describes it."""
-    check_options(runs=runs, kernel_package=kernel_package)
-    kernel = resolve_lab_kernel(kernel_package)
-    rows, meta = [], None
+    once here), and the result says whether the model's preset describes it.
+    `lab_results` maps a flood case's name to a saved `lab flood` result."""
+    check_options(runs=runs, kernel_package=kernel_package, seeds=seeds)
+    lab_results = dict(lab_results or {})
+    flood_names = {c.name for c in cases if isinstance(c, FloodCase)}
+    for name in lab_results:
+        if name not in flood_names:
+            raise ConfigError("lab result", name, f"is not a flood case of this validate "
+                                                  f"({', '.join(sorted(flood_names)) or 'none chosen'})")
+    by_name = {c.name: c for c in cases}
+    for name, lab in lab_results.items():       # a mismatched file is refused before anything runs
+        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}")
+    kernel = _kernel_for(cases, lab_results, kernel_package)
+    rows, meta, notes = [], None, {}
     for case in cases:
-        model = model_facts(case)
-        lab = _lab_facts(case, 1 if case.panic_timeout_s else runs, progress, kernel)
-        meta, outcomes = lab.pop("_meta"), lab.pop("_outcomes")
-        for q in case.quantities():
-            stats = lab.get(q)
-            lab_median = stats["median"] if stats else None
-            m = model[q]
-            err = (m - lab_median) / lab_median if m is not None and lab_median else None
-            rows.append({"case": case.name, "cpus": case.cpus, "pvpanic": case.pvpanic,
-                         "panic_timeout_s": case.panic_timeout_s, "calibrated_on": case.calibrated,
-                         "quantity": q, "model": m, "lab_median": lab_median,
-                         "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
-                         "lab_runs": stats["n"] if stats else 0, "lab_outcomes": outcomes,
-                         "relative_error": err})
-    return {"profile": PROFILE, "lab": meta, "rows": rows, **preset_match(LAB_KERNEL_PRESET, kernel)}
+        if isinstance(case, FloodCase):
+            case_rows, meta, notes[case.name] = _flood_rows(case, runs, progress, kernel,
+                                                            lab_results.get(case.name), seeds)
+        else:
+            case_rows, meta = _panic_rows(case, runs, progress, kernel)
+        rows += case_rows
+    out = {"profile": PROFILE, "lab": meta, "rows": rows, **preset_match(LAB_KERNEL_PRESET, kernel)}
+    if notes:
+        out["flood_seeds"] = seeds
+        out["flood_kernel_notes_4"] = notes
+    return out
