@@ -206,3 +206,175 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolera
                   "forever (a livelock)")
     if msg or parsed_cycle is not None:
         raise SystemExit(1)
+
+
+# --- printk-flood: S2's flood against a panic ------------------------------------------
+
+def _flood_options(f):
+    from haltlab.cli.options import crash_options
+    from haltlab.cli.simulate import console_spin_option
+    f = cpus_option(default=2, help="CPUs: CPU0 panics, the others flood /dev/kmsg (2-4).")(f)
+    f = kernel_preset_option(sorted(PRESETS), default="v5.17+d51507098ff9")(f)
+    f = console_spin_option()(f)
+    f = crash_options(f)
+    f = click.option("--ring-records", type=click.IntRange(1, 16), default=1, show_default=True, metavar="N",
+                     help="The explorer's ring holds N flood records (the abstraction in "
+                          "scenarios/printk_flood_check.py).")(f)
+    f = click.option("--timing", type=click.Choice(["untimed", "timed"]), default="untimed", show_default=True,
+                     help="untimed: every interleaving (the stronger verdict); timed: only those the "
+                          "profile's costs allow.")(f)
+    f = click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
+                     metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
+                                         "[default: the profile's timing_tolerance].")(f)
+    return f
+
+
+def _flood_cfg(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
+               timing_tolerance, **extra):
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig
+    return PrintkFloodCheckConfig(cpus=cpus, kernel=kernel, console_spin=console_spin, kdump=kdump,
+                                  post_notifiers=crash_kexec_post_notifiers, ring_records=ring_records,
+                                  timing=timing, tolerance_pct=timing_tolerance, **extra)
+
+
+def _flood_replay_command(cfg, choices: list[str], cycle: list[str] | None = None) -> str:
+    from haltlab.scenarios.printk_flood_check import timing_tolerance_pct
+    args = ["haltlab", "replay", "printk-flood", "--cpus", str(cfg.cpus), "--kernel", cfg.kernel,
+            "--console-spin", cfg.console_spin, "--ring-records", str(cfg.ring_records)]
+    if cfg.kdump:
+        args.append("--kdump")
+    if cfg.post_notifiers:
+        args.append("--post-notifiers")
+    if cfg.timing == "timed":
+        args += ["--timing", "timed", "--timing-tolerance", str(timing_tolerance_pct(cfg))]
+    args += ["--choices", ",".join(choices)]
+    if cycle:
+        args += ["--cycle", ",".join(cycle)]
+    return shlex.join(args)
+
+
+@explore.command("printk-flood")
+@_flood_options
+@click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
+              help="Stop after N distinct states; the verdict is then bounded-ok.")
+@reduce_option
+@format_option
+def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
+                             timing_tolerance, max_states, reduce, debug, fmt) -> None:
+    """S2: CPU0 panics while the others flood /dev/kmsg: does the panic always finish?"""
+    from haltlab.scenarios.printk_flood_check import (
+        POR_SKIPPED, check_printk_flood, effective_reduce, timing_assumptions,
+    )
+    if max_states < 1:
+        raise UserError(f"--max-states {max_states}: must be at least 1")
+    cfg = _flood_cfg(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
+                     timing_tolerance, reduce=reduce, max_states=max_states)
+    cfg.validate()
+    assumptions = timing_assumptions(cfg)
+    with progress("explore printk-flood", None) as shown:
+        started = time.monotonic()
+
+        def report(states: int, stack_depth: int) -> None:
+            rate = states / max(time.monotonic() - started, 1e-9)
+            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
+
+        outcome = check_printk_flood(cfg, progress=report, debug=debug)
+        ex = outcome.exploration
+        report(ex.states, 0)
+    result = {
+        "scenario": "printk-flood", "cpus": cpus, "kernel": kernel, "console_spin": console_spin,
+        "kdump": kdump, "post_notifiers": crash_kexec_post_notifiers, "ring_records": ring_records,
+        "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
+        "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
+        "reduce": reduce, "reductions": list(ex.reductions), "timing": timing, "timing_assumptions": assumptions,
+    }
+    if effective_reduce(cfg) != cfg.reduce:
+        result["reductions"].append(POR_SKIPPED)
+    if outcome.bound is not None:
+        result["bound"] = outcome.bound
+    if ex.violation is not None:
+        result["violation" if outcome.verdict != "deadlock" else "deadlock"] = {
+            "property": outcome.property.name, "message": ex.violation.message, "choices": ex.violation.choices,
+            "replay": _flood_replay_command(cfg, ex.violation.choices)}
+    if outcome.lasso is not None:
+        lasso = outcome.lasso
+        result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
+                              "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
+                              "replay": _flood_replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
+    if fmt == "json":
+        click.echo(dumps(result), nl=False)
+    else:
+        _print_flood(result, ex, cfg, fmt)
+    if ex.violation is not None or outcome.lasso is not None:
+        raise SystemExit(1)
+
+
+def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
+    out = console()
+    spin = "" if cfg.console_spin == "stock" else f", console_spin={cfg.console_spin}"
+    crash = (", kdump" if cfg.kdump else "") + (", post-notifiers" if cfg.post_notifiers else "")
+    t = Table(f"explore printk-flood: {cfg.cpus} CPUs, kernel {cfg.kernel}{spin}{crash}",
+              [Column("verdict"), *(Column(c, numeric=True) for c in
+                                    ("states", "transitions", "end states", "max depth", "seconds"))])
+    t.add_row(result["verdict"], str(ex.states), str(ex.transitions), str(ex.terminal), str(ex.max_depth),
+              f"{ex.seconds:.2f}")
+    t.notes.append(f"reductions: {'; '.join(result['reductions']) or 'none'}")
+    t.notes.append(f"timing: {result['timing_assumptions']}")
+    t.notes.append(f"abstractions: sequence numbers relative to the ring's tail; a ring of {cfg.ring_records} "
+                   "flood record(s) (scenarios/printk_flood_check.py)")
+    for key in ("livelock",):
+        if key in result:
+            lv = result[key]
+            t.notes += [f"livelock ({lv['property']}): {lv['message']}",
+                        f"a fair run that never makes progress: {len(lv['prefix'])} choices, then "
+                        f"{len(lv['cycle'])} repeated forever", "replay with:", lv["replay"]]
+    for key in ("deadlock", "violation"):
+        if key in result:
+            v = result[key]
+            t.notes += [f"{key} ({v['property']}): {v['message']}",
+                        f"shortest choice list ({len(v['choices'])} choices)", *trace_lines(ex.violation.trace, "x86_64"),
+                        "replay with:", v["replay"]]
+    if "bound" in result:
+        t.notes.append(f"bounded: {result['bound']}")
+    if fmt == "table" and (ex.violation is not None or "livelock" in result):
+        t.cell_styles[(0, 0)] = "bold red"
+    print_tables([t], fmt, out)
+
+
+@replay.command("printk-flood")
+@_flood_options
+@click.option("--choices", required=True, help="Comma-separated choices, e.g. c1,c0,c0,c1.")
+@click.option("--cycle", default=None, help="A livelock's cycle (from `haltlab explore`): replayed after "
+                                            "--choices, it must come back to the same state.")
+def replay_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
+                            timing_tolerance, choices, cycle) -> None:
+    """Replay a printk-flood choice list and print its trace."""
+    from haltlab.scenarios.printk_flood_check import panic_finished, replay_printk_flood
+    cfg = _flood_cfg(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
+                     timing_tolerance)
+    cfg.validate()
+    try:
+        parsed = parse_choices(choices)
+        parsed_cycle = parse_choices(cycle) if cycle is not None else None
+    except ValueError as e:
+        raise UserError(f"--choices/--cycle: {e}") from None
+    if not parsed:
+        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
+    try:
+        run = replay_printk_flood(cfg, parsed)
+    except DriverError as e:
+        raise UserError(f"--choices {choices}: {e}") from None
+    if parsed_cycle is not None:
+        try:
+            check_cycle(run, parsed_cycle)
+        except DriverError as e:
+            raise UserError(f"--cycle {cycle}: {e}") from None
+    out = console()
+    out.print(trace_text(run.driver.trace, run.machine.profile.arch), soft_wrap=True)
+    done = panic_finished(run)
+    out.print(Text(f"panic finished: {'yes' if done else 'not at this point'}; "
+                   f"CPUs that can still step: {', '.join(run.driver.choices()) or 'none'}"))
+    if parsed_cycle is not None:
+        out.print(f"cycle: {len(parsed_cycle)} choices come back to the same state: the run can repeat them "
+                  "forever (a livelock)")
+        raise SystemExit(1)

@@ -21,7 +21,10 @@ from haltlab.engine.context import smp_processor_id
 from haltlab.engine.ops import WRITE_ONCE, atomic_try_cmpxchg, spin_until
 from haltlab.engine.symmetry import cpu_locals
 
-__all__ = ["raw_spin_lock", "raw_spin_unlock", "down_trylock", "up", "UNLOCKED"]
+__all__ = ["raw_spin_lock", "raw_spin_unlock", "down_trylock", "up", "UNLOCKED", "C_FILES"]
+
+# The C file each function stands for (read by the explorer's trace view, report/race_trace.py).
+C_FILES = {"raw_spin_lock": "kernel/locking/spinlock.c", "raw_spin_unlock": "kernel/locking/spinlock.c"}
 
 UNLOCKED = -1
 

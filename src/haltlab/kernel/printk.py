@@ -316,14 +316,17 @@ async def console_unlock_flush_all(k) -> None:
 @cpu_locals(plain=("progress", "handover", "next_seq", "seq"))
 async def console_flush_all(k) -> tuple[bool, int, bool]:
     """One record per pass of the (single) console until a pass makes no
-    progress; (flushed, next_seq, handover)."""
-    next_seq = 0
+    progress; (flushed, next_seq, handover). The kernel starts `*next_seq`
+    at 0 and keeps the highest `con->seq` it sees; with one console that is
+    the last one read, so the model starts from the first read instead of an
+    absolute 0 (which the explorer's `SeqWindow` could not place)."""
+    next_seq = None
     while True:
         progress, handover = await console_emit_next_record(k)
         if handover:
             return False, next_seq, True
         seq = await READ_ONCE(k.console_seq)
-        next_seq = max(next_seq, seq)
+        next_seq = seq if next_seq is None else max(next_seq, seq)
         if not progress:
             return True, next_seq, False
         if k.config.has("printk_drop_console_sem_in_panic") and await other_cpu_in_panic(k):

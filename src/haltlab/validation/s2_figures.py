@@ -113,6 +113,37 @@ S2_FIGURES: list[Figure] = [
              functools.partial(_sensitivity, us)) for us in S2_DEVKMSG_US if us != 2),
 ]
 
-# The explorer's verdict per variant the thread discusses (v5.17+d51507098ff9 livelock, v5.17 with
-# kdump deadlock, panic-cpu-only, v5.18, v6.1, ...): the explorer's owner adds them here.
-S2_EXPLORER_FIGURES: list[Figure] = []
+# The explorer's verdict per variant the thread discusses, as 1 (the bug is there: a livelock or a
+# deadlock) or 0 (the panic always finishes), beside what the thread says.
+def _explore(kernel: str, bug: str, *, console_spin: str = "stock", kdump: bool = False,
+             post_notifiers: bool = False) -> ModelValue:
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, check_printk_flood
+    cfg = PrintkFloodCheckConfig(kernel=kernel, console_spin=console_spin, kdump=kdump,
+                                 post_notifiers=post_notifiers, reduce="all")
+    out = _explored(cfg)
+    ex = out.exploration
+    shape = (f"lasso of {len(out.lasso.prefix)} + {len(out.lasso.cycle)} choices" if out.lasso is not None
+             else f"path of {len(out.choices)} choices" if out.choices else "no counterexample")
+    return ModelValue(1.0 if str(out.verdict) == bug else 0.0, (
+        f"haltlab explore printk-flood --kernel {kernel}"
+        + (f" --console-spin {console_spin}" if console_spin != "stock" else "")
+        + (" --kdump" if kdump else "") + (" --post-notifiers" if post_notifiers else "")
+        + f": {out.verdict} ({ex.states} states, untimed, 2 CPUs; {shape})"))
+
+
+@functools.lru_cache(maxsize=8)
+def _explored(cfg):
+    from haltlab.scenarios.printk_flood_check import check_printk_flood
+    return check_printk_flood(cfg)
+
+
+_S2_THREAD = "seeds/001: Stephen Brennan, 2022-01-18"
+S2_EXPLORER_FIGURES: list[Figure] = [
+    Figure("S2-explore-petr", _S2, "livelock found (1) or not (0), v5.17+d51507098ff9 (the patch tested)",
+           "verdict", 1.0, f"{_S2_THREAD}: the panic CPU \"is stuck forever writing into the console\"",
+           S2_PROFILE, functools.partial(_explore, "v5.17+d51507098ff9", "livelock")),
+    Figure("S2-explore-kdump-deadlock", _S2, "deadlock found (1) or not (0), v5.17 with kdump and "
+           "crash_kexec_post_notifiers", "verdict", 1.0,
+           "d51507098ff9's commit message: the panic CPU spins on a console owner halted by the NMI",
+           S2_PROFILE, functools.partial(_explore, "v5.17", "deadlock", kdump=True, post_notifiers=True)),
+]
