@@ -3,8 +3,8 @@
 For each CPU count: generate the Promela peer (`peers/panic_race.pml`), `spin
 -a`, compile pan.c with gcc -O2 with and without `-DNOREDUCE` (SPIN's
 partial-order reduction off and on) and run it; run the haltlab explorer on the
-same race in a fresh process (up to `--explorer-max-cpus`, 4 by default: it
-takes about 2 minutes at 5). First every unreduced SPIN count is checked
+same race in a fresh process (up to `--explorer-max-cpus`, 4 by default: its
+search alone took 8 minutes at 5 on a loaded 2-core host, 2026-12-01). First every unreduced SPIN count is checked
 against the explorer's, within `spin_peer.STATE_TOLERANCE`: on a mismatch the
 script says which and exits 1 before timing anything, since timing two
 different state spaces compares nothing. Then the verifiers are timed and the
@@ -104,7 +104,7 @@ def main(argv=None) -> list[dict] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7])
     ap.add_argument("--explorer-max-cpus", type=int, default=4,
-                    help="run the explorer up to this many CPUs (5 takes about 2 minutes)")
+                    help="run the explorer up to this many CPUs (5 takes over 8 minutes)")
     ap.add_argument("--repeat", type=int, default=1, help="SPIN runs: best of this many")
     ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)

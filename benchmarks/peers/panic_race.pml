@@ -1,9 +1,14 @@
 /*
  * SPIN peer of `haltlab explore panic-race`: every CPU calls panic() at once
  * (src/haltlab/scenarios/panic_race.py on kernel/panic.py, kernel/printk.py,
- * kernel/arch/x86.py, machine/, engine/explorer.py; kernel v7.1, x86, stock
- * final loop, quiescent timeouts). benchmarks/peers/README.md maps every
- * variable here to the model and says where the state counts differ.
+ * kernel/printk_ringbuffer.py, kernel/arch/x86.py, machine/, engine/explorer.py;
+ * kernel v7.1, x86, stock final loop, quiescent timeouts). printk is v7.1's as
+ * kernel/printk.py has it: vprintk_emit() -> vprintk_store() on the lockless
+ * ring, console_trylock_spinning(), and 6.1's console_unlock() around
+ * console_flush_all() / console_emit_next_record(), with every panic-time
+ * commit of v7.1 (779dbc2e78d7, 51a1d258e50e, d51507098ff9, d04d5882cd67,
+ * b1c4c67a5e90, eacb04ff3c5b, the final flush). benchmarks/peers/README.md
+ * maps every variable here to the model and says where the state counts differ.
  *
  *   spin -DNCPUS=3 -a panic_race.pml                 the stock cmpxchg claim
  *   spin -DNCPUS=3 -DLOAD_STORE -a panic_race.pml    the broken read-then-write claim
@@ -26,15 +31,22 @@
 #define me _pid
 #define PANIC_CPU_INVALID (-1)
 
-/* --- shared memory (kernel/kernel.py's Vars; stop_in_progress is never written) --- */
+/* --- shared memory (kernel/kernel.py's Vars; stop_in_progress,
+ * suppress_panic_printk, console_dropped, console_owner, console_waiter and
+ * console_owner_lock are never written in the race, so they are left out) --- */
 short panic_cpu = PANIC_CPU_INVALID;
 byte cpu_online_mask = ALL_CPUS;
 short stopping_cpu = -1;
 byte cpus_stop_mask = 0;
 bool nmi_stop_registered = 0;
 bool suppress_printk = 0;
+/* prb, the ring (kernel/printk_ringbuffer.py's Ring): the next sequence number
+ * to reserve and, one bit per sequence number, which records are finalized.
+ * The race prints at most 3 records per panic CPU into a 128 KiB ring, so the
+ * tail never moves and no record is dropped (asserted at prb_reserve()). */
 byte log_next_seq = 0;
-byte console_seq = 0;
+byte prb_finalized = 0;
+byte console_seq = 0;     /* the console's con->seq (6.1: advanced after the driver) */
 bool console_sem = 0;
 
 /* --- interrupts in flight (ExplorerDriver.inflight) --- */
@@ -61,20 +73,31 @@ hidden byte tmp;
 #define T_ON_OTHER       3   /* panic_on_other_cpu(): READ_ONCE(panic_cpu) */
 #define T_SELF_STOP      4   /* panic_smp_self_stop(): spin_until(false), held */
 #define T_SELF_STOP_WAIT 5   /*   ... spinning, irqs off, forever */
-/* printk() (one frame; ret_printk is the caller's next gate) */
+/* printk() = vprintk_emit() (one frame; ret_printk is the caller's next gate) */
 #define P_SUPPRESS       10  /* READ_ONCE(suppress_printk) */
-#define P_STORE_DELAY    11  /* vprintk_store(): ndelay(printk_store_ns) */
-#define P_SEQ            12  /* atomic_add_return(log_next_seq, 1) */
-#define P_TRYLOCK        13  /* console_trylock(): atomic_try_cmpxchg(console_sem, 0, 1) */
-/* console_unlock() (one frame; ret_cu says who called it) */
-#define C_SEQ            20  /* seq = READ_ONCE(console_seq) */
-#define C_NEXT           21  /* seq >= READ_ONCE(log_next_seq)? */
-#define C_UART           22  /* call_console_driver(): uart_write() */
-#define C_SEQ_WRITE      23  /* WRITE_ONCE(console_seq, seq + 1) */
-#define C_SEM_UP         24  /* WRITE_ONCE(console_sem, 0) */
-#define C_RESEQ          25  /* READ_ONCE(console_seq) >= ... */
-#define C_RENEXT         26  /*   ... READ_ONCE(log_next_seq)? */
-#define C_RETRY          27  /* console_trylock() again */
+#define P_OTHER_CPU      11  /* other_cpu_in_panic(): READ_ONCE(panic_cpu) (779dbc2e78d7) */
+#define P_RESERVE        12  /* vprintk_store(): prb_reserve(prb), irqs saved off */
+#define P_STORE_DELAY    13  /*   ... ndelay(printk_store_ns): formatting the text */
+#define P_COMMIT         14  /*   ... prb_final_commit(prb), irqs restored */
+#define P_TRY_OTHER      15  /* console_trylock_spinning() -> console_trylock(): other_cpu_in_panic() (51a1d258e50e) */
+#define P_TRYLOCK        16  /*   ... down_trylock(console_sem): atomic_try_cmpxchg(console_sem, 0, 1) */
+#define P_NO_SPIN        17  /*   ... panic_in_progress(): READ_ONCE(panic_cpu) (d51507098ff9: no spinning) */
+/* console_flush_all() and console_emit_next_record() (one frame; ret_cu says who called it) */
+#define E_SEQ            20  /* console_emit_next_record(): seq = READ_ONCE(console_seq) */
+#define E_SKIP           21  /*   ... _skip_non_finalized(): READ_ONCE(panic_cpu) == this_cpu (b1c4c67a5e90) */
+#define E_READ           22  /*   ... prb_read_valid(prb, seq): READ_ONCE(prb) */
+#define E_OWNER          23  /*   ... console_lock_spinning_enable(): panic_in_progress() (d04d5882cd67) */
+#define E_DROPPED        24  /*   ... call_console_driver(): READ_ONCE(console_dropped) */
+#define E_UART           25  /*   ... uart_write() of the record */
+#define E_SEQ_WRITE      26  /*   ... WRITE_ONCE(console_seq, r.seq + 1) */
+#define E_HANDOVER       27  /*   ... console_lock_spinning_disable_and_check(): panic_in_progress() */
+#define F_SEQ            28  /* console_flush_all(): READ_ONCE(console_seq) after a pass */
+#define F_OTHER_CPU      29  /*   ... other_cpu_in_panic() (8ebc476fd51e) */
+/* console_unlock() around console_flush_all() (6.1, a699449bb13b) */
+#define U_UP             44  /* up(console_sem): WRITE_ONCE(console_sem, 0) */
+#define U_NEXT           45  /* prb_read_valid(prb, next_seq): READ_ONCE(prb) */
+#define U_RETRY_OTHER    46  /* console_trylock() again: other_cpu_in_panic() */
+#define U_RETRY_LOCK     47  /*   ... down_trylock(console_sem) */
 /* native_stop_other_cpus(wait=false), 6.5+ (stop_other_cpus_robust) */
 #define S_STOPPING       30  /* atomic_try_cmpxchg(stopping_cpu, -1, this_cpu) */
 #define S_ONLINE         31  /* READ_ONCE(cpu_online_mask) */
@@ -90,14 +113,13 @@ hidden byte tmp;
 #define S_APIC_DELAY     41  /* _disable_local_apic_and_clear(): ndelay(stop_this_cpu_ns) */
 #define S_CLEAR          42  /* WRITE_ONCE(cpus_stop_mask, 0) */
 /* the rest of panic() */
-#define F_SEM1           50  /* console_flush_on_panic(): WRITE_ONCE(console_sem, 1) */
 #define T_SUPPRESS       51  /* WRITE_ONCE(suppress_printk, 1) */
-#define F_SEM2           52  /* the final flush (panic_final_flush): WRITE_ONCE(console_sem, 1) */
 #define T_PANIC_LOOP     53  /* the final loop's mdelay(PANIC_TIMER_STEP): the goal */
-/* ret_cu: who called console_unlock() */
-#define CU_PRINTK        1
-#define CU_FLUSH1        2
-#define CU_FLUSH2        3
+/* ret_cu: who called console_flush_all() */
+#define CU_PRINTK        1   /* console_unlock() from vprintk_emit() */
+#define CU_FLUSH1        2   /* console_flush_on_panic() after the notifiers (eacb04ff3c5b: no console_sem) */
+#define CU_FLUSH2        3   /* the final console_flush_on_panic() (panic_final_flush) */
+#define NO_RECORD        255 /* prb_read_valid() found nothing to read */
 /* do_nmi() and stop_this_cpu() in the NMI frame */
 #define N_REGISTERED     1   /* READ_ONCE(nmi_stop_registered) */
 #define N_STOPPING       2   /* READ_ONCE(stopping_cpu) */
@@ -130,11 +152,20 @@ inline printk_return() {
     ret_printk = 0
 }
 
-/* Return from console_unlock() (its frame and locals go). */
+/* Enter console_flush_all() for `caller` (a CU_*). */
+inline flush_all(caller) {
+    ret_cu = caller;
+    next_seq = 0;
+    pc = E_SEQ
+}
+
+/* Return from console_unlock() or console_flush_on_panic() (their frames and
+ * locals go) to the caller's next gate. */
 inline cu_return() {
     tmp = ret_cu;
     ret_cu = 0;
-    seq = 0;
+    next_seq = 0;
+    flushed = 0;
     if
     :: tmp == CU_PRINTK -> printk_return()
     :: tmp == CU_FLUSH1 -> printk(T_SUPPRESS)           /* "---[ end Kernel panic ..." */
@@ -142,13 +173,43 @@ inline cu_return() {
     fi
 }
 
+/* console_flush_all() returns `done` as `flushed` (its handover is never true:
+ * no owner is advertised in a panic): into console_unlock(), which up()s
+ * console_sem, or out of console_flush_on_panic(). */
+inline flush_all_return(done) {
+    seq = 0;
+    progress = 0;
+    if
+    :: ret_cu == CU_PRINTK -> flushed = done; pc = U_UP
+    :: else -> cu_return()
+    fi
+}
+
+/* _prb_read_valid(): into `r`, the first finalized record at or after `from_seq`,
+ * or NO_RECORD when there is none yet or the next one is still being written
+ * (passed over when `may_skip` and later records exist: b1c4c67a5e90). */
+inline read_valid(from_seq, may_skip) {
+    r = NO_RECORD;
+    tmp = from_seq;
+    do
+    :: tmp >= log_next_seq -> break
+    :: tmp < log_next_seq && (prb_finalized & BIT(tmp)) -> r = tmp; break
+    :: tmp < log_next_seq && !(prb_finalized & BIT(tmp)) && !(may_skip && tmp + 1 < log_next_seq) -> break
+    :: tmp < log_next_seq && !(prb_finalized & BIT(tmp)) && (may_skip && tmp + 1 < log_next_seq) -> tmp++
+    od
+}
+
+/* other_cpu_in_panic(), on a value of panic_cpu just read. */
+#define OTHER_CPU_IN_PANIC (panic_cpu != PANIC_CPU_INVALID && panic_cpu != me)
+
 /* native_stop_other_cpus() returned: stop_returned(), the notifier chain
- * (no pvpanic, no lines with a fixed-size dump), console_flush_on_panic(). */
+ * (no pvpanic, no lines with a fixed-size dump), console_flush_on_panic(),
+ * which since eacb04ff3c5b is console_flush_all() without console_sem. */
 inline stop_return() {
     others = 0;
     remaining = 0;
     flags = 0;
-    pc = F_SEM1
+    flush_all(CU_FLUSH1)
 }
 
 /* _disable_local_apic_and_clear()'s local ops, up to its ndelay gate. */
@@ -210,9 +271,16 @@ active [NCPUS] proctype cpu()
     byte pc = T_CLAIM;     /* the task frame: panic() and what it calls */
     byte nmi = 0;          /* the NMI frame on top of it, 0 for none */
     byte ret_printk = 0;   /* printk()'s caller: where it returns to */
-    byte ret_cu = 0;       /* console_unlock()'s caller */
-    byte seq = 0;          /* console_unlock()'s local `seq` */
-    byte seq_read = 0;     /* the value of READ_ONCE(console_seq) held across the next read */
+    byte ret_cu = 0;       /* console_flush_all()'s caller */
+    byte store_seq = 0;    /* vprintk_store()'s `seq`: the record reserved */
+    bool store_flags = 0;  /* vprintk_store()'s saved flags (printk_enter_irqsave()) */
+    byte seq = 0;          /* console_emit_next_record()'s `seq` */
+    bool skip_nf = 0;        /*   ... _skip_non_finalized()'s answer */
+    byte r = 0;            /*   ... the record read (its seq), NO_RECORD for none */
+    bool emit_flags = 0;   /*   ... saved flags (printk_safe_enter_irqsave()) */
+    bool progress = 0;     /* console_flush_all()'s `progress` */
+    byte next_seq = 0;     /*   ... its `next_seq`, returned to console_unlock() */
+    bool flushed = 0;      /* console_unlock()'s `flushed` */
     byte others = 0;       /* native_stop_other_cpus()'s locals */
     byte remaining = 0;
     bool flags = 0;        /* _disable_local_apic_and_clear()'s saved flags */
@@ -248,39 +316,114 @@ end_cpu:
         fi }
     :: d_step { TASK(T_SELF_STOP) -> pc = T_SELF_STOP_WAIT }   /* spin_until(false) */
 
-    /* --- printk() --- */
+    /* --- printk() = vprintk_emit() --- */
     :: d_step { TASK(P_SUPPRESS) ->
         if
-        :: suppress_printk -> printk_return()
-        :: else -> pc = P_STORE_DELAY
+        :: suppress_printk -> printk_return()      /* "Suppress unimportant messages after panic happens" */
+        :: else -> pc = P_OTHER_CPU
         fi }
-    :: d_step { TASK(P_STORE_DELAY) -> pc = P_SEQ }
-    :: d_step { TASK(P_SEQ) -> log_next_seq++; pc = P_TRYLOCK }
+    :: d_step { TASK(P_OTHER_CPU) ->
+        if
+        :: OTHER_CPU_IN_PANIC -> printk_return()   /* 779dbc2e78d7: out of the ring */
+        :: else ->
+            store_flags = irqs_enabled;          /* vprintk_store(): local_irq_save() */
+            irqs_enabled = 0;
+            pc = P_RESERVE
+        fi }
+    /* vprintk_store() */
+    :: d_step { TASK(P_RESERVE) ->               /* prb_reserve(): the ring never fills here */
+        assert(log_next_seq < 8);
+        store_seq = log_next_seq;
+        log_next_seq++;
+        pc = P_STORE_DELAY }
+    :: d_step { TASK(P_STORE_DELAY) -> pc = P_COMMIT }
+    :: d_step { TASK(P_COMMIT) ->                /* prb_final_commit() */
+        prb_finalized = prb_finalized | BIT(store_seq);
+        store_seq = 0;
+        irqs_enabled = store_flags;              /* local_irq_restore() */
+        store_flags = 0;
+        pc = P_TRY_OTHER }
+    /* console_trylock_spinning() */
+    :: d_step { TASK(P_TRY_OTHER) ->
+        if
+        :: OTHER_CPU_IN_PANIC -> pc = P_NO_SPIN    /* console_trylock() fails: left to the panic CPU */
+        :: else -> pc = P_TRYLOCK
+        fi }
     :: d_step { TASK(P_TRYLOCK) ->
         if
-        :: console_sem == 0 -> console_sem = 1; ret_cu = CU_PRINTK; pc = C_SEQ
-        :: else -> printk_return()
+        :: console_sem == 0 -> console_sem = 1; flush_all(CU_PRINTK)   /* console_unlock() */
+        :: else -> pc = P_NO_SPIN
+        fi }
+    :: d_step { TASK(P_NO_SPIN) ->
+        /* Every printk of the race runs after the claim, so "Spinning is not
+         * safe when the system is stopped" always holds: the owner/waiter
+         * hand-over (console_owner_lock's sections) is never entered. */
+        assert(panic_cpu != PANIC_CPU_INVALID);
+        printk_return() }
+
+    /* --- console_flush_all(): console_emit_next_record() per pass --- */
+    :: d_step { TASK(E_SEQ) -> seq = console_seq; pc = E_SKIP }
+    :: d_step { TASK(E_SKIP) -> skip_nf = (panic_cpu == me); pc = E_READ }
+    :: d_step { TASK(E_READ) ->
+        read_valid(seq, skip_nf);
+        skip_nf = 0;
+        if
+        :: r == NO_RECORD -> r = 0; progress = 0; pc = F_SEQ
+        :: else ->
+            emit_flags = irqs_enabled;           /* printk_safe_enter_irqsave() */
+            irqs_enabled = 0;
+            pc = E_OWNER
+        fi }
+    :: d_step { TASK(E_OWNER) ->
+        assert(panic_cpu != PANIC_CPU_INVALID);  /* d04d5882cd67: no owner advertised in a panic */
+        pc = E_DROPPED }
+    :: d_step { TASK(E_DROPPED) -> pc = E_UART } /* console_dropped is 0: no "** N printk messages dropped **" */
+    :: d_step { TASK(E_UART) -> pc = E_SEQ_WRITE }
+    :: d_step { TASK(E_SEQ_WRITE) -> console_seq = r + 1; pc = E_HANDOVER }
+    :: d_step { TASK(E_HANDOVER) ->
+        assert(panic_cpu != PANIC_CPU_INVALID);  /* d04d5882cd67: no waiter to hand over to */
+        irqs_enabled = emit_flags;               /* printk_safe_exit_irqrestore() */
+        emit_flags = 0;
+        r = 0;
+        progress = 1;
+        pc = F_SEQ }
+    :: d_step { TASK(F_SEQ) ->
+        if
+        :: console_seq > next_seq -> next_seq = console_seq
+        :: else
+        fi;
+        seq = 0;
+        if
+        :: !progress -> flush_all_return(1)
+        :: else -> pc = F_OTHER_CPU
+        fi }
+    :: d_step { TASK(F_OTHER_CPU) ->
+        if
+        :: OTHER_CPU_IN_PANIC -> flush_all_return(0)   /* "Allow panic_cpu to take over the consoles safely" */
+        :: else -> progress = 0; pc = E_SEQ
         fi }
 
-    /* --- console_unlock() --- */
-    :: d_step { TASK(C_SEQ) -> seq = console_seq; pc = C_NEXT }
-    :: d_step { TASK(C_NEXT) ->
+    /* --- console_unlock() after console_flush_all() --- */
+    :: d_step { TASK(U_UP) ->
+        console_sem = 0;                         /* __console_unlock() */
         if
-        :: seq >= log_next_seq -> pc = C_SEM_UP
-        :: else -> pc = C_UART
+        :: flushed -> pc = U_NEXT
+        :: else -> cu_return()
         fi }
-    :: d_step { TASK(C_UART) -> pc = C_SEQ_WRITE }
-    :: d_step { TASK(C_SEQ_WRITE) -> console_seq = seq + 1; pc = C_SEQ }
-    :: d_step { TASK(C_SEM_UP) -> console_sem = 0; pc = C_RESEQ }
-    :: d_step { TASK(C_RESEQ) -> seq_read = console_seq; pc = C_RENEXT }
-    :: d_step { TASK(C_RENEXT) ->
+    :: d_step { TASK(U_NEXT) ->
+        read_valid(next_seq, 0);
         if
-        :: seq_read >= log_next_seq -> seq_read = 0; cu_return()
-        :: else -> seq_read = 0; pc = C_RETRY
+        :: r == NO_RECORD -> r = 0; cu_return()
+        :: else -> r = 0; pc = U_RETRY_OTHER   /* a record came meanwhile: try again */
         fi }
-    :: d_step { TASK(C_RETRY) ->
+    :: d_step { TASK(U_RETRY_OTHER) ->
         if
-        :: console_sem == 0 -> console_sem = 1; pc = C_SEQ
+        :: OTHER_CPU_IN_PANIC -> cu_return()
+        :: else -> pc = U_RETRY_LOCK
+        fi }
+    :: d_step { TASK(U_RETRY_LOCK) ->
+        if
+        :: console_sem == 0 -> console_sem = 1; flushed = 0; flush_all(CU_PRINTK)
         :: else -> cu_return()
         fi }
 
@@ -339,10 +482,8 @@ end_cpu:
     :: d_step { TASK(S_APIC_DELAY) -> irqs_enabled = flags; pc = S_CLEAR }   /* local_irq_restore() */
     :: d_step { TASK(S_CLEAR) -> cpus_stop_mask = 0; stop_return() }
 
-    /* --- the rest of panic() --- */
-    :: d_step { TASK(F_SEM1) -> console_sem = 1; ret_cu = CU_FLUSH1; pc = C_SEQ }
-    :: d_step { TASK(T_SUPPRESS) -> suppress_printk = 1; pc = F_SEM2 }
-    :: d_step { TASK(F_SEM2) -> console_sem = 1; ret_cu = CU_FLUSH2; pc = C_SEQ }
+    /* --- the rest of panic(): suppress_printk, then the final console_flush_on_panic() --- */
+    :: d_step { TASK(T_SUPPRESS) -> suppress_printk = 1; flush_all(CU_FLUSH2) }
 
     /* --- interrupts in flight arrive (raise_interrupt(), interrupt_now()) --- */
     :: d_step { reboot_inflight[me] ->

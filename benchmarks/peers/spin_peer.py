@@ -6,7 +6,7 @@ macros the model is written over). `verify()` runs the real tools as their
 manuals say: `spin -a` writes the verifier pan.c, gcc -O2 compiles it (with
 `-DNOREDUCE` for an unreduced search, without it for SPIN's partial-order
 reduction; `-DSAFETY` in both, since only safety is checked), and the verifier
-is run with a search depth (-m10000; the race is 76 + 10 per added CPU deep) and a hash table sized for N, its report parsed.
+is run with a search depth (-m10000; the race is 102 + 10 per added CPU deep) and a hash table sized for N, its report parsed.
 
 Why a subprocess per tool rather than a library: SPIN has no library interface;
 pan.c is the verifier. Peak memory comes from pan's own report ("total actual
@@ -80,9 +80,9 @@ def promela(ncpus: int, variant: str = "cmpxchg") -> str:
 
 
 def _hash_bits(ncpus: int) -> int:
-    """pan's -w: a hash table of 2**w slots for about 287 * 8**(N-2) states
-    (the race grows 6-8x per CPU), at least 2x the states, 2**18 to 2**28."""
-    expected = 287 * 8 ** (ncpus - 2)
+    """pan's -w: a hash table of 2**w slots for about 399 * 8**(N-2) states
+    (the race grows 5-8x per CPU), at least 2x the states, 2**18 to 2**28."""
+    expected = 399 * 8 ** (ncpus - 2)
     return max(18, min(28, math.ceil(math.log2(2 * expected))))
 
 

@@ -18,6 +18,7 @@ import pytest
 import haltlab.kernel.arch.x86_crash as x86_crash
 import haltlab.kernel.crash_core as crash_core
 import haltlab.scenarios.panic
+from haltlab.engine.context import ktime_get_ns
 from haltlab.engine.ops import Activity
 from haltlab.engine.simulator import Simulator
 from haltlab.errors import ConfigError
@@ -96,11 +97,33 @@ def test_x86_kdump_without_post_notifiers_never_runs_the_notifiers():
 
 @pytest.mark.parametrize("profile, lines", [("kvm-x86", x86.PANIC_NOTIFIER_LINES),
                                             (ARM, arm64.PANIC_NOTIFIER_LINES)])
-def test_post_notifiers_print_the_notifiers_before_the_crash_kexec(profile, lines):
+def test_post_notifiers_print_the_notifiers_before_the_crash_kexec(monkeypatch, profile, lines):
+    """The notifier lines are stored after the stop (10) returned and printed
+    before the crash kexec (15). What orders them is the return: the panic CPU
+    goes on once its wait sees every other CPU gone (x86: waiting_for_crash_ipi
+    at 0; arm64 since 6.12: their online bits clear). Not the `others_stopped`
+    mark, when the last CPU reaches its park loop: arm64's ipi_cpu_crash_stop()
+    clears its online bit, then masks SDEI and tries CPU_OFF before
+    cpu_park_loop(), so the kernel does not order that before the panic CPU's
+    next printk; in the model both fall on one instant, and a record's time is
+    taken where vprintk_store() takes it (`ts_nsec = local_clock()`, before
+    the text is formatted)."""
+    returned = {}
+    entry = crash_core.crash_smp_send_stop
+
+    async def noted_entry(k):
+        await entry(k)
+        returned.setdefault("at", (ktime_get_ns(), len(k.log)))   # the first call: step 10
+
+    monkeypatch.setattr(haltlab.kernel.panic, "crash_smp_send_stop", noted_entry)
     run, r, marks, texts = _run(profile=profile, kdump=True, crash_kexec_post_notifiers=True)
-    assert set(lines) <= set(texts)
-    assert marks["others_stopped"] < min(_printed_at(run, t) for t in lines)
+    returned_ns, records_before = returned["at"]
+    seqs = [seq for seq, (_, _, text) in run.kernel.log.items() if text in lines]
+    assert len(seqs) == len(lines)
+    assert min(seqs) >= records_before                         # stored after the stop returned
+    assert returned_ns <= min(_printed_at(run, t) for t in lines)
     assert max(_printed_at(run, t) for t in lines) < marks["crash_kexec"]
+    assert marks["others_stopped"] < marks["crash_kexec"]
     assert r["outcome"] == "crash-kexec"
 
 
