@@ -127,7 +127,10 @@ class Machine:
         d = self._done.get(key)
         if d is not None:
             return d
-        if key in self._jittered or (self.jitter is not None and key in self.jitter.keys):
+        base = self._jittered.get(key)
+        if base is not None:
+            return Done(None, self.jitter.draw(base))
+        if self.jitter is not None and key in self.jitter.keys:
             return Done(None, self.cost_ns(key))
         d = self._done[key] = Done(None, self.cost_ns(key))
         return d
