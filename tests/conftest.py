@@ -1,4 +1,5 @@
-"""Shared fixtures, kept tiny: the S1 machine profile, loaded once."""
+"""Shared fixtures, kept tiny: the S1 machine profile, loaded once; S2's
+reproduce campaigns at a few runs each."""
 
 import pytest
 
@@ -9,6 +10,21 @@ from haltlab.machine.profile import load_profile
 def kvm():
     """The kvm-x86 profile (HZ=250, KVM halt polling 200 us / grow 2 / start 10 us)."""
     return load_profile("kvm-x86")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_s2_campaigns():
+    """`reproduce`'s S2 rows at 8 runs a campaign, not 200 + 3 x 100: the
+    tests that run `reproduce` check its rows' shape and bytes, not the hang
+    rate, and would otherwise each pay the whole campaign (about 10-40 s;
+    benchmarks/README.md times the real one). tests/validation/
+    test_s2_figures.py checks what the rows say against campaigns run beside."""
+    import haltlab.validation.figures  # noqa: F401  (first: it imports s2_figures at its end)
+    from haltlab.validation import s2_figures
+    with pytest.MonkeyPatch.context() as mp:        # session-wide, so module fixtures see it too
+        mp.setattr(s2_figures, "S2_RUNS", 8)
+        mp.setattr(s2_figures, "S2_SENSITIVITY_RUNS", 8)
+        yield
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ for real on a few runs (the run counts are module constants)."""
 
 import pytest
 
+from haltlab.validation.figures import FIGURES    # first: it imports s2_figures at its end
 from haltlab.validation import s2_figures
-from haltlab.validation.figures import FIGURES
 from haltlab.report.reproduce import evaluate
 from haltlab.sweep.flood import FloodSweep, run_campaign
 from haltlab.machine.profile import load_profile

@@ -311,12 +311,45 @@ class _Rmw(Op):
         return Footprint(res)
 
 
+def _read(old: Any) -> tuple[Any, Any]:
+    return old, old
+
+
+class _ReadOnce(_Rmw):
+    """`READ_ONCE()`: an `_Rmw` that only reads, started without calling its
+    `fn` (the commonest op there is: a flood run makes thousands)."""
+
+    __slots__ = ()
+
+    def __init__(self, var: Var) -> None:
+        self.var, self.fn, self.name, self.writes, self.bit = var, _read, "READ_ONCE", False, None
+
+    def start(self, machine, cpu):
+        return Done(self.var._value)
+
+
+class _WriteOnce(_Rmw):
+    """`WRITE_ONCE()`: an `_Rmw` storing `value`, started without calling its `fn`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, var: Var, value: Any) -> None:
+        self.var, self.name, self.writes, self.bit, self.value = var, "WRITE_ONCE", True, None, value
+        self.fn = lambda old: (value, None)
+
+    def start(self, machine, cpu):
+        var, value = self.var, self.value
+        if value != var._value:
+            var.memory.store(var, value)
+        return machine.done("atomic_op_ns")
+
+
 def READ_ONCE(var: Var) -> Op:
-    return _Rmw("READ_ONCE", var, lambda old: (old, old), writes=False)
+    return _ReadOnce(var)
 
 
 def WRITE_ONCE(var: Var, value: Any) -> Op:
-    return _Rmw("WRITE_ONCE", var, lambda old: (value, None))
+    return _WriteOnce(var, value)
 
 
 def xchg(var: Var, value: Any) -> Op:

@@ -53,7 +53,9 @@ class KernelConfig:
     policies: Policies = field(default_factory=Policies)
 
     def __post_init__(self) -> None:
-        commit_set(self.version, "version")    # refuse an unknown preset now, not mid-run
+        # Refuse an unknown preset now, not mid-run; and keep its commits, which
+        # `has()` asks for at nearly every branch of printk (thousands a run).
+        object.__setattr__(self, "_commits", commit_set(self.version, "version"))
         if self.log_buf_shift is not None and not 12 <= self.log_buf_shift <= 25:
             raise ConfigError("log_buf_shift", self.log_buf_shift, "CONFIG_LOG_BUF_SHIFT is 12 to 25 (init/Kconfig)")
         if self.log_buf_bytes is not None and self.log_buf_bytes < 64:
@@ -76,7 +78,7 @@ class KernelConfig:
         return commit_set(self.version)
 
     def has(self, commit: str) -> bool:
-        return commit in self.commits
+        return commit in self._commits
 
 
 LOG_BUF_SHIFT_DEFAULT = 17     # init/Kconfig: config LOG_BUF_SHIFT ... default 17

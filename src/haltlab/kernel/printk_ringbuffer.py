@@ -128,9 +128,15 @@ def _reserve(ring: Ring, text: str) -> tuple[Ring, int | None]:
 
 
 def _finalize(ring: Ring, seq: int) -> tuple[Ring, None]:
-    out = tuple(RingRecord(r.seq, r.begin_lpos, r.next_lpos, FINALIZED, r.text) if r.seq == seq else r
-                for r in ring.records)
-    return Ring(ring.data_bytes, ring.descs, ring.next_seq, ring.head_lpos, out), None
+    # The records' sequence numbers are consecutive (`_reserve()` appends
+    # `next_seq` and drops from the front), so record `seq` is found by its
+    # distance from the oldest, not by a scan.
+    records = ring.records
+    i = seq - records[0].seq if records else -1
+    if 0 <= i < len(records):
+        r = records[i]
+        records = records[:i] + (RingRecord(r.seq, r.begin_lpos, r.next_lpos, FINALIZED, r.text),) + records[i + 1:]
+    return Ring(ring.data_bytes, ring.descs, ring.next_seq, ring.head_lpos, records), None
 
 
 async def prb_reserve(k, text: str) -> int | None:
@@ -152,9 +158,12 @@ def read_valid(ring: Ring, seq: int, skip_non_finalized: bool) -> RingRecord | N
     none yet or the next one is still being written. With
     `skip_non_finalized` (6.9's panic CPU) a record still being written is
     passed over when later ones exist."""
-    for r in ring.records:
-        if r.seq < seq:
-            continue
+    records = ring.records
+    if not records:
+        return None
+    i = max(0, seq - records[0].seq)           # consecutive sequence numbers (`_finalize()`)
+    for i in range(i, len(records)):
+        r = records[i]
         if r.state == FINALIZED:
             return r
         if not (skip_non_finalized and r.seq + 1 < ring.next_seq):

@@ -68,6 +68,7 @@ class Machine:
         self.tick_period_ns = 1_000_000_000 // int(profile.get("hz"))
         self._costs: dict[str, int] = {}
         self._done: dict[str, Done] = {}
+        self._jittered: dict[str, int] = {}     # a jittered key -> the profile's cost
         # `machine.jitter.Jitter`: its keys are drawn afresh at each use
         # (campaigns); every other cost is the profile's, cached.
         self.jitter = jitter
@@ -105,25 +106,34 @@ class Machine:
         self._nmi_handler = handler
 
     def cost_ns(self, key: str) -> int:
-        try:
-            return self._costs[key]
-        except KeyError:
-            v = self.profile.cost_ns(key)
-            jitter = self.jitter
-            if jitter is not None and key in jitter.keys:
-                return jitter.draw(v)
-            self._costs[key] = v
+        """The cost of `key`: the profile's, cached, or, for a jittered key, a
+        fresh draw around it (the base cached in `_jittered`, so that a
+        jittered key costs a dict look-up and a draw, never a KeyError)."""
+        v = self._costs.get(key)
+        if v is not None:
             return v
+        base = self._jittered.get(key)
+        if base is not None:
+            return self.jitter.draw(base)
+        v = self.profile.cost_ns(key)
+        if self.jitter is not None and key in self.jitter.keys:
+            self._jittered[key] = v
+            return self.jitter.draw(v)
+        self._costs[key] = v
+        return v
 
     def done(self, key: str) -> Done:
         """`Done(None, cost_ns(key))`, one shared instance per key (`Done`)."""
-        try:
-            return self._done[key]
-        except KeyError:
-            if self.jitter is not None and key in self.jitter.keys:
-                return Done(None, self.cost_ns(key))
-            d = self._done[key] = Done(None, self.cost_ns(key))
+        d = self._done.get(key)
+        if d is not None:
             return d
+        base = self._jittered.get(key)
+        if base is not None:
+            return Done(None, self.jitter.draw(base))
+        if self.jitter is not None and key in self.jitter.keys:
+            return Done(None, self.cost_ns(key))
+        d = self._done[key] = Done(None, self.cost_ns(key))
+        return d
 
     # --- interrupts ---------------------------------------------------------------
 

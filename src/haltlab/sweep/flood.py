@@ -34,13 +34,14 @@ from haltlab.kernel.commits import commit_set
 from haltlab.kernel.policies import POLICIES
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.printk_flood import PrintkFloodConfig, run_printk_flood
+from haltlab.sweep.executor import slots
 from haltlab.sweep.inputs import model_digest, model_version, profile_digest, profile_state, worker_profile
 from haltlab.sweep.panic import MAX_RUNS
 from haltlab.sweep.ranges import parse_names
 from haltlab.sweep.stats import wilson_interval
 from haltlab.sweep.store import each_row
 
-__all__ = ["FloodSweep", "Variant", "flood_row", "run_seed", "run_campaign", "parse_kernels", "summarise",
+__all__ = ["FloodSweep", "Variant", "flood_row", "run_seed", "run_campaign", "run_campaigns", "parse_kernels", "summarise",
            "FLOOD_KEEP", "DECISIONS"]
 
 FLOOD_KEEP = ("hung", "decided_by", "decided_at_ns", "seed", "trigger_ns", "trigger_to_end_ns",
@@ -188,9 +189,25 @@ def flood_row(job: tuple) -> dict:
 def run_campaign(sweep: FloodSweep, pool=None) -> list[Variant]:
     """Every run of `sweep` with no sweep file, through `pool` (an executor)
     or in this process; the same variants `summary()` would give."""
-    jobs = [job for _, job in sweep.items()]
-    results = pool.map(flood_row, jobs, chunksize=16) if pool is not None else map(flood_row, jobs)
-    groups: dict[tuple[str, str], list[dict]] = {v: [] for v in sweep.variants()}
-    for (kernel, spin, _), row in zip(sweep._points(), results):
-        groups[(kernel, spin)].append(row)
-    return [summarise(kernel, spin, rows) for (kernel, spin), rows in groups.items()]
+    (variants,) = run_campaigns([sweep], pool)
+    return variants
+
+
+def run_campaigns(sweeps: list[FloodSweep], pool=None) -> list[list[Variant]]:
+    """`run_campaign()` of each of `sweeps`, their runs through `pool` as one
+    stream (`reproduce`'s S2 rows: one pool and no idle worker between
+    campaigns); chunks of at most 16 runs, fewer when there are few runs a
+    worker, so that no worker is left with the last long chunk."""
+    jobs = [job for sweep in sweeps for _, job in sweep.items()]
+    if pool is None:
+        results = map(flood_row, jobs)
+    else:
+        chunk = max(1, min(16, len(jobs) // (4 * slots(pool))))
+        results = pool.map(flood_row, jobs, chunksize=chunk)
+    out = []
+    for sweep in sweeps:
+        groups: dict[tuple[str, str], list[dict]] = {v: [] for v in sweep.variants()}
+        for (kernel, spin, _), row in zip(sweep._points(), results):
+            groups[(kernel, spin)].append(row)
+        out.append([summarise(kernel, spin, rows) for (kernel, spin), rows in groups.items()])
+    return out

@@ -18,7 +18,9 @@ the rows show the gap and which input moves it.
 
 Campaign results are cached per (profile content, override, run count), the
 whole of a campaign's input besides the model itself, so the report's runs
-and a second `reproduce` in one process do not repeat them.
+and a second `reproduce` in one process do not repeat them. The first row
+asked for runs every campaign the rows need, in one process pool
+(`s2_campaign`).
 
 `S2_EXPLORER_FIGURES` is the place for the explorer's verdict rows (one per
 variant the thread discusses), added by the explorer's owner.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import functools
 
 from haltlab.machine.profile import load_profile
-from haltlab.sweep.flood import FloodSweep, Variant, run_campaign
+from haltlab.sweep.flood import FloodSweep, Variant, run_campaigns
 from haltlab.sweep.inputs import profile_digest
 from haltlab.validation.figures import Figure, ModelValue
 
@@ -48,22 +50,40 @@ _S2_SRC = ("seeds/001, cover letter of \"printk: reduce deadlocks during panic\"
            "QEMU stress runs (14%)")
 
 
-@functools.lru_cache(maxsize=16)
-def _campaign(digest: str, devkmsg_us: int | None, runs: int) -> Variant:
+_CAMPAIGNS: dict[tuple[str, int | None, int], Variant] = {}
+
+
+def _sweep(devkmsg_us: int | None, runs: int) -> FloodSweep:
     profile = load_profile(S2_PROFILE)
     if devkmsg_us is not None:
         profile = profile.with_overrides(devkmsg_user_ns=f"{devkmsg_us} us")
-    sweep = FloodSweep.parse(profile=profile, kernels=[S2_KERNEL], runs=runs, seed=S2_SEED)
-    from haltlab.sweep.executor import executor
-    with executor() as pool:
-        (variant,) = run_campaign(sweep, pool)
-    return variant
+    return FloodSweep.parse(profile=profile, kernels=[S2_KERNEL], runs=runs, seed=S2_SEED)
+
+
+def _planned() -> list[tuple[int | None, int]]:
+    """Every campaign the S2 rows ask for, at the run counts in force now."""
+    return [(None, S2_RUNS), *((us, S2_SENSITIVITY_RUNS) for us in S2_DEVKMSG_US if us != 2)]
 
 
 def s2_campaign(devkmsg_us: int | None, runs: int) -> Variant:
     """The campaign of `runs` runs of S2's test on S2_KERNEL (the profile's
-    devkmsg_user_ns, or `devkmsg_us` microseconds)."""
-    return _campaign(profile_digest(load_profile(S2_PROFILE)), devkmsg_us, runs)
+    devkmsg_user_ns, or `devkmsg_us` microseconds).
+
+    The first call runs every campaign the rows plan (`_planned()`) that is
+    not cached yet, with this one, through one process pool as one stream of
+    runs (`run_campaigns`): one pool's start-up, and no worker idle while
+    another finishes a campaign."""
+    digest = profile_digest(load_profile(S2_PROFILE))
+    key = (digest, devkmsg_us, runs)
+    if key not in _CAMPAIGNS:
+        todo = list(dict.fromkeys(c for c in [(devkmsg_us, runs), *_planned()]
+                                  if (digest, *c) not in _CAMPAIGNS))
+        from haltlab.sweep.executor import executor
+        with executor() as pool:
+            done = run_campaigns([_sweep(us, n) for us, n in todo], pool)
+        for (us, n), (variant,) in zip(todo, done):
+            _CAMPAIGNS[(digest, us, n)] = variant
+    return _CAMPAIGNS[key]
 
 
 def _rate(v: Variant) -> str:
