@@ -57,6 +57,9 @@ class Timeouts(enum.StrEnum):
     ANY = "any"              # at any step
 
 
+_LOCAL_DELAYS_MAX = 64      # `local_delays`: delays a CPU may run in a row without a branch
+
+
 class ExplorerDriver(Driver):
     """Runs kernel code one chosen step at a time."""
 
@@ -82,6 +85,7 @@ class ExplorerDriver(Driver):
             raise ValueError("timing='timed' needs tolerance_pct (the profile's timing_tolerance)")
         self.clocks = Clocks(machine.ncpus, tolerance_pct) if self.timing is Timing.TIMED else None
         self._local_delays = local_delays and self.clocks is None
+        self._delays_in_a_row = [0] * machine.ncpus
         self._interrupted: set[int] = set()
         self.inflight: set[tuple[int, str]] = set()
         self.steps = 0
@@ -93,7 +97,17 @@ class ExplorerDriver(Driver):
     # --- the driver contract ---------------------------------------------------------
 
     def _gate(self, s: Strand, op) -> bool:
-        return not op.branch or (op.delay and self._local_delays)
+        if not op.branch:
+            return True
+        if op.delay and self._local_delays:
+            # A loop of nothing but delays (panic()'s final mdelay() loop) would
+            # never come back to the driver: after _LOCAL_DELAYS_MAX in a row
+            # the next one is a branch point again, a visible step of its own.
+            n = self._delays_in_a_row[s.cpu] = self._delays_in_a_row[s.cpu] + 1
+            if n <= _LOCAL_DELAYS_MAX:
+                return True
+        self._delays_in_a_row[s.cpu] = 0
+        return False
 
     def _after_done(self, s: Strand, done):
         if self.clocks is not None and done.cost_ns:
