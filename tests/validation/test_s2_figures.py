@@ -25,10 +25,12 @@ def test_the_rows_follow_s1_and_carry_the_threads_figure():
     ids = [f.id for f in FIGURES]
     assert ids[:5] == ["S1-samples-before", "S1-samples-after", "S1-cycles-before", "S1-cycles-after",
                        "S1-reduction"]
-    s2 = [f for f in FIGURES if f.thread == "S2"]
+    s2 = [f for f in FIGURES if f.thread == "S2" and f.unit == "fraction"]
     assert [f.id for f in s2] == ["S2-hang-rate", "S2-sensitivity-devkmsg-50us", "S2-sensitivity-devkmsg-150us",
                                   "S2-sensitivity-devkmsg-250us"]
     assert all(f.seed_value == pytest.approx(200 / 1409) for f in s2)
+    verdicts = [f.id for f in FIGURES if f.thread == "S2" and f.unit == "verdict"]
+    assert verdicts == ["S2-explore-petr", "S2-explore-kdump-deadlock"]
 
 
 def test_the_model_value_is_the_campaigns_rate(few_runs):
