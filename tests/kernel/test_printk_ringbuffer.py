@@ -52,7 +52,7 @@ def test_kernel_specs_add_and_remove_commits():
 def _walks(kernel: str, walks: int, steps: int) -> int:
     """Random runs; whenever one reaches the abstract state of an earlier one,
     every next step must lead both to the same abstract state again."""
-    cfg = PrintkFloodCheckConfig(kernel=kernel, line_len=24)     # short records: cheap fingerprints
+    cfg = PrintkFloodCheckConfig(kernel=kernel, line_len=64)     # short records: cheap fingerprints
     make = lambda: make_run(cfg)                            # noqa: E731
     seen: dict = {}
     rng = random.Random(kernel)

@@ -14,7 +14,7 @@ abstractions that keep an endless flood finite:
 
 * sequence numbers relative to the ring's tail (`SeqWindow`): the ring's
   overwrite makes every state of a flood that outpaces the console recur;
-* a ring of `ring_records` flood records (default 2; `log_buf_bytes`), not
+* a ring of `ring_records` flood records (default 1; `log_buf_bytes`), not
   128 KiB. The verdicts compare how fast records come with how fast they go
   and what the code does when the ring overwrites; a bigger ring only delays
   the first overwrite (and, with 13fb0f74d702, the 12 gaps come after a
@@ -61,7 +61,7 @@ class PrintkFloodCheckConfig:
     console_spin: ConsoleSpin = ConsoleSpin.STOCK
     profile: str = "kvm-x86"
     line_len: int = 991
-    ring_records: int = 2
+    ring_records: int = 1
     flood_irqs_off: bool = False
     sysrq_line: bool = False             # CPU0 prints "sysrq: Trigger a crash" before panic()
     kdump: bool = False                  # a crash kernel is loaded
