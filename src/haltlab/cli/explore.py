@@ -42,13 +42,31 @@ def _race_options(f):
     f = click.option("--timeouts", type=click.Choice(["quiescent", "any"]), default="quiescent", show_default=True,
                      help="Untimed: when a bounded wait may time out: only when nothing else can happen, "
                           "or at any step.")(f)
+    return _timing_options(f)
+
+
+def _timing_options(f):
+    """`--timing` and `--timing-tolerance`, the same for every scenario the explorer checks."""
     f = click.option("--timing", type=click.Choice(["untimed", "timed"]), default="untimed", show_default=True,
                      help="untimed: every interleaving, whatever the steps cost (the stronger verdict); timed: "
                           "only the interleavings the profile's costs allow (haltlab.engine.timing).")(f)
-    f = click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
-                     metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
-                                         "[default: the profile's timing_tolerance].")(f)
-    return f
+    return click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
+                        metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
+                                            "[default: the profile's timing_tolerance].")(f)
+
+
+def _search(name: str, check, cfg, debug: bool):
+    """Run `check(cfg)` with a progress line (states, states/s, stack depth)."""
+    with progress(f"explore {name}", None) as shown:
+        started = time.monotonic()
+
+        def report(states: int, stack_depth: int) -> None:
+            rate = states / max(time.monotonic() - started, 1e-9)
+            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
+
+        outcome = check(cfg, progress=report, debug=debug)
+        report(outcome.exploration.states, 0)
+    return outcome
 
 
 def _replay_command(cfg: PanicRaceConfig, choices: list[str], cycle: list[str] | None = None) -> str:
@@ -82,16 +100,8 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_toler
                           reduce=reduce, timing=timing, tolerance_pct=timing_tolerance)
     cfg.validate()                              # before the search and its progress line
     assumptions = timing_assumptions(cfg)
-    with progress("explore panic-race", None) as shown:
-        started = time.monotonic()
-
-        def report(states: int, stack_depth: int) -> None:
-            rate = states / max(time.monotonic() - started, 1e-9)
-            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
-
-        outcome = check_panic_race(cfg, progress=report, debug=debug)
-        ex = outcome.exploration
-        report(ex.states, 0)
+    outcome = _search("panic-race", check_panic_race, cfg, debug)
+    ex = outcome.exploration
     result = {
         "scenario": "panic-race", "cpus": cpus, "variant": variant, "kernel": kernel, "timeouts": timeouts,
         "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
@@ -157,6 +167,30 @@ def _arch(cfg: PanicRaceConfig) -> str:
     return load_profile(cfg.profile).arch
 
 
+def _choice_lists(choices: str, cycle: str | None) -> tuple[list[str], list[str] | None]:
+    """`--choices` and `--cycle` parsed; a bad or empty list is one line naming the option."""
+    try:
+        parsed = parse_choices(choices)
+    except ValueError as e:
+        raise UserError(f"--choices: {e}") from None
+    if not parsed:
+        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
+    try:
+        return parsed, parse_choices(cycle) if cycle is not None else None
+    except ValueError as e:
+        raise UserError(f"--cycle: {e}") from None
+
+
+def _replay_cycle(run, cycle: str | None, parsed_cycle: list[str] | None) -> None:
+    """Replay a livelock's cycle after the prefix: it must come back to the same state."""
+    if parsed_cycle is None:
+        return
+    try:
+        check_cycle(run, parsed_cycle)
+    except DriverError as e:
+        raise UserError(f"--cycle {cycle}: {e}") from None
+
+
 @click.group()
 def replay() -> None:
     """Run a scenario again along a choice list printed by `haltlab explore`."""
@@ -175,27 +209,14 @@ def replay_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolera
     cfg = PanicRaceConfig(cpus=cpus, variant=variant, kernel=kernel, timeouts=timeouts, timing=timing,
                           tolerance_pct=timing_tolerance)
     cfg.validate()
-    try:
-        parsed = parse_choices(choices)
-    except ValueError as e:
-        raise UserError(f"--choices: {e}") from None
-    if not parsed:
-        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
-    try:
-        parsed_cycle = parse_choices(cycle) if cycle is not None else None
-    except ValueError as e:
-        raise UserError(f"--cycle: {e}") from None
+    parsed, parsed_cycle = _choice_lists(choices, cycle)
     try:
         run, msg = replay_panic_race(cfg, parsed)
         if check_determinism:
             replay_twice_and_compare(lambda: make_run(cfg), parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
-    if parsed_cycle is not None:
-        try:
-            check_cycle(run, parsed_cycle)
-        except DriverError as e:
-            raise UserError(f"--cycle {cycle}: {e}") from None
+    _replay_cycle(run, cycle, parsed_cycle)
     out = console()
     out.print(trace_text(run.driver.trace, run.machine.profile.arch), soft_wrap=True)
     out.print(Text(f"verdict: {'violation: ' + msg if msg else 'no violation at this point'}"))
@@ -220,13 +241,7 @@ def _flood_options(f):
     f = click.option("--ring-records", type=click.IntRange(1, 16), default=1, show_default=True, metavar="N",
                      help="The explorer's ring holds N flood records (the abstraction in "
                           "scenarios/printk_flood_check.py).")(f)
-    f = click.option("--timing", type=click.Choice(["untimed", "timed"]), default="untimed", show_default=True,
-                     help="untimed: every interleaving (the stronger verdict); timed: only those the "
-                          "profile's costs allow.")(f)
-    f = click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
-                     metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
-                                         "[default: the profile's timing_tolerance].")(f)
-    return f
+    return _timing_options(f)
 
 
 def _flood_cfg(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
@@ -271,16 +286,8 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
                      timing_tolerance, reduce=reduce, max_states=max_states)
     cfg.validate()
     assumptions = timing_assumptions(cfg)
-    with progress("explore printk-flood", None) as shown:
-        started = time.monotonic()
-
-        def report(states: int, stack_depth: int) -> None:
-            rate = states / max(time.monotonic() - started, 1e-9)
-            shown.update(states, "states", states_per_s=f"{rate:,.0f}", stack_depth=stack_depth)
-
-        outcome = check_printk_flood(cfg, progress=report, debug=debug)
-        ex = outcome.exploration
-        report(ex.states, 0)
+    outcome = _search("printk-flood", check_printk_flood, cfg, debug)
+    ex = outcome.exploration
     result = {
         "scenario": "printk-flood", "cpus": cpus, "kernel": kernel, "console_spin": console_spin,
         "kdump": kdump, "post_notifiers": crash_kexec_post_notifiers, "ring_records": ring_records,
@@ -353,22 +360,12 @@ def replay_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post_
     cfg = _flood_cfg(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,
                      timing_tolerance)
     cfg.validate()
-    try:
-        parsed = parse_choices(choices)
-        parsed_cycle = parse_choices(cycle) if cycle is not None else None
-    except ValueError as e:
-        raise UserError(f"--choices/--cycle: {e}") from None
-    if not parsed:
-        raise UserError(f"--choices {choices!r}: give at least one choice, e.g. c0,c1")
+    parsed, parsed_cycle = _choice_lists(choices, cycle)
     try:
         run = replay_printk_flood(cfg, parsed)
     except DriverError as e:
         raise UserError(f"--choices {choices}: {e}") from None
-    if parsed_cycle is not None:
-        try:
-            check_cycle(run, parsed_cycle)
-        except DriverError as e:
-            raise UserError(f"--cycle {cycle}: {e}") from None
+    _replay_cycle(run, cycle, parsed_cycle)
     out = console()
     out.print(trace_text(run.driver.trace, run.machine.profile.arch), soft_wrap=True)
     done = panic_finished(run)

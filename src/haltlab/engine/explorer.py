@@ -99,14 +99,16 @@ class ExplorerDriver(Driver):
     def _gate(self, s: Strand, op) -> bool:
         if not op.branch:
             return True
-        if op.delay and self._local_delays:
-            # A loop of nothing but delays (panic()'s final mdelay() loop) would
-            # never come back to the driver: after _LOCAL_DELAYS_MAX in a row
-            # the next one is a branch point again, a visible step of its own.
-            n = self._delays_in_a_row[s.cpu] = self._delays_in_a_row[s.cpu] + 1
-            if n <= _LOCAL_DELAYS_MAX:
-                return True
-        self._delays_in_a_row[s.cpu] = 0
+        if not self._local_delays:
+            return False
+        # A loop of nothing but delays (panic()'s final mdelay() loop) would
+        # never come back to the driver: after _LOCAL_DELAYS_MAX in a row the
+        # next one is a branch point again, a visible step of its own.
+        row = self._delays_in_a_row
+        if op.delay and row[s.cpu] < _LOCAL_DELAYS_MAX:
+            row[s.cpu] += 1
+            return True
+        row[s.cpu] = 0
         return False
 
     def _after_done(self, s: Strand, done):

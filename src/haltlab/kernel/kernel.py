@@ -59,7 +59,10 @@ class KernelConfig:
         if self.log_buf_shift is not None and not 12 <= self.log_buf_shift <= 25:
             raise ConfigError("log_buf_shift", self.log_buf_shift, "CONFIG_LOG_BUF_SHIFT is 12 to 25 (init/Kconfig)")
         if self.log_buf_bytes is not None and self.log_buf_bytes < 64:
-            raise ConfigError("log_buf_bytes", self.log_buf_bytes, "a ring of at least 64 bytes")
+            # The ring must hold the panic's longest line ("Kernel panic - not syncing: sysrq
+            # triggered crash" takes a 56-byte block), or the panic could print nothing.
+            raise ConfigError("log_buf_bytes", self.log_buf_bytes,
+                              "a ring of at least 64 bytes (it must hold the panic's own lines)")
         for name in ("kdump", "crash_kexec_post_notifiers", "hotplug_cpu"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")

@@ -13,6 +13,9 @@ try-locks it on the paths modelled). The lock word holds the holder's CPU (or
 -1): the kernel keeps no holder, but the explorer's traces and the properties
 can then say who holds it; `up()` from any CPU releases it, as the kernel's
 `console_flush_on_panic()` relies on.
+
+Shape: 7.1's `raw_spin_lock()`/`down_trylock()`/`up()` as a caller sees them,
+the same back to 5.x for what is modelled (no lockdep, no sleeping waiters).
 """
 
 from __future__ import annotations

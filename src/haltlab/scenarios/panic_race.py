@@ -25,7 +25,6 @@ Properties:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from haltlab.checks.properties import Outcome, always, at_end, check, eventually, never_deadlock
 from haltlab.engine.explorer import ExplorerDriver, Exploration, Reduce, Timeouts, Timing, replay
@@ -39,7 +38,7 @@ from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.panic import panic
 from haltlab.kernel.policies import PanicStart, Policies, choose
 from haltlab.machine.machine import Machine
-from haltlab.machine.profile import KEYS, load_profile
+from haltlab.scenarios.explore_timing import assumptions, profile_of, tolerance_pct
 
 __all__ = ["PanicRaceConfig", "make_run", "explore_panic_race", "check_panic_race", "replay_panic_race",
            "PROPERTIES", "VARIANTS", "timing_assumptions", "timing_tolerance_pct"]
@@ -87,14 +86,9 @@ class PanicRaceConfig:
             raise ConfigError("max_states", self.max_states, "must be at least 1")
 
 
-@lru_cache(maxsize=8)
-def _profile(name: str):
-    return load_profile(name)
-
-
 def make_run(cfg: PanicRaceConfig) -> Run:
     """Every CPU calls `panic()` at once, under the explorer."""
-    machine = Machine(_profile(cfg.profile), cfg.cpus, record_timeline=False)
+    machine = Machine(profile_of(cfg.profile), cfg.cpus, record_timeline=False)
     k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0,
                                      policies=Policies(panic_start=cfg.variant)))
     k.boot()
@@ -108,28 +102,16 @@ def make_run(cfg: PanicRaceConfig) -> Run:
 
 
 def timing_tolerance_pct(cfg: PanicRaceConfig) -> int:
-    """The tolerance a timed exploration widens every cost by: the config's, or
-    the profile's `timing_tolerance` (a labelled estimate, cited there)."""
-    if cfg.tolerance_pct is not None:
-        return cfg.tolerance_pct
-    profile = _profile(cfg.profile)
-    if "timing_tolerance" not in profile.params:
-        raise ConfigError("tolerance_pct", None, f"profile {cfg.profile} has no [costs] timing_tolerance; "
-                          "give one, or explore untimed")
-    return round(profile.get("timing_tolerance") * 100)
+    """The tolerance a timed exploration widens every cost by (`explore_timing`)."""
+    return tolerance_pct(cfg.profile, cfg.tolerance_pct)
 
 
 def timing_assumptions(cfg: PanicRaceConfig) -> str:
     """What a verdict's timing rests on, in words."""
-    if cfg.timing is Timing.UNTIMED:
-        rule = ("a bounded wait times out only when nothing else can happen" if cfg.timeouts is Timeouts.QUIESCENT
-                else "a bounded wait may time out at any step")
-        return f"untimed: every interleaving of the CPUs' steps, whatever they cost; {rule}"
-    pct = timing_tolerance_pct(cfg)
-    costs = sorted(k for k in _profile(cfg.profile).params
-                   if KEYS[k].section == "costs" and KEYS[k].dimension == "time")
-    return (f"timed: every duration within {pct} % of its cost in profile {cfg.profile} "
-            f"({', '.join(costs)}; the kernel's delays and timeouts)")
+    rule = ("a bounded wait times out only when nothing else can happen" if cfg.timeouts is Timeouts.QUIESCENT
+            else "a bounded wait may time out at any step")
+    return assumptions(cfg.profile, cfg.timing, cfg.tolerance_pct, untimed_rule=rule,
+                       durations="the kernel's delays and timeouts")
 
 
 def at_most_one_owner(run: Run) -> str | None:

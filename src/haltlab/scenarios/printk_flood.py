@@ -32,6 +32,7 @@ the flooders). The row says "livelock (proven at T)".
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 
 from haltlab.engine.context import ktime_get_ns
@@ -115,13 +116,12 @@ def flood_line(line_len: int) -> str:
     return (FLOOD_TAG + "F" * line_len)[:line_len]
 
 
-@cpu_locals(plain=("user_ns",))
 async def kmsg_flood(k, line: str, irqs_off: bool) -> None:
-    """S2's writer: `while :; do echo $LINE >&3; done`, one write(2) per record."""
+    """S2's writer: `while :; do echo $LINE >&3; done`, one write(2) per record
+    (each iteration's cost drawn afresh when the machine jitters it)."""
     await set_cpu_state(tick_enabled=True)
-    user_ns = k.machine.cost_ns("devkmsg_user_ns")
     while True:
-        await ndelay(user_ns if k.machine.jitter is None else k.machine.cost_ns("devkmsg_user_ns"))
+        await ndelay(k.machine.cost_ns("devkmsg_user_ns"))
         if irqs_off:
             await local_irq_disable()
         await devkmsg_write(k, line)
@@ -141,7 +141,6 @@ async def sysrq_trigger(k, delay_ns: int) -> None:
 
 
 def _trigger_delay_ns(cfg: PrintkFloodConfig) -> int:
-    import random
     lo, hi = round(cfg.delay_min_s * NSEC_PER_SEC), round(cfg.delay_max_s * NSEC_PER_SEC)
     return random.Random(f"printk-flood trigger {cfg.seed}").randint(lo, hi)
 
@@ -181,12 +180,22 @@ def _bound(machine: Machine, key: str, which: int) -> int:
 
 def flood_iteration_max_ns(machine: Machine) -> int:
     """The slowest a flooder's iteration can be once the panic CPU holds the
-    console: the loop and write(2), the store, the atomics of reserving,
-    committing and failing the trylock, and one tick (an iteration is far
-    shorter than a tick period, so it takes at most one)."""
+    console: the loop and write(2), the store, the three atomics of its path
+    (`prb_reserve()`, `prb_final_commit()`, the failing `down_trylock()`; its
+    reads and interrupt-flag changes cost nothing in the model), and every
+    tick that can fall inside it: at most one more than fit in its length."""
     atomic = _bound(machine, "atomic_op_ns", 1)
-    return (_bound(machine, "devkmsg_user_ns", 1) + _bound(machine, "printk_store_ns", 1) + 4 * atomic
-            + sum(_bound(machine, key, 1) for key in _TICK_KEYS))
+    work = _bound(machine, "devkmsg_user_ns", 1) + _bound(machine, "printk_store_ns", 1) + 3 * atomic
+    tick = sum(_bound(machine, key, 1) for key in _TICK_KEYS)
+    if tick >= machine.tick_period_ns:
+        return 2**63            # ticks alone fill the CPU: no bound, so no livelock proof either
+    ticks = 1
+    while True:                                         # a fixpoint: ticks lengthen the iteration
+        longest = work + ticks * tick
+        need = longest // machine.tick_period_ns + 1
+        if need <= ticks:
+            return longest
+        ticks = need
 
 
 def console_record_min_ns(machine: Machine, line_len: int) -> int:

@@ -31,7 +31,6 @@ stop, the notifier's line after it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from haltlab.checks.properties import Outcome, always, check, eventually, never_deadlock
 from haltlab.engine.explorer import ExplorerDriver, Reduce, Timing, replay
@@ -45,7 +44,7 @@ from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.policies import ConsoleSpin, Policies, choose
 from haltlab.kernel.printk_ringbuffer import SeqWindow, blk_size
 from haltlab.machine.machine import Machine
-from haltlab.machine.profile import KEYS, load_profile
+from haltlab.scenarios.explore_timing import assumptions, profile_of, tolerance_pct
 from haltlab.kernel.panic import panic
 from haltlab.scenarios.printk_flood import PANIC_MSG, flood_line, kmsg_flood, sysrq_trigger
 
@@ -100,29 +99,14 @@ class PrintkFloodCheckConfig:
                 raise ConfigError(name, getattr(self, name), "must be true or false")
 
 
-@lru_cache(maxsize=8)
-def _profile(name: str):
-    return load_profile(name)
-
-
 def timing_tolerance_pct(cfg: PrintkFloodCheckConfig) -> int:
-    if cfg.tolerance_pct is not None:
-        return cfg.tolerance_pct
-    profile = _profile(cfg.profile)
-    if "timing_tolerance" not in profile.params:
-        raise ConfigError("tolerance_pct", None, f"profile {cfg.profile} has no [costs] timing_tolerance; "
-                          "give one, or explore untimed")
-    return round(profile.get("timing_tolerance") * 100)
+    """The tolerance a timed exploration widens every cost by (`explore_timing`)."""
+    return tolerance_pct(cfg.profile, cfg.tolerance_pct)
 
 
 def timing_assumptions(cfg: PrintkFloodCheckConfig) -> str:
-    if cfg.timing is Timing.UNTIMED:
-        return "untimed: every interleaving of the CPUs' steps, whatever they cost"
-    pct = timing_tolerance_pct(cfg)
-    costs = sorted(k for k in _profile(cfg.profile).params
-                   if KEYS[k].section == "costs" and KEYS[k].dimension == "time")
-    return (f"timed: every duration within {pct} % of its cost in profile {cfg.profile} "
-            f"({', '.join(costs)}; a console line at console_ns_per_char per character)")
+    return assumptions(cfg.profile, cfg.timing, cfg.tolerance_pct,
+                       durations="a console line at console_ns_per_char per character")
 
 
 SEQ_WINDOW = SeqWindow(seq_vars=("console_seq",), dropped_vars=("console_dropped",),
@@ -130,7 +114,7 @@ SEQ_WINDOW = SeqWindow(seq_vars=("console_seq",), dropped_vars=("console_dropped
 
 
 def make_run(cfg: PrintkFloodCheckConfig) -> Run:
-    profile = _profile(cfg.profile)
+    profile = profile_of(cfg.profile)
     machine = Machine(profile, cfg.cpus, record_timeline=False)
     line = flood_line(cfg.line_len)
     k = Kernel(machine, KernelConfig(version=cfg.kernel, dump_stack_lines=0, notifier_lines=True,
