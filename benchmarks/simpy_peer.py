@@ -67,6 +67,7 @@ class PanicPeer:
         self.end = env.event()              # the observation window is over
         self.marks: dict[str, int] = {}
         self.console: list[str] = []
+        self.panicking = False                      # panic_cpu claimed: no console owner advertised (d04d5882cd67)
         self.loop_iterations = 0
         self.procs = [env.process(self.panic_task() if cpu == panic_cpu else self.idle(cpu))
                       for cpu in range(ncpus)]
@@ -81,6 +82,7 @@ class PanicPeer:
         yield env.timeout(self.trigger_ns)
         yield from self.printk("sysrq: Trigger a crash")
         yield env.timeout(atomic)                       # panic_try_start(): cmpxchg
+        self.panicking = True
         self.mark("panic_entry")
         msg = "sysrq triggered crash"
         yield from self.printk(f"Kernel panic - not syncing: {msg}")
@@ -98,25 +100,37 @@ class PanicPeer:
             self.loop_iterations += 1
 
     def printk(self, text: str):
-        """Store the record, then print it with console_sem held (we always get it)."""
+        """v7.1's `vprintk_emit()` for a CPU that always gets console_sem and
+        finds nothing else pending: reserve, store, commit, trylock, then one
+        record through `console_flush_all()`, advertised as the console owner
+        (a raw-lock step and a section step on each side of the record) only
+        before the panic (d04d5882cd67), then `up()`."""
         env, atomic = self.env, self.cost.atomic
-        yield env.timeout(self.cost.store)              # vprintk_store()
-        yield env.timeout(atomic)                       # atomic_add_return(log_next_seq)
+        yield env.timeout(atomic)                       # prb_reserve()
         ts = env.now
-        yield env.timeout(atomic)                       # console_trylock()
+        yield env.timeout(self.cost.store)              # vprintk_store(): the text
+        yield env.timeout(atomic)                       # prb_final_commit()
+        yield env.timeout(atomic)                       # console_trylock(): down_trylock()
+        if not self.panicking:
+            yield env.timeout(atomic)                   # console_lock_spinning_enable(): raw_spin_lock()
+            yield env.timeout(atomic)                   # ... the section
         line = f"[{ts // 1_000_000_000:5d}.{ts // 1000 % 1_000_000:06d}] {text}"
         self.console.append(line)
         yield env.timeout((len(line) + 1) * self.cost.per_char)   # the UART
         if text.startswith("---[ end Kernel panic"):
             self.mark("panic_end")
             env.timeout(self.observe_ns).callbacks.append(lambda _: self.end.succeed())
-        yield env.timeout(atomic)                       # WRITE_ONCE(console_seq, seq + 1)
+        yield env.timeout(atomic)                       # WRITE_ONCE(con->seq, seq + 1)
+        if not self.panicking:
+            yield env.timeout(atomic)                   # console_lock_spinning_disable_and_check(): raw_spin_lock()
+            yield env.timeout(atomic)                   # ... the section
         yield env.timeout(atomic)                       # up_console_sem()
 
     def console_flush(self):
-        """`console_flush_on_panic()` with nothing pending: take and drop console_sem."""
-        yield self.env.timeout(self.cost.atomic)
-        yield self.env.timeout(self.cost.atomic)
+        """`console_flush_on_panic()` with nothing pending: since eacb04ff3c5b it
+        takes no console_sem, and finding nothing costs no time (only reads)."""
+        return
+        yield
 
     def smp_send_stop(self):
         env, atomic = self.env, self.cost.atomic

@@ -9,7 +9,8 @@
 * `v7.1`: non-panic CPUs' records are dropped once a panic is in progress
   (779dbc2e78d7) and no owner is advertised (d04d5882cd67): the panic always
   finishes, in every interleaving.
-Each with reductions off and on (the CLI's default, all).
+Each with every reduction setting (for an endless flood `por` and `all` skip the
+partial-order reduction, `printk_flood_check.effective_reduce`).
 """
 
 import pytest
@@ -18,8 +19,10 @@ from haltlab.checks.properties import Verdict
 from haltlab.engine.explorer import replay
 from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, check_printk_flood, make_run, panic_finished
 
+REDUCTIONS = ["none", "symmetry", "por", "all"]
 
-@pytest.mark.parametrize("reduce", ["none", "all"])
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_the_patch_s2_tested_livelocks_and_its_lasso_replays(reduce):
     cfg = PrintkFloodCheckConfig(kernel="v5.17+d51507098ff9", reduce=reduce)
     out = check_printk_flood(cfg)
@@ -34,7 +37,7 @@ def test_the_patch_s2_tested_livelocks_and_its_lasso_replays(reduce):
     assert "smp_send_stop" not in once.kernel.marks        # CPU0 never gets past its printks to the stop
 
 
-@pytest.mark.parametrize("reduce", ["none", "all"])
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_kdump_with_post_notifiers_deadlocks_on_the_stopped_owner(reduce):
     cfg = PrintkFloodCheckConfig(kernel="v5.17", kdump=True, post_notifiers=True, reduce=reduce)
     out = check_printk_flood(cfg)
@@ -48,7 +51,7 @@ def test_kdump_with_post_notifiers_deadlocks_on_the_stopped_owner(reduce):
     assert not run.driver.choices()
 
 
-@pytest.mark.parametrize("reduce", ["none", "all"])
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_v7_1_always_finishes_the_panic(reduce):
     out = check_printk_flood(PrintkFloodCheckConfig(kernel="v7.1", reduce=reduce))
     assert out.verdict is Verdict.OK, out.message
