@@ -181,23 +181,24 @@ def test_por_is_off_when_a_property_does_not_say_what_it_reads():
 # --- the clocks of a timed state --------------------------------------------------------
 
 def _clocks(n):
-    k = 2 * n + 1
+    k = 3 * n + 1
     zone = tuple(100 * i + j for i in range(k) for j in range(k))
     return (zone, tuple((i, 10 * i) for i in range(n)), tuple(None for _ in range(n)),
-            (((0, "NMI"), (1, 2)),), tuple(() for _ in range(n)))
+            (((0, "NMI"), (1, 2)),), tuple(() for _ in range(n)), (7, None, None))
 
 
 def test_the_timing_state_moves_with_its_cpus():
     n = 3
-    k = 2 * n + 1
+    k = 3 * n + 1
     fp = _clocks(n)
-    swapped = permute_clocks(fp, (1, 0, 2))       # CPU0 <-> CPU1: clocks 1 <-> 2 and 4 <-> 5
-    move = {1: 2, 2: 1, 4: 5, 5: 4}
+    swapped = permute_clocks(fp, (1, 0, 2))       # CPU0 <-> CPU1: clocks 1 <-> 2, 4 <-> 5 and 7 <-> 8
+    move = {1: 2, 2: 1, 4: 5, 5: 4, 7: 8, 8: 7}
     for i in range(k):
         for j in range(k):
             assert swapped[0][move.get(i, i) * k + move.get(j, j)] == fp[0][i * k + j]
     assert swapped[1] == ((1, 10), (0, 0), (2, 20))
     assert swapped[3] == (((1, "NMI"), (1, 2)),)
+    assert swapped[5] == (None, 7, None)          # CPU0's notice bound is CPU1's now
     assert permute_clocks(fp, (0, 1, 2)) == fp and permute_clocks(None, (1, 0)) is None
     p, q = (1, 2, 0), (2, 0, 1)
     assert permute_clocks(permute_clocks(fp, p), q) == permute_clocks(fp, compose(q, p))

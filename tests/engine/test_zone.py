@@ -108,3 +108,46 @@ def test_bounds_and_reachability():
     assert z.lower(1) == 4
     z.free(1)
     assert z.upper(1) == INF and z.lower(1) == 0
+
+
+def _random_zone(rng: random.Random, clocks: int) -> Zone:
+    z = Zone(clocks)
+    for _ in range(rng.randint(0, 8)):
+        op = _random_op(rng, clocks)
+        if op[0] == "constrain":
+            z.constrain(*op[1:])
+        else:
+            getattr(z, op[0])(*op[1:])
+    return z
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_widening_contains_both_zones_and_stays_canonical(seed):
+    rng = random.Random(1000 + seed)
+    clocks = rng.choice([1, 2, 3])
+    old, new = _random_zone(rng, clocks), _random_zone(rng, clocks)
+    widened = new.copy()
+    widened.widen(tuple(old.d))
+    pts = _points(widened, clocks)
+    assert _points(old, clocks) <= pts and _points(new, clocks) <= pts, seed
+    # Canonical: closing it again changes nothing.
+    again = widened.copy()
+    again.close()
+    assert again.d == widened.d
+    # A bound `new` kept inside `old` is old's: widening an included zone gives the old one.
+    inside = old.copy()
+    inside.widen(tuple(old.d))
+    assert inside.d == old.d
+
+
+def test_widening_drops_the_bound_a_loop_pushes():
+    # x1 - x2 in [k, 2k] after k iterations of a loop that resets x2 each time:
+    # widening the first by the second keeps the lower bound and drops the upper one.
+    one, two = Zone(2), Zone(2)
+    for z, k in ((one, 1), (two, 2)):
+        z.up()
+        z.constrain(0, 1, -k)       # x1 >= k
+        z.at_most(1, 2 * k)
+        z.reset(2)
+    two.widen(tuple(one.d))
+    assert two.lower(1) == 1 and two.upper(1) >= INF

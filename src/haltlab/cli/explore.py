@@ -10,6 +10,7 @@ anything but their choices is caught.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 
@@ -20,6 +21,7 @@ from haltlab.cli.console import console, progress
 from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import check_determinism as replay_twice_and_compare
 from haltlab.engine.explorer import check_cycle, parse_choices
+from haltlab.engine.timing import Timing
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
@@ -47,9 +49,12 @@ def _race_options(f):
 
 def _timing_options(f):
     """`--timing` and `--timing-tolerance`, the same for every scenario the explorer checks."""
-    f = click.option("--timing", type=click.Choice(["untimed", "timed"]), default="untimed", show_default=True,
+    f = click.option("--timing", type=click.Choice([t.value for t in (Timing.UNTIMED, Timing.TIMED, Timing.WIDENED)]), default="untimed",
+                     show_default=True,
                      help="untimed: every interleaving, whatever the steps cost (the stronger verdict); timed: "
-                          "only the interleavings the profile's costs allow (haltlab.engine.timing).")(f)
+                          "only the interleavings the profile's costs allow (haltlab.engine.timing); widened: "
+                          "timed, with a zone that comes back to the same state widened (ok is a proof, a "
+                          "livelock a candidate; for loops inside long operations).")(f)
     return click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
                         metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
                                             "[default: the profile's timing_tolerance].")(f)
@@ -72,8 +77,8 @@ def _search(name: str, check, cfg, debug: bool):
 def _replay_command(cfg: PanicRaceConfig, choices: list[str], cycle: list[str] | None = None) -> str:
     args = ["haltlab", "replay", "panic-race", "--cpus", str(cfg.cpus), "--variant", cfg.variant,
             "--kernel", cfg.kernel, "--timeouts", cfg.timeouts]
-    if cfg.timing == "timed":
-        args += ["--timing", "timed", "--timing-tolerance", str(timing_tolerance_pct(cfg))]
+    if Timing(cfg.timing).timed:
+        args += ["--timing", str(cfg.timing), "--timing-tolerance", str(timing_tolerance_pct(cfg))]
     args += ["--choices", ",".join(choices)]
     if cycle:
         args += ["--cycle", ",".join(cycle)]
@@ -110,7 +115,7 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_toler
     if reduce != "none":        # left out with none, so that output stays what it was before --reduce
         result["reduce"] = reduce
         result["reductions"] = list(ex.reductions)
-    if timing == "timed":       # left out untimed, so that output stays what it was before --timing
+    if Timing(timing).timed:    # left out untimed, so that output stays what it was before --timing
         result["timing"] = timing
         result["timing_assumptions"] = assumptions
     if ex.violation is not None:
@@ -121,6 +126,10 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_toler
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
+    if Timing(cfg.timing) is Timing.WIDENED:
+        for key in ("violation", "livelock"):
+            if key in result:
+                _mark_candidate(result[key], lambda prefix: replay_panic_race(cfg, prefix)[0], "haltlab simulate panic")
     if fmt == "json":
         click.echo(dumps(result), nl=False)     # seconds left out: JSON is byte-identical per input
     else:
@@ -143,12 +152,12 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumpt
         lv = result["livelock"]
         t.notes += [f"livelock ({lv['property']}): {lv['message']}",
                     f"a fair run that never makes progress: {len(lv['prefix'])} choices, then "
-                    f"{len(lv['cycle'])} repeated forever", "replay with:", lv["replay"]]
+                    f"{len(lv['cycle'])} repeated forever", *_replay_notes(lv)]
         print_tables([t], fmt, out)
         return
     if ex.violation is None:
         scope = "within the state bound" if ex.truncated else (
-            "in every interleaving the durations allow" if cfg.timing == "timed" else "in every interleaving")
+            "in every interleaving the durations allow" if Timing(cfg.timing).timed else "in every interleaving")
         t.notes.append(f"No violation {scope}: exactly one CPU becomes panic_cpu and the others end in "
                        "panic_smp_self_stop().")
         print_tables([t], fmt, out)
@@ -156,7 +165,7 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumpt
     v = ex.violation
     t.notes += [f"violation: {v.message}",
                 f"shortest choice list ({len(v.choices)} choices): {','.join(v.choices)}",
-                *trace_lines(v.trace, _arch(cfg)), "replay with:", result["violation"]["replay"]]
+                *trace_lines(v.trace, _arch(cfg)), *_replay_notes(result["violation"])]
     if fmt == "table":
         t.cell_styles[(0, 0)] = "bold red"
     print_tables([t], fmt, out)
@@ -260,8 +269,8 @@ def _flood_replay_command(cfg, choices: list[str], cycle: list[str] | None = Non
         args.append("--kdump")
     if cfg.post_notifiers:
         args.append("--post-notifiers")
-    if cfg.timing == "timed":
-        args += ["--timing", "timed", "--timing-tolerance", str(timing_tolerance_pct(cfg))]
+    if Timing(cfg.timing).timed:
+        args += ["--timing", str(cfg.timing), "--timing-tolerance", str(timing_tolerance_pct(cfg))]
     args += ["--choices", ",".join(choices)]
     if cycle:
         args += ["--cycle", ",".join(cycle)]
@@ -308,12 +317,52 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _flood_replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
+    if cfg.timing is Timing.WIDENED:
+        from haltlab.scenarios.printk_flood_check import replay_printk_flood
+        for key in ("violation", "deadlock", "livelock"):
+            if key in result and key != "violation":
+                _mark_candidate(result[key], lambda prefix: replay_printk_flood(cfg, prefix),
+                                exact_prefix=lambda prefix: replay_printk_flood(
+                                    dataclasses.replace(cfg, timing=Timing.TIMED), prefix))
+            elif key in result:
+                _mark_candidate(result[key], lambda prefix: replay_printk_flood(cfg, prefix))
     if fmt == "json":
         click.echo(dumps(result), nl=False)
     else:
         _print_flood(result, ex, cfg, fmt)
     if ex.violation is not None or outcome.lasso is not None:
         raise SystemExit(1)
+
+
+def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate printk-flood",
+                    exact_prefix=None) -> None:
+    """A counterexample found with `--timing widened` is a candidate (the
+    widened zones over-approximate the timed ones: docs/design.md, "Widening").
+    Its choices are replayed here: where they do not replay one by one (the
+    widening read the search's history, not the path's), the replay command is
+    left out rather than printed to fail."""
+    entry["candidate"] = ("found with widened zones, an over-approximation of the timed run; check it at the "
+                          f"profile's durations ({confirm})")
+    prefix = entry.get("prefix", entry.get("choices"))
+    try:
+        run = replay_prefix(list(prefix))
+        if entry.get("cycle"):
+            check_cycle(run, list(entry["cycle"]))
+    except DriverError:
+        entry["replay"] = None
+        entry["candidate"] += "; its choices do not replay one by one (the widening read the search's history)"
+    if exact_prefix is None:
+        return
+    try:                        # the same choices with exact zones: a timed run, no longer a candidate
+        run = exact_prefix(list(prefix))
+        if entry.get("cycle"):
+            check_cycle(run, list(entry["cycle"]))
+        elif run.driver.choices():
+            return
+    except DriverError:
+        return
+    entry["candidate"] = "found with widened zones and replayed with exact ones (--timing timed): a timed run"
+    entry["replay"] = entry["replay"].replace("--timing widened", "--timing timed") if entry["replay"] else None
 
 
 def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
@@ -334,18 +383,29 @@ def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
             lv = result[key]
             t.notes += [f"livelock ({lv['property']}): {lv['message']}",
                         f"a fair run that never makes progress: {len(lv['prefix'])} choices, then "
-                        f"{len(lv['cycle'])} repeated forever", "replay with:", lv["replay"]]
+                        f"{len(lv['cycle'])} repeated forever"]
+            t.notes += _replay_notes(lv)
     for key in ("deadlock", "violation"):
         if key in result:
             v = result[key]
             t.notes += [f"{key} ({v['property']}): {v['message']}",
-                        f"shortest choice list ({len(v['choices'])} choices)", *trace_lines(ex.violation.trace, "x86_64"),
-                        "replay with:", v["replay"]]
+                        f"shortest choice list ({len(v['choices'])} choices)", *trace_lines(ex.violation.trace, "x86_64")]
+            t.notes += _replay_notes(v)
     if "bound" in result:
         t.notes.append(f"bounded: {result['bound']}")
     if fmt == "table" and (ex.violation is not None or "livelock" in result):
         t.cell_styles[(0, 0)] = "bold red"
     print_tables([t], fmt, out)
+
+
+def _replay_notes(entry: dict) -> list[str]:
+    notes = [f"candidate: {entry['candidate']}"] if "candidate" in entry else []
+    if entry["replay"] is not None:
+        notes += ["replay with:", entry["replay"]]
+    else:
+        notes.append(f"choices: {','.join(entry.get('prefix', entry.get('choices')))}"
+                     + (f"; cycle: {','.join(entry['cycle'])}" if entry.get("cycle") else ""))
+    return notes
 
 
 @replay.command("printk-flood")

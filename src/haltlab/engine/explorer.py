@@ -81,9 +81,14 @@ class ExplorerDriver(Driver):
         except ValueError:
             raise ValueError(f"timeouts={timeouts!r}: choose 'quiescent' or 'any'") from None
         self.timing = Timing(timing)
-        if self.timing is Timing.TIMED and tolerance_pct is None:
-            raise ValueError("timing='timed' needs tolerance_pct (the profile's timing_tolerance)")
-        self.clocks = Clocks(machine.ncpus, tolerance_pct) if self.timing is Timing.TIMED else None
+        if self.timing.timed and tolerance_pct is None:
+            raise ValueError(f"timing={self.timing.value!r} needs tolerance_pct (the profile's timing_tolerance)")
+        self.clocks = (Clocks(machine.ncpus, tolerance_pct, poll_ns=machine.cost_ns("cpu_relax_ns"))
+                       if self.timing.timed else None)
+        # `Timing.WIDENED`: called after every step with no argument; the `Run`
+        # sets it, since the discrete state it widens at includes the ghost
+        # state and the run's declared abstraction (`Run.__post_init__`).
+        self.after_step = None
         self._local_delays = local_delays and self.clocks is None
         self._delays_in_a_row = [0] * machine.ncpus
         self._interrupted: set[int] = set()
@@ -212,6 +217,8 @@ class ExplorerDriver(Driver):
         self.clocks.begin_step(self.strands, kind, cpu, vector)
         self._step(kind, cpu, vector)
         self.clocks.end_step(self.strands, None if kind == "i" else cpu, self._interrupted)
+        if self.after_step is not None:
+            self.after_step()
 
     def _step(self, kind: str, cpu: int, vector: str | None) -> None:
         if kind == "i":

@@ -95,6 +95,10 @@ class Reach:
         self._via: list[str] = []
         self._dist: list[int] = []
         self.run = build()
+        if getattr(self.run, "path_dependent", False):
+            # A run whose successors depend on its history (`Run.path_dependent`)
+            # is only ever replayed by the search's own path to a state.
+            self.mode = "root"
         self._live = self._add(state(self.run), -1, "", 0)
         self._live_prefix: tuple = ()             # mode "root": the choices the live run took
 

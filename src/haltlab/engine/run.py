@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 from haltlab.engine.core import Driver
+from haltlab.engine.timing import Timing
 
 __all__ = ["Run"]
 
@@ -35,6 +36,24 @@ class Run:
     # to the ring's tail (`kernel.printk_ringbuffer.SeqWindow`). The scenario
     # that declares one argues why merged states have the same future.
     abstraction: Callable[[tuple], tuple] | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if getattr(self.driver, "timing", None) is Timing.WIDENED:
+            self.driver.after_step = self._widen
+
+    @property
+    def path_dependent(self) -> bool:
+        """Do a state's successors depend on the path the run took to it, not
+        only on its fingerprint? Only under `Timing.WIDENED`, whose widening
+        reads the run's own history (`Clocks.widen_at`); the explorer then
+        replays a state by the search's own path to it (`engine.reach`)."""
+        return getattr(self.driver, "timing", None) is Timing.WIDENED
+
+    def _widen(self) -> None:
+        """Widen the zone at the discrete state the run is in: its
+        fingerprint, the declared abstraction applied, the zone left out."""
+        fp = self.fingerprint()
+        self.driver.clocks.widen_at((*fp[:5], fp[5][1:], *fp[6:]))
 
     def fingerprint(self) -> tuple:
         """The explorer's state: the driver's fingerprint (memory, hardware,

@@ -267,9 +267,9 @@ def _dbm_view(clocks, me: int, n: int):
     bounds and its own segment and deadline (`haltlab.engine.timing`)."""
     if clocks is None:
         return None
-    zone, segment, deadline, _irq, _rem = clocks
-    k, c = 2 * n + 1, me + 1
-    return (zone[c * k], zone[c], segment[me], deadline[me])
+    zone, segment, deadline, _irq, _rem, notice = clocks
+    k, c = 3 * n + 1, me + 1
+    return (zone[c * k], zone[c], segment[me], deadline[me], notice[me])
 
 
 def _colours(typed: tuple, sym: CpuSymmetry, n: int) -> list[str]:

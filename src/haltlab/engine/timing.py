@@ -24,6 +24,10 @@ one clock per CPU and one per interrupt target in a zone (`haltlab.engine.zone`)
   fairness makes it notice a condition that stays true).
 * **Interrupts in flight** arrive between `lo` and `hi` of their latency after
   the send, measured on the target's interrupt clock.
+* **Spinners notice.** A CPU in `spin_until()` whose condition holds must step
+  within one poll (`cpu_relax_ns`), on its third clock (`Clocks._notice`).
+* **Widening** (`Timing.WIDENED`): a run back at a discrete state with another
+  zone widens it (`Clocks.widen_at`), for loops inside long operations.
 
 Durations come from the profile: a cost `c` becomes `[c - t*c, c + t*c]` with
 `t` the profile's `timing_tolerance` (or `--timing-tolerance`). Every verdict
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import enum
 from haltlab.engine.core import Status, Strand
+from haltlab.engine.ops import Activity
 from haltlab.engine.zone import Zone
 
 __all__ = ["Timing", "Clocks", "Covering", "interval", "permute_clocks"]
@@ -60,7 +65,13 @@ class Timing(enum.StrEnum):
     """Whether the explorer lets durations decide which interleavings happen."""
 
     TIMED = "timed"          # durations from the profile bound the interleavings
+    WIDENED = "widened"      # timed, and a zone that comes back to the same discrete state is widened
     UNTIMED = "untimed"      # pure interleaving: any CPU may go next
+
+    @property
+    def timed(self) -> bool:
+        """Do durations bound the interleavings (timed or widened)?"""
+        return self is not Timing.UNTIMED
 
 
 def interval(cost_ns: int, tolerance_pct: int) -> tuple[int, int]:
@@ -74,16 +85,22 @@ class Clocks:
     """The timing part of one explored run: a zone and what each clock bounds.
 
     Clock `1 + cpu` measures a CPU's segment or wait; clock `1 + ncpus + cpu`
-    the interrupts in flight to that CPU. The driver calls `begin_step()` before
+    the interrupts in flight to that CPU; clock `1 + 2 * ncpus + cpu` how long a
+    spinning CPU's condition has held without the CPU noticing. The driver calls `begin_step()` before
     a choice runs and `end_step()` after it; the costs the CPU incurs in between
     come through `charge()`, sends through `sent()`."""
 
-    def __init__(self, ncpus: int, tolerance_pct: int) -> None:
+    def __init__(self, ncpus: int, tolerance_pct: int, *, poll_ns: int = 0) -> None:
         if not 0 <= tolerance_pct <= 100:
             raise ValueError(f"timing tolerance {tolerance_pct} %: must be 0 to 100")
         self.ncpus = ncpus
         self.tolerance_pct = tolerance_pct
-        self.zone = Zone(2 * ncpus)
+        self.zone = Zone(3 * ncpus)
+        # A spinning CPU notices its condition within one poll (`cpu_relax_ns`):
+        # the high end of that, or None for no bound (the fairness rule alone).
+        self.poll_hi = interval(poll_ns, tolerance_pct)[1] if poll_ns else None
+        self.notice: list[int | None] = [None] * ncpus    # the bound on clock 1 + 2n + cpu, while it runs
+        self._seen: dict[tuple, tuple] = {}           # `widen_at`: this run's last zone per discrete state
         self.segment: list[tuple[int, int] | None] = [None] * ncpus   # to the next step
         self.deadline: list[tuple[int, int] | None] = [None] * ncpus  # a bounded wait's timeout
         self.irq: dict[tuple[int, str], tuple[int, int]] = {}         # in flight: latency bounds
@@ -183,8 +200,56 @@ class Clocks:
                 rem = rem[:-1]
             self.remainder[cpu] = rem
             self._place(s, lo, hi)
+        self._notice(strands, {actor, *interrupted})
         z.up()
         self._invariants()
+
+    def widen_at(self, key: tuple) -> None:
+        """`Timing.WIDENED`: the run is at discrete state `key` (its
+        fingerprint, the declared abstraction applied, without the zone). If
+        this run was at `key` before with another zone, the zone becomes the
+        widening of that one by this one (`Zone.widen`), then the invariants
+        again: the run came around a loop that changed nothing but time (a
+        flooder's iterations inside one console line, about 1,600 at kvm-x86's
+        costs), and the widened zone holds every number of further iterations
+        at once. Along a run the zone at a discrete state then only grows, so
+        the loop costs two or three states instead of one per iteration.
+
+        Path-local on purpose: what a state's successors are depends on the
+        run's own history, so the explorer reaches such states again only by
+        the search's own path (`Run.path_dependent`, `engine.reach` mode
+        "root"), whose history is the one the state was found with. Sound for
+        proofs, not exact for counterexamples: docs/design.md, "Widening"."""
+        old = self._seen.get(key)
+        if old is not None and old != tuple(self.zone.d):
+            self.zone.widen(old)
+            self._invariants()
+        self._seen[key] = tuple(self.zone.d)
+
+    def _notice(self, strands: list[Strand], disturbed: set) -> None:
+        """Start, keep or stop each spinning CPU's notice clock. A CPU in
+        `spin_until()` whose condition holds must notice it within one poll
+        (its step, `c<cpu>`, by `poll_hi` after the condition came true); a
+        condition that goes false again first frees the clock (a window shorter
+        than a poll may be missed, as on hardware). A CPU that stepped or took a
+        handler in this step starts its poll afresh. Without it (the rule
+        before), a spinner could sit on a true condition for any time, so a
+        one-second timeout elsewhere could pass while a CPU spun on a free
+        lock with interrupts off: a deadlock no machine has."""
+        if self.poll_hi is None:
+            return
+        z, base = self.zone, 1 + 2 * self.ncpus
+        for s in strands:
+            cpu = s.cpu
+            w = s.top.outcome if s.status is Status.WAITING else None
+            holds = (w is not None and w.state is Activity.SPINNING and w.until is not None and w.until())
+            if holds:
+                if self.notice[cpu] is None or cpu in disturbed:
+                    z.reset(base + cpu)
+                    self.notice[cpu] = self.poll_hi
+            elif self.notice[cpu] is not None:
+                z.free(base + cpu)
+                self.notice[cpu] = None
 
     def settle(self, strands: list[Strand]) -> None:
         """The initial state: every CPU ran to its first held op at time 0."""
@@ -194,10 +259,13 @@ class Clocks:
         for target in range(self.ncpus):
             if not any(t == target for t, _v in self.irq):
                 self.zone.free(1 + self.ncpus + target)   # no interrupt in flight: nothing reads it
+        for cpu in range(self.ncpus):
+            self.zone.free(1 + 2 * self.ncpus + cpu)       # no spinner has noticed anything yet
         for s in strands:
             lo, hi = self._acc[s.cpu]
             self._acc[s.cpu] = [0, 0]
             self._place(s, lo, hi)
+        self._notice(strands, set())
         self.zone.up()
         self._invariants()
 
@@ -227,10 +295,13 @@ class Clocks:
             latest[target] = max(latest.get(target, 0), hi)
         for target, hi in latest.items():
             z.at_most(1 + n + target, hi)
+        for cpu, hi in enumerate(self.notice):
+            if hi is not None:
+                z.at_most(1 + 2 * n + cpu, hi)
 
     def __fingerprint__(self) -> tuple:
         return (tuple(self.zone.d), tuple(self.segment), tuple(self.deadline),
-                tuple(sorted(self.irq.items())), tuple(self.remainder))
+                tuple(sorted(self.irq.items())), tuple(self.remainder), tuple(self.notice))
 
 
 class Covering:
@@ -284,20 +355,21 @@ def permute_clocks(fp: tuple | None, perm) -> tuple | None:
     (`haltlab.engine.symmetry`)."""
     if fp is None:
         return None
-    zone, segment, deadline, irq, remainder = fp
+    zone, segment, deadline, irq, remainder, notice = fp
     n = len(perm)
-    k = 2 * n + 1
+    k = 3 * n + 1
     if len(zone) != k * k or len(segment) != n:
         raise ValueError(f"a timing state for {len(segment)} CPUs and {len(zone)} zone entries, "
                          f"renamed for {n} CPUs")
-    clock = [0] + [1 + p for p in perm] + [1 + n + p for p in perm]
+    clock = [0] + [1 + p for p in perm] + [1 + n + p for p in perm] + [1 + 2 * n + p for p in perm]
     out = [0] * len(zone)
     for i in range(k):
         ci = clock[i] * k
         for j in range(k):
             out[ci + clock[j]] = zone[i * k + j]
-    new_seg, new_dl, new_rem = [None] * n, [None] * n, [()] * n
+    new_seg, new_dl, new_rem, new_notice = [None] * n, [None] * n, [()] * n, [None] * n
     for i in range(n):
         new_seg[perm[i]], new_dl[perm[i]], new_rem[perm[i]] = segment[i], deadline[i], remainder[i]
+        new_notice[perm[i]] = notice[i]
     new_irq = tuple(sorted(((perm[t], v), b) for (t, v), b in irq))
-    return (tuple(out), tuple(new_seg), tuple(new_dl), new_irq, tuple(new_rem))
+    return (tuple(out), tuple(new_seg), tuple(new_dl), new_irq, tuple(new_rem), tuple(new_notice))

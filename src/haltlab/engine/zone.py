@@ -16,8 +16,8 @@ two canonical matrices are equal exactly when their zones are, which is what
 lets a zone be part of a state fingerprint.
 
 Hand-written rather than a library: the operations are a dozen lines each, the
-matrices have at most 17 rows (8 CPUs, a clock per CPU and one per interrupt
-target), and the checkers that have DBM code (UPPAAL's UDBM, TChecker) are C/C++
+matrices have at most 25 rows (8 CPUs, three clocks each: segment, interrupts in
+flight, a spinner's notice), and the checkers that have DBM code (UPPAAL's UDBM, TChecker) are C/C++
 libraries without Python bindings on PyPI; the tests check every operation
 against brute force over integer valuations.
 """
@@ -118,6 +118,43 @@ class Zone:
         k, d = self.k, self.d
         for i in range(1, k):
             d[i * k] = INF
+
+    def widen(self, old) -> None:
+        """`old ∇ self`, the widening of abstract interpretation (Cousot and
+        Cousot 1977; for zones, Bengtsson and Yi 2004 §5.3's extrapolation is
+        its bounded cousin): every bound `self` keeps within `old`'s stays
+        `old`'s, every bound it loosened is dropped. The result contains both
+        zones (each bound is at least both of theirs), and repeated widening
+        stops: a bound can only be dropped once. Clocks stay `>= 0`.
+
+        Why: when a run comes back to the same discrete state with a zone the
+        earlier one does not include, the difference is usually a loop's
+        accumulated time (a flooder's iterations inside one long console line),
+        which only grows; dropping the bound it pushes makes the next visit
+        included (`timing.Covering`) instead of one state per iteration."""
+        k, d = self.k, self.d
+        for x in range(k * k):
+            d[x] = old[x] if d[x] <= old[x] else INF
+        for i in range(k):
+            d[i * k + i] = 0
+            if d[i] > 0:
+                d[i] = 0                     # x_0 - x_i <= 0: x_i >= 0
+        self.close()
+
+    def close(self) -> None:
+        """Make the matrix canonical again (Floyd-Warshall over the bounds)."""
+        k, d = self.k, self.d
+        for m in range(k):
+            row_m = d[m * k: m * k + k]
+            for a in range(k):
+                via = d[a * k + m]
+                if via >= INF:
+                    continue
+                base = a * k
+                for b in range(k):
+                    rb = row_m[b]
+                    if rb < INF and via + rb < d[base + b]:
+                        d[base + b] = via + rb
 
     def contains(self, values: tuple[int, ...]) -> bool:
         """Is the valuation (x_1, ..., x_n) in the zone? For tests and traces."""

@@ -47,5 +47,10 @@ def assumptions(profile: str, timing: Timing, given_pct: int | None, *, untimed_
         return f"{words}; {untimed_rule}" if untimed_rule else words
     costs = sorted(k for k in profile_of(profile).params
                    if KEYS[k].section == "costs" and KEYS[k].dimension == "time")
-    return (f"timed: every duration within {tolerance_pct(profile, given_pct)} % of its cost in profile "
-            f"{profile} ({', '.join(costs)}; {durations})")
+    words = (f"timed: every duration within {tolerance_pct(profile, given_pct)} % of its cost in profile "
+             f"{profile} ({', '.join(costs)}; {durations})")
+    if timing is Timing.WIDENED:
+        words += ("; zones widened where a run comes back to the same state (an over-approximation: ok is a "
+                  "proof, a livelock a candidate)")
+    return words
+

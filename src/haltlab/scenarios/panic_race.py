@@ -78,7 +78,7 @@ class PanicRaceConfig:
         if not isinstance(self.reduce, Reduce):
             raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
         if not isinstance(self.timing, Timing):
-            raise ConfigError("timing", self.timing, "choose untimed or timed")
+            raise ConfigError("timing", self.timing, "choose untimed, timed or widened")
         if self.tolerance_pct is not None and not 0 <= self.tolerance_pct <= 100:
             raise ConfigError("tolerance_pct", self.tolerance_pct, "a timing tolerance is 0 to 100 %")
         commit_set(self.kernel)
@@ -93,7 +93,7 @@ def make_run(cfg: PanicRaceConfig) -> Run:
                                      policies=Policies(panic_start=cfg.variant)))
     k.boot()
     driver = ExplorerDriver(machine, timeouts=cfg.timeouts, timing=cfg.timing,
-                            tolerance_pct=timing_tolerance_pct(cfg) if cfg.timing is Timing.TIMED else None)
+                            tolerance_pct=timing_tolerance_pct(cfg) if Timing(cfg.timing).timed else None)
     for cpu in range(cfg.cpus):
         driver.start_task(cpu, panic(k, "race"))
     # Every CPU runs panic() in the same role: all are interchangeable.

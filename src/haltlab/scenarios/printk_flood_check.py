@@ -83,7 +83,7 @@ class PrintkFloodCheckConfig:
         commit_set(self.kernel)
         choose("console_spin", self.console_spin)
         if not isinstance(self.timing, Timing):
-            raise ConfigError("timing", self.timing, "choose untimed or timed")
+            raise ConfigError("timing", self.timing, "choose untimed, timed or widened")
         if not isinstance(self.reduce, Reduce):
             raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
         if self.tolerance_pct is not None and not 0 <= self.tolerance_pct <= 100:
@@ -123,7 +123,7 @@ def make_run(cfg: PrintkFloodCheckConfig) -> Run:
                                      policies=Policies(console_spin=cfg.console_spin)))
     k.boot()
     driver = ExplorerDriver(machine, timing=cfg.timing, local_delays=True,
-                            tolerance_pct=timing_tolerance_pct(cfg) if cfg.timing is Timing.TIMED else None)
+                            tolerance_pct=timing_tolerance_pct(cfg) if Timing(cfg.timing).timed else None)
     driver.start_task(0, sysrq_trigger(k, 0) if cfg.sysrq_line else panic(k, PANIC_MSG))
     for cpu in range(1, cfg.cpus):
         driver.start_task(cpu, kmsg_flood(k, line, cfg.flood_irqs_off))
