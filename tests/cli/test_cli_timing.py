@@ -54,3 +54,27 @@ def test_check_cycle_accepts_a_real_lasso_and_refuses_a_broken_one():
         pass
     else:
         raise AssertionError("a cycle cut short was accepted")
+
+
+def test_a_widened_counterexample_is_a_candidate_until_exact_zones_replay_it():
+    # The kdump + post-notifiers deadlock of 5.17: found with widened zones, then
+    # replayed with exact ones, so the output calls it a timed run and its
+    # replay command is the exact one.
+    res = CliRunner().invoke(cli, ["explore", "printk-flood", "--kernel", "v5.17", "--kdump", "--post-notifiers",
+                                   "--timing", "widened", "--json"])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert out["verdict"] == "deadlock" and out["timing"] == "widened"
+    assert "widened where a run comes back to the same state" in out["timing_assumptions"]
+    assert "replayed with exact ones" in out["deadlock"]["candidate"]
+    assert "--timing timed" in out["deadlock"]["replay"]
+    again = CliRunner().invoke(cli, out["deadlock"]["replay"].split()[1:])
+    assert again.exit_code == 0, again.output
+    assert "CPUs that can still step: none" in again.output
+
+
+def test_widened_states_are_a_function_of_the_search_so_the_output_repeats():
+    args = ["explore", "panic-race", "--cpus", "2", "--timing", "widened", "--reduce", "none", "--json"]
+    first, second = (CliRunner().invoke(cli, args) for _ in range(2))
+    assert first.exit_code == 0 and first.stdout == second.stdout
+    assert json.loads(first.stdout)["verdict"] == "ok"
