@@ -15,6 +15,7 @@ import pytest
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.kernel.commits import commit_set
+from haltlab.kernel.policies import POLICIES
 from haltlab.lab.cache import cache_dir
 from haltlab.lab.patchsets import apply_patch_set, load_patch_set, patch_set_names, touched_files
 
@@ -52,6 +53,9 @@ def test_the_stock_set_exists_and_has_no_patches():
 def test_every_set_loads_and_names_a_model_kernel(name):
     ps = load_patch_set(name)
     assert commit_set(ps.model_kernel)          # a ConfigError if the model does not know it
+    for pair in (ps.model_policy or "").split(",") if ps.model_policy else ():
+        policy, value = pair.split("=")
+        assert value in POLICIES[policy], f"{name}: model_policy {pair}: the model has no such policy"
     assert bool(touched_files(ps)) == bool(ps.patches)
 
 
