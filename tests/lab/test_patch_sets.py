@@ -188,3 +188,13 @@ def test_bad_toml_names_the_file(tmp_path):
 def test_a_bad_patch_names_its_file(tmp_path, fname, text, needle):
     msg = _error(tmp_path, patches={fname: text})
     assert msg.startswith(str(tmp_path / "s" / fname)) and needle in msg, msg
+
+
+def test_the_digest_is_of_the_sets_own_files(tmp_path):
+    root = _set(tmp_path, patches={"0001-a.patch": GOOD_PATCH})
+    before = load_patch_set("s", root).digest
+    assert load_patch_set("s", root).digest == before
+    (root / "s" / "set.toml").write_text(GOOD_TOML.replace('"d"', '"e"'))
+    assert load_patch_set("s", root).digest != before
+    (root / "s" / "0001-a.patch").write_text(GOOD_PATCH.replace("because", "why not"))
+    assert len({before, load_patch_set("s", root).digest}) == 2

@@ -72,7 +72,7 @@ WORK_PREFIX = "build-"   # a build in progress, under <cache>/kbuild/work/
 NICE = 10
 # Fixed so the same inputs give the same vmlinux (init/version.c), and ccache hits it.
 BUILD_ENV = {"KBUILD_BUILD_TIMESTAMP": "1970-01-01", "KBUILD_BUILD_USER": "haltlab",
-             "KBUILD_BUILD_HOST": "haltlab", "CCACHE_NOHASHDIR": "1", "LC_ALL": "C"}
+             "KBUILD_BUILD_HOST": "haltlab", "CCACHE_NOHASHDIR": "1"}
 
 
 @dataclass(frozen=True)
