@@ -343,7 +343,7 @@ def _share(v, q):
         return "-"
     if q in _FLOOD_DIGITS:
         return f"{v / (1e6 if q.endswith('_ns') else 1):,.{_FLOOD_DIGITS[q]}f}"
-    return f"{v:,.4f}" if q == "host_cpu_s_per_s" else f"{v / 1e6:,.2f}"
+    return f"{v:,.4f}" if q in ("host_cpu_s_per_s", "vcpu_demand_s_per_s") else f"{v / 1e6:,.2f}"
 
 
 def _validate_figures(r: dict) -> list[str]:

@@ -118,6 +118,7 @@ def validate(runs, cases, kernel_package, lab_results, seeds, fmt, output) -> No
 # quantity -> its label (with the unit shown), the divisor from the field's unit, digits
 _QUANTITIES = {
     "host_cpu_s_per_s": ("host CPU-s/s", 1, 4),
+    "vcpu_demand_s_per_s": ("vCPU demand, s/s", 1, 4),
     "panic_to_end_ns": ("panic to end line, ms", 1e6, 2),
     "stop_gap_ns": ("stop gap, ms", 1e6, 2),
     "panic_to_reset_ns": ("panic to reset, ms", 1e6, 2),

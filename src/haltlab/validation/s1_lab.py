@@ -15,9 +15,11 @@ UserError of the build or of the experiment's preparation says why, and the
 row shows it in place of the lab's figure.
 
 `S1_BUILD_CASES` are `validate`'s S1 cases: the host CPU of a panicked guest
-running each build, in the model (its profile, the set's `model_kernel`, and
-`after_panic` from the set's `model_policy`: `safe_halt` for S1's patch) and
-in the lab (TCG, as every validate case).
+running each build, and what its vCPUs demanded (CPU plus run-queue wait: a
+loaded host gives a spinning vCPU less than it wants), in the model (its
+profile, the set's `model_kernel`, and `after_panic` from the set's
+`model_policy`: `safe_halt` for S1's patch) and in the lab (TCG, as every
+validate case).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from haltlab.lab.patchsets import load_patch_set
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 
 __all__ = ["s1_lab_run", "built_kernel", "reset", "LAB_CPUS", "LAB_RUNS", "STOCK_BUILD", "PATCHED_BUILD",
-           "build_label", "S1BuildCase", "S1_BUILD_CASES", "model_policies", "s1_model_host_cpu",
+           "build_label", "S1BuildCase", "S1_BUILD_CASES", "LAB_FIELDS", "model_policies", "s1_model_facts",
            "s1_build_rows"]
 
 LAB_CPUS = 2
@@ -82,7 +84,14 @@ class S1BuildCase:
     calibrated: bool = False
 
     def quantities(self) -> tuple[str, ...]:
-        return ("host_cpu_s_per_s",)
+        return tuple(LAB_FIELDS)
+
+
+# quantity -> the lab panic result's summary of it. Host CPU is what the QEMU
+# process got; demand adds the vCPU threads' run-queue wait (schedstat), what a
+# vCPU wanted: on a loaded host a spinning vCPU gets less than the one CPU it
+# demands. The model's host is not loaded, so its vCPUs' demand is their CPU.
+LAB_FIELDS = {"host_cpu_s_per_s": "host_cpu_s_per_s_stats", "vcpu_demand_s_per_s": "vcpu_demand_s_per_s"}
 
 
 S1_BUILD_CASES = (
@@ -98,28 +107,32 @@ def model_policies(build: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in ps.model_policy.split(",")) if ps.model_policy else {}
 
 
-def s1_model_host_cpu(case: S1BuildCase, profile: str, window_ns: int) -> tuple[float | None, str]:
-    """The model's host CPU-s/s for `case` and the configuration it ran."""
+def s1_model_facts(case: S1BuildCase, profile: str, window_ns: int) -> tuple[dict, str]:
+    """The model's value of each quantity of `case`, and the configuration it ran."""
     ps = load_patch_set(case.build)
     after_panic = model_policies(case.build).get("after_panic", "mdelay")
-    run = simulate_panic(PanicConfig(profile=profile, cpus=case.cpus, kernel=ps.model_kernel, pvpanic="none",
-                                     after_panic=after_panic, observe_ns=window_ns, timeline=False))
-    return run.result.get("host_cpu_s_per_s"), f"{profile}, kernel {ps.model_kernel}, after_panic {after_panic}"
+    r = simulate_panic(PanicConfig(profile=profile, cpus=case.cpus, kernel=ps.model_kernel, pvpanic="none",
+                                   after_panic=after_panic, observe_ns=window_ns, timeline=False)).result
+    facts = {"host_cpu_s_per_s": r.get("host_cpu_s_per_s"),
+             "vcpu_demand_s_per_s": sum(v["host_cpu_s_per_s"] for v in r["per_vcpu"])}
+    return facts, f"{profile}, kernel {ps.model_kernel}, after_panic {after_panic}"
 
 
 def s1_build_rows(case: S1BuildCase, runs: int, progress, *, profile: str, window_ns: int) -> tuple[list[dict], dict]:
     """validate's rows for one build case, and the lab's metadata."""
-    model, model_setup = s1_model_host_cpu(case, profile, window_ns)
+    model, model_setup = s1_model_facts(case, profile, window_ns)
     lab = lab_panic(LabPanic(cpus=case.cpus, runs=runs, accel="tcg", build=case.build), progress=progress,
                     kernel=built_kernel(case.build))
-    stats = lab["host_cpu_s_per_s_stats"]
-    median = stats["median"] if stats else None
-    row = {"case": case.name, "cpus": case.cpus, "pvpanic": "none", "panic_timeout_s": 0, "calibrated_on": False,
-           "quantity": "host_cpu_s_per_s", "model": model, "lab_median": median,
-           "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
-           "lab_runs": stats["n"] if stats else 0, "lab_outcomes": lab["outcomes"],
-           "relative_error": (model - median) / median if model is not None and median else None,
-           "build": build_label(lab), "kernel_build": lab["kernel_build"], "model_setup": model_setup}
+    rows = []
+    for q in case.quantities():
+        stats, m = lab.get(LAB_FIELDS[q]), model[q]
+        median = stats["median"] if stats else None
+        rows.append({"case": case.name, "cpus": case.cpus, "pvpanic": "none", "panic_timeout_s": 0,
+                     "calibrated_on": False, "quantity": q, "model": m, "lab_median": median,
+                     "lab_min": stats["min"] if stats else None, "lab_max": stats["max"] if stats else None,
+                     "lab_runs": stats["n"] if stats else 0, "lab_outcomes": lab["outcomes"],
+                     "relative_error": (m - median) / median if m is not None and median else None,
+                     "build": build_label(lab), "kernel_build": lab["kernel_build"], "model_setup": model_setup})
     meta = {k: lab.get(k) for k in ("kernel_release", "kernel_package", "kernel_package_version", "kernel_source",
                                     "qemu_version", "accelerator")}
-    return [row], meta
+    return rows, meta
