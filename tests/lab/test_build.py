@@ -112,6 +112,7 @@ def test_the_cli_lists_the_sets():
     (["panic", "--smp", "2,x"], "'2,x': expected an integer or a comma list"),
     (["panic", "--smp", "2,2"], "'2,2': a count is given twice"),
     (["panic", "--smp", "2,0"], "haltlab: error: --cpus 0: must be an integer >= 1"),
+    (["build", "stock", "--jobs", "0"], "haltlab: error: --jobs 0: must be an integer >= 1"),
 ])
 def test_bad_build_options_are_one_line(args, needle):
     r = _lab(*args)

@@ -410,6 +410,8 @@ def store(entry: Path, image: Path, config: Path, build_log: Path, info: BuildIn
 
 def build_kernel(name: str, *, jobs: int | None = None, cache: Path | None = None) -> BuiltKernel:
     """The build of patch set `name`: from the cache, else built now."""
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ConfigError("jobs", jobs, "must be an integer >= 1")
     with lifetime.terminate_cleanly():
         cache = cache or check_cache()
         ps = load_patch_set(name)
@@ -420,8 +422,6 @@ def build_kernel(name: str, *, jobs: int | None = None, cache: Path | None = Non
         if (found := _load_entry(entry)) is not None:
             log.info("lab build %s: cached (%s)", name, entry)
             return found
-        if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-            raise ConfigError("jobs", jobs, "must be an integer >= 1")
         return _build(ps, version, gcc, fragment, key, entry, cache, jobs or os.cpu_count() or 1)
 
 
