@@ -215,6 +215,11 @@ def recorded_lab(monkeypatch):
     import haltlab.validation.validate
     for module in (haltlab.validation.calibrate, haltlab.validation.validate):
         monkeypatch.setattr(module, "resolve_lab_kernel", lambda package=None: KERNEL)
+    import haltlab.validation.s1_lab           # S1's build cases: the built kernel stands in too
+    monkeypatch.setattr(haltlab.validation.s1_lab, "build_and_resolve", lambda name: KERNEL)
+    haltlab.validation.s1_lab.reset()
+    yield
+    haltlab.validation.s1_lab.reset()          # no stand-in stays cached for the next test
 
 
 def _invoke(args: list[str], columns: int = 80):
@@ -338,7 +343,7 @@ def _share(v, q):
         return "-"
     if q in _FLOOD_DIGITS:
         return f"{v / (1e6 if q.endswith('_ns') else 1):,.{_FLOOD_DIGITS[q]}f}"
-    return f"{v:,.4f}" if q == "host_cpu_s_per_s" else f"{v / 1e6:,.2f}"
+    return f"{v:,.4f}" if q in ("host_cpu_s_per_s", "vcpu_demand_s_per_s") else f"{v / 1e6:,.2f}"
 
 
 def _validate_figures(r: dict) -> list[str]:

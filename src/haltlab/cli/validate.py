@@ -118,6 +118,7 @@ def validate(runs, cases, kernel_package, lab_results, seeds, fmt, output) -> No
 # quantity -> its label (with the unit shown), the divisor from the field's unit, digits
 _QUANTITIES = {
     "host_cpu_s_per_s": ("host CPU-s/s", 1, 4),
+    "vcpu_demand_s_per_s": ("vCPU demand, s/s", 1, 4),
     "panic_to_end_ns": ("panic to end line, ms", 1e6, 2),
     "stop_gap_ns": ("stop gap, ms", 1e6, 2),
     "panic_to_reset_ns": ("panic to reset, ms", 1e6, 2),
@@ -144,6 +145,8 @@ def _case_title(r: dict) -> str:
     if "model_runs" in r:       # a flood case: calibration used one of its quantities, marked in its row
         return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; model: median of {r['model_seeds']} "
                 f"seeds (* calibration's own: agreement is expected, not evidence)")
+    if "build" in r:            # an S1 build case: the kernel lab/build.py built
+        return f"{r['case']}: {r['cpus']} CPUs, lab kernel built: {r['build']}; model: {r['model_setup']}"
     reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""
     own = " (calibration's own case: agreement is expected, not evidence)" if r["calibrated_on"] else ""
     return f"{r['case']}: {r['cpus']} CPUs, pvpanic {r['pvpanic']}{reset}{own}"

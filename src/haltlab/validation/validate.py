@@ -6,6 +6,11 @@ v6.1 with its stable backports), and on real kernels, and puts them side by
 side with the relative error. The lab boots one kernel for every case, and the
 result says whether the preset describes it (lab_kernel.py).
 
+S1's build cases (s1_lab.py) boot the kernels the lab builds from Debian's
+source, stock and with S1's patch, and compare their host CPU after the panic
+with the model's (`after_panic` as the patch set says); they boot no Debian
+package, so a command of only those resolves none.
+
 S2's flood cases (flood.py) compare the model's stress test with a `lab flood`
 campaign: a fresh one, or a saved `lab flood --output FILE` result passed in
 `lab_results` (a campaign takes minutes; the model's side is always run).
@@ -27,10 +32,12 @@ from haltlab.validation.cases import CASES, FLOOD_CASES, LAB_FIELD, Case, FloodC
 from haltlab.validation.flood import DEFAULT_SEEDS, check_lab_flood, compare_flood, lab_flood_runs, model_flood_runs, notes_4_holds
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
+from haltlab.validation.s1_lab import S1_BUILD_CASES, S1BuildCase, s1_build_rows
+from haltlab.validation.s1_lab import built_kernel as s1_built_kernel
 
 __all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS", "ALL_CASES"]
 
-ALL_CASES = (*CASES, *FLOOD_CASES)
+ALL_CASES = (*CASES, *FLOOD_CASES, *S1_BUILD_CASES)
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -86,9 +93,11 @@ def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelI
     if len(set(saved.values())) > 1:
         raise ConfigError("lab results", ", ".join(f"{n}: {p}" for n, p in sorted(saved.items())),
                           "are of different kernels; validate compares one")
-    boots = any(c.name not in lab_results for c in cases)
+    boots = any(c.name not in lab_results for c in cases if not isinstance(c, S1BuildCase))
     if saved and not boots:
         return resolve_lab_kernel(next(iter(saved.values())))
+    if not boots and any(isinstance(c, S1BuildCase) for c in cases):
+        return s1_built_kernel(next(c.build for c in cases if isinstance(c, S1BuildCase)))
     kernel = resolve_lab_kernel(kernel_package)
     booted = f"{kernel.package}={kernel.package_version}"
     for name, pkg in saved.items():
@@ -148,6 +157,9 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
         if isinstance(case, FloodCase):
             case_rows, meta, notes[case.name] = _flood_rows(case, runs, progress, kernel,
                                                             lab_results.get(case.name), seeds)
+        elif isinstance(case, S1BuildCase):
+            case_rows, build_meta = s1_build_rows(case, runs, progress, profile=PROFILE, window_ns=LAB_WINDOW_NS)
+            meta = meta or build_meta
         else:
             case_rows, meta = _panic_rows(case, runs, progress, kernel)
         rows += case_rows

@@ -24,7 +24,7 @@ from haltlab.lab.runner import Guest, sweep_stale_guests
 from haltlab.lab.schema import SCHEMA_VERSION
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
-           "elapsed_ns", "repeat", "check_guest_cpus", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
+           "elapsed_ns", "repeat", "check_build", "check_guest_cpus", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
            "MAX_CPUS_TCG"]
 
 # Called after each run with (run index, number of runs, that run's dict).
@@ -43,6 +43,7 @@ class LabConfig:
     bzimage: Path | None = None  # a user's kernel image; None = a Debian kernel package
     modules: Path | None = None  # modules directory for a user bzImage
     kernel_package: str | None = None  # pin: NAME[=VERSION]; None = what linux-image-amd64 depends on
+    build: str | None = None  # a patch set (lab/patches/NAME): boot the kernel lab/build.py builds of it
     boot_timeout_s: float = 120.0  # start to the experiment's trigger
 
     def validate(self) -> None:
@@ -68,15 +69,32 @@ class LabConfig:
             if self.bzimage is not None:
                 raise ConfigError("kernel_package", self.kernel_package,
                                   "names a Debian kernel; a bzimage is booted instead")
+        if self.build is not None:
+            check_build(self.build)
+            if self.bzimage is not None or self.kernel_package is not None:
+                raise ConfigError("build", self.build, "boots a kernel built from source; give it without "
+                                                       "--bzimage and --kernel-package")
 
     def resolve_kernel(self) -> KernelImage:
-        """The kernel this config names, resolved now (apt asked once)."""
+        """The kernel this config names, resolved now (apt asked once; a build
+        from the cache, or built now)."""
+        if self.build is not None:
+            from haltlab.lab.build import built_kernel
+            return built_kernel(self.build)
         return images.resolve_kernel(Path(self.bzimage) if self.bzimage else None,
                                      Path(self.modules) if self.modules else None, self.kernel_package)
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def check_build(name: str) -> None:
+    """A patch set the repository has, as a ConfigError on `build` (shown as --build)."""
+    from haltlab.lab.patchsets import patch_set_names
+    names = patch_set_names()
+    if name not in names:
+        raise ConfigError("build", name, f"unknown patch set (choose from {', '.join(names)})")
 
 
 MAX_SECONDS = 10**6  # time.sleep() overflows long before float seconds do
@@ -163,6 +181,7 @@ def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
         "kernel_package": prep.kernel.package,
         "kernel_package_version": prep.kernel.package_version,
         "kernel_source": prep.kernel.source,
+        "kernel_build": prep.kernel.build,
         "accelerator": prep.accelerator,
         "qemu_version": prep.qemu_version,
         "cpus": config.cpus,
@@ -195,17 +214,24 @@ def check_guest_cpus(g: Guest, run: int, n: int) -> None:
     something else (the flood's `taskset -c 1` fails and nothing floods; a
     panic has no CPU to stop), so it is an error, not a result. The count is
     what the guest printed: its init's `nproc` (the READY line on the
-    progress port), else the kernel's "smp: Brought up N node(s), M CPU(s)";
+    progress port; a kexec run's second kernel prints its own, checked too),
+    else the kernel's "smp: Brought up N node(s), M CPU(s)";
     when it printed neither (a boot that never got that far) there is
     nothing to check.
     """
     asked = g.spec.cpus
-    seen, said = parse.ready_cpus(g.progress.lines), "nproc in its init"
-    if seen is None and (up := parse.brought_up_cpus(g.console.lines)):
-        seen, said = up[0], f'"{up[1]}"'
-    if seen is not None and seen < asked:
-        raise UserError(f"run {run + 1} of {n}: the guest brought up {seen} of the {asked} vCPUs it was given "
-                        f"({said}); the run needs them all (a kernel built without ACPI finds only the boot CPU)")
+    readies = parse.ready_cpus_each(g.progress.lines)
+    for stage, seen in readies:     # every kernel of the run: a kexec's second one too
+        if seen < asked:
+            where = "nproc in its init" + (f", kernel {stage} of the kexec" if len(readies) > 1 or stage != "1" else "")
+            _short(run, n, seen, asked, where)
+    if not readies and (up := parse.brought_up_cpus(g.console.lines)) and up[0] < asked:
+        _short(run, n, up[0], asked, f'"{up[1]}"')
+
+
+def _short(run: int, n: int, seen: int, asked: int, said: str) -> None:
+    raise UserError(f"run {run + 1} of {n}: the guest brought up {seen} of the {asked} vCPUs it was given "
+                    f"({said}); the run needs them all (a kernel built without ACPI finds only the boot CPU)")
 
 
 def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[[Guest], dict],
