@@ -11,7 +11,7 @@ from haltlab.engine.explorer import ExplorerDriver, explore, replay
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, Shared
 from haltlab.engine.run import Run
 from haltlab.engine.symmetry import (
-    CPU, PLAIN, CpuSymmetry, SymmetryError, compose, cpu_locals, orbit_key,
+    CPU, PLAIN, CpuSymmetry, SymmetryError, canonical, compose, cpu_locals, orbit_key,
 )
 from haltlab.engine.timing import permute_clocks
 from haltlab.engine.context import smp_processor_id
@@ -203,3 +203,18 @@ def test_the_timing_state_moves_with_its_cpus():
     assert permute_clocks(permute_clocks(fp, p), q) == permute_clocks(fp, compose(q, p))
     with pytest.raises(ValueError):
         permute_clocks(fp, (0, 1))
+
+
+def test_a_cpu_mask_naming_a_frozen_cpu_has_a_canonical_form():
+    """S2's flood at 3 CPUs: CPU0 (the panic CPU) is frozen, CPUs 1 and 2 flood.
+    A CPU mask naming CPU0 beside a flooder mixes a frozen CPU's colour with
+    the others' (this raised a TypeError once); CPU1's first step and CPU2's
+    lead to one orbit."""
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, make_run as flood_run
+
+    cfg = PrintkFloodCheckConfig(cpus=3, kernel="v7.1")
+    build = lambda: flood_run(cfg)                  # noqa: E731
+    one, two = replay(build, ["c1"]), replay(build, ["c2"])
+    assert one.fingerprint() != two.fingerprint()
+    assert canonical(one)[0] == canonical(two)[0]
+    assert orbit_key(one) == orbit_key(two)

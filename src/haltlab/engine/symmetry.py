@@ -254,7 +254,9 @@ def _rel(value, me: int, colours):
         for cpu in range(len(colours)):
             if m >> cpu & 1 and cpu != me:
                 others.append(colours[cpu])
-        return ("M", bool(m >> me & 1), tuple(sorted(others)))
+        # A frozen CPU's colour is a tuple, the others' ints: sorted by repr,
+        # a multiset order that is the same whatever the mix.
+        return ("M", bool(m >> me & 1), tuple(sorted(others, key=repr)))
     if t is tuple:
         return tuple(_rel(v, me, colours) for v in value)
     if t is frozenset:
