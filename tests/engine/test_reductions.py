@@ -107,7 +107,7 @@ def _done(run):
     return run.kernel.done.value == 1
 
 
-_DONE = eventually(_done, name="done", message="never done", reads={Shared("done")})
+_DONE = eventually(_done, name="done", message="never done", reads={Shared("done")}, stable=True)
 
 
 @cpu_locals(cpu=("me", "o"))
@@ -218,3 +218,40 @@ def test_a_cpu_mask_naming_a_frozen_cpu_has_a_canonical_form():
     assert one.fingerprint() != two.fingerprint()
     assert canonical(one)[0] == canonical(two)[0]
     assert orbit_key(one) == orbit_key(two)
+
+
+# --- liveness on the reduced graph: postponed choices count as enabled ----------------
+
+async def loops_until_c(box):
+    """Writes its own variables, then looks at `c`; done once `c` is set."""
+    while True:
+        await WRITE_ONCE(box.a, 1)
+        await WRITE_ONCE(box.b, 1)
+        if await READ_ONCE(box.c):
+            await WRITE_ONCE(box.done, 1)
+            return
+
+
+async def sets_c(box):
+    await WRITE_ONCE(box.c, 1)
+
+
+def test_a_cycle_that_postpones_a_cpu_forever_is_not_fair():
+    """Where CPU0 writes `a` or `b`, CPU1's write of `c` commutes with it and is
+    postponed; where CPU0 reads `c` it is not. CPU0 going round alone is a
+    non-progress cycle of the reduced graph, unfair because CPU1 is enabled all
+    along: judged with the postponed choice, OK as unreduced; judged on the
+    graph's edges alone, a false livelock (what this test guards against)."""
+    from haltlab.checks.liveness import fair_nonprogress_cycle
+
+    build = _build([loops_until_c, sets_c], symmetric=False, a=(0, PLAIN), b=(0, PLAIN), c=(0, PLAIN),
+                   done=(0, PLAIN))
+    base = check(build, [_DONE])
+    out = check(build, [_DONE], reduce="por")
+    assert base.verdict is out.verdict is Verdict.OK
+    ex = out.exploration
+    assert ex.reductions == ("por",)
+    cycle = [s for s in ex.postponed if s != 0]
+    assert cycle and all(ex.postponed[s] == ("c1",) for s in cycle)     # CPU1 postponed on the cycle
+    reached = ex.labels.with_fact("done")
+    assert fair_nonprogress_cycle(ex.edges, reached, set(range(ex.states))).lasso is not None

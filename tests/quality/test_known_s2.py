@@ -9,8 +9,8 @@
 * `v7.1`: non-panic CPUs' records are dropped once a panic is in progress
   (779dbc2e78d7) and no owner is advertised (d04d5882cd67): the panic always
   finishes, in every interleaving.
-Each with every reduction setting (for an endless flood `por` and `all` skip the
-partial-order reduction, `printk_flood_check.effective_reduce`).
+Each with every reduction setting; under `por` and `all` liveness is judged on
+the reduced graph itself (the cycle and visibility provisos, docs/design.md).
 """
 
 import pytest

@@ -101,6 +101,7 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             nid = ids[key] = len(ids) + 1           # 0 is the synthetic root
         return nid
 
+    postponed: dict[int, list[str]] = {}
     todo = []
     for s in sorted(states):
         node(s, ident)
@@ -114,6 +115,8 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             continue
         done.add((s, g))
         inside.add(ids[(s, g)])
+        if s in ex.postponed:
+            postponed[ids[(s, g)]] = [rename_choice(c, g) for c in ex.postponed[s]]
         for i in out.get(s, ()):
             d = edges.dst[i]
             h = compose(g, perms[edges.perm[i]])
@@ -121,7 +124,7 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             lifted.append((ids[(s, g)], token, node(d, h) if d in states else node(-1 - i, h)))
             if d in states and (d, h) not in done:
                 todo.append((d, h))
-    res = fair_nonprogress_cycle(lifted, set(), inside | {0})
+    res = fair_nonprogress_cycle(lifted, set(), inside | {0}, postponed=postponed)
     if res.lasso is None:
         return None
     step = {(a, c): b for a, c, b in lifted}

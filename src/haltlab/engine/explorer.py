@@ -317,6 +317,10 @@ class Exploration:
     reductions: tuple[str, ...] = ()                    # what was applied, and why not the rest
     store: StateStore = field(default_factory=StateStore)
     perms: list[tuple[int, ...]] = field(default_factory=list)
+    # The partial-order reduction: state id -> the enabled choices its reduced
+    # expansion left out (only states that stayed reduced). Liveness reads them:
+    # weak fairness is about every enabled choice, taken in the graph or not.
+    postponed: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def replayed_steps_per_transition(self) -> float:
@@ -535,6 +539,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             on_stack.discard(src)
             if por is not None:
                 por.forget(src)
+                if enabled is not None:
+                    ex.postponed[src] = tuple(e for e in enabled if e not in choices)
             continue
         node[4] += 1
         c = choices[nxt]
@@ -580,10 +586,16 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 if facts is None:
                     facts = _judge(run, check, at_end, goal, label)
                 child = _node(ex, facts, run, live, dst, new_key, por, bad, src, c) + [concrete(run, new_key)]
-        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
-            # A reduced expansion may neither close a cycle (the cycle proviso:
-            # no choice is postponed forever) nor reach the goal (which cuts off
-            # every choice postponed here): expand this state in full.
+        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL
+                                    or ex.labels.mask(dst) != ex.labels.mask(src)):
+            # A reduced expansion may not close a cycle (the cycle proviso: in
+            # depth-first order every cycle has an edge back into the stack, so
+            # every cycle of the reduced graph passes a fully expanded state and
+            # no choice is postponed forever), nor take a visible step: one that
+            # reaches the goal (which cuts off every choice postponed here) or
+            # changes what an `eventually` property sees (its label). Expand
+            # this state in full; docs/design.md ("Liveness under the
+            # partial-order reduction") says why that keeps fair lassos.
             node[3] = choices + [e for e in enabled if e not in choices]
             node[5] = None
         if child is not None:
