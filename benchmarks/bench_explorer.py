@@ -7,11 +7,12 @@ First table: `explore_panic_race` for 2, 3 and 4 CPUs calling `panic()` at once
 Second table: the same race's search, and the deep looping model
 (`haltlab.scenarios.handoff`: two CPUs handing a turn back and forth, a search
 about 8 choices deep per round), with states reached again the old way
-(`reach="root"`: rebuild and replay the search's path from the initial state)
-and the new (`reach="ahead"`, `haltlab.engine.reach`), one after the other in
-one process: rebuilds, replayed steps per transition, transitions run ahead,
+(`reach="root"`: rebuild and replay the search's path from the initial state),
+running ahead depth first (`reach="ahead"`) and the frontier (`reach="frontier"`,
+the default: breadth first, runs parked where they arrive; `haltlab.engine.reach`),
+one after the other in one process: rebuilds, replayed steps per transition, transitions run ahead,
 search seconds (best of `--repeat`) and states/s. The script stops with
-MISMATCH if the two ways give different explorations (counts or edges).
+MISMATCH if the ways give different explorations (counts or edges).
 
 The explorer is imported lazily: if `haltlab.engine.explorer` or
 `haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
@@ -72,17 +73,17 @@ def _models(race, cpus: list[int], rounds: int):
 def compare(race, cpus: list[int], rounds: int, repeat: int) -> list[dict]:
     from haltlab.engine.explorer import explore
 
-    print(f"\n{'model':>18} {'reach':>5} {'states':>7} {'trans':>6} {'depth':>5} {'rebuilds':>8} "
+    print(f"\n{'model':>18} {'reach':>8} {'states':>7} {'trans':>6} {'depth':>5} {'rebuilds':>8} "
           f"{'steps/trans':>11} {'ahead':>6} {'best s':>7} {'states/s':>9}")
     rows = []
     for name, build, kw in _models(race, cpus, rounds):
         seen = None
-        for mode in ("root", "ahead"):
+        for mode in ("root", "ahead", "frontier"):
             runs = [explore(build, reach=mode, **kw) for _ in range(repeat if "4 CPUs" not in name else 1)]
             ex = min(runs, key=lambda e: e.seconds)
             shape = (ex.states, ex.transitions, ex.max_depth, list(ex.edges))
             if seen is not None and shape != seen:
-                print(f"MISMATCH on {name}: reach='ahead' explored another graph than reach='root'")
+                print(f"MISMATCH on {name}: reach={mode!r} explored another graph than reach='root'")
                 sys.exit(1)
             seen = shape
             r = {"model": name, "reach": mode, "states": ex.states, "transitions": ex.transitions,
@@ -90,7 +91,7 @@ def compare(race, cpus: list[int], rounds: int, repeat: int) -> list[dict]:
                  "steps_per_transition": ex.replayed_steps_per_transition, "ahead": ex.ahead,
                  "seconds": ex.seconds, "states_per_s": ex.states / ex.seconds}
             rows.append(r)
-            print(f"{name:>18} {mode:>5} {r['states']:>7} {r['transitions']:>6} {r['depth']:>5} "
+            print(f"{name:>18} {mode:>8} {r['states']:>7} {r['transitions']:>6} {r['depth']:>5} "
                   f"{r['rebuilds']:>8} {r['steps_per_transition']:>11.2f} {r['ahead']:>6} "
                   f"{r['seconds']:>7.2f} {r['states_per_s']:>9,.0f}")
     return rows

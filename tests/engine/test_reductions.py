@@ -255,3 +255,16 @@ def test_a_cycle_that_postpones_a_cpu_forever_is_not_fair():
     assert cycle and all(ex.postponed[s] == ("c1",) for s in cycle)     # CPU1 postponed on the cycle
     reached = ex.labels.with_fact("done")
     assert fair_nonprogress_cycle(ex.edges, reached, set(range(ex.states))).lasso is not None
+
+
+def test_one_interchangeable_cpu_folds_nothing_and_symmetry_says_it_is_off():
+    plain = _build([claim_then_done, claim_then_done], symmetric=False, owner=(-1, CPU), done=(0, PLAIN))
+
+    def one_cpu():
+        run = plain()
+        run.symmetry = CpuSymmetry(cpus=(1,), frozen=(0,))
+        return run
+    ex = explore(one_cpu, reduce="symmetry")
+    assert ex.reductions == ("symmetry off: fewer than two interchangeable CPUs, nothing to fold",)
+    base = explore(plain)
+    assert (ex.states, list(ex.edges)) == (base.states, list(base.edges))

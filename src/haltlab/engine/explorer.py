@@ -440,7 +440,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
             observed: frozenset | None = None, debug: bool = False,
-            subsumption: bool = True, reach: str = "ahead") -> Exploration:
+            subsumption: bool = True, reach: str = "frontier") -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -460,8 +460,10 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     applied, and why anything asked for was not, is `Exploration.reductions`.
     `debug` keeps full fingerprints beside their digests and checks them.
 
-    `reach` says how states are reached again (`haltlab.engine.reach`: "ahead",
-    or "root" as before it, for comparison). Walks along recorded transitions
+    `reach` says how states are reached again (`haltlab.engine.reach`:
+    "frontier", "ahead", or "root" as before both, for comparison; zone
+    inclusion, which asks for few of the transitions a frontier would compute,
+    runs "frontier" as "ahead"). Walks along recorded transitions
     and running ahead need a state's key to be its exact fingerprint, so they
     apply only without symmetry and the partial-order reduction; with those the
     search rebuilds and replays its own path.
@@ -507,7 +509,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         # inclusion it still computes exact transitions of exact states: the
         # search asks only for transitions of the states it added, and maps
         # where they lead onto a covering state itself.
-        runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=reach,
+        mode = "ahead" if subsume and reach == "frontier" else reach
+        runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=mode,
                      max_states=max_states, max_depth=max_depth, state=exact_key,
                      ahead_steps=0 if subsume else None)
         root_key, root_facts = runs.root()
@@ -620,6 +623,11 @@ def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
     if reduce.symmetry:
         if getattr(run, "symmetry", None) is None:
             applied.append("symmetry off: the scenario declares no interchangeable CPUs")
+        elif len(run.symmetry.cpus) < 2:
+            # One orbit per state: the same graph, without the canonical form's
+            # cost, and searched by the plain search's cheaper ways of reaching
+            # states again.
+            applied.append("symmetry off: fewer than two interchangeable CPUs, nothing to fold")
         else:
             check_symmetric_root(run)
             symmetric = True

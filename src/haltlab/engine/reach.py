@@ -46,9 +46,13 @@ from typing import Any, Callable, Hashable
 from haltlab.engine.core import DriverError
 from haltlab.engine.run import Run
 
-__all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS"]
+__all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS", "PARKED_RUNS"]
 
-MODES = ("ahead", "root")
+MODES = ("frontier", "ahead", "root")
+
+PARKED_RUNS = 1024
+"""Runs the frontier mode keeps parked at states still to expand: about 36 KB
+each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~36 MiB."""
 
 AHEAD_STEPS = 256
 """Transitions the live run may take ahead of the search per transition asked
@@ -97,6 +101,13 @@ class Reach:
         self.run = build()
         self._live = self._add(state(self.run), -1, "", 0)
         self._live_prefix: tuple = ()             # mode "root": the choices the live run took
+        # Mode "frontier": states to expand in the order found, and runs parked
+        # at them; off once a violation is seen (the search stops soon after,
+        # so the rest of the graph is not computed for nothing) or at the bound.
+        self._queue: deque[int] = deque([0])
+        self._parked: dict[int, list[Run]] = {}
+        self._n_parked = 0
+        self._frontier = mode == "frontier" and ahead_steps != 0
 
     def root(self) -> tuple[Hashable, tuple]:
         return self._fps[0], self._facts[0]
@@ -105,6 +116,8 @@ class Reach:
         """The state `choice` leads to from state `fp` (which the search reached
         by `prefix`), and what `judge` said of it."""
         src = self._index[fp]
+        if self.mode == "frontier":
+            return self._take_frontier(src, choice)
         if self.mode == "root":
             if self._live_prefix != prefix:
                 self._rebuild(list(prefix), src)
@@ -117,6 +130,63 @@ class Reach:
             dst = self._step(src, choice)
             self._run_ahead()
         return self._fps[dst], self._facts[dst]
+
+    # --- mode "frontier": breadth first, with runs parked where they arrive -------------
+
+    def _take_frontier(self, src: int, choice: str) -> tuple[Hashable, tuple]:
+        """Expand states in the order they were found until `choice` from `src`
+        is recorded. A run that reaches a state still to expand is parked there
+        and later takes one of its choices, so a state reached by k edges
+        before its turn needs k fewer runs; only the rest are rebuilt (along
+        the shortest path). Once the frontier is off, on demand."""
+        succ = self._succ[src]
+        while choice not in succ and self._frontier and self._queue:
+            self._expand(self._queue.popleft(), (src, choice))
+        dst = succ.get(choice)
+        if dst is None:
+            self._run_at(src)
+            dst = self._step(src, choice)
+        return self._fps[dst], self._facts[dst]
+
+    def _expand(self, u: int, asked: tuple[int, str]) -> None:
+        for c in list(self._todo[u]):
+            if len(self._fps) >= self.max_states:
+                self._frontier = False
+                break
+            self._run_at(u)
+            found = len(self._fps)
+            dst = self._step(u, c)
+            if (u, c) != asked:
+                self.ahead += 1
+            if dst == found:                        # a new state: expand it in its turn
+                self._queue.append(dst)
+                if self._facts[dst][0] is not None:
+                    self._frontier = False          # a violation: the search will stop there
+            self._park(dst)
+        self._drop_parked(u)
+
+    def _run_at(self, u: int) -> None:
+        """The live run at `u`: already there, a run parked there, or a rebuild."""
+        if self.run is not None and self._live == u:
+            return
+        runs = self._parked.get(u)
+        if runs:
+            self.run = runs.pop()
+            self._n_parked -= 1
+            self._live = u
+            return
+        self._rebuild(self._root_path(u), u)
+
+    def _park(self, v: int) -> None:
+        """Keep the live run at `v` if `v` still has choices a run could take."""
+        runs = self._parked.setdefault(v, [])
+        if self._n_parked < PARKED_RUNS and len(runs) < len(self._todo[v]):
+            runs.append(self.run)
+            self._n_parked += 1
+            self.run, self._live = None, -1
+
+    def _drop_parked(self, u: int) -> None:
+        self._n_parked -= len(self._parked.pop(u, ()))
 
     # --- recording -------------------------------------------------------------------
 
@@ -181,6 +251,7 @@ class Reach:
 
     def _rebuild(self, path: list[str], target: int) -> None:
         self.run = self.build()
+        self._live = 0
         self.rebuilds += 1
         self._replay(path, target)
 
