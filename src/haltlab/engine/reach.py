@@ -22,6 +22,19 @@ fingerprint recorded for the state, or the run is not a function of its choices
 (or two states with equal fingerprints have different futures) and the search
 stops with the usual culprits named.
 
+The default mode, `"frontier"`, computes transitions breadth first instead:
+it expands states in the order they were found until the transition asked
+for is recorded, and a run that reaches a state still waiting for its turn is
+*parked* there (up to `PARKED_RUNS`) and later takes one of that state's
+choices. A state reached by k edges before its turn then needs k fewer runs;
+only the rest are rebuilt along the shortest path. Depth first, by contrast,
+every edge into a state already expanded ends its run: on the race (acyclic,
+about 2.4 edges into each state) that is most edges, and running ahead cannot
+help (2,816 rebuilds for 5,232 transitions at 3 CPUs; breadth first 926). The
+frontier stops at the bound and once a state with a violation is found (the
+search stops there soon, and the rest of the graph would be computed for
+nothing); from then on transitions are computed on demand.
+
 Why this leaves the search's results unchanged: the search still numbers states,
 records edges and judges states in its own order; only where a transition is
 computed changes. A transition's result (the next state's fingerprint, and what
@@ -29,7 +42,7 @@ computed changes. A transition's result (the next state's fingerprint, and what
 pruning already rests on (equal fingerprints, same future), and each replay
 checks it. `mode="root"` is the search as it was before this module (rebuild and
 replay the search's own path whenever the live run is elsewhere, nothing run
-ahead); `tests/engine/test_reach.py` compares the two, result for result.
+ahead); `tests/engine/test_reach.py` compares the three, result for result.
 
 Checkpoints by `fork()` were measured and not built: a fork of the 16 MiB
 explorer process, with the child stepping once and fingerprinting before it
@@ -50,9 +63,14 @@ __all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS", "PARKED_RUNS"]
 
 MODES = ("frontier", "ahead", "root")
 
-PARKED_RUNS = 1024
+PARKED_RUNS = 2048
 """Runs the frontier mode keeps parked at states still to expand: about 36 KB
-each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~36 MiB."""
+each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~72 MiB. The
+race's frontier needs 277 at 3 CPUs; at 4 CPUs 1,024 left 10.6 replayed steps
+per transition (a run arriving when the pool is full is dropped, not swapped
+for a shallower one: simulated on the 3-CPU graph, evicting the shallowest
+parked run costs more rebuilds, since breadth first the shallow ones are
+needed soonest)."""
 
 AHEAD_STEPS = 256
 """Transitions the live run may take ahead of the search per transition asked
