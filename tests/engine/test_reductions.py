@@ -268,3 +268,33 @@ def test_one_interchangeable_cpu_folds_nothing_and_symmetry_says_it_is_off():
     assert ex.reductions == ("symmetry off: fewer than two interchangeable CPUs, nothing to fold",)
     base = explore(plain)
     assert (ex.states, list(ex.edges)) == (base.states, list(base.edges))
+
+
+def test_the_identity_shortcut_gives_the_canonical_form_renaming_would():
+    """Where the canonical permutation is the identity, `canonical_and_plain`
+    returns the fingerprint itself: it must equal the renamed typed state, on
+    states of the race and of the flood (frozen CPU0, masks, sets of CPUs)."""
+    import random
+
+    from haltlab.engine.symmetry import _typed_state, canonical_and_plain, permuted
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, make_run as flood_run
+
+    rng = random.Random(7)
+    builds = [lambda: make_run(PanicRaceConfig(cpus=3)), lambda: flood_run(PrintkFloodCheckConfig(cpus=3))]
+    identities = renamed = 0
+    for build in builds:
+        for _walk in range(12):
+            run = build()
+            for _ in range(rng.randrange(0, 40)):
+                choices = run.driver.choices()
+                if not choices:
+                    break
+                run.driver.step(rng.choice(choices))
+            canon, perm, plain = canonical_and_plain(run)
+            assert plain == run.fingerprint()
+            assert canon == permuted(_typed_state(run, run.symmetry), perm)
+            if canon is plain:
+                identities += 1
+            else:
+                renamed += 1
+    assert identities and renamed

@@ -37,7 +37,7 @@ from haltlab.engine.por import PersistentSets, por_unavailable
 from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
 from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
-from haltlab.engine.symmetry import canonical, check_symmetric_root, concrete_choices
+from haltlab.engine.symmetry import canonical_and_plain, check_symmetric_root, concrete_choices
 from haltlab.engine.timing import Clocks, Covering, Timing
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
@@ -411,9 +411,13 @@ class _Keys:
         if not self.symmetric:
             self.last_fp = run.fingerprint()
             return self.store.key(self.last_fp), 0
-        canon, perm = canonical(run)
+        canon, perm, plain = canonical_and_plain(run)
         self.last_fp = canon
-        return self.store.key(canon), self._perm_id(perm)
+        key = self.store.key(canon)
+        # The concrete state's digest, which a replay to it must reach: the
+        # key itself when the canonical form is the state (identity permutation).
+        self.last_exact = key if canon is plain else self.store.key(plain)
+        return key, self._perm_id(perm)
 
     def _perm_id(self, perm: tuple[int, ...]) -> int:
         pid = self._perm_ids.get(perm)
@@ -529,8 +533,9 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
 
     def concrete(r: Run, key: bytes) -> bytes:
         """The digest a replay to this state must reach: its key, except under
-        symmetry, where the key is the orbit's."""
-        return key if runs is not None or not symmetric else store.key(r.fingerprint())
+        symmetry, where the key is the orbit's (`keys.key()` has just digested
+        the concrete state too)."""
+        return key if runs is not None or not symmetric else keys.last_exact
 
     stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad) + [concrete(run, root_key)]]
     live: tuple = ()
