@@ -18,6 +18,13 @@ The explorer is imported lazily: if `haltlab.engine.explorer` or
 `haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
 
     .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--rounds 100] [--repeat 3] [--reduce all] [--memory]
+    .venv/bin/python benchmarks/bench_explorer.py --flood [--flood-cpus 2 3] [--reduce all none]
+
+`--flood` measures S2's explorer instead (`haltlab explore printk-flood --timing
+untimed`, issue 8's rows): the patch S2 tested (livelock), its kdump deadlock,
+and v7.1 (ok), at each `--flood-cpus`, with each `--reduce`: verdict, states,
+transitions, seconds. Run it with another tree's `src` on PYTHONPATH for a
+before/after table.
 
 `--repeat` is best of N; unreduced runs of 4 CPUs or more run once.
 """
@@ -29,7 +36,7 @@ import importlib
 import sys
 import time
 
-__all__ = ["load", "measure", "compare", "bytes_per_state", "main"]
+__all__ = ["load", "measure", "compare", "bytes_per_state", "flood", "main"]
 
 
 def load():
@@ -111,17 +118,53 @@ def bytes_per_state(race, ncpus: int, reduce: str) -> float:
     return held / ex.states
 
 
+FLOOD_ROWS = (
+    ("v5.17+d51507098ff9", {}),
+    ("v5.17", {"kdump": True, "post_notifiers": True}),
+    ("v7.1", {}),
+)
+
+
+def flood(cpus: list[int], reductions: list[str]) -> list[dict]:
+    """S2's explorer rows (issue 8), one search each."""
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, check_printk_flood
+
+    print(f"{'kernel':>28} {'cpus':>4} {'reduce':>6} {'verdict':>9} {'states':>7} {'trans':>7} {'s':>7}", flush=True)
+    rows = []
+    for n in cpus:
+        for kernel, extra in FLOOD_ROWS:
+            if n > 2 and kernel != "v7.1":
+                continue                # the bugs are 2-CPU rows; the fixed kernel is proven at more
+            for reduce in reductions:
+                t0 = time.perf_counter()
+                out = check_printk_flood(PrintkFloodCheckConfig(cpus=n, kernel=kernel, reduce=reduce, **extra))
+                s = time.perf_counter() - t0
+                ex = out.exploration
+                name = kernel + (" kdump post-notifiers" if extra else "")
+                rows.append({"kernel": name, "cpus": n, "reduce": reduce, "verdict": str(out.verdict),
+                             "states": ex.states, "transitions": ex.transitions, "seconds": s})
+                print(f"{name:>28} {n:>4} {reduce:>6} {str(out.verdict):>9} {ex.states:>7} {ex.transitions:>7} "
+                      f"{s:>7.2f}", flush=True)
+    return rows
+
+
 def main(argv=None) -> list[dict] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--rounds", type=int, default=100, help="the deep model's rounds (about 8 levels each)")
     ap.add_argument("--repeat", type=int, default=3, help="best of; 4 CPUs always runs once")
     ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs, 20 rounds, one repetition")
-    ap.add_argument("--reduce", choices=["none", "symmetry", "por", "all"], default="none",
-                    help="the explorer's reductions (as `haltlab explore --reduce`)")
+    ap.add_argument("--reduce", choices=["none", "symmetry", "por", "all"], nargs="+", default=None,
+                    help="the explorer's reductions (as `haltlab explore --reduce`; default none, "
+                         "and all none with --flood)")
+    ap.add_argument("--flood", action="store_true", help="S2's explorer rows instead of the race")
+    ap.add_argument("--flood-cpus", type=int, nargs="+", default=[2])
     ap.add_argument("--memory", action="store_true",
                     help="also measure the bytes each stored state retains (tracemalloc; slower)")
     a = ap.parse_args(argv)
+    if a.flood:
+        return flood(a.flood_cpus, a.reduce or ["all", "none"])
+    a.reduce = (a.reduce or ["none"])[0]
     if a.quick:
         a.cpus, a.rounds, a.repeat = [2, 3], 20, 1
     race = load()

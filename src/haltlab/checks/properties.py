@@ -102,7 +102,7 @@ class Outcome:
 def check(build: Callable[[], Run], properties: Sequence[Property], *,
           goal: Callable[[Run], bool] | None = None, max_states: int = 200_000,
           max_depth: int = 2_000, progress=None, reduce: Reduce | str = Reduce.NONE,
-          debug: bool = False) -> Outcome:
+          debug: bool = False, reach: str = "ahead") -> Outcome:
     """Explore every interleaving of `build()` and judge `properties` on it.
 
     `reduce` picks the explorer's reductions; how each verdict stays sound under
@@ -111,7 +111,9 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
     the choices a reduced state postponed as enabled there (the explorer's
     cycle and visibility provisos keep a fair lasso if there is one; docs/design.md,
     "Liveness under the partial-order reduction"). An `eventually` property that
-    is not declared `stable` turns the partial-order reduction off."""
+    is not declared `stable` turns the partial-order reduction off. `reach` is
+    `explore()`'s: how the plain search reaches states again (the same results
+    either way)."""
     by_kind = {k: [p for p in properties if p.kind is k] for k in Kind}
     failed: dict[str, Property] = {}
 
@@ -145,7 +147,7 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
     def search(reduce):
         return explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
                        goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress,
-                       reduce=reduce, observed=observed, debug=debug)
+                       reduce=reduce, observed=observed, debug=debug, reach=reach)
 
     ex = search(reduce)
     if unstable:

@@ -444,7 +444,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
             observed: frozenset | None = None, debug: bool = False,
-            subsumption: bool = True, reach: str = "frontier") -> Exploration:
+            subsumption: bool = True, reach: str = "ahead") -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -465,7 +465,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     `debug` keeps full fingerprints beside their digests and checks them.
 
     `reach` says how states are reached again (`haltlab.engine.reach`:
-    "frontier", "ahead", or "root" as before both, for comparison; zone
+    "ahead", "frontier" for an acyclic graph whose states are reached by many
+    edges, such as the race's, or "root" as before both, for comparison; zone
     inclusion, which asks for few of the transitions a frontier would compute,
     runs "frontier" as "ahead"). Walks along recorded transitions
     and running ahead need a state's key to be its exact fingerprint, so they

@@ -116,13 +116,12 @@ class Reach:
         self._parent: list[int] = []              # the shortest known path, as a tree
         self._via: list[str] = []
         self._dist: list[int] = []
+        self._queue: deque[int] = deque()       # mode "frontier": states to expand, in the order found
         self.run = build()
         self._live = self._add(state(self.run), -1, "", 0)
         self._live_prefix: tuple = ()             # mode "root": the choices the live run took
-        # Mode "frontier": states to expand in the order found, and runs parked
-        # at them; off once a violation is seen (the search stops soon after,
+        # Mode "frontier": runs parked at states still to expand; off once a violation is seen (the search stops soon after,
         # so the rest of the graph is not computed for nothing) or at the bound.
-        self._queue: deque[int] = deque([0])
         self._parked: dict[int, list[Run]] = {}
         self._n_parked = 0
         self._frontier = mode == "frontier" and ahead_steps != 0
@@ -176,24 +175,24 @@ class Reach:
             dst = self._step(u, c)
             if (u, c) != asked:
                 self.ahead += 1
-            if dst == found:                        # a new state: expand it in its turn
-                self._queue.append(dst)
-                if self._facts[dst][0] is not None:
-                    self._frontier = False          # a violation: the search will stop there
+            if dst == found and self._facts[dst][0] is not None:
+                self._frontier = False              # a violation: the search will stop there
             self._park(dst)
         self._drop_parked(u)
 
     def _run_at(self, u: int) -> None:
-        """The live run at `u`: already there, a run parked there, or a rebuild."""
-        if self.run is not None and self._live == u:
-            return
+        """The live run at `u`: a run parked there, else the live run (there
+        already, or a walk away: in a looping model the next state in line is
+        often a few recorded steps on), else a rebuild."""
         runs = self._parked.get(u)
-        if runs:
+        if runs and not (self.run is not None and self._live == u):
             self.run = runs.pop()
             self._n_parked -= 1
             self._live = u
-            return
-        self._rebuild(self._root_path(u), u)
+        elif self.run is not None:
+            self._go(u)
+        else:
+            self._rebuild(self._root_path(u), u)
 
     def _park(self, v: int) -> None:
         """Keep the live run at `v` if `v` still has choices a run could take."""
@@ -210,6 +209,8 @@ class Reach:
 
     def _add(self, fp: Hashable, parent: int, via: str, dist: int) -> int:
         sid = self._index[fp] = len(self._fps)
+        if self.mode == "frontier":
+            self._queue.append(sid)             # every state found, however, takes its turn
         facts = self.judge(self.run)
         self._fps.append(fp)
         self._facts.append(facts)
