@@ -22,7 +22,7 @@ fingerprint recorded for the state, or the run is not a function of its choices
 (or two states with equal fingerprints have different futures) and the search
 stops with the usual culprits named.
 
-The default mode, `"frontier"`, computes transitions breadth first instead:
+Mode `"frontier"` computes transitions breadth first instead:
 it expands states in the order they were found until the transition asked
 for is recorded, and a run that reaches a state still waiting for its turn is
 *parked* there (up to `PARKED_RUNS`) and later takes one of that state's
@@ -33,7 +33,13 @@ about 2.4 edges into each state) that is most edges, and running ahead cannot
 help (2,816 rebuilds for 5,232 transitions at 3 CPUs; breadth first 926). The
 frontier stops at the bound and once a state with a violation is found (the
 search stops there soon, and the rest of the graph would be computed for
-nothing); from then on transitions are computed on demand.
+nothing); from then on transitions are computed on demand. It is not the
+default: on a looping graph, where runs do not arrive before a state's turn
+but a walk usually leads on, running ahead needs fewer replayed steps (S2's
+flood at v7.1: 5.6 per transition ahead, 7.7 frontier; the deep handoff model
+far more), and a search that stops at an early violation would wait for the
+whole frontier above it (the flood's kdump deadlock, 206 states: 1.4 s ahead,
+19 s frontier, 2026-12-01). The race, acyclic, asks for it.
 
 Why this leaves the search's results unchanged: the search still numbers states,
 records edges and judges states in its own order; only where a transition is
