@@ -27,6 +27,7 @@ def test_the_patch_s2_tested_livelocks_and_its_lasso_replays(reduce):
     cfg = PrintkFloodCheckConfig(kernel="v5.17+d51507098ff9", reduce=reduce)
     out = check_printk_flood(cfg)
     assert out.verdict is Verdict.LIVELOCK, out.message
+    assert out.exploration.stopped_at_component       # at the first fair component (one flooder: no symmetry)
     lasso = out.lasso
     assert {"c0", "c1"} <= set(lasso.cycle)                  # fair: both CPUs step in the cycle
     make = lambda: make_run(cfg)                            # noqa: E731

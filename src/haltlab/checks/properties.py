@@ -147,7 +147,9 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
     def search(reduce):
         return explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
                        goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress,
-                       reduce=reduce, observed=observed, debug=debug, reach=reach)
+                       reduce=reduce, observed=observed, debug=debug, reach=reach,
+                       on_component=(lambda ex, states, out: _fair_nonprogress(ex, states, out, live))
+                       if live else None)
 
     ex = search(reduce)
     if unstable:
@@ -169,6 +171,33 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
     if ex.truncated:
         return Outcome(Verdict.BOUNDED_OK, ex, bound=ex.bound)
     return Outcome(Verdict.OK, ex)
+
+
+def _fair_nonprogress(ex: Exploration, states: list[int], out: dict, live) -> bool:
+    """Whether a component the search has just completed proves a livelock of
+    one of the `live` properties: it has a cycle, none of its states makes that
+    property's progress, every choice enabled throughout it (taken or
+    postponed) is taken inside it, and the search reached it through states
+    without progress. The search then stops (`explore(on_component=...)`); the
+    liveness pass below finds this component, or another complete one, on the
+    graph recorded so far."""
+    members = set(states)
+    inside = {t for s in states for t, d in out[s] if d in members}
+    if not inside:
+        return False                                # one state, no self-loop
+    for p in live:
+        if any(p.name in ex.labels.get(s, ()) for s in states):
+            continue
+        always = set.intersection(*({t for t, _d in out[s]} | set(ex.postponed.get(s, ())) for s in states))
+        if not always <= inside:
+            continue
+        reached = ex.labels.with_fact(p.name)
+        succ: dict[int, list[int]] = {}
+        for s, _c, d in ex.edges:
+            succ.setdefault(s, []).append(d)
+        if 0 not in reached and members & _reachable(0, succ, reached):
+            return True
+    return False
 
 
 def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) -> list[str] | None:

@@ -34,6 +34,7 @@ from typing import Callable
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 from haltlab.engine.por import PersistentSets, por_unavailable
+from haltlab.engine.online_scc import OnlineScc
 from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
 from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
@@ -321,6 +322,9 @@ class Exploration:
     # expansion left out (only states that stayed reduced). Liveness reads them:
     # weak fairness is about every enabled choice, taken in the graph or not.
     postponed: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # The search stopped at a component `on_component` accepted (a livelock is
+    # proved there); the states still on its stack are marked unexpanded.
+    stopped_at_component: bool = False
 
     @property
     def replayed_steps_per_transition(self) -> float:
@@ -444,7 +448,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
             observed: frozenset | None = None, debug: bool = False,
-            subsumption: bool = True, reach: str = "ahead") -> Exploration:
+            subsumption: bool = True, reach: str = "ahead",
+            on_component: Callable[["Exploration", list, dict], bool] | None = None) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -463,6 +468,12 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     (`haltlab.engine.por`; None means unknown, which turns it off). What was
     applied, and why anything asked for was not, is `Exploration.reductions`.
     `debug` keeps full fingerprints beside their digests and checks them.
+
+    `on_component(ex, states, out)` is called with each strongly connected
+    component as soon as it is complete (`haltlab.engine.online_scc`; `out`:
+    each member's out-edges as (choice, destination)); if it returns True the
+    search stops there, as at a violation. Not under symmetry, where a
+    component of orbits must be lifted before it can be judged.
 
     `reach` says how states are reached again (`haltlab.engine.reach`:
     "ahead", "frontier" for an acyclic graph whose states are reached by many
@@ -538,18 +549,28 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         the concrete state too)."""
         return key if runs is not None or not symmetric else keys.last_exact
 
+    scc = OnlineScc() if on_component is not None and not symmetric else None
+    if scc is not None:
+        scc.found(0)
     stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad) + [concrete(run, root_key)]]
     live: tuple = ()
     while stack:
         node = stack[-1]
         prefix, src, key, choices, nxt, enabled, exact = node
-        if nxt >= len(choices) or (bad and stop_on_violation):
+        if nxt >= len(choices) or (bad and stop_on_violation) or ex.stopped_at_component:
             stack.pop()
             on_stack.discard(src)
             if por is not None:
                 por.forget(src)
                 if enabled is not None:
                     ex.postponed[src] = tuple(e for e in enabled if e not in choices)
+            if ex.stopped_at_component:
+                if nxt < len(choices):
+                    store.mark(src, UNEXPANDED)     # left half expanded: its choices are not all known
+            elif scc is not None and not bad:
+                comp = scc.finished(src, stack[-1][1] if stack else None)
+                if comp is not None and on_component(ex, *comp):
+                    ex.stopped_at_component = True
             continue
         node[4] += 1
         c = choices[nxt]
@@ -580,6 +601,10 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             if subsume:
                 covering.add(keys.last_fp, dst)
         ex.edges.append((src, c, dst), keys.edge_perm(dst, arrived))
+        if scc is not None:
+            if new:
+                scc.found(dst)
+            scc.edge(src, c, dst)
         child = None
         if new:
             if progress is not None and dst % 1000 == 0:
@@ -589,6 +614,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 _visit(ex, facts if facts is not None else _judge(run, check, at_end, goal, label), dst, bad)
                 ex.truncated = True
                 store.mark(dst, UNEXPANDED)
+                if scc is not None:
+                    scc.finished(dst, src)          # no edges out: a component of its own
                 ex.bound = (f"max_states {max_states}" if len(store) >= max_states
                             else f"max_depth {max_depth}")
             else:
