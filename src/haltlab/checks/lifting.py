@@ -18,7 +18,8 @@ itself by every permutation, so each of its strongly connected components is
 the image of one that holds some `(x, identity)`; an image of a fair component
 is fair (choices are renamed consistently), so none is missed. A lifted node's
 edges leaving the component are kept (to sinks), so the choices enabled in it
-are all there. The lasso found is renamed into the run that reaches it from
+are all there, and so are the choices a reduced state postponed (the
+partial-order reduction's `Exploration.postponed`, renamed with the node). The lasso found is renamed into the run that reaches it from
 the root: the quotient path to its first state, concretized
 (`haltlab.engine.symmetry.concrete_walk`), fixes which renaming that is.
 """
