@@ -7,16 +7,24 @@ First table: `explore_panic_race` for 2, 3 and 4 CPUs calling `panic()` at once
 Second table: the same race's search, and the deep looping model
 (`haltlab.scenarios.handoff`: two CPUs handing a turn back and forth, a search
 about 8 choices deep per round), with states reached again the old way
-(`reach="root"`: rebuild and replay the search's path from the initial state)
-and the new (`reach="ahead"`, `haltlab.engine.reach`), one after the other in
-one process: rebuilds, replayed steps per transition, transitions run ahead,
+(`reach="root"`: rebuild and replay the search's path from the initial state),
+running ahead depth first (`reach="ahead"`) and the frontier (`reach="frontier"`,
+the default: breadth first, runs parked where they arrive; `haltlab.engine.reach`),
+one after the other in one process: rebuilds, replayed steps per transition, transitions run ahead,
 search seconds (best of `--repeat`) and states/s. The script stops with
-MISMATCH if the two ways give different explorations (counts or edges).
+MISMATCH if the ways give different explorations (counts or edges).
 
 The explorer is imported lazily: if `haltlab.engine.explorer` or
 `haltlab.scenarios.panic_race` is missing, the script says so and exits 0.
 
     .venv/bin/python benchmarks/bench_explorer.py [--cpus 2 3 4] [--rounds 100] [--repeat 3] [--reduce all] [--memory]
+    .venv/bin/python benchmarks/bench_explorer.py --flood [--flood-cpus 2 3] [--reduce all none]
+
+`--flood` measures S2's explorer instead (`haltlab explore printk-flood --timing
+untimed`, issue 8's rows): the patch S2 tested (livelock), its kdump deadlock,
+and v7.1 (ok), at each `--flood-cpus`, with each `--reduce`: verdict, states,
+transitions, seconds. Run it with another tree's `src` on PYTHONPATH for a
+before/after table.
 
 `--repeat` is best of N; unreduced runs of 4 CPUs or more run once.
 """
@@ -28,7 +36,7 @@ import importlib
 import sys
 import time
 
-__all__ = ["load", "measure", "compare", "bytes_per_state", "main"]
+__all__ = ["load", "measure", "compare", "bytes_per_state", "flood", "main"]
 
 
 def load():
@@ -72,17 +80,17 @@ def _models(race, cpus: list[int], rounds: int):
 def compare(race, cpus: list[int], rounds: int, repeat: int) -> list[dict]:
     from haltlab.engine.explorer import explore
 
-    print(f"\n{'model':>18} {'reach':>5} {'states':>7} {'trans':>6} {'depth':>5} {'rebuilds':>8} "
+    print(f"\n{'model':>18} {'reach':>8} {'states':>7} {'trans':>6} {'depth':>5} {'rebuilds':>8} "
           f"{'steps/trans':>11} {'ahead':>6} {'best s':>7} {'states/s':>9}")
     rows = []
     for name, build, kw in _models(race, cpus, rounds):
         seen = None
-        for mode in ("root", "ahead"):
+        for mode in ("root", "ahead", "frontier"):
             runs = [explore(build, reach=mode, **kw) for _ in range(repeat if "4 CPUs" not in name else 1)]
             ex = min(runs, key=lambda e: e.seconds)
             shape = (ex.states, ex.transitions, ex.max_depth, list(ex.edges))
             if seen is not None and shape != seen:
-                print(f"MISMATCH on {name}: reach='ahead' explored another graph than reach='root'")
+                print(f"MISMATCH on {name}: reach={mode!r} explored another graph than reach='root'")
                 sys.exit(1)
             seen = shape
             r = {"model": name, "reach": mode, "states": ex.states, "transitions": ex.transitions,
@@ -90,7 +98,7 @@ def compare(race, cpus: list[int], rounds: int, repeat: int) -> list[dict]:
                  "steps_per_transition": ex.replayed_steps_per_transition, "ahead": ex.ahead,
                  "seconds": ex.seconds, "states_per_s": ex.states / ex.seconds}
             rows.append(r)
-            print(f"{name:>18} {mode:>5} {r['states']:>7} {r['transitions']:>6} {r['depth']:>5} "
+            print(f"{name:>18} {mode:>8} {r['states']:>7} {r['transitions']:>6} {r['depth']:>5} "
                   f"{r['rebuilds']:>8} {r['steps_per_transition']:>11.2f} {r['ahead']:>6} "
                   f"{r['seconds']:>7.2f} {r['states_per_s']:>9,.0f}")
     return rows
@@ -110,17 +118,53 @@ def bytes_per_state(race, ncpus: int, reduce: str) -> float:
     return held / ex.states
 
 
+FLOOD_ROWS = (
+    ("v5.17+d51507098ff9", {}),
+    ("v5.17", {"kdump": True, "post_notifiers": True}),
+    ("v7.1", {}),
+)
+
+
+def flood(cpus: list[int], reductions: list[str]) -> list[dict]:
+    """S2's explorer rows (issue 8), one search each."""
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, check_printk_flood
+
+    print(f"{'kernel':>28} {'cpus':>4} {'reduce':>6} {'verdict':>9} {'states':>7} {'trans':>7} {'s':>7}", flush=True)
+    rows = []
+    for n in cpus:
+        for kernel, extra in FLOOD_ROWS:
+            if n > 2 and kernel != "v7.1":
+                continue                # the bugs are 2-CPU rows; the fixed kernel is proven at more
+            for reduce in reductions:
+                t0 = time.perf_counter()
+                out = check_printk_flood(PrintkFloodCheckConfig(cpus=n, kernel=kernel, reduce=reduce, **extra))
+                s = time.perf_counter() - t0
+                ex = out.exploration
+                name = kernel + (" kdump post-notifiers" if extra else "")
+                rows.append({"kernel": name, "cpus": n, "reduce": reduce, "verdict": str(out.verdict),
+                             "states": ex.states, "transitions": ex.transitions, "seconds": s})
+                print(f"{name:>28} {n:>4} {reduce:>6} {str(out.verdict):>9} {ex.states:>7} {ex.transitions:>7} "
+                      f"{s:>7.2f}", flush=True)
+    return rows
+
+
 def main(argv=None) -> list[dict] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--rounds", type=int, default=100, help="the deep model's rounds (about 8 levels each)")
     ap.add_argument("--repeat", type=int, default=3, help="best of; 4 CPUs always runs once")
     ap.add_argument("--quick", action="store_true", help="2 and 3 CPUs, 20 rounds, one repetition")
-    ap.add_argument("--reduce", choices=["none", "symmetry", "por", "all"], default="none",
-                    help="the explorer's reductions (as `haltlab explore --reduce`)")
+    ap.add_argument("--reduce", choices=["none", "symmetry", "por", "all"], nargs="+", default=None,
+                    help="the explorer's reductions (as `haltlab explore --reduce`; default none, "
+                         "and all none with --flood)")
+    ap.add_argument("--flood", action="store_true", help="S2's explorer rows instead of the race")
+    ap.add_argument("--flood-cpus", type=int, nargs="+", default=[2])
     ap.add_argument("--memory", action="store_true",
                     help="also measure the bytes each stored state retains (tracemalloc; slower)")
     a = ap.parse_args(argv)
+    if a.flood:
+        return flood(a.flood_cpus, a.reduce or ["all", "none"])
+    a.reduce = (a.reduce or ["none"])[0]
     if a.quick:
         a.cpus, a.rounds, a.repeat = [2, 3], 20, 1
     race = load()

@@ -4,7 +4,7 @@ give it, and the race on `PROPERTIES` as before."""
 
 from haltlab.checks.properties import Verdict, always, at_end, check, eventually, never_deadlock
 from haltlab.engine.explorer import ExplorerDriver, replay
-from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, spin_until
+from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, ndelay, spin_until
 from haltlab.engine.run import Run
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import load_profile
@@ -109,12 +109,46 @@ def test_the_race_on_its_properties():
 
 
 def test_the_livelock_is_found_with_the_partial_order_reduction_too():
-    """The reduced graph has a cycle, so liveness is judged again without it."""
+    """Judged on the reduced graph itself, with the choices it postponed counted
+    as enabled: the same verdict, and a lasso that replays."""
+    from haltlab.engine.ops import Shared
+    prop = eventually(done, name="watcher done", message="never done", reads={Shared("done")}, stable=True)
+    out = check(build([toggler, watcher]), [prop], reduce="por")
+    assert out.verdict is Verdict.LIVELOCK
+    assert out.exploration.reductions == ("por",)
+    run = replay(build([toggler, watcher]), [*out.lasso.prefix, *out.lasso.cycle])
+    assert not done(run)
+
+
+def test_an_eventually_property_not_declared_stable_turns_the_reduction_off():
     from haltlab.engine.ops import Shared
     prop = eventually(done, name="watcher done", message="never done", reads={Shared("done")})
     out = check(build([toggler, watcher]), [prop], reduce="por")
     assert out.verdict is Verdict.LIVELOCK
-    assert "por" in out.exploration.reductions
-    assert any("liveness judged without por" in r for r in out.exploration.reductions)
-    run = replay(build([toggler, watcher]), [*out.lasso.prefix, *out.lasso.cycle])
+    assert out.exploration.reductions == ("por off: an eventually property is not declared stable",)
+
+
+async def counts_down(box):
+    """Twenty steps of its own, then done: CPU2's interleavings make the graph
+    big, and only once it is done can a cycle of the other two be fair."""
+    for _ in range(20):
+        await ndelay(10)
+
+
+def test_the_search_stops_at_the_first_fair_component_with_the_same_verdict():
+    """`check()` stops once a complete component proves the livelock: the
+    whole graph (the explorer without that callback) has more transitions,
+    the same verdict when judged, and the lasso found early replays."""
+    from haltlab.checks.liveness import fair_nonprogress_cycle
+    from haltlab.engine.explorer import explore
+
+    make = build([toggler, watcher, counts_down])
+    prop = eventually(done, name="watcher done", message="never done")
+    early = check(make, [prop])
+    whole = explore(make, label=lambda run: frozenset({"watcher done"} if done(run) else ()))
+    reached = whole.labels.with_fact("watcher done")
+    assert fair_nonprogress_cycle(whole.edges, reached, set(range(whole.states))).lasso is not None
+    assert early.verdict is Verdict.LIVELOCK and early.exploration.stopped_at_component
+    assert not whole.stopped_at_component and early.exploration.transitions < whole.transitions
+    run = replay(make, [*early.lasso.prefix, *early.lasso.cycle])
     assert not done(run)

@@ -11,7 +11,7 @@ from haltlab.engine.explorer import ExplorerDriver, explore, replay
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, Shared
 from haltlab.engine.run import Run
 from haltlab.engine.symmetry import (
-    CPU, PLAIN, CpuSymmetry, SymmetryError, compose, cpu_locals, orbit_key,
+    CPU, PLAIN, CpuSymmetry, SymmetryError, canonical, compose, cpu_locals, orbit_key,
 )
 from haltlab.engine.timing import permute_clocks
 from haltlab.engine.context import smp_processor_id
@@ -107,7 +107,7 @@ def _done(run):
     return run.kernel.done.value == 1
 
 
-_DONE = eventually(_done, name="done", message="never done", reads={Shared("done")})
+_DONE = eventually(_done, name="done", message="never done", reads={Shared("done")}, stable=True)
 
 
 @cpu_locals(cpu=("me", "o"))
@@ -204,3 +204,98 @@ def test_the_timing_state_moves_with_its_cpus():
     assert permute_clocks(permute_clocks(fp, p), q) == permute_clocks(fp, compose(q, p))
     with pytest.raises(ValueError):
         permute_clocks(fp, (0, 1))
+
+
+def test_a_cpu_mask_naming_a_frozen_cpu_has_a_canonical_form():
+    """S2's flood at 3 CPUs: CPU0 (the panic CPU) is frozen, CPUs 1 and 2 flood.
+    A CPU mask naming CPU0 beside a flooder mixes a frozen CPU's colour with
+    the others' (this raised a TypeError once); CPU1's first step and CPU2's
+    lead to one orbit."""
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, make_run as flood_run
+
+    cfg = PrintkFloodCheckConfig(cpus=3, kernel="v7.1")
+    build = lambda: flood_run(cfg)                  # noqa: E731
+    one, two = replay(build, ["c1"]), replay(build, ["c2"])
+    assert one.fingerprint() != two.fingerprint()
+    assert canonical(one)[0] == canonical(two)[0]
+    assert orbit_key(one) == orbit_key(two)
+
+
+# --- liveness on the reduced graph: postponed choices count as enabled ----------------
+
+async def loops_until_c(box):
+    """Writes its own variables, then looks at `c`; done once `c` is set."""
+    while True:
+        await WRITE_ONCE(box.a, 1)
+        await WRITE_ONCE(box.b, 1)
+        if await READ_ONCE(box.c):
+            await WRITE_ONCE(box.done, 1)
+            return
+
+
+async def sets_c(box):
+    await WRITE_ONCE(box.c, 1)
+
+
+def test_a_cycle_that_postpones_a_cpu_forever_is_not_fair():
+    """Where CPU0 writes `a` or `b`, CPU1's write of `c` commutes with it and is
+    postponed; where CPU0 reads `c` it is not. CPU0 going round alone is a
+    non-progress cycle of the reduced graph, unfair because CPU1 is enabled all
+    along: judged with the postponed choice, OK as unreduced; judged on the
+    graph's edges alone, a false livelock (what this test guards against)."""
+    from haltlab.checks.liveness import fair_nonprogress_cycle
+
+    build = _build([loops_until_c, sets_c], symmetric=False, a=(0, PLAIN), b=(0, PLAIN), c=(0, PLAIN),
+                   done=(0, PLAIN))
+    base = check(build, [_DONE])
+    out = check(build, [_DONE], reduce="por")
+    assert base.verdict is out.verdict is Verdict.OK
+    ex = out.exploration
+    assert ex.reductions == ("por",)
+    cycle = [s for s in ex.postponed if s != 0]
+    assert cycle and all(ex.postponed[s] == ("c1",) for s in cycle)     # CPU1 postponed on the cycle
+    reached = ex.labels.with_fact("done")
+    assert fair_nonprogress_cycle(ex.edges, reached, set(range(ex.states))).lasso is not None
+
+
+def test_one_interchangeable_cpu_folds_nothing_and_symmetry_says_it_is_off():
+    plain = _build([claim_then_done, claim_then_done], symmetric=False, owner=(-1, CPU), done=(0, PLAIN))
+
+    def one_cpu():
+        run = plain()
+        run.symmetry = CpuSymmetry(cpus=(1,), frozen=(0,))
+        return run
+    ex = explore(one_cpu, reduce="symmetry")
+    assert ex.reductions == ("symmetry off: fewer than two interchangeable CPUs, nothing to fold",)
+    base = explore(plain)
+    assert (ex.states, list(ex.edges)) == (base.states, list(base.edges))
+
+
+def test_the_identity_shortcut_gives_the_canonical_form_renaming_would():
+    """Where the canonical permutation is the identity, `canonical_and_plain`
+    returns the fingerprint itself: it must equal the renamed typed state, on
+    states of the race and of the flood (frozen CPU0, masks, sets of CPUs)."""
+    import random
+
+    from haltlab.engine.symmetry import _typed_state, canonical_and_plain, permuted
+    from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, make_run as flood_run
+
+    rng = random.Random(7)
+    builds = [lambda: make_run(PanicRaceConfig(cpus=3)), lambda: flood_run(PrintkFloodCheckConfig(cpus=3))]
+    identities = renamed = 0
+    for build in builds:
+        for _walk in range(12):
+            run = build()
+            for _ in range(rng.randrange(0, 40)):
+                choices = run.driver.choices()
+                if not choices:
+                    break
+                run.driver.step(rng.choice(choices))
+            canon, perm, plain = canonical_and_plain(run)
+            assert plain == run.fingerprint()
+            assert canon == permuted(_typed_state(run, run.symmetry), perm)
+            if canon is plain:
+                identities += 1
+            else:
+                renamed += 1
+    assert identities and renamed

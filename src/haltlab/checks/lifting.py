@@ -18,7 +18,8 @@ itself by every permutation, so each of its strongly connected components is
 the image of one that holds some `(x, identity)`; an image of a fair component
 is fair (choices are renamed consistently), so none is missed. A lifted node's
 edges leaving the component are kept (to sinks), so the choices enabled in it
-are all there. The lasso found is renamed into the run that reaches it from
+are all there, and so are the choices a reduced state postponed (the
+partial-order reduction's `Exploration.postponed`, renamed with the node). The lasso found is renamed into the run that reaches it from
 the root: the quotient path to its first state, concretized
 (`haltlab.engine.symmetry.concrete_walk`), fixes which renaming that is.
 """
@@ -101,6 +102,7 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             nid = ids[key] = len(ids) + 1           # 0 is the synthetic root
         return nid
 
+    postponed: dict[int, list[str]] = {}
     todo = []
     for s in sorted(states):
         node(s, ident)
@@ -114,6 +116,8 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             continue
         done.add((s, g))
         inside.add(ids[(s, g)])
+        if s in ex.postponed:
+            postponed[ids[(s, g)]] = [rename_choice(c, g) for c in ex.postponed[s]]
         for i in out.get(s, ()):
             d = edges.dst[i]
             h = compose(g, perms[edges.perm[i]])
@@ -121,7 +125,7 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             lifted.append((ids[(s, g)], token, node(d, h) if d in states else node(-1 - i, h)))
             if d in states and (d, h) not in done:
                 todo.append((d, h))
-    res = fair_nonprogress_cycle(lifted, set(), inside | {0})
+    res = fair_nonprogress_cycle(lifted, set(), inside | {0}, postponed=postponed)
     if res.lasso is None:
         return None
     step = {(a, c): b for a, c, b in lifted}

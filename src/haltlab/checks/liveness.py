@@ -30,7 +30,7 @@ limit on graphs with long paths).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Lasso", "Liveness", "fair_nonprogress_cycle", "strongly_connected"]
@@ -122,10 +122,12 @@ def strongly_connected(nodes: Iterable[int], succ: dict[int, list[int]]) -> list
 
 
 def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: set[int],
-                           root: int = 0) -> Liveness:
+                           root: int = 0, postponed: Mapping[int, Iterable[str]] | None = None) -> Liveness:
     """A weakly fair lasso from `root` whose states are never in `progress`, if
     the graph has one (see the module docstring). `expanded` holds the states
-    whose every choice the search took (their out-edges are all of them)."""
+    whose choices the search took: all of them, or (the partial-order
+    reduction) all but `postponed[state]`, which are enabled there too and
+    count as enabled when fairness is judged, though no edge takes them."""
     out: dict[int, list[tuple[str, int]]] = {}
     for src, choice, dst in edges:
         out.setdefault(src, []).append((choice, dst))
@@ -146,7 +148,8 @@ def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: 
         if not states <= expanded:
             truncated = True
             continue
-        always = set.intersection(*({c for c, _d in out.get(s, ())} for s in states))
+        extra = postponed or {}
+        always = set.intersection(*({c for c, _d in out.get(s, ())} | set(extra.get(s, ())) for s in states))
         taken = {c for _s, c, _d in inside}
         if always <= taken:
             return Liveness(_lasso(edges, root, states, always, progress, inside), truncated)

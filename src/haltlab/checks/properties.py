@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from haltlab.checks.lifting import edge_path, fair_cycle_lifted
-from haltlab.checks.liveness import Lasso, _reachable, fair_nonprogress_cycle, strongly_connected
+from haltlab.checks.liveness import Lasso, _reachable, fair_nonprogress_cycle
 from haltlab.engine.explorer import Exploration, Reduce, explore
 from haltlab.engine.por import observed_by
 from haltlab.engine.run import Run
@@ -58,6 +58,7 @@ class Property:
     message: str
     pred: Pred | None = None
     reads: frozenset | None = None      # what `pred` reads (`haltlab.engine.por`); None: unknown
+    stable: bool = False                # eventually: once it holds it holds for good (por needs it)
 
     def failure(self, run: Run) -> str | None:
         """None where the property holds in `run`'s state, else what is wrong."""
@@ -80,8 +81,11 @@ def never_deadlock(*, name: str = "no deadlock",
     return Property(Kind.NEVER_DEADLOCK, name, message)
 
 
-def eventually(pred: Pred, *, name: str, message: str, reads=None) -> Property:
-    return Property(Kind.EVENTUALLY, name, message, pred, None if reads is None else frozenset(reads))
+def eventually(pred: Pred, *, name: str, message: str, reads=None, stable: bool = False) -> Property:
+    """`stable`: once `pred` holds on a run it holds for the rest of it (say so
+    only when it is true, such as a predicate over grow-only ghost facts); the
+    partial-order reduction judges liveness only on stable predicates."""
+    return Property(Kind.EVENTUALLY, name, message, pred, None if reads is None else frozenset(reads), stable)
 
 
 @dataclass
@@ -98,13 +102,18 @@ class Outcome:
 def check(build: Callable[[], Run], properties: Sequence[Property], *,
           goal: Callable[[Run], bool] | None = None, max_states: int = 200_000,
           max_depth: int = 2_000, progress=None, reduce: Reduce | str = Reduce.NONE,
-          debug: bool = False) -> Outcome:
+          debug: bool = False, reach: str = "ahead") -> Outcome:
     """Explore every interleaving of `build()` and judge `properties` on it.
 
     `reduce` picks the explorer's reductions; how each verdict stays sound under
     them is in docs/design.md ("Reductions"): symmetric graphs are lifted where
-    a fair cycle is judged, and a non-progress cycle found under the partial-order
-    reduction is judged again on a search without it."""
+    a fair cycle is judged, and under the partial-order reduction fairness counts
+    the choices a reduced state postponed as enabled there (the explorer's
+    cycle and visibility provisos keep a fair lasso if there is one; docs/design.md,
+    "Liveness under the partial-order reduction"). An `eventually` property that
+    is not declared `stable` turns the partial-order reduction off. `reach` is
+    `explore()`'s: how the plain search reaches states again (the same results
+    either way)."""
     by_kind = {k: [p for p in properties if p.kind is k] for k in Kind}
     failed: dict[str, Property] = {}
 
@@ -125,23 +134,30 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
         return msg
 
     live = by_kind[Kind.EVENTUALLY]
+    try:
+        reduce = Reduce(reduce)
+    except ValueError:
+        pass                            # explore() names it
+    observed = observed_by(properties, goal)
+    unstable = (isinstance(reduce, Reduce) and reduce.por and observed is not None
+                and any(not p.stable for p in live))
+    if unstable:
+        reduce = Reduce.SYMMETRY if reduce.symmetry else Reduce.NONE
     label = (lambda run: frozenset(p.name for p in live if p.failure(run) is None)) if live else None
     def search(reduce):
         return explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
                        goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress,
-                       reduce=reduce, observed=observed_by(properties, goal), debug=debug)
+                       reduce=reduce, observed=observed, debug=debug, reach=reach,
+                       on_component=(lambda ex, states, out: _fair_nonprogress(ex, states, out, live))
+                       if live else None)
 
     ex = search(reduce)
+    if unstable:
+        ex.reductions += ("por off: an eventually property is not declared stable",)
     if ex.violation is not None:
         prop = failed[ex.violation.message]
         verdict = Verdict.DEADLOCK if prop.kind is Kind.NEVER_DEADLOCK else Verdict.VIOLATION
         return Outcome(verdict, ex, prop, ex.violation.message, ex.violation.choices)
-    if live and "por" in ex.reductions and _any_cycle(ex):
-        # The reduced graph preserves whether a non-progress cycle exists, not
-        # which are fair: judge fairness on a search without the reduction.
-        first = ex.reductions
-        ex = search(Reduce.SYMMETRY if Reduce(reduce).symmetry else Reduce.NONE)
-        ex.reductions = first + ("liveness judged without por: the reduced graph has a non-progress cycle",)
     expanded = set(range(ex.states)) - ex.unexpanded
     for p in live:
         reached = ex.labels.with_fact(p.name)
@@ -149,12 +165,39 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
         if ends is not None:
             return Outcome(Verdict.VIOLATION, ex, p, p.message, ends)
         res = (fair_cycle_lifted(ex, reached, expanded) if ex.perms
-               else fair_nonprogress_cycle(ex.edges, reached, expanded))
+               else fair_nonprogress_cycle(ex.edges, reached, expanded, postponed=ex.postponed))
         if res.lasso is not None:
             return Outcome(Verdict.LIVELOCK, ex, p, p.message, lasso=res.lasso)
     if ex.truncated:
         return Outcome(Verdict.BOUNDED_OK, ex, bound=ex.bound)
     return Outcome(Verdict.OK, ex)
+
+
+def _fair_nonprogress(ex: Exploration, states: list[int], out: dict, live) -> bool:
+    """Whether a component the search has just completed proves a livelock of
+    one of the `live` properties: it has a cycle, none of its states makes that
+    property's progress, every choice enabled throughout it (taken or
+    postponed) is taken inside it, and the search reached it through states
+    without progress. The search then stops (`explore(on_component=...)`); the
+    liveness pass below finds this component, or another complete one, on the
+    graph recorded so far."""
+    members = set(states)
+    inside = {t for s in states for t, d in out[s] if d in members}
+    if not inside:
+        return False                                # one state, no self-loop
+    for p in live:
+        if any(p.name in ex.labels.get(s, ()) for s in states):
+            continue
+        always = set.intersection(*({t for t, _d in out[s]} | set(ex.postponed.get(s, ())) for s in states))
+        if not always <= inside:
+            continue
+        reached = ex.labels.with_fact(p.name)
+        succ: dict[int, list[int]] = {}
+        for s, _c, d in ex.edges:
+            succ.setdefault(s, []).append(d)
+        if 0 not in reached and members & _reachable(0, succ, reached):
+            return True
+    return False
 
 
 def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) -> list[str] | None:
@@ -169,12 +212,3 @@ def _finite_run_without(ex: Exploration, reached: set[int], expanded: set[int]) 
     if not ends:
         return None
     return ex.concrete_path(edge_path(ex.edges, 0, ends, reached))
-
-
-def _any_cycle(ex: Exploration) -> bool:
-    """Whether the graph has any cycle: an over-approximation of "a cycle
-    through states where some `eventually` property has not yet held"."""
-    succ: dict[int, list[int]] = {}
-    for s, _c, d in ex.edges:
-        succ.setdefault(s, []).append(d)
-    return any(len(c) > 1 or c[0] in succ.get(c[0], ()) for c in strongly_connected(range(ex.states), succ))

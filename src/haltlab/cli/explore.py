@@ -287,7 +287,7 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
                              timing_tolerance, max_states, reduce, debug, fmt) -> None:
     """S2: CPU0 panics while the others flood /dev/kmsg: does the panic always finish?"""
     from haltlab.scenarios.printk_flood_check import (
-        POR_SKIPPED, check_printk_flood, effective_reduce, timing_assumptions,
+        check_printk_flood, timing_assumptions,
     )
     if max_states < 1:
         raise UserError(f"--max-states {max_states}: must be at least 1")
@@ -304,8 +304,6 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
         "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
         "reduce": reduce, "reductions": list(ex.reductions), "timing": timing, "timing_assumptions": assumptions,
     }
-    if effective_reduce(cfg) != cfg.reduce:
-        result["reductions"].append(POR_SKIPPED)
     if outcome.bound is not None:
         result["bound"] = outcome.bound
     if ex.violation is not None:

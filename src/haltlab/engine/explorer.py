@@ -34,10 +34,11 @@ from typing import Callable
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
 from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
 from haltlab.engine.por import PersistentSets, por_unavailable
+from haltlab.engine.online_scc import OnlineScc
 from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
 from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
-from haltlab.engine.symmetry import canonical, check_symmetric_root, concrete_choices
+from haltlab.engine.symmetry import canonical_and_plain, check_symmetric_root, concrete_choices
 from haltlab.engine.timing import Clocks, Covering, Timing
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
@@ -324,6 +325,13 @@ class Exploration:
     reductions: tuple[str, ...] = ()                    # what was applied, and why not the rest
     store: StateStore = field(default_factory=StateStore)
     perms: list[tuple[int, ...]] = field(default_factory=list)
+    # The partial-order reduction: state id -> the enabled choices its reduced
+    # expansion left out (only states that stayed reduced). Liveness reads them:
+    # weak fairness is about every enabled choice, taken in the graph or not.
+    postponed: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # The search stopped at a component `on_component` accepted (a livelock is
+    # proved there); the states still on its stack are marked unexpanded.
+    stopped_at_component: bool = False
 
     @property
     def replayed_steps_per_transition(self) -> float:
@@ -414,9 +422,13 @@ class _Keys:
         if not self.symmetric:
             self.last_fp = run.fingerprint()
             return self.store.key(self.last_fp), 0
-        canon, perm = canonical(run)
+        canon, perm, plain = canonical_and_plain(run)
         self.last_fp = canon
-        return self.store.key(canon), self._perm_id(perm)
+        key = self.store.key(canon)
+        # The concrete state's digest, which a replay to it must reach: the
+        # key itself when the canonical form is the state (identity permutation).
+        self.last_exact = key if canon is plain else self.store.key(plain)
+        return key, self._perm_id(perm)
 
     def _perm_id(self, perm: tuple[int, ...]) -> int:
         pid = self._perm_ids.get(perm)
@@ -443,7 +455,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             max_states: int = 200_000, max_depth: int = 2_000, stop_on_violation: bool = True,
             progress: Callable[[int, int], None] | None = None, reduce: Reduce | str = Reduce.NONE,
             observed: frozenset | None = None, debug: bool = False,
-            subsumption: bool = True, reach: str = "ahead") -> Exploration:
+            subsumption: bool = True, reach: str = "ahead",
+            on_component: Callable[["Exploration", list, dict], bool] | None = None) -> Exploration:
     """Depth-first search over every interleaving of the runs `build()` makes.
 
     `check(run)` is a safety property evaluated in every state (a message means a
@@ -463,8 +476,17 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     applied, and why anything asked for was not, is `Exploration.reductions`.
     `debug` keeps full fingerprints beside their digests and checks them.
 
-    `reach` says how states are reached again (`haltlab.engine.reach`: "ahead",
-    or "root" as before it, for comparison). Walks along recorded transitions
+    `on_component(ex, states, out)` is called with each strongly connected
+    component as soon as it is complete (`haltlab.engine.online_scc`; `out`:
+    each member's out-edges as (choice, destination)); if it returns True the
+    search stops there, as at a violation. Not under symmetry, where a
+    component of orbits must be lifted before it can be judged.
+
+    `reach` says how states are reached again (`haltlab.engine.reach`:
+    "ahead", "frontier" for an acyclic graph whose states are reached by many
+    edges, such as the race's, or "root" as before both, for comparison; zone
+    inclusion, which asks for few of the transitions a frontier would compute,
+    runs "frontier" as "ahead"). Walks along recorded transitions
     and running ahead need a state's key to be its exact fingerprint, so they
     apply only without symmetry and the partial-order reduction; with those the
     search rebuilds and replays its own path.
@@ -510,7 +532,8 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         # inclusion it still computes exact transitions of exact states: the
         # search asks only for transitions of the states it added, and maps
         # where they lead onto a covering state itself.
-        runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=reach,
+        mode = "ahead" if subsume and reach == "frontier" else reach
+        runs = Reach(build, lambda r: _judge(r, check, at_end, goal, label), mode=mode,
                      max_states=max_states, max_depth=max_depth, state=exact_key,
                      ahead_steps=0 if subsume else None)
         root_key, root_facts = runs.root()
@@ -529,19 +552,32 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
 
     def concrete(r: Run, key: bytes) -> bytes:
         """The digest a replay to this state must reach: its key, except under
-        symmetry, where the key is the orbit's."""
-        return key if runs is not None or not symmetric else store.key(r.fingerprint())
+        symmetry, where the key is the orbit's (`keys.key()` has just digested
+        the concrete state too)."""
+        return key if runs is not None or not symmetric else keys.last_exact
 
+    scc = OnlineScc() if on_component is not None and not symmetric else None
+    if scc is not None:
+        scc.found(0)
     stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad) + [concrete(run, root_key)]]
     live: tuple = ()
     while stack:
         node = stack[-1]
         prefix, src, key, choices, nxt, enabled, exact = node
-        if nxt >= len(choices) or (bad and stop_on_violation):
+        if nxt >= len(choices) or (bad and stop_on_violation) or ex.stopped_at_component:
             stack.pop()
             on_stack.discard(src)
             if por is not None:
                 por.forget(src)
+                if enabled is not None:
+                    ex.postponed[src] = tuple(e for e in enabled if e not in choices)
+            if ex.stopped_at_component:
+                if nxt < len(choices):
+                    store.mark(src, UNEXPANDED)     # left half expanded: its choices are not all known
+            elif scc is not None and not bad:
+                comp = scc.finished(src, stack[-1][1] if stack else None)
+                if comp is not None and on_component(ex, *comp):
+                    ex.stopped_at_component = True
             continue
         node[4] += 1
         c = choices[nxt]
@@ -572,6 +608,10 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
             if subsume:
                 covering.add(keys.last_fp, dst)
         ex.edges.append((src, c, dst), keys.edge_perm(dst, arrived))
+        if scc is not None:
+            if new:
+                scc.found(dst)
+            scc.edge(src, c, dst)
         child = None
         if new:
             if progress is not None and dst % 1000 == 0:
@@ -581,16 +621,24 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
                 _visit(ex, facts if facts is not None else _judge(run, check, at_end, goal, label), dst, bad)
                 ex.truncated = True
                 store.mark(dst, UNEXPANDED)
+                if scc is not None:
+                    scc.finished(dst, src)          # no edges out: a component of its own
                 ex.bound = (f"max_states {max_states}" if len(store) >= max_states
                             else f"max_depth {max_depth}")
             else:
                 if facts is None:
                     facts = _judge(run, check, at_end, goal, label)
                 child = _node(ex, facts, run, live, dst, new_key, por, bad, src, c) + [concrete(run, new_key)]
-        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL):
-            # A reduced expansion may neither close a cycle (the cycle proviso:
-            # no choice is postponed forever) nor reach the goal (which cuts off
-            # every choice postponed here): expand this state in full.
+        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL
+                                    or ex.labels.mask(dst) != ex.labels.mask(src)):
+            # A reduced expansion may not close a cycle (the cycle proviso: in
+            # depth-first order every cycle has an edge back into the stack, so
+            # every cycle of the reduced graph passes a fully expanded state and
+            # no choice is postponed forever), nor take a visible step: one that
+            # reaches the goal (which cuts off every choice postponed here) or
+            # changes what an `eventually` property sees (its label). Expand
+            # this state in full; docs/design.md ("Liveness under the
+            # partial-order reduction") says why that keeps fair lassos.
             node[3] = choices + [e for e in enabled if e not in choices]
             node[5] = None
         if child is not None:
@@ -615,6 +663,11 @@ def _plan(run: Run, reduce: Reduce, observed) -> tuple[bool, tuple[str, ...]]:
     if reduce.symmetry:
         if getattr(run, "symmetry", None) is None:
             applied.append("symmetry off: the scenario declares no interchangeable CPUs")
+        elif len(run.symmetry.cpus) < 2:
+            # One orbit per state: the same graph, without the canonical form's
+            # cost, and searched by the plain search's cheaper ways of reaching
+            # states again.
+            applied.append("symmetry off: fewer than two interchangeable CPUs, nothing to fold")
         else:
             check_symmetric_root(run)
             symmetric = True

@@ -22,6 +22,25 @@ fingerprint recorded for the state, or the run is not a function of its choices
 (or two states with equal fingerprints have different futures) and the search
 stops with the usual culprits named.
 
+Mode `"frontier"` computes transitions breadth first instead:
+it expands states in the order they were found until the transition asked
+for is recorded, and a run that reaches a state still waiting for its turn is
+*parked* there (up to `PARKED_RUNS`) and later takes one of that state's
+choices. A state reached by k edges before its turn then needs k fewer runs;
+only the rest are rebuilt along the shortest path. Depth first, by contrast,
+every edge into a state already expanded ends its run: on the race (acyclic,
+about 2.4 edges into each state) that is most edges, and running ahead cannot
+help (2,816 rebuilds for 5,232 transitions at 3 CPUs; breadth first 926). The
+frontier stops at the bound and once a state with a violation is found (the
+search stops there soon, and the rest of the graph would be computed for
+nothing); from then on transitions are computed on demand. It is not the
+default: on a looping graph, where runs do not arrive before a state's turn
+but a walk usually leads on, running ahead needs fewer replayed steps (S2's
+flood at v7.1: 5.6 per transition ahead, 7.7 frontier; the deep handoff model
+far more), and a search that stops at an early violation would wait for the
+whole frontier above it (the flood's kdump deadlock, 206 states: 1.4 s ahead,
+19 s frontier, 2026-12-01). The race, acyclic, asks for it.
+
 Why this leaves the search's results unchanged: the search still numbers states,
 records edges and judges states in its own order; only where a transition is
 computed changes. A transition's result (the next state's fingerprint, and what
@@ -29,7 +48,7 @@ computed changes. A transition's result (the next state's fingerprint, and what
 pruning already rests on (equal fingerprints, same future), and each replay
 checks it. `mode="root"` is the search as it was before this module (rebuild and
 replay the search's own path whenever the live run is elsewhere, nothing run
-ahead); `tests/engine/test_reach.py` compares the two, result for result.
+ahead); `tests/engine/test_reach.py` compares the three, result for result.
 
 Checkpoints by `fork()` were measured and not built: a fork of the 16 MiB
 explorer process, with the child stepping once and fingerprinting before it
@@ -46,9 +65,18 @@ from typing import Any, Callable, Hashable
 from haltlab.engine.core import DriverError
 from haltlab.engine.run import Run
 
-__all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS"]
+__all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS", "PARKED_RUNS"]
 
-MODES = ("ahead", "root")
+MODES = ("frontier", "ahead", "root")
+
+PARKED_RUNS = 2048
+"""Runs the frontier mode keeps parked at states still to expand: about 36 KB
+each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~72 MiB. The
+race's frontier needs 277 at 3 CPUs; at 4 CPUs 1,024 left 10.6 replayed steps
+per transition (a run arriving when the pool is full is dropped, not swapped
+for a shallower one: simulated on the 3-CPU graph, evicting the shallowest
+parked run costs more rebuilds, since breadth first the shallow ones are
+needed soonest)."""
 
 AHEAD_STEPS = 256
 """Transitions the live run may take ahead of the search per transition asked
@@ -94,6 +122,7 @@ class Reach:
         self._parent: list[int] = []              # the shortest known path, as a tree
         self._via: list[str] = []
         self._dist: list[int] = []
+        self._queue: deque[int] = deque()       # mode "frontier": states to expand, in the order found
         self.run = build()
         if getattr(self.run, "path_dependent", False):
             # A run whose successors depend on its history (`Run.path_dependent`)
@@ -101,6 +130,11 @@ class Reach:
             self.mode = "root"
         self._live = self._add(state(self.run), -1, "", 0)
         self._live_prefix: tuple = ()             # mode "root": the choices the live run took
+        # Mode "frontier": runs parked at states still to expand; off once a violation is seen (the search stops soon after,
+        # so the rest of the graph is not computed for nothing) or at the bound.
+        self._parked: dict[int, list[Run]] = {}
+        self._n_parked = 0
+        self._frontier = self.mode == "frontier" and ahead_steps != 0
 
     def root(self) -> tuple[Hashable, tuple]:
         return self._fps[0], self._facts[0]
@@ -109,6 +143,8 @@ class Reach:
         """The state `choice` leads to from state `fp` (which the search reached
         by `prefix`), and what `judge` said of it."""
         src = self._index[fp]
+        if self.mode == "frontier":
+            return self._take_frontier(src, choice)
         if self.mode == "root":
             if self._live_prefix != prefix:
                 self._rebuild(list(prefix), src)
@@ -122,10 +158,69 @@ class Reach:
             self._run_ahead()
         return self._fps[dst], self._facts[dst]
 
+    # --- mode "frontier": breadth first, with runs parked where they arrive -------------
+
+    def _take_frontier(self, src: int, choice: str) -> tuple[Hashable, tuple]:
+        """Expand states in the order they were found until `choice` from `src`
+        is recorded. A run that reaches a state still to expand is parked there
+        and later takes one of its choices, so a state reached by k edges
+        before its turn needs k fewer runs; only the rest are rebuilt (along
+        the shortest path). Once the frontier is off, on demand."""
+        succ = self._succ[src]
+        while choice not in succ and self._frontier and self._queue:
+            self._expand(self._queue.popleft(), (src, choice))
+        dst = succ.get(choice)
+        if dst is None:
+            self._run_at(src)
+            dst = self._step(src, choice)
+        return self._fps[dst], self._facts[dst]
+
+    def _expand(self, u: int, asked: tuple[int, str]) -> None:
+        for c in list(self._todo[u]):
+            if len(self._fps) >= self.max_states:
+                self._frontier = False
+                break
+            self._run_at(u)
+            found = len(self._fps)
+            dst = self._step(u, c)
+            if (u, c) != asked:
+                self.ahead += 1
+            if dst == found and self._facts[dst][0] is not None:
+                self._frontier = False              # a violation: the search will stop there
+            self._park(dst)
+        self._drop_parked(u)
+
+    def _run_at(self, u: int) -> None:
+        """The live run at `u`: a run parked there, else the live run (there
+        already, or a walk away: in a looping model the next state in line is
+        often a few recorded steps on), else a rebuild."""
+        runs = self._parked.get(u)
+        if runs and not (self.run is not None and self._live == u):
+            self.run = runs.pop()
+            self._n_parked -= 1
+            self._live = u
+        elif self.run is not None:
+            self._go(u)
+        else:
+            self._rebuild(self._root_path(u), u)
+
+    def _park(self, v: int) -> None:
+        """Keep the live run at `v` if `v` still has choices a run could take."""
+        runs = self._parked.setdefault(v, [])
+        if self._n_parked < PARKED_RUNS and len(runs) < len(self._todo[v]):
+            runs.append(self.run)
+            self._n_parked += 1
+            self.run, self._live = None, -1
+
+    def _drop_parked(self, u: int) -> None:
+        self._n_parked -= len(self._parked.pop(u, ()))
+
     # --- recording -------------------------------------------------------------------
 
     def _add(self, fp: Hashable, parent: int, via: str, dist: int) -> int:
         sid = self._index[fp] = len(self._fps)
+        if self.mode == "frontier":
+            self._queue.append(sid)             # every state found, however, takes its turn
         facts = self.judge(self.run)
         self._fps.append(fp)
         self._facts.append(facts)
@@ -185,6 +280,7 @@ class Reach:
 
     def _rebuild(self, path: list[str], target: int) -> None:
         self.run = self.build()
+        self._live = 0
         self.rebuilds += 1
         self._replay(path, target)
 

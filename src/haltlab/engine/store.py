@@ -152,6 +152,10 @@ class Labels(Mapping):
     def __iter__(self):
         return (sid for sid, m in enumerate(self.bits) if m & _PRESENT)
 
+    def mask(self, sid: int) -> int:
+        """The state's facts as bits (0 when it has none or no label)."""
+        return self.bits[sid] & ~_PRESENT if sid < len(self.bits) else 0
+
     def __len__(self) -> int:
         return sum(1 for m in self.bits if m & _PRESENT)
 
