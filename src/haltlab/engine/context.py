@@ -7,7 +7,7 @@ per process: drivers are not re-entrant, and a sweep uses processes, not threads
 
 from __future__ import annotations
 
-__all__ = ["smp_processor_id", "ktime_get_ns", "set_current", "inline"]
+__all__ = ["smp_processor_id", "ktime_get_ns", "set_current", "inline", "go_on", "hardware"]
 
 _cpu: int = -1
 _driver = None
@@ -16,11 +16,19 @@ inline = None
 `inline(op)` starts `op` and returns its result, or an `ops.Handover` for the
 awaiting coroutine to yield instead (`Op.__await__`). None under any other
 driver, which then gets every op yielded to it."""
+go_on = None
+"""While `inline` is set: `go_on(op, outcome)`, what the runner does with an op
+it has started (`inline(op)` is `go_on(op, op.start(...))`), for the ops'
+inline forms (`ops._write_once_now()`, ...), which start themselves."""
+hardware = None
+"""The machine, while `inline` is set: what the ops' inline forms act on, for
+the CPU `smp_processor_id()` names."""
 
 
-def set_current(driver, cpu: int, runner=None) -> None:
-    global _cpu, _driver, inline
-    _driver, _cpu, inline = driver, cpu, runner
+def set_current(driver, cpu: int, runner=None, runner_go_on=None) -> None:
+    global _cpu, _driver, inline, go_on, hardware
+    _driver, _cpu, inline, go_on = driver, cpu, runner, runner_go_on
+    hardware = driver.machine if runner is not None else None
 
 
 def smp_processor_id() -> int:

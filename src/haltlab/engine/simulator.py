@@ -1,10 +1,15 @@
 """The timed driver: integer-nanosecond virtual time over one event heap.
 
-A heap of `(time_ns, tiebreak, seq, fn, args)`, as in SimPy's core, where the
-tiebreak is drawn from the run's seeded generator: events at the same nanosecond
-happen in an order that varies with the seed and never with anything else, so
-(machine, kernel, policies, seed) always gives the same trace. `seq` only makes
-heap entries totally ordered.
+A heap of events ordered by `(time_ns, tiebreak, seq)`, as in SimPy's core,
+where the tiebreak is drawn from the run's seeded generator: events at the same
+nanosecond happen in an order that varies with the seed and never with anything
+else, so (machine, kernel, policies, seed) always gives the same trace. `seq`
+only makes heap entries totally ordered. The three are packed into one integer
+key, `time_ns << 96 | tiebreak << 64 | seq` (the tiebreak has 32 bits, and `seq`
+counts events scheduled, far below 2**64), whose order is exactly that of the
+triple: an entry is `(key, time_ns, fn, args)`, and the heap compares one int
+where it compared up to three tuple members, each behind a pointer (a burst of
+8191 IPIs arriving in the same nanosecond compares tiebreaks all the way down).
 
 Events scheduled for a CPU carry the CPU's generation number; when an interrupt
 cuts a delay or a wait short the generation is bumped and the stale event is
@@ -60,6 +65,7 @@ from haltlab.engine import context
 from haltlab.engine.context import set_current
 from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
 from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
+from haltlab.engine.ops import Resolved as _Resolved
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
@@ -78,15 +84,6 @@ class _Parked(Handover):
 
 
 _PARK_TOKEN = _Parked()
-
-
-class _Resolved(Handover):
-    """The op is done with `result`, but an interrupt is deliverable first."""
-
-    __slots__ = ("result",)
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
 
 
 class _Started(Handover):
@@ -146,7 +143,7 @@ class Simulator(Driver):
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
         self._seq += 1
-        heapq.heappush(self._heap, (at_ns, self.rng.getrandbits(32), self._seq, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq, at_ns, fn, args))
 
     def run(self, until_ns: int) -> None:
         """Run every event up to `until_ns`, or until the machine resets.
@@ -157,6 +154,7 @@ class Simulator(Driver):
         heap = self._heap
         pop = heapq.heappop
         self._until_ns = until_ns
+        end_key = (until_ns + 1) << 96      # the first key after `until_ns`
         # `paused_gc()`, spelled out: a scenario that steps the run in slices
         # (the flood's livelock checks, every 5 ms of virtual time) calls this
         # hundreds of times a run, and a generator-based context manager costs
@@ -164,8 +162,8 @@ class Simulator(Driver):
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
-                at_ns, _, _, fn, args = pop(heap)
+            while heap and heap[0][0] < end_key and self.reset_reason is None and not self.stopped:
+                _, at_ns, fn, args = pop(heap)
                 self.now_ns = at_ns
                 fn(*args)
                 self.events_run += 1
@@ -184,22 +182,17 @@ class Simulator(Driver):
         """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
         next event `run()` pops: then count it as run and return True, and the
         caller runs it at once (see the module docstring for why that is exact)."""
-        tiebreak = self.rng.getrandbits(32)
         self._seq += 1
+        key = (at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq
         if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
             heap = self._heap
-            if not heap:
-                self.now_ns = at_ns
-                self.events_run += 1
-                return True
-            first = heap[0]
-            if at_ns < first[0] or (at_ns == first[0] and tiebreak < first[1]):
+            if not heap or key < heap[0][0]:
                 self.now_ns = at_ns
                 self.events_run += 1
                 return True
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
-        heapq.heappush(self._heap, (at_ns, tiebreak, self._seq, fn, args))
+        heapq.heappush(self._heap, (key, at_ns, fn, args))
         return False
 
     # --- the step loop -----------------------------------------------------------------
@@ -224,7 +217,10 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
-        set_current(self, cpu, self._inline if on_op is None else None)
+        if on_op is None:
+            set_current(self, cpu, self._inline, self._go_on)
+        else:
+            set_current(self, cpu)
         try:
             while value is not PARKED:
                 if irq_ready[cpu]:
@@ -270,10 +266,15 @@ class Simulator(Driver):
         schedules its end; either may chain (`_then()`), and then goes on at
         once unless an interrupt is deliverable (the loop checks for one before
         every resume). Anything else goes back to the loop as `_Started`."""
+        return self._go_on(op, op.start(self.machine, self._strand.cpu))
+
+    def _go_on(self, op: Op | None, outcome):
+        """The rest of `_inline()`, once `op` has started with `outcome`; also
+        what an op's inline form calls (`context.go_on`), with no op object
+        (`op` None: only a driver error would name it)."""
         s = self._strand
         cpu = s.cpu
         machine = self.machine
-        outcome = op.start(machine, cpu)
         outcome_type = type(outcome)
         if outcome_type is Done:
             value = outcome.result
