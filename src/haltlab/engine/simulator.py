@@ -99,14 +99,21 @@ class _Started(Handover):
 def paused_gc():
     """The cyclic garbage collector off for a block (as it was, after): around
     `Simulator.run()`, whose objects (every CPU's coroutines, frames, strands)
-    live until the run ends, so the collector would only rescan them.
+    live until the run ends, so the collector would only rescan them; and
+    around a whole run whose caller keeps only the result (`run_panic()`),
+    build and result too (a third of the time at 8192 CPUs went to rescanning
+    the machine while it was built and while its result was read).
 
-    Not around a scenario's build and result as well, though that would save
-    more time: a finished run is a cycle (machine and driver refer to each
-    other) that only the collector frees, and it does so while the next run is
-    built; paused there too, back-to-back runs (a sweep's worker, a benchmark's
-    repeats) each kept the last one alive: 165 MiB instead of 67 MiB peak at
-    8192 busy CPUs (benchmarks/README.md)."""
+    A finished run is a cycle (machine and driver refer to each other) that
+    only the collector frees, so the block must end after the run is
+    dropped: then the run has never been scanned, all of it is still in the
+    youngest generation, and the first collection after the block frees it.
+    Ended while the run is still referenced (a pause inside
+    `simulate_panic()`, which returns it), that collection would move the
+    live run to an older generation instead, which back-to-back runs (a
+    sweep's worker, a benchmark's repeats) do not collect in time: each kept
+    the last one alive, 165 MiB instead of 67 MiB peak at 8192 busy CPUs
+    (benchmarks/README.md)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -254,7 +261,9 @@ class Simulator(Driver):
                     on_op(s, op)
                 value = self._started(s, frame, op, op.start(machine, cpu))
         finally:
-            context.inline = None
+            # Nothing of this run stays reachable from the module once its
+            # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
+            set_current(None, -1)
 
     def _inline(self, op: Op):
         """Start `op` for the CPU `run_strand()` runs, inside the coroutine that
