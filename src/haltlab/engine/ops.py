@@ -242,7 +242,7 @@ class Op:
         # go back to the driver after all (to park, or to take an interrupt).
         runner = context.inline
         if runner is not None:
-            value = runner(self)
+            value = runner(self, self.start(context.hardware, context._cpu))
             if not isinstance(value, Handover):
                 return value
             return (yield value)
@@ -581,7 +581,7 @@ async def _write_once_now(var: Var, value: Any) -> None:
     """`_WriteOnce.start()`, inline."""
     if value != var._value:
         var.memory.store(var, value)
-    value = context.go_on(None, context.hardware.done("atomic_op_ns"))
+    value = context.inline(None, context.hardware.done("atomic_op_ns"))
     if isinstance(value, Handover):
         return await _to_driver(value)
     return value
@@ -593,7 +593,7 @@ async def _bit_now(nr: int, var: Var, set_: bool) -> None:
     new = old | (1 << nr) if set_ else old & ~(1 << nr)
     if new != old:
         var.memory.store(var, new)
-    value = context.go_on(None, context.hardware.done("atomic_op_ns"))
+    value = context.inline(None, context.hardware.done("atomic_op_ns"))
     if isinstance(value, Handover):
         return await _to_driver(value)
     return value
@@ -601,7 +601,7 @@ async def _bit_now(nr: int, var: Var, set_: bool) -> None:
 
 async def _delay_now(duration_ns: int) -> None:
     """`_Delay.start()`, inline: busy for `duration_ns`."""
-    value = context.go_on(None, Busy(duration_ns))
+    value = context.inline(None, Busy(duration_ns))
     if isinstance(value, Handover):
         return await _to_driver(value)
     return value

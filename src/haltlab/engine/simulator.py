@@ -224,10 +224,7 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
-        if on_op is None:
-            set_current(self, cpu, self._inline, self._go_on)
-        else:
-            set_current(self, cpu)
+        set_current(self, cpu, self._inline if on_op is None else None)
         try:
             while value is not PARKED:
                 if irq_ready[cpu]:
@@ -265,22 +262,18 @@ class Simulator(Driver):
             # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
             set_current(None, -1)
 
-    def _inline(self, op: Op):
-        """Start `op` for the CPU `run_strand()` runs, inside the coroutine that
-        awaits it (`Op.__await__`): its result, to go on with at once, or a
-        `Handover` when the loop above would not resume the coroutine now.
+    def _inline(self, op: Op | None, outcome):
+        """What the loop above would do with `op`, just started with `outcome`
+        on the CPU `run_strand()` runs, done inside the coroutine that awaits
+        it (`Op.__await__`, or an op's inline form, which passes `op` None): the
+        op's result, to go on with at once, or a `Handover` when the loop
+        would not resume the coroutine now.
 
-        What the loop would do after `start_op()`, done here: a `Done` costing
-        nothing resumes at once, one with a cost schedules the resume; a `Busy`
+        What the loop would do after `start_op()`: a `Done` costing nothing
+        resumes at once, one with a cost schedules the resume; a `Busy`
         schedules its end; either may chain (`_then()`), and then goes on at
         once unless an interrupt is deliverable (the loop checks for one before
         every resume). Anything else goes back to the loop as `_Started`."""
-        return self._go_on(op, op.start(self.machine, self._strand.cpu))
-
-    def _go_on(self, op: Op | None, outcome):
-        """The rest of `_inline()`, once `op` has started with `outcome`; also
-        what an op's inline form calls (`context.go_on`), with no op object
-        (`op` None: only a driver error would name it)."""
         s = self._strand
         cpu = s.cpu
         machine = self.machine
