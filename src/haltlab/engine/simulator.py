@@ -20,10 +20,10 @@ machine calls in the same order, the same draws from the generator, the same
 `events_run`; `tests/engine/test_fast_paths.py` runs each configuration both
 ways, against `Driver.run_strand()` with the shortcuts off):
 
-* Ops start where kernel code awaits them. `Op.__await__` asks `context.inline`
-  (this driver's `_inline()`, set while it runs a CPU) to start the op, and
-  goes on with the result without yielding up through every coroutine frame
-  to this loop and back. That is what the loop would do with it: under this
+* Ops start where kernel code awaits them. `Op.__await__` starts the op and
+  hands its outcome to `context.inline` (this driver's `_inline()`, set while
+  it runs a CPU), and goes on with the result without yielding up through
+  every coroutine frame to this loop and back. That is what the loop would do with it: under this
   driver the gate always opens, so an op is started the moment it is yielded,
   and a `Done` that costs nothing resumes the coroutine at once unless an
   interrupt is deliverable (the loop checks before every resume; `_inline()`
@@ -32,6 +32,12 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   (a cost, a delay, a spin, a halt) the op goes back to the loop, already
   started (`_Parked`, `_Started`), and the driver's state is what `start_op()`
   would have left. A subclass with an `on_op` hook gets every op yielded.
+* The commonest ops have inline forms (`ops.py`, "Inline forms"): coroutines
+  that do what the op's `start()` does and pass the outcome to `_inline()`
+  themselves, with no op object or `__await__` generator; `READ_ONCE` and
+  `local_irq_save` do not even call it, since a `Done` of cost 0 with no
+  interrupt deliverable (and neither op can make one so) is resumed at once.
+* One integer heap key (above) instead of three tuple members.
 * A completion that is the next event runs at once (`_then()`). Scheduling an
   op's end draws its tiebreak and takes a sequence number as always; if the
   current event has nothing left to do after it (`chain`: `_resume`,
@@ -46,6 +52,9 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   four fields it depends on changes (`Machine._ready()`).
 * A spinner whose condition read the same variables as last time keeps its
   place in the watcher index instead of being removed and added again.
+* `Machine.set_irq_flag()` with the flag as it was recomputes nothing: both
+  `irq_ready` and the accounted state are current at every change of their
+  inputs, so they would come out as they are.
 
 No tick is skipped: in these models a halted idle CPU has no tick (NO_HZ idle
 stops it, `do_idle()`), and once `smp_send_stop()` has run neither has the
