@@ -170,7 +170,6 @@ class Simulator(Driver):
         heap = self._heap
         pop = heapq.heappop
         self._until_ns = until_ns
-        end_key = (until_ns + 1) << 96      # the first key after `until_ns`
         # `paused_gc()`, spelled out: a scenario that steps the run in slices
         # (the flood's livelock checks, every 5 ms of virtual time) calls this
         # hundreds of times a run, and a generator-based context manager costs
@@ -178,7 +177,7 @@ class Simulator(Driver):
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            while heap and heap[0][0] < end_key and self.reset_reason is None and not self.stopped:
+            while heap and heap[0][1] <= until_ns and self.reset_reason is None and not self.stopped:
                 _, at_ns, fn, args = pop(heap)
                 self.now_ns = at_ns
                 fn(*args)
@@ -198,17 +197,20 @@ class Simulator(Driver):
         """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
         next event `run()` pops: then count it as run and return True, and the
         caller runs it at once (see the module docstring for why that is exact)."""
+        tiebreak = self.rng.getrandbits(32)
         self._seq += 1
-        key = (at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq
         if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
             heap = self._heap
-            if not heap or key < heap[0][0]:
+            # Sorts first: before the head's time, or at it with a smaller
+            # (tiebreak, seq); the packed key only for that tie.
+            if not heap or at_ns < heap[0][1] or (
+                    at_ns == heap[0][1] and (at_ns << 96 | tiebreak << 64 | self._seq) < heap[0][0]):
                 self.now_ns = at_ns
                 self.events_run += 1
                 return True
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
-        heapq.heappush(self._heap, (key, at_ns, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (tiebreak << 64) | self._seq, at_ns, fn, args))
         return False
 
     # --- the step loop -----------------------------------------------------------------
