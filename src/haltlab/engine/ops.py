@@ -556,10 +556,11 @@ def ndelay(ns: int) -> Op:
 # --- inline forms ----------------------------------------------------------------------
 #
 # Under a driver that starts ops where they are awaited (`context.inline`: the
-# simulator without an `on_op` hook), the commonest ops that cost nothing are
-# coroutines doing what `start()` does, with no op object, `__await__`
-# generator or runner call in between (about 1 us saved each in CPython 3.11;
-# a printk awaits a dozen of them). Exact, because the runner would do nothing
+# simulator without an `on_op` hook), the commonest ops are coroutines doing
+# what their `start()` does and handing the outcome to the runner themselves,
+# with no op object, `__await__` generator or f-string in between (a printk
+# awaits a dozen of them). `READ_ONCE` and `local_irq_save`, which cost
+# nothing, skip the runner too. Exact, because the runner would do nothing
 # else with them: a `Done` of cost 0 draws no tiebreak and queues no event, and
 # it goes on at once unless an interrupt is deliverable (`Machine.irq_ready`).
 # Kernel code only runs while none is (the runner takes one before every

@@ -110,8 +110,8 @@ def paused_gc():
     `Simulator.run()`, whose objects (every CPU's coroutines, frames, strands)
     live until the run ends, so the collector would only rescan them; and
     around a whole run whose caller keeps only the result (`run_panic()`),
-    build and result too (a third of the time at 8192 CPUs went to rescanning
-    the machine while it was built and while its result was read).
+    build and result too (at 8192 CPUs 100-250 ms of a 0.6-0.9 s run went to
+    rescanning the machine while it was built and while its result was read).
 
     A finished run is a cycle (machine and driver refer to each other) that
     only the collector frees, so the block must end after the run is
@@ -122,7 +122,8 @@ def paused_gc():
     live run to an older generation instead, which back-to-back runs (a
     sweep's worker, a benchmark's repeats) do not collect in time: each kept
     the last one alive, 165 MiB instead of 67 MiB peak at 8192 busy CPUs
-    (benchmarks/README.md)."""
+    (benchmarks/README.md). Nothing global may hold a run either: `run_strand()`
+    clears `engine.context` when the CPU parks."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
