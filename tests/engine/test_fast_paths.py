@@ -181,17 +181,17 @@ def test_an_interrupt_storm_runs_the_same_with_and_without_the_shortcuts(seed):
 
 def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch):
     """Guards the comparisons above: under the simulator READ_ONCE, WRITE_ONCE,
-    the irq save/restore pair, the bit ops and the delays make no op object
-    (`ops`' inline forms), under the reference every one of them does."""
+    the atomics, the irq save/restore pair, the bit ops and the delays make no
+    op object (`ops`' inline forms), under the reference every one of them does."""
     from haltlab.engine import ops
 
     made: dict = {}
-    for cls in (ops._ReadOnce, ops._WriteOnce, ops._LocalIrqSave, ops._LocalIrqRestore, ops._Delay):
+    for cls in (ops._ReadOnce, ops._WriteOnce, ops._LocalIrqSave, ops._LocalIrqRestore, ops._Delay, ops._Rmw):
         original = cls.__init__
 
-        def counting(self, *args, _original=original, _name=cls.__name__):
+        def counting(self, *args, _original=original, _name=cls.__name__, **kwargs):
             made[_name] = made.get(_name, 0) + 1
-            _original(self, *args)
+            _original(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "__init__", counting)
     cfg = PanicConfig(cpus=4, others="busy", observe_ns=300_000_000)
@@ -199,4 +199,4 @@ def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch)
     assert made == {}
     monkeypatch.setattr(panic_scenario, "Simulator", _Reference)
     _observed(cfg)
-    assert set(made) == {"_ReadOnce", "_WriteOnce", "_LocalIrqSave", "_LocalIrqRestore", "_Delay"}
+    assert set(made) == {"_ReadOnce", "_WriteOnce", "_LocalIrqSave", "_LocalIrqRestore", "_Delay", "_Rmw"}

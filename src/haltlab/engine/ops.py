@@ -355,6 +355,13 @@ class _WriteOnce(_Rmw):
         return machine.done("atomic_op_ns")
 
 
+def _atomic(name: str, var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Op:
+    """An `_Rmw` that may write, or under the simulator its inline form."""
+    if context.inline is not None:
+        return _rmw_now(var, fn)                # see "Inline forms" below
+    return _Rmw(name, var, fn)
+
+
 def READ_ONCE(var: Var) -> Op:
     if context.inline is not None:
         return _read_once_now(var)      # see "Inline forms" below
@@ -368,22 +375,22 @@ def WRITE_ONCE(var: Var, value: Any) -> Op:
 
 
 def xchg(var: Var, value: Any) -> Op:
-    return _Rmw("xchg", var, lambda old: (value, old))
+    return _atomic("xchg", var, lambda old: (value, old))
 
 
 def cmpxchg(var: Var, old: Any, new: Any) -> Op:
     """Returns the value found, as the kernel's `cmpxchg()`."""
-    return _Rmw("cmpxchg", var, lambda cur: (new if cur == old else cur, cur))
+    return _atomic("cmpxchg", var, lambda cur: (new if cur == old else cur, cur))
 
 
 def atomic_try_cmpxchg(var: Var, old: Any, new: Any) -> Op:
     """Returns `(succeeded, value_found)`: the kernel writes the found value back
     through its `old` pointer; a tuple is the Python spelling of that."""
-    return _Rmw("atomic_try_cmpxchg", var, lambda cur: (new if cur == old else cur, (cur == old, cur)))
+    return _atomic("atomic_try_cmpxchg", var, lambda cur: (new if cur == old else cur, (cur == old, cur)))
 
 
 def atomic_add_return(var: Var, delta: int) -> Op:
-    return _Rmw("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
+    return _atomic("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
 
 
 def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -> Op:
@@ -396,7 +403,7 @@ def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -
     CPU can observe the structure between a failed attempt and the retry.
     Costs one atomic, as the successful cmpxchg does. `what` names the kernel
     function (`prb_reserve`) in traces."""
-    return _Rmw(what, var, fn)
+    return _atomic(what, var, fn)
 
 
 class _SpinSection(Op):
@@ -458,7 +465,7 @@ def clear_bit(nr: int, var: Var) -> Op:
 
 
 def test_and_set_bit(nr: int, var: Var) -> Op:
-    return _Rmw("test_and_set_bit", var, lambda cur: (cur | (1 << nr), bool(cur >> nr & 1)))
+    return _atomic("test_and_set_bit", var, lambda cur: (cur | (1 << nr), bool(cur >> nr & 1)))
 
 
 class _SpinUntil(Op):
@@ -583,6 +590,20 @@ async def _write_once_now(var: Var, value: Any) -> None:
     if value != var._value:
         var.memory.store(var, value)
     value = context.inline(None, context.hardware.done("atomic_op_ns"))
+    if isinstance(value, Handover):
+        return await _to_driver(value)
+    return value
+
+
+async def _rmw_now(var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Any:
+    """`_Rmw.start()` of a writing `_Rmw`, inline."""
+    old = var._value
+    new, result = fn(old)
+    if new != old:
+        var.memory.store(var, new)
+    machine = context.hardware
+    outcome = machine.done("atomic_op_ns") if result is None else Done(result, machine.cost_ns("atomic_op_ns"))
+    value = context.inline(None, outcome)
     if isinstance(value, Handover):
         return await _to_driver(value)
     return value
