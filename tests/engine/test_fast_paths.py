@@ -200,3 +200,24 @@ def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch)
     monkeypatch.setattr(panic_scenario, "Simulator", _Reference)
     _observed(cfg)
     assert set(made) == {"_ReadOnce", "_WriteOnce", "_LocalIrqSave", "_LocalIrqRestore", "_Delay", "_Rmw"}
+
+
+def test_two_simulations_in_threads_of_one_process_give_their_own_results():
+    """`engine.context` is one per process; simulations in threads (a thread
+    pool's sweep, a Dask worker's threads) take turns per strand
+    (`simulator._RUNNING_A_CPU`). Thread switches forced at every few
+    bytecodes would otherwise let one run's ops read the other's CPU."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfgs = [PanicConfig(cpus=4, observe_ns=50_000_000, seed=s, others=o)
+            for s, o in ((1, "busy"), (2, "idle"), (3, "irqsoff"), (4, "busy"))]
+    alone = [dumps(simulate_panic(c).result) for c in cfgs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda c: dumps(simulate_panic(c).result), cfgs))
+    finally:
+        sys.setswitchinterval(interval)
+    assert together == alone

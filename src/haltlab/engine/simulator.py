@@ -68,6 +68,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import threading
 from typing import Any, Callable
 
 from haltlab.engine import context
@@ -84,6 +85,14 @@ _WAITING = Status.WAITING
 _RUNNING = Activity.RUNNING
 
 __all__ = ["Simulator", "paused_gc"]
+
+_RUNNING_A_CPU = threading.RLock()
+"""Held while `run_strand()` runs a CPU. `engine.context` is one per process,
+and the simulator clears it when the CPU parks, so two simulations in threads
+of one process (a thread pool's sweep, a Dask worker's threads) must not run
+CPUs at the same time: they take turns at strand boundaries, where the context
+is set anew (without this a thread switch mid-strand let one run's kernel code
+read the other's CPU)."""
 
 
 class _Parked(Handover):
@@ -236,6 +245,7 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
+        _RUNNING_A_CPU.acquire()
         set_current(self, cpu, self._inline if on_op is None else None)
         try:
             while value is not PARKED:
@@ -273,6 +283,7 @@ class Simulator(Driver):
             # Nothing of this run stays reachable from the module once its
             # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
             set_current(None, -1)
+            _RUNNING_A_CPU.release()
 
     def _inline(self, op: Op | None, outcome):
         """What the loop above would do with `op`, just started with `outcome`
