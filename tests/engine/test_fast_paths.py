@@ -113,13 +113,15 @@ def _storm(driver_cls, seed: int) -> tuple:
     delays and waits short; what each CPU saw, and when."""
     import random
 
-    from haltlab.engine.ops import (READ_ONCE, WRITE_ONCE, cpu_relax, local_irq_disable,
-                                    local_irq_enable, ndelay, send_IPI_mask, send_NMI_mask, spin_until)
+    from haltlab.engine.ops import (READ_ONCE, WRITE_ONCE, clear_bit, cpu_relax, local_irq_disable,
+                                    local_irq_enable, local_irq_restore, local_irq_save, ndelay, send_IPI_mask,
+                                    send_NMI_mask, set_bit, spin_until, udelay)
     from haltlab.machine.machine import Machine
     from haltlab.machine.profile import load_profile
 
     machine = Machine(load_profile("kvm-x86"), 4)
     flag = machine.memory.var("flag", 0)
+    mask = machine.memory.var("mask", 0)
     seen: list = []
 
     def handler(name):
@@ -135,7 +137,7 @@ def _storm(driver_cls, seed: int) -> tuple:
     async def task(cpu: int):
         rnd = random.Random(seed * 10 + cpu)
         for step in range(60):
-            pick = rnd.randrange(9)
+            pick = rnd.randrange(11)
             if pick == 0:
                 await send_IPI_mask(rnd.randrange(1, 16) & ~(1 << cpu), rnd.choice("AB"))
             elif pick == 1:
@@ -151,6 +153,14 @@ def _storm(driver_cls, seed: int) -> tuple:
                 seen.append((sim.now_ns, cpu, "spun", got))
             elif pick == 6:
                 await cpu_relax()
+            elif pick == 7:
+                flags = await local_irq_save()      # interrupts arriving meanwhile wait for the restore
+                await udelay(rnd.randrange(0, 20))
+                await local_irq_restore(flags)
+            elif pick == 8:
+                bit = rnd.randrange(4)
+                await (set_bit if rnd.randrange(2) else clear_bit)(bit, mask)
+                seen.append((sim.now_ns, cpu, "mask", await READ_ONCE(mask)))
             else:
                 await ndelay(rnd.randrange(0, 30_000))
         seen.append((sim.now_ns, cpu, "done", None))
@@ -167,3 +177,47 @@ def test_an_interrupt_storm_runs_the_same_with_and_without_the_shortcuts(seed):
     fast = _storm(Simulator, seed)
     assert any(name == "NMI" for _, _, name, _ in fast[0]) and any(name == "done" for _, _, name, _ in fast[0])
     assert fast == _storm(_Reference, seed)
+
+
+def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch):
+    """Guards the comparisons above: under the simulator READ_ONCE, WRITE_ONCE,
+    the atomics, the irq save/restore pair, the bit ops and the delays make no
+    op object (`ops`' inline forms), under the reference every one of them does."""
+    from haltlab.engine import ops
+
+    made: dict = {}
+    for cls in (ops._ReadOnce, ops._WriteOnce, ops._LocalIrqSave, ops._LocalIrqRestore, ops._Delay, ops._Rmw):
+        original = cls.__init__
+
+        def counting(self, *args, _original=original, _name=cls.__name__, **kwargs):
+            made[_name] = made.get(_name, 0) + 1
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    cfg = PanicConfig(cpus=4, others="busy", observe_ns=300_000_000)
+    _observed(cfg)
+    assert made == {}
+    monkeypatch.setattr(panic_scenario, "Simulator", _Reference)
+    _observed(cfg)
+    assert set(made) == {"_ReadOnce", "_WriteOnce", "_LocalIrqSave", "_LocalIrqRestore", "_Delay", "_Rmw"}
+
+
+def test_two_simulations_in_threads_of_one_process_give_their_own_results():
+    """`engine.context` is one per process; simulations in threads (a thread
+    pool's sweep, a Dask worker's threads) take turns per strand
+    (`simulator._RUNNING_A_CPU`). Thread switches forced at every few
+    bytecodes would otherwise let one run's ops read the other's CPU."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfgs = [PanicConfig(cpus=4, observe_ns=50_000_000, seed=s, others=o)
+            for s, o in ((1, "busy"), (2, "idle"), (3, "irqsoff"), (4, "busy"))]
+    alone = [dumps(simulate_panic(c).result) for c in cfgs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda c: dumps(simulate_panic(c).result), cfgs))
+    finally:
+        sys.setswitchinterval(interval)
+    assert together == alone

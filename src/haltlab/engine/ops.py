@@ -34,6 +34,7 @@ so the drivers instead refuse any yielded value that is not an `Op`.
 from __future__ import annotations
 
 import enum
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Union
 
@@ -41,7 +42,7 @@ from haltlab.engine import context
 from haltlab.engine.memory import Var, for_each_cpu
 
 __all__ = [
-    "Activity", "WAIT_STATES", "Op", "Handover", "Done", "DONE", "Busy", "Wait", "Gone",
+    "Activity", "WAIT_STATES", "Op", "Handover", "Resolved", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "lockless_update", "raw_spin_section", "set_bit", "clear_bit", "test_and_set_bit",
     "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
@@ -241,7 +242,7 @@ class Op:
         # go back to the driver after all (to park, or to take an interrupt).
         runner = context.inline
         if runner is not None:
-            value = runner(self)
+            value = runner(self, self.start(context.hardware, context._cpu))
             if not isinstance(value, Handover):
                 return value
             return (yield value)
@@ -266,6 +267,16 @@ class Handover(Op):
     the driver's own token, never kernel code's, never started again."""
 
     __slots__ = ()
+
+
+class Resolved(Handover):
+    """The op is done with `result`, but an interrupt is deliverable first: the
+    driver takes it, then resumes the coroutine with `result`."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
 
 
 class _Rmw(Op):
@@ -344,31 +355,42 @@ class _WriteOnce(_Rmw):
         return machine.done("atomic_op_ns")
 
 
+def _atomic(name: str, var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Op:
+    """An `_Rmw` that may write, or under the simulator its inline form."""
+    if context.inline is not None:
+        return _rmw_now(var, fn)                # see "Inline forms" below
+    return _Rmw(name, var, fn)
+
+
 def READ_ONCE(var: Var) -> Op:
+    if context.inline is not None:
+        return _read_once_now(var)      # see "Inline forms" below
     return _ReadOnce(var)
 
 
 def WRITE_ONCE(var: Var, value: Any) -> Op:
+    if context.inline is not None:
+        return _write_once_now(var, value)      # see "Inline forms" below
     return _WriteOnce(var, value)
 
 
 def xchg(var: Var, value: Any) -> Op:
-    return _Rmw("xchg", var, lambda old: (value, old))
+    return _atomic("xchg", var, lambda old: (value, old))
 
 
 def cmpxchg(var: Var, old: Any, new: Any) -> Op:
     """Returns the value found, as the kernel's `cmpxchg()`."""
-    return _Rmw("cmpxchg", var, lambda cur: (new if cur == old else cur, cur))
+    return _atomic("cmpxchg", var, lambda cur: (new if cur == old else cur, cur))
 
 
 def atomic_try_cmpxchg(var: Var, old: Any, new: Any) -> Op:
     """Returns `(succeeded, value_found)`: the kernel writes the found value back
     through its `old` pointer; a tuple is the Python spelling of that."""
-    return _Rmw("atomic_try_cmpxchg", var, lambda cur: (new if cur == old else cur, (cur == old, cur)))
+    return _atomic("atomic_try_cmpxchg", var, lambda cur: (new if cur == old else cur, (cur == old, cur)))
 
 
 def atomic_add_return(var: Var, delta: int) -> Op:
-    return _Rmw("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
+    return _atomic("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
 
 
 def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -> Op:
@@ -381,7 +403,7 @@ def lockless_update(var: Var, fn: Callable[[Any], tuple[Any, Any]], what: str) -
     CPU can observe the structure between a failed attempt and the retry.
     Costs one atomic, as the successful cmpxchg does. `what` names the kernel
     function (`prb_reserve`) in traces."""
-    return _Rmw(what, var, fn)
+    return _atomic(what, var, fn)
 
 
 class _SpinSection(Op):
@@ -431,15 +453,19 @@ def raw_spin_section(lock: Var, vars: tuple, fn: Callable[..., tuple], what: str
 
 
 def set_bit(nr: int, var: Var) -> Op:
+    if context.inline is not None:
+        return _bit_now(nr, var, True)          # see "Inline forms" below
     return _Rmw("set_bit", var, lambda cur: (cur | (1 << nr), None), bit=BitUpdate(var.name, nr, True))
 
 
 def clear_bit(nr: int, var: Var) -> Op:
+    if context.inline is not None:
+        return _bit_now(nr, var, False)         # see "Inline forms" below
     return _Rmw("clear_bit", var, lambda cur: (cur & ~(1 << nr), None), bit=BitUpdate(var.name, nr, False))
 
 
 def test_and_set_bit(nr: int, var: Var) -> Op:
-    return _Rmw("test_and_set_bit", var, lambda cur: (cur | (1 << nr), bool(cur >> nr & 1)))
+    return _atomic("test_and_set_bit", var, lambda cur: (cur | (1 << nr), bool(cur >> nr & 1)))
 
 
 class _SpinUntil(Op):
@@ -517,15 +543,109 @@ class _Delay(Op):
 
 
 def mdelay(ms: int) -> Op:
+    if context.inline is not None:
+        return _delay_now(ms * NSEC_PER_MSEC)   # see "Inline forms" below
     return _Delay(ms * NSEC_PER_MSEC, f"mdelay({ms})")
 
 
 def udelay(us: int) -> Op:
+    if context.inline is not None:
+        return _delay_now(us * NSEC_PER_USEC)
     return _Delay(us * NSEC_PER_USEC, f"udelay({us})")
 
 
 def ndelay(ns: int) -> Op:
+    if context.inline is not None:
+        return _delay_now(ns)
     return _Delay(ns, f"ndelay({ns})")
+
+
+# --- inline forms ----------------------------------------------------------------------
+#
+# Under a driver that starts ops where they are awaited (`context.inline`: the
+# simulator without an `on_op` hook), the commonest ops are coroutines doing
+# what their `start()` does and handing the outcome to the runner themselves,
+# with no op object, `__await__` generator or f-string in between (a printk
+# awaits a dozen of them). `READ_ONCE` and `local_irq_save`, which cost
+# nothing, skip the runner too. Exact, because the runner would do nothing
+# else with them: a `Done` of cost 0 draws no tiebreak and queues no event, and
+# it goes on at once unless an interrupt is deliverable (`Machine.irq_ready`).
+# Kernel code only runs while none is (the runner takes one before every
+# resume), pure code between two ops cannot raise one, and a read or a `cli`
+# cannot make one deliverable; `local_irq_restore()` can, and then yields to
+# the driver as the runner does (`_to_driver()`). Any other driver (the
+# explorer, a subclass watching ops) gets the op objects, and
+# tests/engine/test_fast_paths.py compares the two.
+
+
+@types.coroutine
+def _to_driver(token: "Handover"):
+    """Yield the runner's `token` to the driver loop, which takes the
+    deliverable interrupt and later resumes the awaiting coroutine."""
+    return (yield token)
+
+
+async def _write_once_now(var: Var, value: Any) -> None:
+    """`_WriteOnce.start()`, inline."""
+    if value != var._value:
+        var.memory.store(var, value)
+    value = context.inline(None, context.hardware.done("atomic_op_ns"))
+    if isinstance(value, Handover):
+        return await _to_driver(value)
+    return value
+
+
+async def _rmw_now(var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Any:
+    """`_Rmw.start()` of a writing `_Rmw`, inline."""
+    old = var._value
+    new, result = fn(old)
+    if new != old:
+        var.memory.store(var, new)
+    machine = context.hardware
+    outcome = machine.done("atomic_op_ns") if result is None else Done(result, machine.cost_ns("atomic_op_ns"))
+    value = context.inline(None, outcome)
+    if isinstance(value, Handover):
+        return await _to_driver(value)
+    return value
+
+
+async def _bit_now(nr: int, var: Var, set_: bool) -> None:
+    """`set_bit()` / `clear_bit()`'s `_Rmw.start()`, inline."""
+    old = var._value
+    new = old | (1 << nr) if set_ else old & ~(1 << nr)
+    if new != old:
+        var.memory.store(var, new)
+    value = context.inline(None, context.hardware.done("atomic_op_ns"))
+    if isinstance(value, Handover):
+        return await _to_driver(value)
+    return value
+
+
+async def _delay_now(duration_ns: int) -> None:
+    """`_Delay.start()`, inline: busy for `duration_ns`."""
+    value = context.inline(None, Busy(duration_ns))
+    if isinstance(value, Handover):
+        return await _to_driver(value)
+    return value
+
+
+async def _read_once_now(var: Var) -> Any:
+    """`_ReadOnce.start()`, inline: the value, nothing else."""
+    return var._value
+
+
+async def _local_irq_save_now() -> bool:
+    """`_LocalIrqSave.start()`, inline: `cli` leaves no interrupt deliverable."""
+    return context.hardware.set_irq_flag(context._cpu, False)
+
+
+async def _local_irq_restore_now(flags: bool) -> None:
+    """`_LocalIrqRestore.start()`, inline; restoring IF=1 with an interrupt
+    pending hands the CPU to the driver first, as the runner would."""
+    machine, cpu = context.hardware, context._cpu
+    machine.set_irq_flag(cpu, flags)
+    if machine.irq_ready[cpu]:
+        await _to_driver(Resolved(None))
 
 
 # --- operations the machine carries out ----------------------------------------------
@@ -620,6 +740,8 @@ class _LocalIrqSave(_LocalOp):
 
 def local_irq_save() -> Op:
     """Disable interrupts; returns whether they were enabled (the saved flags)."""
+    if context.inline is not None:
+        return _local_irq_save_now()    # see "Inline forms" below
     return _LocalIrqSave()
 
 
@@ -636,6 +758,8 @@ class _LocalIrqRestore(_LocalOp):
 
 
 def local_irq_restore(flags: bool) -> Op:
+    if context.inline is not None:
+        return _local_irq_restore_now(flags)    # see "Inline forms" below
     return _LocalIrqRestore(flags)
 
 

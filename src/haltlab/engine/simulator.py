@@ -1,10 +1,15 @@
 """The timed driver: integer-nanosecond virtual time over one event heap.
 
-A heap of `(time_ns, tiebreak, seq, fn, args)`, as in SimPy's core, where the
-tiebreak is drawn from the run's seeded generator: events at the same nanosecond
-happen in an order that varies with the seed and never with anything else, so
-(machine, kernel, policies, seed) always gives the same trace. `seq` only makes
-heap entries totally ordered.
+A heap of events ordered by `(time_ns, tiebreak, seq)`, as in SimPy's core,
+where the tiebreak is drawn from the run's seeded generator: events at the same
+nanosecond happen in an order that varies with the seed and never with anything
+else, so (machine, kernel, policies, seed) always gives the same trace. `seq`
+only makes heap entries totally ordered. The three are packed into one integer
+key, `time_ns << 96 | tiebreak << 64 | seq` (the tiebreak has 32 bits, and `seq`
+counts events scheduled, far below 2**64), whose order is exactly that of the
+triple: an entry is `(key, time_ns, fn, args)`, and the heap compares one int
+where it compared up to three tuple members, each behind a pointer (a burst of
+8191 IPIs arriving in the same nanosecond compares tiebreaks all the way down).
 
 Events scheduled for a CPU carry the CPU's generation number; when an interrupt
 cuts a delay or a wait short the generation is bumped and the stale event is
@@ -15,10 +20,10 @@ machine calls in the same order, the same draws from the generator, the same
 `events_run`; `tests/engine/test_fast_paths.py` runs each configuration both
 ways, against `Driver.run_strand()` with the shortcuts off):
 
-* Ops start where kernel code awaits them. `Op.__await__` asks `context.inline`
-  (this driver's `_inline()`, set while it runs a CPU) to start the op, and
-  goes on with the result without yielding up through every coroutine frame
-  to this loop and back. That is what the loop would do with it: under this
+* Ops start where kernel code awaits them. `Op.__await__` starts the op and
+  hands its outcome to `context.inline` (this driver's `_inline()`, set while
+  it runs a CPU), and goes on with the result without yielding up through
+  every coroutine frame to this loop and back. That is what the loop would do with it: under this
   driver the gate always opens, so an op is started the moment it is yielded,
   and a `Done` that costs nothing resumes the coroutine at once unless an
   interrupt is deliverable (the loop checks before every resume; `_inline()`
@@ -27,6 +32,12 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   (a cost, a delay, a spin, a halt) the op goes back to the loop, already
   started (`_Parked`, `_Started`), and the driver's state is what `start_op()`
   would have left. A subclass with an `on_op` hook gets every op yielded.
+* The commonest ops have inline forms (`ops.py`, "Inline forms"): coroutines
+  that do what the op's `start()` does and pass the outcome to `_inline()`
+  themselves, with no op object or `__await__` generator; `READ_ONCE` and
+  `local_irq_save` do not even call it, since a `Done` of cost 0 with no
+  interrupt deliverable (and neither op can make one so) is resumed at once.
+* One integer heap key (above) instead of three tuple members.
 * A completion that is the next event runs at once (`_then()`). Scheduling an
   op's end draws its tiebreak and takes a sequence number as always; if the
   current event has nothing left to do after it (`chain`: `_resume`,
@@ -41,6 +52,9 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   four fields it depends on changes (`Machine._ready()`).
 * A spinner whose condition read the same variables as last time keeps its
   place in the watcher index instead of being removed and added again.
+* `Machine.set_irq_flag()` with the flag as it was recomputes nothing: both
+  `irq_ready` and the accounted state are current at every change of their
+  inputs, so they would come out as they are.
 
 No tick is skipped: in these models a halted idle CPU has no tick (NO_HZ idle
 stops it, `do_idle()`), and once `smp_send_stop()` has run neither has the
@@ -54,12 +68,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import threading
 from typing import Any, Callable
 
 from haltlab.engine import context
 from haltlab.engine.context import set_current
 from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
 from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
+from haltlab.engine.ops import Resolved as _Resolved
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
 # `Status.READY` is a class-attribute lookup of about 100 ns, a global about 10.
@@ -70,6 +86,14 @@ _RUNNING = Activity.RUNNING
 
 __all__ = ["Simulator", "paused_gc"]
 
+_RUNNING_A_CPU = threading.RLock()
+"""Held while `run_strand()` runs a CPU. `engine.context` is one per process,
+and the simulator clears it when the CPU parks, so two simulations in threads
+of one process (a thread pool's sweep, a Dask worker's threads) must not run
+CPUs at the same time: they take turns at strand boundaries, where the context
+is set anew (without this a thread switch mid-strand let one run's kernel code
+read the other's CPU)."""
+
 
 class _Parked(Handover):
     """The op is started and the CPU parked (its resume or end is queued)."""
@@ -78,15 +102,6 @@ class _Parked(Handover):
 
 
 _PARK_TOKEN = _Parked()
-
-
-class _Resolved(Handover):
-    """The op is done with `result`, but an interrupt is deliverable first."""
-
-    __slots__ = ("result",)
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
 
 
 class _Started(Handover):
@@ -102,14 +117,22 @@ class _Started(Handover):
 def paused_gc():
     """The cyclic garbage collector off for a block (as it was, after): around
     `Simulator.run()`, whose objects (every CPU's coroutines, frames, strands)
-    live until the run ends, so the collector would only rescan them.
+    live until the run ends, so the collector would only rescan them; and
+    around a whole run whose caller keeps only the result (`run_panic()`),
+    build and result too (at 8192 CPUs 100-250 ms of a 0.6-0.9 s run went to
+    rescanning the machine while it was built and while its result was read).
 
-    Not around a scenario's build and result as well, though that would save
-    more time: a finished run is a cycle (machine and driver refer to each
-    other) that only the collector frees, and it does so while the next run is
-    built; paused there too, back-to-back runs (a sweep's worker, a benchmark's
-    repeats) each kept the last one alive: 165 MiB instead of 67 MiB peak at
-    8192 busy CPUs (benchmarks/README.md)."""
+    A finished run is a cycle (machine and driver refer to each other) that
+    only the collector frees, so the block must end after the run is
+    dropped: then the run has never been scanned, all of it is still in the
+    youngest generation, and the first collection after the block frees it.
+    Ended while the run is still referenced (a pause inside
+    `simulate_panic()`, which returns it), that collection would move the
+    live run to an older generation instead, which back-to-back runs (a
+    sweep's worker, a benchmark's repeats) do not collect in time: each kept
+    the last one alive, 165 MiB instead of 67 MiB peak at 8192 busy CPUs
+    (benchmarks/README.md). Nothing global may hold a run either: `run_strand()`
+    clears `engine.context` when the CPU parks."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -146,7 +169,7 @@ class Simulator(Driver):
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
         self._seq += 1
-        heapq.heappush(self._heap, (at_ns, self.rng.getrandbits(32), self._seq, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq, at_ns, fn, args))
 
     def run(self, until_ns: int) -> None:
         """Run every event up to `until_ns`, or until the machine resets.
@@ -164,8 +187,8 @@ class Simulator(Driver):
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            while heap and heap[0][0] <= until_ns and self.reset_reason is None and not self.stopped:
-                at_ns, _, _, fn, args = pop(heap)
+            while heap and heap[0][1] <= until_ns and self.reset_reason is None and not self.stopped:
+                _, at_ns, fn, args = pop(heap)
                 self.now_ns = at_ns
                 fn(*args)
                 self.events_run += 1
@@ -188,18 +211,16 @@ class Simulator(Driver):
         self._seq += 1
         if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
             heap = self._heap
-            if not heap:
-                self.now_ns = at_ns
-                self.events_run += 1
-                return True
-            first = heap[0]
-            if at_ns < first[0] or (at_ns == first[0] and tiebreak < first[1]):
+            # Sorts first: before the head's time, or at it with a smaller
+            # (tiebreak, seq); the packed key only for that tie.
+            if not heap or at_ns < heap[0][1] or (
+                    at_ns == heap[0][1] and (at_ns << 96 | tiebreak << 64 | self._seq) < heap[0][0]):
                 self.now_ns = at_ns
                 self.events_run += 1
                 return True
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
-        heapq.heappush(self._heap, (at_ns, tiebreak, self._seq, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (tiebreak << 64) | self._seq, at_ns, fn, args))
         return False
 
     # --- the step loop -----------------------------------------------------------------
@@ -224,6 +245,7 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
+        _RUNNING_A_CPU.acquire()
         set_current(self, cpu, self._inline if on_op is None else None)
         try:
             while value is not PARKED:
@@ -258,22 +280,26 @@ class Simulator(Driver):
                     on_op(s, op)
                 value = self._started(s, frame, op, op.start(machine, cpu))
         finally:
-            context.inline = None
+            # Nothing of this run stays reachable from the module once its
+            # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
+            set_current(None, -1)
+            _RUNNING_A_CPU.release()
 
-    def _inline(self, op: Op):
-        """Start `op` for the CPU `run_strand()` runs, inside the coroutine that
-        awaits it (`Op.__await__`): its result, to go on with at once, or a
-        `Handover` when the loop above would not resume the coroutine now.
+    def _inline(self, op: Op | None, outcome):
+        """What the loop above would do with `op`, just started with `outcome`
+        on the CPU `run_strand()` runs, done inside the coroutine that awaits
+        it (`Op.__await__`, or an op's inline form, which passes `op` None): the
+        op's result, to go on with at once, or a `Handover` when the loop
+        would not resume the coroutine now.
 
-        What the loop would do after `start_op()`, done here: a `Done` costing
-        nothing resumes at once, one with a cost schedules the resume; a `Busy`
+        What the loop would do after `start_op()`: a `Done` costing nothing
+        resumes at once, one with a cost schedules the resume; a `Busy`
         schedules its end; either may chain (`_then()`), and then goes on at
         once unless an interrupt is deliverable (the loop checks for one before
         every resume). Anything else goes back to the loop as `_Started`."""
         s = self._strand
         cpu = s.cpu
         machine = self.machine
-        outcome = op.start(machine, cpu)
         outcome_type = type(outcome)
         if outcome_type is Done:
             value = outcome.result

@@ -203,7 +203,14 @@ class Machine:
     def set_irq_flag(self, cpu: int, enabled: bool) -> bool:
         """Set RFLAGS.IF (`cli`/`sti`); returns the previous one (the saved flags)."""
         c = self.cpus[cpu]
-        previous, c.irqs_enabled = c.irqs_enabled, enabled
+        previous = c.irqs_enabled
+        if previous is enabled:
+            # Nothing changes: `irq_ready` and the accounted state are kept up
+            # to date at every change of their inputs, so recomputing them
+            # would give what they are (`local_irq_save()` with IF already
+            # clear, as in every printk of a panic).
+            return previous
+        c.irqs_enabled = enabled
         self._ready(c)
         self._restate(c)
         return previous

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from haltlab.engine.run import Run
-from haltlab.engine.simulator import Simulator
+from haltlab.engine.simulator import Simulator, paused_gc
 from haltlab.errors import ConfigError
 from haltlab.kernel.commits import commit_set
 from haltlab.kernel.idle import OTHERS, Others
@@ -153,7 +153,10 @@ class PanicRun(Run):
 
 
 def run_panic(cfg: PanicConfig) -> PanicResult:
-    return simulate_panic(cfg).result
+    """The result alone. The cyclic collector stays off until the run is
+    dropped (`paused_gc()` says why that order matters)."""
+    with paused_gc():
+        return simulate_panic(cfg).result
 
 
 def simulate_panic(cfg: PanicConfig, profile: Profile | None = None) -> PanicRun:
