@@ -31,25 +31,52 @@ def lab() -> None:
     """Boot real kernels under QEMU and measure the panic and kexec CPU paths."""
 
 
-def guest_cpus_option(default: int = 2, help: str = "vCPUs of the guest.") -> Callable:
+def guest_cpus_option(default: int = 2, help: str = "vCPUs of the guest.", *, many: bool = False) -> Callable:
     """`--cpus N` (the model's word), and `--smp N` (QEMU's) as a hidden alias:
-    both fill the config field `cpus`."""
+    both fill the config field `cpus`. `many`: a comma list (`--smp 2,4`) as a
+    tuple of counts, the command running once per count."""
+    kind = CpuList() if many else int
+
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
-        def command(*args, cpus: int | None, smp_alias: int | None, **kw):
+        def command(*args, cpus, smp_alias, **kw):
             if cpus is not None and smp_alias is not None and cpus != smp_alias:
-                raise UserError(f"--cpus {cpus} and --smp {smp_alias}: --smp is another name for --cpus; give one")
-            return fn(*args, cpus=next((v for v in (cpus, smp_alias) if v is not None), default), **kw)
-        command = click.option("--smp", "smp_alias", type=int, default=None, hidden=True)(command)
-        return click.option("--cpus", "cpus", type=int, default=None, metavar="N",
-                            help=f"{help}  [default: {default}]")(command)
+                raise UserError(f"--cpus {_shown(cpus)} and --smp {_shown(smp_alias)}: --smp is another name "
+                                f"for --cpus; give one")
+            value = next((v for v in (cpus, smp_alias) if v is not None), (default,) if many else default)
+            return fn(*args, cpus=value, **kw)
+        command = click.option("--smp", "smp_alias", type=kind, default=None, hidden=True)(command)
+        return click.option("--cpus", "cpus", type=kind, default=None, metavar="N[,N...]" if many else "N",
+                            help=f"{help}{' A comma list runs once per count.' if many else ''}  "
+                                 f"[default: {default}]")(command)
     return decorate
+
+
+def _shown(cpus) -> str:
+    return ",".join(map(str, cpus)) if isinstance(cpus, tuple) else str(cpus)
+
+
+class CpuList(click.ParamType):
+    """`2` or `2,4`: vCPU counts, each an integer (the config checks the range)."""
+
+    name = "cpus"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            counts = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r}: expected an integer or a comma list of integers, as 2,4", param, ctx)
+        if len(set(counts)) != len(counts):
+            self.fail(f"{value!r}: a count is given twice", param, ctx)
+        return counts
 
 
 def common_options(fn: Callable) -> Callable:
     """The options every experiment takes, with the LabConfig field names."""
     opts = [
-        guest_cpus_option(),
+        guest_cpus_option(many=True),
         click.option("--runs", type=int, default=1, show_default=True, help="Repetitions; median and min-max are reported."),
         click.option("--memory-mb", type=int, default=512, show_default=True, help="Guest RAM."),
         click.option("--accel", default="auto", show_default=True, help="auto (KVM if usable, else TCG), kvm or tcg."),
@@ -58,6 +85,9 @@ def common_options(fn: Callable) -> Callable:
         click.option("--modules", type=PathText(), default=None, metavar="DIR",
                      help="Modules directory for --bzimage (lib/modules/RELEASE)."),
         kernel_package_option(),
+        click.option("--build", default=None, metavar="NAME",
+                     help="Boot the kernel `haltlab lab build NAME` builds from Debian's source with the patch "
+                          "set NAME (built first if not cached)."),
         click.option("--boot-timeout", "boot_timeout_s", type=float, default=120.0, show_default=True, help="Seconds from start to the trigger."),
         format_option,
         output_file_option(),
@@ -65,24 +95,36 @@ def common_options(fn: Callable) -> Callable:
     return functools.reduce(lambda f, opt: opt(f), reversed(opts), fn)
 
 
-def _execute(run: Callable, config, fmt: str, output: Path | None, tables: Callable[[dict], list[Table]]) -> None:
+def _execute(run: Callable, config_type: type, options: dict, fmt: str, output: Path | None,
+             tables: Callable[[dict], list[Table]]) -> None:
     """Run one experiment with a line per finished run; print and save its result.
 
-    `--output` is checked before the runs, which take minutes; a UserError is
-    left to the top-level `haltlab` group, which prints it as one line.
+    A comma list of vCPU counts runs the experiment once per count, on one
+    kernel (resolved, or built, once), and the JSON is the list of results.
+    Every config is checked, and `--output` too, before the runs, which take
+    minutes; a UserError is left to the top-level `haltlab` group, which
+    prints it as one line.
     """
+    configs = [config_type(**{**options, "cpus": n}) for n in options["cpus"]]
+    for c in configs:
+        c.validate()
     if output is not None:
         check_out_path(output, "--output", directory=False)
-    label = f"lab {type(config).__name__[:-6].lower()}"
-    result = run(config, progress=run_lines(label))
+    label = f"lab {config_type.__name__[:-6].lower()}"
+    if len(configs) == 1:
+        results = [run(configs[0], progress=run_lines(label))]
+    else:
+        kernel = configs[0].resolve_kernel()
+        results = [run(c, progress=run_lines(f"{label} --cpus {c.cpus}"), kernel=kernel) for c in configs]
+    result = results[0] if len(results) == 1 else results
     save_or_show(result, output, "--output")
     if fmt == "json":
         click.echo(dumps(result), nl=False)
     else:
-        print_tables(tables(result), fmt, console())
+        print_tables([t for r in results for t in tables(r)], fmt, console())
 
 
-def save_or_show(result: dict, output: Path | None, flag: str) -> None:
+def save_or_show(result: dict | list, output: Path | None, flag: str) -> None:
     """Write the result to `output`; if that fails (a full disk, a directory
     gone read-only), the measurement is not lost: its JSON goes to stdout and
     the error, which says so, follows (exit 2)."""
@@ -107,6 +149,10 @@ _Row = tuple[str, dict | None, float, int]
 
 def _title(r: dict) -> str:
     package = f" ({r['kernel_package']} {r['kernel_package_version']})" if r.get("kernel_package") else ""
+    if r.get("kernel_build"):
+        b = r["kernel_build"]
+        package = f" (built: {b['patch_set']} on {b['source_package']} {b['source_version']}, " \
+                  f"config {b['config_sha256'][:12]})"
     return (f"haltlab lab {r['experiment']}: {r['kernel_release']}{package}, {r['accelerator']}, "
             f"QEMU {r['qemu_version']}, {r['cpus']} vCPUs, {r['n_runs']} run(s)")
 
@@ -183,7 +229,7 @@ def panic(fmt: str, output: Path | None, **options) -> None:
     """Panic with sysrq-c and measure the host CPU the panicked guest burns."""
     from haltlab.lab.experiments.panic import PanicConfig, run_panic
 
-    _execute(run_panic, PanicConfig(**options), fmt, output, _panic_tables)
+    _execute(run_panic, PanicConfig, options, fmt, output, _panic_tables)
 
 
 @lab.command()
@@ -193,7 +239,7 @@ def kexec(fmt: str, output: Path | None, **options) -> None:
     """kexec into the same kernel; time the jump and both kernels' smp_init."""
     from haltlab.lab.experiments.kexec import KexecConfig, run_kexec
 
-    _execute(run_kexec, KexecConfig(**options), fmt, output, _kexec_tables)
+    _execute(run_kexec, KexecConfig, options, fmt, output, _kexec_tables)
 
 
 @lab.command()
@@ -207,4 +253,45 @@ def flood(fmt: str, output: Path | None, **options) -> None:
     """S2's stress test: flood /dev/kmsg from CPU 1, panic on CPU 0; count hangs."""
     from haltlab.lab.experiments.flood import FloodConfig, run_flood
 
-    _execute(run_flood, FloodConfig(**options), fmt, output, _flood_tables)
+    _execute(run_flood, FloodConfig, options, fmt, output, _flood_tables)
+
+
+@lab.command()
+@click.argument("name", required=False)
+@click.option("--jobs", type=int, default=None, metavar="N", help="make -jN (default: the machine's CPUs).")
+@format_option
+def build(name: str | None, jobs: int | None, fmt: str) -> None:
+    """Build a kernel from Debian's source with the patch set NAME (no NAME: list the sets).
+
+    Unpacks linux-source-6.x once, applies lab/patches/NAME, configures tinyconfig plus
+    the lab's fragment, builds the bzImage with ccache, and caches it by content
+    (a cold build takes minutes on 2 cores; a cached one returns at once).
+    """
+    from haltlab.lab.build import build_kernel
+    from haltlab.lab.patchsets import load_patch_set, patch_set_names
+    if name is None:
+        sets = [load_patch_set(n) for n in patch_set_names()]
+        if fmt == "json":
+            click.echo(dumps([{"name": ps.name, "description": ps.description, "source_package": ps.source_package,
+                               "model_kernel": ps.model_kernel, "model_policy": ps.model_policy,
+                               "patches": [p.name for p in ps.patches]} for ps in sets]), nl=False)
+            return
+        t = Table("Patch sets (lab/patches/NAME; build one with haltlab lab build NAME)",
+                  [Column("name"), Column("model kernel"), Column("patches", numeric=True), Column("description")])
+        for ps in sets:
+            t.add_row(ps.name, ps.model_kernel + (f" ({ps.model_policy})" if ps.model_policy else ""),
+                      str(len(ps.patches)), ps.description)
+        print_tables([t], fmt, console())
+        return
+    from haltlab.lab.experiments.common import check_build
+    check_build(name)
+    built = build_kernel(name, jobs=jobs)
+    out = {"bzimage": str(built.bzimage), "config": str(built.config), "log": str(built.log),
+           **{k: v for k, v in vars(built.info).items()}}
+    if fmt == "json":
+        click.echo(dumps(out), nl=False)
+        return
+    t = Table(f"haltlab lab build {name}", [Column("field"), Column("value")])
+    for k, v in out.items():
+        t.add_row(k, "-" if v is None else str(v))
+    print_tables([t], fmt, console())

@@ -77,6 +77,8 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "memory_mb": ("--memory-mb", None),
     "accel": ("--accel", None),
     "bzimage": ("--bzimage", None),
+    "build": ("--build", None),
+    "jobs": ("--jobs", None),
     "modules": ("--modules", None),
     "kernel_package": ("--kernel-package", None),
     "boot_timeout_s": ("--boot-timeout", None),

@@ -32,7 +32,7 @@ import re
 import stat
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
@@ -73,6 +73,9 @@ class KernelImage:
     package: str | None = None  # the Debian package (None: a user's bzImage)
     package_version: str | None = None
     changelog: Path | None = None  # the package's own changelog.gz: which backports it carries
+    # A kernel built from source: lab/build.py's BuildInfo as a dict (the source
+    # version, patch set, config hash a result records); not part of eq/hash.
+    build: dict | None = field(default=None, compare=False)
 
 
 # A Debian kernel image package, optionally pinned to a version: `NAME[=VERSION]`.

@@ -23,6 +23,11 @@ trigger), `trigger_to_guard_ns` (host clock) and `trigger_to_guard_printk_ns`
 record counts are now split at the trigger line in console order (before:
 at the moment the host saw the trigger), so before + after = total.
 
+Added to version 1 (2026-12-01, issue 9): `kernel_build`, what a kernel built
+from source is (the patch set and its digest, the source package and its
+version, the config's sha256, the compiler; None for a Debian package or a
+user's bzImage), and the option `build` (the patch set booted).
+
 Fields carry their unit (`_ns`, `_s_per_s`, `_hz`); `Summary` is a median and
 min-max over runs (stats.py). `conforms()` checks a value against a type here,
 keys and nesting (tests/lab/test_schema.py runs it on real results).
@@ -32,7 +37,7 @@ from typing import Any, NotRequired, TypedDict
 
 from haltlab.results import conforms
 
-__all__ = ["SCHEMA_VERSION", "Summary", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
+__all__ = ["SCHEMA_VERSION", "Summary", "KernelBuild", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
            "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
            "conforms"]
 
@@ -86,6 +91,22 @@ class _RunTails(TypedDict, total=False):
     qemu_stderr_tail: list[str]
 
 
+class KernelBuild(TypedDict):
+    """A kernel lab/build.py built (lab/build.py's BuildInfo)."""
+
+    patch_set: str
+    patch_set_sha256: str
+    source_package: str
+    source_version: str
+    kernel_version: str
+    model_kernel: str
+    model_policy: str | None
+    fragment_sha256: str
+    config_sha256: str
+    gcc_version: str
+    key: str
+
+
 class Header(TypedDict):
     schema_version: int
     experiment: str
@@ -94,6 +115,7 @@ class Header(TypedDict):
     kernel_package: str | None
     kernel_package_version: str | None
     kernel_source: str
+    kernel_build: KernelBuild | None
     accelerator: str
     qemu_version: str
     cpus: int

@@ -24,7 +24,7 @@ from haltlab.lab.runner import Guest, sweep_stale_guests
 from haltlab.lab.schema import SCHEMA_VERSION
 
 __all__ = ["LabConfig", "Prepared", "prepare", "guest_spec", "header", "outcome_counts", "ProgressFn",
-           "elapsed_ns", "repeat", "check_guest_cpus", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
+           "elapsed_ns", "repeat", "check_build", "check_guest_cpus", "check_seconds", "check_tcg_cpus", "MAX_SECONDS", "MAX_CPUS_Q35",
            "MAX_CPUS_TCG"]
 
 # Called after each run with (run index, number of runs, that run's dict).
@@ -43,6 +43,7 @@ class LabConfig:
     bzimage: Path | None = None  # a user's kernel image; None = a Debian kernel package
     modules: Path | None = None  # modules directory for a user bzImage
     kernel_package: str | None = None  # pin: NAME[=VERSION]; None = what linux-image-amd64 depends on
+    build: str | None = None  # a patch set (lab/patches/NAME): boot the kernel lab/build.py builds of it
     boot_timeout_s: float = 120.0  # start to the experiment's trigger
 
     def validate(self) -> None:
@@ -68,15 +69,32 @@ class LabConfig:
             if self.bzimage is not None:
                 raise ConfigError("kernel_package", self.kernel_package,
                                   "names a Debian kernel; a bzimage is booted instead")
+        if self.build is not None:
+            check_build(self.build)
+            if self.bzimage is not None or self.kernel_package is not None:
+                raise ConfigError("build", self.build, "boots a kernel built from source; give it without "
+                                                       "--bzimage and --kernel-package")
 
     def resolve_kernel(self) -> KernelImage:
-        """The kernel this config names, resolved now (apt asked once)."""
+        """The kernel this config names, resolved now (apt asked once; a build
+        from the cache, or built now)."""
+        if self.build is not None:
+            from haltlab.lab.build import built_kernel
+            return built_kernel(self.build)
         return images.resolve_kernel(Path(self.bzimage) if self.bzimage else None,
                                      Path(self.modules) if self.modules else None, self.kernel_package)
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def check_build(name: str) -> None:
+    """A patch set the repository has, as a ConfigError on `build` (shown as --build)."""
+    from haltlab.lab.patchsets import patch_set_names
+    names = patch_set_names()
+    if name not in names:
+        raise ConfigError("build", name, f"unknown patch set (choose from {', '.join(names)})")
 
 
 MAX_SECONDS = 10**6  # time.sleep() overflows long before float seconds do
@@ -163,6 +181,7 @@ def header(experiment: str, config: LabConfig, prep: Prepared) -> dict:
         "kernel_package": prep.kernel.package,
         "kernel_package_version": prep.kernel.package_version,
         "kernel_source": prep.kernel.source,
+        "kernel_build": prep.kernel.build,
         "accelerator": prep.accelerator,
         "qemu_version": prep.qemu_version,
         "cpus": config.cpus,
