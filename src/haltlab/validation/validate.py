@@ -11,7 +11,10 @@ campaign: a fresh one, or a saved `lab flood --output FILE` result passed in
 `lab_results` (a campaign takes minutes; the model's side is always run).
 Saved results must be of the kernel the rest of the command boots; when every
 case has one, that kernel is the saved results' own (pinned by package and
-version, so the lab's image cache answers without apt).
+version, so the lab's image cache answers without apt). A flood case with a
+`build` is outside that rule: it boots its own build (`lab flood --build
+NAME`), a saved result of it must be of that patch set, and its kernel is
+reported per case (`flood_builds`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.lab.images import KernelImage
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.validation.cases import CASES, FLOOD_CASES, LAB_FIELD, Case, FloodCase
-from haltlab.validation.flood import DEFAULT_SEEDS, check_lab_flood, compare_flood, lab_flood_runs, model_flood_runs, notes_4_holds
+from haltlab.validation.flood import (
+    DEFAULT_SEEDS, STOCK_MODEL, build_model, check_lab_flood, compare_flood, hang_count, lab_flood_runs,
+    model_flood_runs, notes_4_holds,
+)
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 
@@ -80,9 +86,19 @@ def _package(lab: dict) -> str:
     return f"{lab.get('kernel_package')}={lab.get('kernel_package_version')}"
 
 
-def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage:
-    """The one kernel of the command: the booted one, which saved results must match."""
-    saved = {name: _package(lab) for name, lab in lab_results.items()}
+def _packaged(case) -> bool:
+    """A case of the command's one Debian kernel (not a flood case's own build)."""
+    return getattr(case, "build", None) is None
+
+
+def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage | None:
+    """The one Debian kernel of the command: the booted one, which saved results
+    must match (None when every case boots a build of its own)."""
+    cases = [c for c in cases if _packaged(c)]
+    if not cases:
+        return None
+    names = {c.name for c in cases}
+    saved = {name: _package(lab) for name, lab in lab_results.items() if name in names}
     if len(set(saved.values())) > 1:
         raise ConfigError("lab results", ", ".join(f"{n}: {p}" for n, p in sorted(saved.items())),
                           "are of different kernels; validate compares one")
@@ -116,14 +132,22 @@ def _panic_rows(case: Case, runs: int, progress, kernel: KernelImage) -> tuple[l
     return rows, meta
 
 
-def _flood_rows(case: FloodCase, runs: int, progress, kernel: KernelImage, saved: dict | None,
+def _flood_rows(case: FloodCase, runs: int, progress, kernel: KernelImage | None, saved: dict | None,
                 seeds: int) -> tuple[list[dict], dict, dict]:
-    lab = saved if saved is not None else lab_flood(LabFlood(cpus=case.cpus, runs=runs, accel="tcg"),
-                                                    progress=progress, kernel=kernel)
-    model = model_flood_runs(case.cpus, seeds)
-    rows = compare_flood(case, model, lab, f"lab result for {case.name}")
-    notes = {"model": notes_4_holds(model), "lab": notes_4_holds(lab_flood_runs(lab))}
-    return rows, {k: lab.get(k) for k in _LAB_META}, notes
+    model = build_model(case.build) if case.build else STOCK_MODEL
+    lab = saved if saved is not None else lab_flood(LabFlood(cpus=case.cpus, runs=runs, accel="tcg",
+                                                             build=case.build),
+                                                    progress=progress, kernel=None if case.build else kernel)
+    model_runs = model_flood_runs(case.cpus, seeds, model=model)
+    rows = compare_flood(case, model_runs, lab, f"lab result for {case.name}")
+    notes = {"model": notes_4_holds(model_runs), "lab": notes_4_holds(lab_flood_runs(lab))}
+    meta = {k: lab.get(k) for k in _LAB_META}
+    if case.build:
+        (m_hung, m_n), (l_hung, l_n) = hang_count(model_runs), hang_count(lab_flood_runs(lab))
+        meta |= {"build": case.build, "kernel_build": lab.get("kernel_build"), "model_kernel": model.kernel,
+                 "console_spin": str(model.console_spin), "model_hung": m_hung, "model_runs": m_n,
+                 "lab_hung": l_hung, "lab_runs": l_n}
+    return rows, meta, notes
 
 
 def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_package: str | None = None,
@@ -141,17 +165,25 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
                                                   f"({', '.join(sorted(flood_names)) or 'none chosen'})")
     by_name = {c.name: c for c in cases}
     for name, lab in lab_results.items():       # a mismatched file is refused before anything runs
-        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}")
+        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}", by_name[name].build)
     kernel = _kernel_for(cases, lab_results, kernel_package)
-    rows, meta, notes = [], None, {}
+    rows, meta, notes, builds = [], None, {}, {}
     for case in cases:
         if isinstance(case, FloodCase):
-            case_rows, meta, notes[case.name] = _flood_rows(case, runs, progress, kernel,
-                                                            lab_results.get(case.name), seeds)
+            case_rows, case_meta, notes[case.name] = _flood_rows(case, runs, progress, kernel,
+                                                                 lab_results.get(case.name), seeds)
         else:
-            case_rows, meta = _panic_rows(case, runs, progress, kernel)
+            case_rows, case_meta = _panic_rows(case, runs, progress, kernel)
+        if _packaged(case):
+            meta = case_meta
+        else:
+            builds[case.name] = case_meta
         rows += case_rows
-    out = {"profile": PROFILE, "lab": meta, "rows": rows, **preset_match(LAB_KERNEL_PRESET, kernel)}
+    out = {"profile": PROFILE, "lab": meta, "rows": rows}
+    if kernel is not None:
+        out |= preset_match(LAB_KERNEL_PRESET, kernel)
+    if builds:
+        out["flood_builds"] = builds
     if notes:
         out["flood_seeds"] = seeds
         out["flood_kernel_notes_4"] = notes
