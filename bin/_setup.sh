@@ -70,6 +70,11 @@ haltlab_setup() {
 # kexec-tools for the kexec experiment, and cpio, with which the tests read the
 # initramfs back (haltlab writes the archive itself, in initramfs.py).
 haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)
+# And what `haltlab lab build` needs to build a kernel from Debian's source
+# (lab/build.py): the toolchain and the kernel build's own tools (flex, bison,
+# bc, libelf, OpenSSL headers), ccache, and the source itself, which
+# linux-source-6.1 puts in /usr/src/linux-source-6.1.tar.xz.
+haltlab_lab_packages+=(build-essential flex bison bc libelf-dev libssl-dev ccache linux-source-6.1)
 
 # What the tests need beyond the lab: Debian's chromium, in which
 # tests/report/test_report_browser.py loads report.html headless, and spin and

@@ -219,6 +219,11 @@ def recorded_lab(monkeypatch):
     import haltlab.validation.validate
     for module in (haltlab.validation.calibrate, haltlab.validation.validate):
         monkeypatch.setattr(module, "resolve_lab_kernel", lambda package=None: KERNEL)
+    import haltlab.validation.s1_lab           # S1's build cases: the built kernel stands in too
+    monkeypatch.setattr(haltlab.validation.s1_lab, "build_and_resolve", lambda name: KERNEL)
+    haltlab.validation.s1_lab.reset()
+    yield
+    haltlab.validation.s1_lab.reset()          # no stand-in stays cached for the next test
 
 
 def _invoke(args: list[str], columns: int = 80):

@@ -196,6 +196,15 @@ def test_a_guest_short_of_cpus_is_refused_by_what_it_printed():
     check_guest_cpus(_ShortGuest(_spec(4), progress=[], console=[]), 0, 1)  # printed neither: nothing to check
 
 
+def test_a_kexec_whose_second_kernel_is_short_of_cpus_is_refused():
+    both = [(1, "READY stage=1 release=6.1.192 cpus=2"), (2, "KEXEC-E"), (3, "READY stage=2 release=6.1.192 cpus=2")]
+    check_guest_cpus(_ShortGuest(_spec(2), progress=both), 0, 1)
+    second_short = both[:2] + [(3, "READY stage=2 release=6.1.192 cpus=1")]
+    with pytest.raises(UserError, match=r"^run 1 of 2: the guest brought up 1 of the 2 vCPUs it was given "
+                                        r"\(nproc in its init, kernel 2 of the kexec\)"):
+        check_guest_cpus(_ShortGuest(_spec(2), progress=second_short), 0, 2)
+
+
 def test_lab_flood_refuses_a_short_guest_in_one_line(monkeypatch, tmp_path):
     """Through the CLI: one error line, exit 2, the guest closed, no later run booted."""
     k = KernelImage(tmp_path / "vmlinuz", None, "6.1.0-57-amd64", "debian:p=1", "p", "1")

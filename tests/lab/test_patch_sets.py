@@ -15,6 +15,7 @@ import pytest
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.kernel.commits import commit_set
+from haltlab.kernel.policies import POLICIES
 from haltlab.lab.cache import cache_dir
 from haltlab.lab.patchsets import apply_patch_set, load_patch_set, patch_set_names, touched_files
 
@@ -52,6 +53,9 @@ def test_the_stock_set_exists_and_has_no_patches():
 def test_every_set_loads_and_names_a_model_kernel(name):
     ps = load_patch_set(name)
     assert commit_set(ps.model_kernel)          # a ConfigError if the model does not know it
+    for pair in (ps.model_policy or "").split(",") if ps.model_policy else ():
+        policy, value = pair.split("=")
+        assert value in POLICIES[policy], f"{name}: model_policy {pair}: the model has no such policy"
     assert bool(touched_files(ps)) == bool(ps.patches)
 
 
@@ -184,3 +188,13 @@ def test_bad_toml_names_the_file(tmp_path):
 def test_a_bad_patch_names_its_file(tmp_path, fname, text, needle):
     msg = _error(tmp_path, patches={fname: text})
     assert msg.startswith(str(tmp_path / "s" / fname)) and needle in msg, msg
+
+
+def test_the_digest_is_of_the_sets_own_files(tmp_path):
+    root = _set(tmp_path, patches={"0001-a.patch": GOOD_PATCH})
+    before = load_patch_set("s", root).digest
+    assert load_patch_set("s", root).digest == before
+    (root / "s" / "set.toml").write_text(GOOD_TOML.replace('"d"', '"e"'))
+    assert load_patch_set("s", root).digest != before
+    (root / "s" / "0001-a.patch").write_text(GOOD_PATCH.replace("because", "why not"))
+    assert len({before, load_patch_set("s", root).digest}) == 2

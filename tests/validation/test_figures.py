@@ -78,7 +78,7 @@ def test_a_lab_whose_runs_all_hung_is_a_note_not_a_traceback(monkeypatch):
     """Every lab run hung: no host CPU was measured (None); the row says so."""
     import haltlab.validation.s1_lab as s1_lab
     from haltlab.validation.figures import FIGURES
-    monkeypatch.setattr(s1_lab, "s1_lab_run", lambda pvpanic: {
+    monkeypatch.setattr(s1_lab, "s1_lab_run", lambda build: {
         "host_cpu_s_per_s": None, "host_cpu_s_per_s_stats": None, "outcomes": {"hung-silent": 2}})
     fig = next(f for f in FIGURES if f.id == "S1-samples-before")
     v = fig.lab()

@@ -166,15 +166,27 @@ def test_validate_passes_the_pin_to_apt(moving_apt, monkeypatch):
     assert moving_apt == ["linux-image-6.1.0-50-amd64"]
 
 
-def test_reproduce_boots_one_kernel_for_both_s1_runs(moving_apt, monkeypatch):
+def test_reproduce_builds_each_s1_kernel_once(monkeypatch, tmp_path):
+    """S1's rows boot the lab's builds (stock and s1-safe-halt): each is built,
+    or found in the cache, once per command, and every run of it boots that one."""
+    built = []
+
+    def build(name):
+        built.append(name)
+        return KernelImage(tmp_path / name, None, "6.1.192", f"build:{name}@0", "linux-source-6.1", "6.1.192-3",
+                           None, {"patch_set": name})
+
+    monkeypatch.setattr(s1_lab, "build_and_resolve", build)
     kernels = _lab_spy(monkeypatch, s1_lab)
     s1_lab.reset()
     try:
-        s1_lab.s1_lab_run("none")
-        s1_lab.s1_lab_run("pause")
+        for b in ("stock", "s1-safe-halt", "stock", "s1-safe-halt"):
+            s1_lab.s1_lab_run(b)
+        s1_lab.built_kernel("stock")
     finally:
         s1_lab.reset()
-    assert moving_apt == [None] and kernels[0] is kernels[1]
+    assert built == ["stock", "s1-safe-halt"]
+    assert [k.source for k in kernels] == ["build:stock@0", "build:s1-safe-halt@0"]
 
 
 def test_every_lab_result_names_the_package_and_version(tmp_path):

@@ -142,6 +142,8 @@ def _case_title(r: dict, builds: dict) -> str:
               if b else "")
         return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; {on}model: median of {r['model_seeds']} "
                 f"seeds (* calibration's own: agreement is expected, not evidence)")
+    if "build" in r:            # an S1 build case: the kernel lab/build.py built
+        return f"{r['case']}: {r['cpus']} CPUs, lab kernel built: {r['build']}; model: {r['model_setup']}"
     reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""
     own = " (calibration's own case: agreement is expected, not evidence)" if r["calibrated_on"] else ""
     return f"{r['case']}: {r['cpus']} CPUs, pvpanic {r['pvpanic']}{reset}{own}"

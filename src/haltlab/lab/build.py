@@ -18,7 +18,7 @@ named steps, each its own function:
    `nice`, holding `flock /tmp/haltlab-kbuild.lock` (one kernel build at a time on
    the machine, whoever starts it); make's output goes to the build log, and a
    line of progress reaches the `haltlab.lab` logger every PROGRESS_EVERY_S.
-5. `store`: bzImage, .config, build log and build.json moved into the cache
+5. `store`: bzImage, .config, System.map, build log and build.json moved into the cache
    entry at once (a rename), so a failed or interrupted build leaves no entry.
 
 The entry is keyed by content: the source package's version, the patch set's
@@ -66,13 +66,13 @@ log = logging.getLogger("haltlab.lab")
 
 FRAGMENT = Path(__file__).parent / "kconfig" / "lab.fragment"
 LOCK_PATH = Path("/tmp/haltlab-kbuild.lock")
-RECIPE = "1"             # bump when a step below changes what a build puts out
+RECIPE = "2"             # bump when a step below changes what a build puts out (2: System.map kept)
 PROGRESS_EVERY_S = 15.0
 WORK_PREFIX = "build-"   # a build in progress, under <cache>/kbuild/work/
 NICE = 10
 # Fixed so the same inputs give the same vmlinux (init/version.c), and ccache hits it.
 BUILD_ENV = {"KBUILD_BUILD_TIMESTAMP": "1970-01-01", "KBUILD_BUILD_USER": "haltlab",
-             "KBUILD_BUILD_HOST": "haltlab", "CCACHE_NOHASHDIR": "1", "LC_ALL": "C"}
+             "KBUILD_BUILD_HOST": "haltlab", "CCACHE_NOHASHDIR": "1"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class BuildInfo:
 class BuiltKernel:
     bzimage: Path
     config: Path
+    system_map: Path     # which symbols the link kept (a weak default or its override)
     log: Path
     info: BuildInfo
 
@@ -168,7 +169,7 @@ def _load_entry(entry: Path) -> BuiltKernel | None:
     meta = entry / "build.json"
     if not meta.is_file():
         return None
-    return BuiltKernel(entry / "bzImage", entry / "config", entry / "build.log",
+    return BuiltKernel(entry / "bzImage", entry / "config", entry / "System.map", entry / "build.log",
                        BuildInfo(**json.loads(meta.read_text())))
 
 
@@ -395,6 +396,7 @@ def store(entry: Path, image: Path, config: Path, build_log: Path, info: BuildIn
     """Fill `staging`, then rename it to `entry` in one step."""
     shutil.copy2(image, staging / "bzImage")
     shutil.copy2(config, staging / "config")
+    shutil.copy2(config.parent / "System.map", staging / "System.map")
     shutil.copy2(build_log, staging / "build.log")
     (staging / "build.json").write_text(json.dumps(asdict(info), indent=2, sort_keys=True) + "\n")
     try:

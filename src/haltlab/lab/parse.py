@@ -49,7 +49,7 @@ __all__ = [
     "trigger_position",
     "flood_console",
     "brought_up_cpus",
-    "ready_cpus",
+    "ready_cpus", "ready_cpus_each",
 ]
 
 Line = tuple[int, str]
@@ -280,6 +280,17 @@ def brought_up_cpus(lines: Sequence[Line]) -> tuple[int, str] | None:
         if m := SMP_DONE.search(text):
             return int(m.group(2)), strip_printk(text)
     return None
+
+
+def ready_cpus_each(progress: Sequence[Line]) -> list[tuple[str, int]]:
+    """(stage, CPUs its init saw) of every READY line: a kexec run has two,
+    the first kernel's and the second's (`stage=2`)."""
+    out = []
+    for _, text in progress:
+        if (m := _READY_CPUS.match(text)) is not None:
+            stage = re.search(r"\bstage=(\S+)", text)
+            out.append((stage.group(1) if stage else "1", int(m.group(1))))
+    return out
 
 
 def ready_cpus(progress: Sequence[Line]) -> int | None:

@@ -63,12 +63,13 @@ class PatchSet:
     model_kernel: str
     model_policy: str | None
     patches: tuple[Path, ...]
+    directory: Path
 
     @property
     def digest(self) -> str:
         """sha256 of set.toml and every patch, in order: a build's cache key part."""
         h = hashlib.sha256()
-        for path in (PATCHES_DIR / self.name / "set.toml", *self.patches):
+        for path in (self.directory / "set.toml", *self.patches):
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         return h.hexdigest()
 
@@ -96,7 +97,7 @@ def load_patch_set(name: str, root: Path = PATCHES_DIR) -> PatchSet:
     patches = tuple(sorted(p for p in where.iterdir() if p.suffix == ".patch"))
     for p in patches:
         _check_patch(p)
-    return PatchSet(name=name, patches=patches, **fields)
+    return PatchSet(name=name, patches=patches, directory=where, **fields)
 
 
 def _field(path: Path, data: dict, key: str, required: bool) -> str | None:

@@ -139,13 +139,15 @@ def _s1_reduction() -> ModelValue:
 
 
 def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
-    """The lab's figure for one S1 row: stock panic ('before') or the pvpanic
-    pause ('after', the host-side remedy: the lab cannot boot S1's unmerged
-    patch), host CPU scaled to the same inferred 13.75 s window."""
+    """The lab's figure for one S1 row: the kernel built from Debian's 6.1 source
+    with the lab's config, stock ('before') or with S1's two patches ('after',
+    `lab panic --build s1-safe-halt`), host CPU scaled to the same inferred
+    13.75 s window."""
     def lab() -> LabValue:
         from haltlab.lab.sampler import host_cpu_hz
-        from haltlab.validation.s1_lab import s1_lab_run
-        r = s1_lab_run("none" if phase == "before" else "pause")
+        from haltlab.validation.s1_lab import PATCHED_BUILD, STOCK_BUILD, build_label, s1_lab_run
+        build = STOCK_BUILD if phase == "before" else PATCHED_BUILD
+        r = s1_lab_run(build)
         window_s = _s1_window_s()
         if r["host_cpu_s_per_s"] is None:
             return LabValue(None, f"no lab run measured host CPU after its panic (outcomes: "
@@ -153,10 +155,10 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
         stats = r["host_cpu_s_per_s_stats"]
         cpu_s = r["host_cpu_s_per_s"] * window_s
         value = cpu_s * s1_perf_hz() if field == "perf_samples" else cpu_s * host_cpu_hz()
-        what = "stock panic" if phase == "before" else "pvpanic -action panic=pause (host-side remedy)"
+        what = "stock mdelay() loop" if phase == "before" else "S1's patch, safe_halt()"
         return LabValue(round(value), (
-            f"{what}; {r['accelerator']} guest, {r['cpus']} vCPUs, kernel {r['kernel_release']} "
-            f"({r['kernel_package']} {r['kernel_package_version']}), "
+            f"{what}: `haltlab lab panic --build {build}`, kernel {r['kernel_release']} built as "
+            f"{build_label(r)}; {r['accelerator']} guest, {r['cpus']} vCPUs, "
             f"QEMU {r['qemu_version']}: whole QEMU process {r['host_cpu_s_per_s']:.4f} host CPU-s/s "
             f"(median of {r['n_runs']}, {stats['min']:.4f}-{stats['max']:.4f}) over a "
             f"{r['window_ns'] / 1e9:g} s window, scaled to {window_s:g} s"))
@@ -165,9 +167,13 @@ def _s1_lab(phase: str, field: str) -> Callable[[], LabValue]:
 
 def _s1_lab_reduction() -> LabValue:
     before, after = _s1_lab("before", "cycles")(), _s1_lab("after", "cycles")()
+    if before.value is None or after.value is None:
+        return LabValue(None, "a lab side measured no host CPU: " + (before.note if before.value is None
+                                                                        else after.note))
     if not after.value:
-        return LabValue(None, "the paused guest used no measurable host CPU: the ratio is unbounded")
-    return LabValue(before.value / after.value, "lab cycles, stock panic / pvpanic pause")
+        return LabValue(None, "the patched guest used no measurable host CPU: the ratio is unbounded")
+    return LabValue(before.value / after.value, "lab cycles, stock build / s1-safe-halt build (same source "
+                                                "and config)")
 
 
 _S1 = "S1"

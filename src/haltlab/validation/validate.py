@@ -6,6 +6,11 @@ v6.1 with its stable backports), and on real kernels, and puts them side by
 side with the relative error. The lab boots one kernel for every case, and the
 result says whether the preset describes it (lab_kernel.py).
 
+S1's build cases (s1_lab.py) boot the kernels the lab builds from Debian's
+source, stock and with S1's patch, and compare their host CPU after the panic
+with the model's (`after_panic` as the patch set says); they boot no Debian
+package, so a command of only those resolves none.
+
 S2's flood cases (flood.py) compare the model's stress test with a `lab flood`
 campaign: a fresh one, or a saved `lab flood --output FILE` result passed in
 `lab_results` (a campaign takes minutes; the model's side is always run).
@@ -34,10 +39,12 @@ from haltlab.validation.flood import (
 )
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
+from haltlab.validation.s1_lab import S1_BUILD_CASES, S1BuildCase, s1_build_rows
+from haltlab.validation.s1_lab import built_kernel as s1_built_kernel
 
 __all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS", "ALL_CASES"]
 
-ALL_CASES = (*CASES, *FLOOD_CASES)
+ALL_CASES = (*CASES, *FLOOD_CASES, *S1_BUILD_CASES)
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -88,8 +95,9 @@ def _package(lab: dict) -> str:
 
 
 def _packaged(case) -> bool:
-    """A case of the command's one Debian kernel (not a flood case's own build)."""
-    return getattr(case, "build", None) is None
+    """A case `_kernel_for()` decides the kernel of (every case but a flood
+    case with a build of its own, which boots and reports that build)."""
+    return not (isinstance(case, FloodCase) and case.build)
 
 
 def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage | None:
@@ -103,9 +111,11 @@ def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelI
     if len(set(saved.values())) > 1:
         raise ConfigError("lab results", ", ".join(f"{n}: {p}" for n, p in sorted(saved.items())),
                           "are of different kernels; validate compares one")
-    boots = any(c.name not in lab_results for c in cases)
+    boots = any(c.name not in lab_results for c in cases if not isinstance(c, S1BuildCase))
     if saved and not boots:
         return resolve_lab_kernel(next(iter(saved.values())))
+    if not boots and any(isinstance(c, S1BuildCase) for c in cases):
+        return s1_built_kernel(next(c.build for c in cases if isinstance(c, S1BuildCase)))
     kernel = resolve_lab_kernel(kernel_package)
     booted = f"{kernel.package}={kernel.package_version}"
     for name, pkg in saved.items():
@@ -177,12 +187,15 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
                                                            lab_results.get(case.name), seeds)
             if case_notes is not None:
                 notes[case.name] = case_notes
+            if case.build:
+                builds[case.name] = case_meta
+            else:
+                meta = case_meta
+        elif isinstance(case, S1BuildCase):
+            case_rows, build_meta = s1_build_rows(case, runs, progress, profile=PROFILE, window_ns=LAB_WINDOW_NS)
+            meta = meta or build_meta
         else:
-            case_rows, case_meta = _panic_rows(case, runs, progress, kernel)
-        if _packaged(case):
-            meta = case_meta
-        else:
-            builds[case.name] = case_meta
+            case_rows, meta = _panic_rows(case, runs, progress, kernel)
         rows += case_rows
     out = {"profile": PROFILE, "lab": meta, "rows": rows}
     if kernel is not None:

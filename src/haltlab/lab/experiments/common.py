@@ -214,17 +214,24 @@ def check_guest_cpus(g: Guest, run: int, n: int) -> None:
     something else (the flood's `taskset -c 1` fails and nothing floods; a
     panic has no CPU to stop), so it is an error, not a result. The count is
     what the guest printed: its init's `nproc` (the READY line on the
-    progress port), else the kernel's "smp: Brought up N node(s), M CPU(s)";
+    progress port; a kexec run's second kernel prints its own, checked too),
+    else the kernel's "smp: Brought up N node(s), M CPU(s)";
     when it printed neither (a boot that never got that far) there is
     nothing to check.
     """
     asked = g.spec.cpus
-    seen, said = parse.ready_cpus(g.progress.lines), "nproc in its init"
-    if seen is None and (up := parse.brought_up_cpus(g.console.lines)):
-        seen, said = up[0], f'"{up[1]}"'
-    if seen is not None and seen < asked:
-        raise UserError(f"run {run + 1} of {n}: the guest brought up {seen} of the {asked} vCPUs it was given "
-                        f"({said}); the run needs them all (a kernel built without ACPI finds only the boot CPU)")
+    readies = parse.ready_cpus_each(g.progress.lines)
+    for stage, seen in readies:     # every kernel of the run: a kexec's second one too
+        if seen < asked:
+            where = "nproc in its init" + (f", kernel {stage} of the kexec" if len(readies) > 1 or stage != "1" else "")
+            _short(run, n, seen, asked, where)
+    if not readies and (up := parse.brought_up_cpus(g.console.lines)) and up[0] < asked:
+        _short(run, n, up[0], asked, f'"{up[1]}"')
+
+
+def _short(run: int, n: int, seen: int, asked: int, said: str) -> None:
+    raise UserError(f"run {run + 1} of {n}: the guest brought up {seen} of the {asked} vCPUs it was given "
+                    f"({said}); the run needs them all (a kernel built without ACPI finds only the boot CPU)")
 
 
 def repeat(n: int, spec: GuestSpec | Callable[[int], GuestSpec], once: Callable[[Guest], dict],
