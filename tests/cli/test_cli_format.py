@@ -6,6 +6,7 @@ panic, kexec, flood and calibrate and validate, on recorded-shape lab runs."""
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -200,6 +201,9 @@ def _flood_run(i: int, spec) -> dict:
 def recorded_lab(monkeypatch):
     """The lab with its boot replaced by recorded-shape runs (see above)."""
     def prepare(config, entries, kernel=None):
+        if getattr(config, "build", None):          # a flood case's own build (issue 9)
+            kernel = replace(KERNEL, build={"patch_set": config.build, "source_package": "linux-source-6.1",
+                                            "source_version": "6.1.192-3", "config_sha256": "c0" * 32})
         return Prepared(kernel or KERNEL, "tcg", "7.2.22", Path("/nonexistent/initrd.img"))
 
     for module, make in ((lab_panic, _panic_run), (lab_kexec, _kexec_run), (lab_flood, _flood_run)):
@@ -335,7 +339,7 @@ def test_lab_output_gets_the_json_whatever_stdout_gets(recorded_lab, tmp_path):
 
 # the flood quantities' digits (ns ones in ms); the panic ones: host CPU to 4, ms to 2
 _FLOOD_DIGITS = {"records_per_drop_notice": 1, "flood_records_per_s_before_trigger": 0, "guard_fired_fraction": 2,
-                 "drop_notices_after_trigger": 1, "trigger_to_end_ns": 1}
+                 "drop_notices_after_trigger": 1, "trigger_to_end_ns": 1, "hang_rate": 3}
 
 
 def _share(v, q):
@@ -346,12 +350,16 @@ def _share(v, q):
     return f"{v:,.4f}" if q in ("host_cpu_s_per_s", "vcpu_demand_s_per_s") else f"{v / 1e6:,.2f}"
 
 
+def _error(row: dict) -> str:
+    """The error column: "-" where the lab's median is 0 or absent (a hang rate of 0)."""
+    return "-" if row["relative_error"] is None else f"{row['relative_error']:+.0%}"
+
+
 def _validate_figures(r: dict) -> list[str]:
     out = []
     for row in r["rows"]:
         q = row["quantity"]
-        out += [*(_share(row[k], q) for k in ("model", "lab_median", "lab_min", "lab_max")),
-                f"{row['relative_error']:+.0%}"]
+        out += [*(_share(row[k], q) for k in ("model", "lab_median", "lab_min", "lab_max")), _error(row)]
     return out
 
 
@@ -404,7 +412,7 @@ def test_validate_markdown_and_csv_carry_every_row(recorded_lab, validation_json
     assert all(table[0] == ["quantity", "model", "lab median", "min", "max", "runs", "error"] for _, table in cases)
     assert [row[1:] for row in rows] == [
         [*(_share(row[k], row["quantity"]) for k in ("model", "lab_median", "lab_min", "lab_max")),
-         str(row["lab_runs"]), f"{row['relative_error']:+.0%}"] for row in r["rows"]]
+         str(row["lab_runs"]), _error(row)] for row in r["rows"]]
 
 
 def test_calibrate_markdown_and_csv_carry_every_value(recorded_lab, validation_json):

@@ -13,17 +13,18 @@ from haltlab.validation.calibrate import _with_values
 from haltlab.validation.calibrate_flood import calibrate_flood, model_records_per_notice
 from haltlab.validation.cases import FLOOD_CASES
 from haltlab.validation.flood import (
-    check_lab_flood, compare_flood, flood_measures, model_flood_runs, notes_4_holds,
+    check_lab_flood, compare_flood, flood_measures, lab_flood_runs, model_flood_runs, notes_4_holds,
 )
 
 CPUS2 = next(c for c in FLOOD_CASES if c.cpus == 2)
 OPTIONS = {"line_len": 991, "delay_min_s": 0.5, "delay_max_s": 2.0, "timeout_s": 60.0}
 
 
-def _run(notices, dropped, end_ms, guard, before=500, delay=1.0, triggered=True):
+def _run(notices, dropped, end_ms, guard, before=500, delay=1.0, triggered=True, hung=False):
     return {"triggered": triggered, "guard_fired": guard, "drop_notices_after_trigger": notices,
-            "dropped_after_trigger": dropped, "trigger_to_end_ns": end_ms * 1_000_000,
-            "flood_lines_before_trigger": before, "delay_s": delay}
+            "dropped_after_trigger": dropped, "trigger_to_end_ns": None if hung else end_ms * 1_000_000,
+            "flood_lines_before_trigger": before, "delay_s": delay,
+            "outcome": "hung-with-output" if hung else "panicked-and-finished"}
 
 
 def _lab(runs, cpus=2, **kw):
@@ -46,6 +47,9 @@ def test_stand_in_lab_measures_by_hand():
     assert rows["trigger_to_end_ns"]["lab_median"] == (30 + 400) / 2 * 1_000_000
     assert rows["flood_records_per_s_before_trigger"]["lab_median"] == 500
     assert not rows["guard_fired_fraction"]["calibrated_on"]
+    hang = rows["hang_rate"]                    # 0 of the 4 triggered runs; Wilson's upper bound at 0/4
+    assert (hang["lab_median"], hang["lab_runs"], hang["lab_min"]) == (0, 4, 0)
+    assert hang["lab_max"] == pytest.approx(0.4899, abs=1e-4)
     for r in rows.values():
         m, lb = r["model"], r["lab_median"]
         assert r["relative_error"] == (pytest.approx((m - lb) / lb) if m is not None and lb else None)
@@ -55,14 +59,27 @@ def test_the_model_as_its_own_lab_agrees_exactly():
     """Both sides go through flood_measures(): the model's runs shaped as a lab
     result compare at zero error on every quantity."""
     model = model_flood_runs(2, seeds=6)
-    lab = _lab([r | {"triggered": True} for r in model])
+    lab = _lab([r | {"triggered": True, "outcome": "hung-with-output" if r["hung"] else "panicked-and-finished"}
+                for r in model])
     for row in compare_flood(CPUS2, model, lab):
         assert row["relative_error"] in (0, None), row
 
 
 def test_flood_measures_fraction_and_empty_spreads():
-    m = flood_measures([_run(0, 0, 10, False)])
+    m = flood_measures(lab_flood_runs(_lab([_run(0, 0, 10, False)])))
     assert m["guard_fired_fraction"]["median"] == 0 and m["records_per_drop_notice"]["n"] == 0
+    assert m["hang_rate"]["median"] == 0 and m["trigger_to_end_ns"]["n"] == 1
+
+
+def test_a_lab_hang_is_a_triggered_run_that_never_ended():
+    """lab flood's own rule: hung outcomes count only after a trigger; the rate
+    is over the triggered runs, with its Wilson interval as min and max."""
+    runs = [_run(30, 600, 0, False, hung=True), _run(0, 0, 10, False), _run(0, 0, 0, False, hung=True,
+                                                                          triggered=False)]
+    m = flood_measures(lab_flood_runs(_lab(runs)))["hang_rate"]
+    assert (m["median"], m["n"], m["all"]) == (0.5, 2, [1])
+    assert (m["min"], m["max"]) == pytest.approx((0.0945, 0.9055), abs=1e-4)
+    assert m["min"] == pytest.approx(1 - m["max"])          # symmetric at 1 of 2
 
 
 @pytest.mark.parametrize("lab, needle", [

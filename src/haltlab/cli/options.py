@@ -245,3 +245,19 @@ def crash_options(f: Callable) -> Callable:
                           "crash kexec, and the other CPUs are stopped with crash_smp_send_stop().")(f)
     return click.option("--kdump/--no-kdump", "kdump", default=False, show_default=True,
                         help="A crash kernel is loaded (kexec -p): panic() ends in it.")(f)
+
+
+__all__ += ["saved_lab_results"]
+
+
+def saved_lab_results(items, key: str) -> dict[str, dict]:
+    """`--lab-result KEY=FILE` values (validate: a case; reproduce: a build),
+    each file read as a saved lab result; a bad one is one line (a UserError)."""
+    from haltlab.validation.calibrate_flood import read_lab_result
+    saved = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--lab-result {item}: expected {key}=FILE")
+        saved[name] = read_lab_result(path, "--lab-result")
+    return saved

@@ -13,7 +13,7 @@ import click
 from haltlab.cli.console import console, run_lines
 from haltlab.cli.lab import guest_cpus_option, save_or_show
 from haltlab.cli.options import kernel_package_option
-from haltlab.cli.options import format_option, output_file_option
+from haltlab.cli.options import format_option, output_file_option, saved_lab_results
 from haltlab.errors import UserError
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import check_out_path, dumps
@@ -91,7 +91,6 @@ def _calibration_table(result: dict) -> Table:
 def validate(runs, cases, kernel_package, lab_results, seeds, fmt, output) -> None:
     """Run the calibrated model and real kernels on the same configurations, side by side."""
     from haltlab.validation import validate as validation
-    from haltlab.validation.calibrate_flood import read_lab_result
     names = {c.name for c in validation.ALL_CASES}
     for c in cases:
         if c not in names:
@@ -99,12 +98,7 @@ def validate(runs, cases, kernel_package, lab_results, seeds, fmt, output) -> No
     validation.check_options(runs=runs, kernel_package=kernel_package, seeds=seeds)
     if output is not None:
         check_out_path(output, "--output", directory=False)
-    saved = {}
-    for item in lab_results:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise UserError(f"--lab-result {item}: expected CASE=FILE")
-        saved[name] = read_lab_result(path, "--lab-result")
+    saved = saved_lab_results(lab_results, "CASE")
     chosen = tuple(c for c in validation.ALL_CASES if not cases or c.name in cases)
     result = validation.validate(chosen, runs=runs, progress=run_lines("validate"),
                                  kernel_package=kernel_package, lab_results=saved, seeds=seeds)
@@ -127,6 +121,7 @@ _QUANTITIES = {
     "guard_fired_fraction": ("guard fired, share", 1, 2),
     "drop_notices_after_trigger": ("drop notices", 1, 1),
     "trigger_to_end_ns": ("trigger to end, ms", 1e6, 1),
+    "hang_rate": ("hung, share (95% Wilson)", 1, 3),
 }
 
 
@@ -141,9 +136,12 @@ def _shown(q: str, v) -> str:
     return "-" if v is None else f"{v / scale:,.{digits}f}"
 
 
-def _case_title(r: dict) -> str:
+def _case_title(r: dict, builds: dict) -> str:
     if "model_runs" in r:       # a flood case: calibration used one of its quantities, marked in its row
-        return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; model: median of {r['model_seeds']} "
+        b = builds.get(r["case"])
+        on = (f"lab build {b['build']}, model {b['model_kernel']} console_spin={b['console_spin']}; "
+              if b else "")
+        return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; {on}model: median of {r['model_seeds']} "
                 f"seeds (* calibration's own: agreement is expected, not evidence)")
     if "build" in r:            # an S1 build case: the kernel lab/build.py built
         return f"{r['case']}: {r['cpus']} CPUs, lab kernel built: {r['build']}; model: {r['model_setup']}"
@@ -164,17 +162,27 @@ def _validation_tables(result: dict) -> list[Table]:
     """What was compared, then one table per case: narrow enough for 80
     columns with every number whole (one table with a case column is not)."""
     lab = result["lab"] or {}
+    builds = result.get("flood_builds", {})
+    preset = [f"model preset: {result['preset_match_reason']}"] if "preset_match_reason" in result else []
     head = Table("validate: the calibrated model beside real kernels", [Column("side"), Column("what")],
                  show_header=False,
-                 notes=["lab: the median, min and max over its runs; error: (model - lab median) / lab median",
-                        f"model preset: {result['preset_match_reason']}", *_notes_4(result)])
-    head.add_row("model", f"profile {result['profile']}, kernel preset {result['kernel_preset']}")
-    head.add_row("lab", f"{lab.get('accelerator')}, kernel {lab.get('kernel_release')} ({lab.get('kernel_package')} "
-                        f"{lab.get('kernel_package_version')}), QEMU {lab.get('qemu_version')}")
+                 notes=["lab: the median, min and max over its runs (hung: the rate and its 95% Wilson interval); "
+                        "error: (model - lab median) / lab median", *preset, *_notes_4(result)])
+    if result["lab"] is not None:
+        head.add_row("model", f"profile {result['profile']}, kernel preset {result['kernel_preset']}")
+        head.add_row("lab", f"{lab.get('accelerator')}, kernel {lab.get('kernel_release')} "
+                            f"({lab.get('kernel_package')} {lab.get('kernel_package_version')}), "
+                            f"QEMU {lab.get('qemu_version')}")
+    for name, b in builds.items():
+        kb = b.get("kernel_build") or {}
+        head.add_row(name, f"model {b['model_kernel']} console_spin={b['console_spin']}: {b['model_hung']}/"
+                           f"{b['model_runs']} hung; lab build {b['build']} ({kb.get('source_package')} "
+                           f"{kb.get('source_version')}, config {str(kb.get('config_sha256'))[:12]}), "
+                           f"{b.get('accelerator')}, QEMU {b.get('qemu_version')}: {b['lab_hung']}/{b['lab_runs']} hung")
     cases: dict[str, Table] = {}
     for r in result["rows"]:
         if r["case"] not in cases:
-            cases[r["case"]] = Table(_case_title(r), [Column("quantity"), *(
+            cases[r["case"]] = Table(_case_title(r, builds), [Column("quantity"), *(
                 Column(c, numeric=True) for c in ("model", "lab median", "min", "max", "runs", "error"))])
         q = r["quantity"]
         err = f"{r['relative_error']:+.0%}" if r["relative_error"] is not None else "-"

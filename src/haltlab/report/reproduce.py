@@ -99,10 +99,14 @@ def step_count() -> int:
 
 
 def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambda _d: None,
-                  kernel_package: str | None = None) -> tuple[dict, dict[str, str | bytes]]:
-    """Run every figure; return the report and its files, rendered, not yet written."""
+                  kernel_package: str | None = None, lab_results: dict[str, dict] | None = None
+                  ) -> tuple[dict, dict[str, str | bytes]]:
+    """Run every figure; return the report and its files, rendered, not yet written.
+    `lab_results`: saved `lab flood --build NAME` campaigns for S2's rows (NAME -> result)."""
+    from haltlab.validation.s2_figures import set_lab_results
     if lab_mode not in LAB_MODES:
         raise UserError(f"--lab {lab_mode}: choose from {', '.join(LAB_MODES)}")
+    set_lab_results(lab_results or {})
     reset_caches(kernel_package)
     rows = []
     for fig in FIGURES:

@@ -20,6 +20,14 @@ flood` at the same vCPU count; their quantities and the one function that
 computes each for both sides are in flood.py. `flood-cpus2` is the campaign
 `lab calibrate --flood` solves `devkmsg_user_ns` from (its records per drop
 notice); every other flood quantity, and all of `flood-cpus4`, is the test.
+A flood case with a `build` boots the kernel `lab build NAME` compiles from
+the patch set NAME (lab/patches/NAME) and runs the model on that set's
+`model_kernel` and `model_policy`: the unpatched source (`stock`, the same
+kernel as the Debian package but built with the lab's small config: a test that
+the package's calibration carries over to the builds), S2's tested patch
+(`s2-petr`), S2's author's proposal (`s2-stephen`) and 5.17's console lock
+(`s2-stock-5.17`), all on the lab's 6.1 source. Nothing is calibrated on them:
+the whole case is the test.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class FloodCase:
     name: str
     cpus: int
     calibrated_quantities: tuple[str, ...] = ()
+    build: str | None = None            # a patch set: the lab boots its build, the model runs its spec
 
     @property
     def calibrated(self) -> bool:
@@ -72,4 +81,6 @@ class FloodCase:
 FLOOD_CASES = (
     FloodCase("flood-cpus2", 2, calibrated_quantities=("records_per_drop_notice",)),
     FloodCase("flood-cpus4", 4),
+    *(FloodCase(f"flood-build-{name}-cpus2", 2, build=name)
+      for name in ("stock", "s2-petr", "s2-stephen", "s2-stock-5.17")),
 )

@@ -24,6 +24,16 @@ asked for runs every campaign the rows need, in one process pool
 
 `S2_EXPLORER_FIGURES` is the place for the explorer's verdict rows (one per
 variant the thread discusses), added by the explorer's owner.
+
+The lab builds S2's kernels from the lab's 6.1 source (lab/patches, issue 9):
+`s2-petr` (S2's tested printk) and `s2-stephen` (the author's proposal). Their
+rows (`S2-tcg-*`) run the model on each set's own `model_kernel` and
+`model_policy` with the TCG profile the lab's guest runs on (`qemu-tcg-x86`,
+the lab's flood: 2 vCPUs, one flooder), `S2_TCG_RUNS` runs, and put the lab's
+hang rate of that build beside it, read from a saved `lab flood --build NAME`
+campaign (`reproduce --lab-result NAME=FILE`: a campaign with hangs costs up to
+60 s a run, too long to start from reproduce). The main row's lab value is
+s2-petr's too, named as such: the same printk on 6.1 under TCG, not S2's 5.17.
 """
 
 from __future__ import annotations
@@ -33,10 +43,12 @@ import functools
 from haltlab.machine.profile import load_profile
 from haltlab.sweep.flood import FloodSweep, Variant, run_campaigns
 from haltlab.sweep.inputs import profile_digest
-from haltlab.validation.figures import Figure, ModelValue
+from haltlab.sweep.stats import wilson_interval
+from haltlab.validation.figures import Figure, LabValue, ModelValue
 
 __all__ = ["S2_FIGURES", "S2_EXPLORER_FIGURES", "S2_RUNS", "S2_SENSITIVITY_RUNS", "S2_DEVKMSG_US",
-           "S2_KERNEL", "S2_PROFILE", "s2_campaign"]
+           "S2_KERNEL", "S2_PROFILE", "S2_TCG_PROFILE", "S2_TCG_RUNS", "S2_BUILDS", "s2_campaign",
+           "tcg_campaign", "set_lab_results"]
 
 S2_KERNEL = "v5.17+d51507098ff9"
 S2_PROFILE = "kvm-x86"
@@ -45,6 +57,9 @@ S2_RUNS = 200                       # the main row's runs (1,409 would take S2's
 S2_SENSITIVITY_RUNS = 100           # per devkmsg_user_ns value
 S2_DEVKMSG_US = (2, 50, 150, 250)   # flood loop cost per record, us (2: the profile's estimate)
 S2_SEED = 0
+S2_TCG_PROFILE = "qemu-tcg-x86"     # the lab's guest
+S2_TCG_RUNS = 200
+S2_BUILDS = ("s2-petr", "s2-stephen")
 _S2 = "S2"
 _S2_SRC = ("seeds/001, cover letter of \"printk: reduce deadlocks during panic\": 200 hangs in 1,409 "
            "QEMU stress runs (14%)")
@@ -125,12 +140,89 @@ def _sensitivity(us: int) -> ModelValue:
         "flood in console_unlock() forever."))
 
 
+_LAB_RESULTS: dict[str, dict] = {}
+
+
+def set_lab_results(results: dict[str, dict]) -> None:
+    """The saved `lab flood --build NAME` campaigns the rows read (NAME -> result),
+    each checked to be a 2-vCPU flood of that build (a ConfigError otherwise)."""
+    from haltlab.validation.flood import check_lab_flood
+    for name, lab in results.items():
+        if name not in S2_BUILDS:
+            raise _unknown_build(name)
+        check_lab_flood(lab, 2, f"lab result for {name}", name)
+    _LAB_RESULTS.clear()
+    _LAB_RESULTS.update(results)
+
+
+def _unknown_build(name: str):
+    from haltlab.errors import ConfigError
+    return ConfigError("lab result", name, f"no S2 row reads it (the builds: {', '.join(S2_BUILDS)})")
+
+
+@functools.lru_cache(maxsize=8)
+def _tcg_campaigns(digest: str, runs: int) -> dict[str, Variant]:
+    from haltlab.sweep.executor import executor
+    from haltlab.validation.flood import LAB_FLOODERS, build_model
+    models = [build_model(name) for name in S2_BUILDS]
+    sweeps = [FloodSweep.parse(profile=S2_TCG_PROFILE, kernels=[m.kernel], console_spin=str(m.console_spin),
+                               runs=runs, seed=S2_SEED, flooders=LAB_FLOODERS) for m in models]
+    with executor() as pool:
+        done = run_campaigns(sweeps, pool)
+    return {name: variant for name, (variant,) in zip(S2_BUILDS, done)}
+
+
+def tcg_campaign(build: str) -> Variant:
+    """The model's campaign on patch set `build`'s kernel and policy, the TCG
+    profile, the lab's flood; every build's campaign in one pool on first call."""
+    return _tcg_campaigns(profile_digest(load_profile(S2_TCG_PROFILE)), S2_TCG_RUNS)[build]
+
+
+def _tcg(build: str):
+    def model() -> ModelValue:
+        from haltlab.validation.flood import build_model
+        m, v = build_model(build), tcg_campaign(build)
+        return ModelValue(v.hang_rate, (
+            f"Model: patch set {build}'s model_kernel {m.kernel}, console_spin={m.console_spin}, "
+            f"{S2_TCG_PROFILE} costs (the lab's TCG guest, calibrated on the stock kernel's panic and flood, "
+            f"never on a hang rate), 2 vCPUs (CPU0 sysrq-c, CPU1 floods /dev/kmsg as the lab's guest does), "
+            f"{S2_TCG_RUNS} runs, campaign seed {S2_SEED}: {_rate(v)}."))
+    return model
+
+
+def _lab_build(build: str):
+    def lab() -> LabValue:
+        from haltlab.validation.flood import hang_count, lab_flood_runs
+        if build not in _LAB_RESULTS:
+            return LabValue(None, f"no `lab flood --build {build}` result given (reproduce --lab-result "
+                                  f"{build}=FILE; campaigns are kept in docs/lab-runs)")
+        r = _LAB_RESULTS[build]
+        hung, n = hang_count(lab_flood_runs(r))
+        low, high = wilson_interval(hung, n)
+        kb = r["kernel_build"]
+        return LabValue(hung / n, (
+            f"lab flood --build {build} --runs {r['n_runs']}: {hung}/{n} triggered runs hung ({100 * hung / n:.1f}%, "
+            f"95% Wilson {100 * low:.1f}-{100 * high:.1f}%; hung: no 'end Kernel panic' within "
+            f"{r['timeout_ns'] / 1e9:g} s of the trigger), kernel {r['kernel_release']} built from "
+            f"{kb['source_package']} {kb['source_version']} with patch set {kb['patch_set']} "
+            f"(config {kb['config_sha256'][:12]}, {kb['gcc_version']}), {r['accelerator']}, QEMU {r['qemu_version']}, "
+            f"{r['cpus']} vCPUs"))
+    return lab
+
+
 S2_FIGURES: list[Figure] = [
     Figure("S2-hang-rate", _S2, f"hung runs / runs, {S2_KERNEL}", "fraction", S2_HUNG / S2_STRESS_RUNS,
-           _S2_SRC, S2_PROFILE, _main),
+           _S2_SRC, S2_PROFILE, _main, _lab_build("s2-petr")),
     *(Figure(f"S2-sensitivity-devkmsg-{us}us", _S2, f"hung runs / runs, flood loop {us} us a record",
              "fraction", S2_HUNG / S2_STRESS_RUNS, _S2_SRC, S2_PROFILE,
              functools.partial(_sensitivity, us)) for us in S2_DEVKMSG_US if us != 2),
+    Figure("S2-tcg-s2-petr", _S2, "hung runs / runs, lab build s2-petr (S2's tested printk on 6.1), TCG",
+           "fraction", S2_HUNG / S2_STRESS_RUNS, _S2_SRC, S2_TCG_PROFILE, _tcg("s2-petr"), _lab_build("s2-petr")),
+    Figure("S2-tcg-s2-stephen", _S2, "hung runs / runs, lab build s2-stephen (only the panic CPU refuses "
+           "to spin), TCG", "fraction", 0.0,
+           "seeds/001 (Stephen Brennan, 2022-01-18): \"I'll test this method and ensure there are no hangs\" "
+           "(an expectation, not a measurement: the thread ends before a count)",
+           S2_TCG_PROFILE, _tcg("s2-stephen"), _lab_build("s2-stephen")),
 ]
 
 # The explorer's verdict per variant the thread discusses, as 1 (the bug is there: a livelock or a

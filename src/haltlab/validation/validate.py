@@ -16,12 +16,16 @@ campaign: a fresh one, or a saved `lab flood --output FILE` result passed in
 `lab_results` (a campaign takes minutes; the model's side is always run).
 Saved results must be of the kernel the rest of the command boots; when every
 case has one, that kernel is the saved results' own (pinned by package and
-version, so the lab's image cache answers without apt).
+version, so the lab's image cache answers without apt). A flood case with a
+`build` is outside that rule: it boots its own build (`lab flood --build
+NAME`), a saved result of it must be of that patch set, and its kernel is
+reported per case (`flood_builds`).
 """
 
 from __future__ import annotations
 
 from haltlab.errors import ConfigError
+from haltlab.kernel.commits import commit_set
 from haltlab.lab.experiments import FloodConfig as LabFlood
 from haltlab.lab.experiments import PanicConfig as LabPanic
 from haltlab.lab.experiments import run_flood as lab_flood
@@ -29,7 +33,10 @@ from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.lab.images import KernelImage
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
 from haltlab.validation.cases import CASES, FLOOD_CASES, LAB_FIELD, Case, FloodCase
-from haltlab.validation.flood import DEFAULT_SEEDS, check_lab_flood, compare_flood, lab_flood_runs, model_flood_runs, notes_4_holds
+from haltlab.validation.flood import (
+    DEFAULT_SEEDS, STOCK_MODEL, build_model, check_lab_flood, compare_flood, hang_count, lab_flood_runs,
+    model_flood_runs, notes_4_holds,
+)
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 from haltlab.validation.s1_lab import S1_BUILD_CASES, S1BuildCase, s1_build_rows
@@ -87,9 +94,20 @@ def _package(lab: dict) -> str:
     return f"{lab.get('kernel_package')}={lab.get('kernel_package_version')}"
 
 
-def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage:
-    """The one kernel of the command: the booted one, which saved results must match."""
-    saved = {name: _package(lab) for name, lab in lab_results.items()}
+def _packaged(case) -> bool:
+    """A case `_kernel_for()` decides the kernel of (every case but a flood
+    case with a build of its own, which boots and reports that build)."""
+    return not (isinstance(case, FloodCase) and case.build)
+
+
+def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage | None:
+    """The one Debian kernel of the command: the booted one, which saved results
+    must match (None when every case boots a build of its own)."""
+    cases = [c for c in cases if _packaged(c)]
+    if not cases:
+        return None
+    names = {c.name for c in cases}
+    saved = {name: _package(lab) for name, lab in lab_results.items() if name in names}
     if len(set(saved.values())) > 1:
         raise ConfigError("lab results", ", ".join(f"{n}: {p}" for n, p in sorted(saved.items())),
                           "are of different kernels; validate compares one")
@@ -125,14 +143,24 @@ def _panic_rows(case: Case, runs: int, progress, kernel: KernelImage) -> tuple[l
     return rows, meta
 
 
-def _flood_rows(case: FloodCase, runs: int, progress, kernel: KernelImage, saved: dict | None,
-                seeds: int) -> tuple[list[dict], dict, dict]:
-    lab = saved if saved is not None else lab_flood(LabFlood(cpus=case.cpus, runs=runs, accel="tcg"),
-                                                    progress=progress, kernel=kernel)
-    model = model_flood_runs(case.cpus, seeds)
-    rows = compare_flood(case, model, lab, f"lab result for {case.name}")
-    notes = {"model": notes_4_holds(model), "lab": notes_4_holds(lab_flood_runs(lab))}
-    return rows, {k: lab.get(k) for k in _LAB_META}, notes
+def _flood_rows(case: FloodCase, runs: int, progress, kernel: KernelImage | None, saved: dict | None,
+                seeds: int) -> tuple[list[dict], dict, dict | None]:
+    model = build_model(case.build) if case.build else STOCK_MODEL
+    lab = saved if saved is not None else lab_flood(LabFlood(cpus=case.cpus, runs=runs, accel="tcg",
+                                                             build=case.build),
+                                                    progress=progress, kernel=None if case.build else kernel)
+    model_runs = model_flood_runs(case.cpus, seeds, model=model)
+    rows = compare_flood(case, model_runs, lab, f"lab result for {case.name}")
+    # kernel-notes §4 predicts the runs of a kernel with 13fb0f74d702's guard; the builds without it have none
+    guarded = "printk_suppress_panic_printk" in commit_set(model.kernel)
+    notes = {"model": notes_4_holds(model_runs), "lab": notes_4_holds(lab_flood_runs(lab))} if guarded else None
+    meta = {k: lab.get(k) for k in _LAB_META}
+    if case.build:
+        (m_hung, m_n), (l_hung, l_n) = hang_count(model_runs), hang_count(lab_flood_runs(lab))
+        meta |= {"build": case.build, "kernel_build": lab.get("kernel_build"), "model_kernel": model.kernel,
+                 "console_spin": str(model.console_spin), "model_hung": m_hung, "model_runs": m_n,
+                 "lab_hung": l_hung, "lab_runs": l_n}
+    return rows, meta, notes
 
 
 def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_package: str | None = None,
@@ -150,20 +178,30 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
                                                   f"({', '.join(sorted(flood_names)) or 'none chosen'})")
     by_name = {c.name: c for c in cases}
     for name, lab in lab_results.items():       # a mismatched file is refused before anything runs
-        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}")
+        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}", by_name[name].build)
     kernel = _kernel_for(cases, lab_results, kernel_package)
-    rows, meta, notes = [], None, {}
+    rows, meta, notes, builds = [], None, {}, {}
     for case in cases:
         if isinstance(case, FloodCase):
-            case_rows, meta, notes[case.name] = _flood_rows(case, runs, progress, kernel,
-                                                            lab_results.get(case.name), seeds)
+            case_rows, case_meta, case_notes = _flood_rows(case, runs, progress, kernel,
+                                                           lab_results.get(case.name), seeds)
+            if case_notes is not None:
+                notes[case.name] = case_notes
+            if case.build:
+                builds[case.name] = case_meta
+            else:
+                meta = case_meta
         elif isinstance(case, S1BuildCase):
             case_rows, build_meta = s1_build_rows(case, runs, progress, profile=PROFILE, window_ns=LAB_WINDOW_NS)
             meta = meta or build_meta
         else:
             case_rows, meta = _panic_rows(case, runs, progress, kernel)
         rows += case_rows
-    out = {"profile": PROFILE, "lab": meta, "rows": rows, **preset_match(LAB_KERNEL_PRESET, kernel)}
+    out = {"profile": PROFILE, "lab": meta, "rows": rows}
+    if kernel is not None:
+        out |= preset_match(LAB_KERNEL_PRESET, kernel)
+    if builds:
+        out["flood_builds"] = builds
     if notes:
         out["flood_seeds"] = seeds
         out["flood_kernel_notes_4"] = notes
