@@ -22,6 +22,11 @@ fingerprint recorded for the state, or the run is not a function of its choices
 (or two states with equal fingerprints have different futures) and the search
 stops with the usual culprits named.
 
+A run whose successors depend on its own history, not only on its fingerprint
+(`Run.path_dependent`: `--timing widened`), is reached only by the search's own
+path (mode `"root"`, whatever was asked): that path is the history its state
+was found with, and any other would widen differently.
+
 Mode `"frontier"` computes transitions breadth first instead:
 it expands states in the order they were found until the transition asked
 for is recorded, and a run that reaches a state still waiting for its turn is
