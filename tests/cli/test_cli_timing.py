@@ -78,3 +78,21 @@ def test_widened_states_are_a_function_of_the_search_so_the_output_repeats():
     first, second = (CliRunner().invoke(cli, args) for _ in range(2))
     assert first.exit_code == 0 and first.stdout == second.stdout
     assert json.loads(first.stdout)["verdict"] == "ok"
+
+
+
+def test_a_timed_lasso_whose_cycle_does_not_replay_is_not_called_a_run():
+    # Exact zones: a lasso of the recorded graph is replayed before it is printed
+    # as a run. The hand-over miniature without a hand-over livelocks timed; its
+    # cycle cut short does not come back, and the entry then says so and prints
+    # no replay command.
+    from haltlab.cli.explore import _check_timed_lasso
+    make = livelocks.build(Timing.TIMED, hand_over=False)
+    out = check(make, livelocks.PROPERTIES, goal=livelocks.cpu0_free)
+    assert out.verdict is Verdict.LIVELOCK
+    whole = {"prefix": list(out.lasso.prefix), "cycle": list(out.lasso.cycle), "replay": "haltlab replay ..."}
+    _check_timed_lasso(whole, lambda prefix: replay(make, prefix))
+    broken = dict(whole, cycle=whole["cycle"][:-1] or ["c0"])
+    _check_timed_lasso(broken, lambda prefix: replay(make, prefix))
+    assert broken["replay"] is None and "not shown to be a run" in broken["candidate"]
+    assert ("candidate" in whole) == (whole["replay"] is None)

@@ -126,6 +126,8 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_toler
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
+    if Timing(cfg.timing) is Timing.TIMED and "livelock" in result:
+        _check_timed_lasso(result["livelock"], lambda prefix: replay_panic_race(cfg, prefix)[0])
     if Timing(cfg.timing) is Timing.WIDENED:
         for key in ("violation", "livelock"):
             if key in result:
@@ -315,6 +317,9 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _flood_replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
+    if cfg.timing is Timing.TIMED and "livelock" in result:
+        from haltlab.scenarios.printk_flood_check import replay_printk_flood
+        _check_timed_lasso(result["livelock"], lambda prefix: replay_printk_flood(cfg, prefix))
     if cfg.timing is Timing.WIDENED:
         from haltlab.scenarios.printk_flood_check import replay_printk_flood
         for key in ("violation", "deadlock", "livelock"):
@@ -336,9 +341,9 @@ def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate
                     exact_prefix=None) -> None:
     """A counterexample found with `--timing widened` is a candidate (the
     widened zones over-approximate the timed ones: docs/design.md, "Widening").
-    Its choices are replayed here: where they do not replay one by one (the
-    widening read the search's history, not the path's), the replay command is
-    left out rather than printed to fail."""
+    Its choices are replayed here: where they do not replay one by one (its
+    states were widened along the search's own paths to them, not this one), the
+    replay command is left out rather than printed to fail."""
     entry["candidate"] = ("found with widened zones, an over-approximation of the timed run; check it at the "
                           f"profile's durations ({confirm})")
     prefix = entry.get("prefix", entry.get("choices"))
@@ -348,7 +353,8 @@ def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate
             check_cycle(run, list(entry["cycle"]))
     except DriverError:
         entry["replay"] = None
-        entry["candidate"] += "; its choices do not replay one by one (the widening read the search's history)"
+        entry["candidate"] += ("; its choices do not replay one by one (its states were widened along the "
+                               "search's own paths to them, not along this one)")
     if exact_prefix is None:
         return
     try:                        # the same choices with exact zones: a timed run, no longer a candidate
@@ -361,6 +367,21 @@ def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate
         return
     entry["candidate"] = "found with widened zones and replayed with exact ones (--timing timed): a timed run"
     entry["replay"] = entry["replay"].replace("--timing widened", "--timing timed") if entry["replay"] else None
+
+
+def _check_timed_lasso(entry: dict, replay_prefix) -> None:
+    """A lasso found with exact zones (`--timing timed`) is replayed here, cycle
+    included: zone inclusion maps a state onto a visited one whose zone holds
+    it, so a cycle of the recorded graph may be one that a real run passes
+    only finitely often (a flooder's iterations counted up to a console line's
+    end). One whose cycle does not replay one by one is said to be a candidate,
+    and its replay command is left out rather than printed to fail."""
+    try:
+        check_cycle(replay_prefix(list(entry["prefix"])), list(entry["cycle"]))
+    except DriverError as e:
+        entry["replay"] = None
+        entry["candidate"] = (f"found in the zone graph, where inclusion merges states, and its cycle does not "
+                              f"replay one by one ({e}): not shown to be a run")
 
 
 def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
