@@ -77,8 +77,14 @@ def _search(name: str, check, cfg, debug: bool):
 def _replay_command(cfg: PanicRaceConfig, choices: list[str], cycle: list[str] | None = None) -> str:
     args = ["haltlab", "replay", "panic-race", "--cpus", str(cfg.cpus), "--variant", cfg.variant,
             "--kernel", cfg.kernel, "--timeouts", cfg.timeouts]
-    if Timing(cfg.timing).timed:
-        args += ["--timing", str(cfg.timing), "--timing-tolerance", str(timing_tolerance_pct(cfg))]
+    return _replay_words(args, cfg.timing, lambda: timing_tolerance_pct(cfg), choices, cycle)
+
+
+def _replay_words(args: list[str], timing, tolerance_pct, choices: list[str], cycle: list[str] | None) -> str:
+    """A replay command's timing, choices and cycle after its scenario's own flags;
+    `tolerance_pct()` is asked only when timed (untimed, no profile need have one)."""
+    if Timing(timing).timed:
+        args += ["--timing", str(timing), "--timing-tolerance", str(tolerance_pct())]
     args += ["--choices", ",".join(choices)]
     if cycle:
         args += ["--cycle", ",".join(cycle)]
@@ -271,12 +277,7 @@ def _flood_replay_command(cfg, choices: list[str], cycle: list[str] | None = Non
         args.append("--kdump")
     if cfg.post_notifiers:
         args.append("--post-notifiers")
-    if Timing(cfg.timing).timed:
-        args += ["--timing", str(cfg.timing), "--timing-tolerance", str(timing_tolerance_pct(cfg))]
-    args += ["--choices", ",".join(choices)]
-    if cycle:
-        args += ["--cycle", ",".join(cycle)]
-    return shlex.join(args)
+    return _replay_words(args, cfg.timing, lambda: timing_tolerance_pct(cfg), choices, cycle)
 
 
 @explore.command("printk-flood")
