@@ -45,10 +45,11 @@ __all__ = [
     "Activity", "WAIT_STATES", "Op", "Handover", "Resolved", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "lockless_update", "raw_spin_section", "set_bit", "clear_bit", "test_and_set_bit",
-    "cpu_relax", "spin_until", "mdelay", "udelay", "ndelay",
+    "cpu_relax", "spin_until", "sleep_until", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
-    "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "Hardware", "Outcome",
+    "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "psci_affinity_info", "PSCI_0_2_AFFINITY_LEVEL_ON",
+    "PSCI_0_2_AFFINITY_LEVEL_OFF", "Hardware", "Outcome",
     "Footprint", "Shared", "BitUpdate", "Inflight", "Local", "Ghost", "Device", "CONSOLE", "WHOLE_MACHINE", "cond_footprint",
 ]
 
@@ -71,6 +72,7 @@ WAIT_STATES = frozenset((Activity.SPINNING, Activity.HALTED, Activity.MWAIT))
 """The activities a `Wait` may name."""
 
 _SPINNING = Activity.SPINNING   # a global: a member lookup costs ~100 ns in Python 3.11
+_HALTED = Activity.HALTED
 
 
 # --- what a started operation does -------------------------------------------------
@@ -501,6 +503,34 @@ def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what:
     return _SpinUntil(cond, timeout_ns, what)
 
 
+class _SleepUntil(_SpinUntil):
+    __slots__ = ()
+
+    def start(self, machine, cpu):
+        if self.cond():
+            return Done(True, machine.cost_ns("atomic_op_ns"))
+        if self.timeout_ns == 0:
+            return Done(False)
+        return Wait(self.cond, _HALTED, self.timeout_ns)
+
+    def describe(self) -> str:
+        return f"sleep_until({self.what})"
+
+
+def sleep_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what: str = "") -> Op:
+    """A task that sleeps until `cond` (a completion, `wait_event()`), or until a
+    timer `timeout_ns` from now (`usleep_range()`, `schedule_timeout()`): the
+    CPU has nothing else to run, so it idles in `wfi`/`hlt` meanwhile and still
+    takes interrupts (HALTED, not SPINNING: it burns no host CPU and is not
+    "executing"). Returns whether `cond` came true. `cond` follows
+    `spin_until()`'s rule: it reads `Var`s only.
+
+    Why not a scheduler: in the runs that sleep (kexec's CPU hotplug), no CPU
+    ever has a second runnable task while one sleeps (kernel/sched.py says
+    why), so "the CPU idles" is what the real scheduler would do."""
+    return _SleepUntil(cond, timeout_ns, what)
+
+
 def cond_footprint(memory, cond) -> Footprint:
     """A wait's condition reads the variables it read when evaluated now (with
     the same values it reads the same ones again, `Memory.traced`)."""
@@ -673,6 +703,7 @@ class Hardware(Protocol):
     def emergency_restart(self, cpu: int, reason: str) -> Outcome: ...
     def relocate_kernel(self, cpu: int, image: str) -> Outcome: ...
     def cpu_off(self, cpu: int) -> Outcome: ...
+    def affinity_info(self, cpu: int, target: int) -> Outcome: ...
 
 
 class _LocalOp(Op):
@@ -932,3 +963,30 @@ def psci_cpu_off() -> Op:
     """PSCI CPU_OFF (`psci_cpu_die()` -> `psci_ops.cpu_off()`): the firmware
     powers the calling CPU down. Never returns."""
     return _PsciCpuOff()
+
+
+class _PsciAffinityInfo(Op):
+    """Reads another CPU's power state from the firmware. Conservative
+    footprint (the default): it observes whether that CPU has left."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def start(self, machine: Hardware, cpu: int):
+        return machine.affinity_info(cpu, self.target)
+
+    def describe(self) -> str:
+        return f"psci_affinity_info({self.target})"
+
+
+PSCI_0_2_AFFINITY_LEVEL_ON = 0
+PSCI_0_2_AFFINITY_LEVEL_OFF = 1
+
+
+def psci_affinity_info(target: int) -> Op:
+    """PSCI AFFINITY_INFO for `target`'s core (`psci_affinity_info()`,
+    drivers/firmware/psci/psci.c): PSCI_0_2_AFFINITY_LEVEL_OFF (1) once the
+    firmware has powered it down after its CPU_OFF, ON (0) before."""
+    return _PsciAffinityInfo(target)

@@ -96,6 +96,13 @@ COMMITS = {c.key: c for c in (
            '(in v6.9)',
            "the panic CPU's reader skips a record a stopped CPU reserved but never finalized, when later "
            "records exist, instead of stopping there"),
+    Commit("cpuhp_core_sync_dead",
+           '"arm64: smp: Switch to hotplug core state synchronization" (in v6.5), with "cpu/hotplug: Add '
+           'CPU state tracking and synchronization" (in v6.5)',
+           "the control CPU waits for a dying CPU's death report with cpuhp_bp_sync_dead() (1 ms of "
+           "cpu_relax(), then usleep_range(1000, 2000), 10 s budget) instead of 5.x's cpu_wait_death() "
+           "(udelay(5), then jiffy sleeps growing by 1.1x, 5 s budget); arm64's __cpu_die() work moves "
+           "to arch_cpuhp_cleanup_dead_cpu() (Thomas Gleixner's hotplug series, May 2023, merged for 6.5)"),
     Commit("arm64_stop_irq_then_nmi",
            '"arm64: smp: smp_send_stop() and crash_smp_send_stop() should try non-NMI first" (in v6.12)',
            "arm64 sends IPI_CPU_STOP, waits 1 s, then IPI_CPU_STOP_NMI for 10 ms"),
@@ -115,13 +122,16 @@ _ARM64_6_7 = {"arm64_stop_ipis_try_nmi"}      # d7402513c935, v6.7 (kernel-notes
 _PRINTK_6_9 = {"panic_final_flush", "printk_no_console_owner_in_panic", "printk_trylock_spinning_may_schedule",
                "printk_non_panic_cpus_out_of_ringbuffer", "prb_skip_non_finalized_in_panic"}
 
+_CPUHP_6_5 = {"cpuhp_core_sync_dead"}
+
 PRESETS = {
     "v5.17": _V5_17,
     "v5.18": _V5_18,
     "v6.1": _V6_1,
-    "v6.6": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6,
-    "v6.9": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9,
-    "v7.1": _V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9,
+    "v6.6": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _CPUHP_6_5,
+    "v6.9": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9 | _CPUHP_6_5,
+    "v7.1": (_V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9
+             | _CPUHP_6_5),
     # The lab's guest: Debian 12's 6.1 kernels. The changelog of 6.1.0-56-amd64
     # (6.1.192-2; /usr/share/doc/linux-image-6.1.0-56-amd64/changelog.gz) lists, in
     # its 6.1.y entries, the x86 backport "[x86] smp: Make stop_other_cpus() more

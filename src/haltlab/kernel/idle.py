@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 
-from haltlab.engine.ops import local_irq_disable, ndelay, safe_halt, set_cpu_state
+from haltlab.engine.context import smp_processor_id
+from haltlab.engine.ops import READ_ONCE, local_irq_disable, local_irq_enable, ndelay, safe_halt, set_cpu_state
 from haltlab.engine.symmetry import cpu_locals
 
 __all__ = ["Others", "do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
@@ -31,7 +32,33 @@ _FOREVER_NS = 10**15   # one delay that only interrupts end, instead of a loop o
 
 
 async def do_idle(k) -> None:
+    if k.sched is not None:
+        return await _do_idle_hotplug(k)
     while True:
+        await set_cpu_state(tick_enabled=False)      # tick_nohz_idle_stop_tick()
+        await safe_halt()                             # arch_cpu_idle()
+
+
+@cpu_locals(cpu=("cpu",))
+async def _do_idle_hotplug(k) -> None:
+    """`do_idle()` with what CPU hotplug needs of it (runs that take CPUs down
+    only, so the panic runs keep their schedule points): with interrupts off,
+    leave for `schedule()` when a thread was woken, or die when this CPU is
+    offline (`cpuhp_report_idle_dead()`, `arch_cpu_idle_dead()`); else halt,
+    waking with interrupts enabled (`safe_halt()` stands for arm64's `wfi`
+    with the interrupt pending)."""
+    from haltlab.kernel.cpuhp import cpuhp_report_idle_dead
+    from haltlab.kernel.sched import schedule
+    cpu = smp_processor_id()
+    while True:
+        await local_irq_disable()
+        if await READ_ONCE(k.sched.need_resched[cpu]):
+            await local_irq_enable()
+            await schedule(k)
+            continue
+        if not await READ_ONCE(k.cpu_online_mask) >> cpu & 1:
+            await cpuhp_report_idle_dead(k)
+            await k.arch.arch_cpu_idle_dead(k)       # never returns
         await set_cpu_state(tick_enabled=False)      # tick_nohz_idle_stop_tick()
         await safe_halt()                             # arch_cpu_idle()
 

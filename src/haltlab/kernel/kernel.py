@@ -50,6 +50,10 @@ class KernelConfig:
     # arm64: CONFIG_HOTPLUG_CPU with a cpu_die method (PSCI CPU_OFF), which a
     # crash-stopped CPU calls before its park loop; False: spin-table firmware.
     hotplug_cpu: bool = True
+    # The console's loglevel (`loglevel=`, `quiet`; CONFIG_CONSOLE_LOGLEVEL_DEFAULT
+    # is 7): a record of level >= it is stored but not printed
+    # (`printk_level()`). Only the kexec paths print by level.
+    console_loglevel: int = 7
     policies: Policies = field(default_factory=Policies)
 
     def __post_init__(self) -> None:
@@ -63,6 +67,8 @@ class KernelConfig:
             # triggered crash" takes a 56-byte block), or the panic could print nothing.
             raise ConfigError("log_buf_bytes", self.log_buf_bytes,
                               "a ring of at least 64 bytes (it must hold the panic's own lines)")
+        if not isinstance(self.console_loglevel, int) or not 0 <= self.console_loglevel <= 15:
+            raise ConfigError("console_loglevel", self.console_loglevel, "a loglevel is 0 to 15 (loglevel=)")
         for name in ("kdump", "crash_kexec_post_notifiers", "hotplug_cpu"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
@@ -160,6 +166,18 @@ class Kernel:
         self.parked: set[int] = set()
         self._stopper: int | None = None
         self.panic_loop_iterations = 0
+        # CPU hotplug and kexec (kernel/sched.py, cpuhp.py, stop_machine.py,
+        # irq.py, kexec.py): set up only by the runs that take CPUs down, so
+        # the others keep their state and their schedule points.
+        self.sched = None
+        self.cpuhp = None
+        self.stop_machine = None
+        self.irq = None
+        self.csd = None
+        self.kexec_in_progress = None
+        self.freezing = None
+        self.frozen = None
+        self.bugs: list[tuple[int, int, str]] = []      # (when, CPU, what): side record of BUG()s
         from haltlab.kernel.arch import arch_ops
         self.arch = arch_ops(self.arch_name)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from haltlab.errors import ConfigError
 
-__all__ = ["AfterPanic", "PanicStart", "ConsoleSpin", "Policy", "POLICIES", "Policies", "choose"]
+__all__ = ["AfterPanic", "PanicStart", "ConsoleSpin", "KexecShutdown", "Policy", "POLICIES", "Policies", "choose"]
 
 
 class AfterPanic(enum.StrEnum):
@@ -41,6 +41,15 @@ class ConsoleSpin(enum.StrEnum):
     PANIC_CPU_ONLY = "panic-cpu-only"
 
 
+class KexecShutdown(enum.StrEnum):
+    """How arm64's `machine_shutdown()` takes the secondary CPUs down for kexec (S3)."""
+
+    HOTPLUG = "hotplug"
+    SMP_SEND_STOP = "smp-send-stop"
+    PARALLEL_HOTPLUG = "parallel-hotplug"
+    PARALLEL_HOTPLUG_NAIVE = "parallel-hotplug-naive"
+
+
 @dataclass(frozen=True)
 class Policy:
     point: str
@@ -50,7 +59,7 @@ class Policy:
 
 
 _POINTS: dict[str, type[enum.StrEnum]] = {"after_panic": AfterPanic, "panic_start": PanicStart,
-                                          "console_spin": ConsoleSpin}
+                                          "console_spin": ConsoleSpin, "kexec_shutdown": KexecShutdown}
 
 POLICIES: dict[str, dict[str, Policy]] = {
     "after_panic": {
@@ -83,6 +92,26 @@ POLICIES: dict[str, dict[str, Policy]] = {
             "so a flooding CPU still waits for the hand-over; replaces d51507098ff9's check; not merged "
             "(5.18 merged d51507098ff9 with 13fb0f74d702 and 8ebc476fd51e instead)", False),
     },
+    "kexec_shutdown": {
+        KexecShutdown.HOTPLUG.value: Policy(
+            "kexec_shutdown", KexecShutdown.HOTPLUG.value,
+            "stock arm64 machine_shutdown(): smp_shutdown_nonboot_cpus(), one CPU after the other "
+            "through CPU hotplug (arch/arm64/kernel/process.c, 5.10 to 7.1)", True),
+        KexecShutdown.SMP_SEND_STOP.value: Policy(
+            "kexec_shutdown", KexecShutdown.SMP_SEND_STOP.value,
+            'S3: Henry Willard, "[PATCH] arm64: kexec: Use smp_send_stop in machine_shutdown" (2020-11-06): '
+            "smp_send_stop(), local_cpu_stop() calls cpu_die() when kexec_in_progress, then up to 1 s of "
+            "udelay(1) on num_online_cpus(); not merged", False),
+        KexecShutdown.PARALLEL_HOTPLUG.value: Policy(
+            "kexec_shutdown", KexecShutdown.PARALLEL_HOTPLUG.value,
+            "the direction S3's review suggests (James Morse, 2020-11-11: make cpuhp itself faster); no "
+            "kernel has it: every cpuhp/N at once, one stop_machine() for all, the targets agree they are "
+            "offline before migrating interrupts (kernel/cpuhp.py)", False),
+        KexecShutdown.PARALLEL_HOTPLUG_NAIVE.value: Policy(
+            "kexec_shutdown", KexecShutdown.PARALLEL_HOTPLUG_NAIVE.value,
+            "deliberately broken: parallel-hotplug without the barrier, so a dying CPU may hand its "
+            "interrupts to another dying CPU still marked online; to show the explorer finds it", False),
+    },
 }
 
 
@@ -93,6 +122,7 @@ class Policies:
     after_panic: AfterPanic = AfterPanic.MDELAY
     panic_start: PanicStart = PanicStart.CMPXCHG
     console_spin: ConsoleSpin = ConsoleSpin.STOCK
+    kexec_shutdown: KexecShutdown = KexecShutdown.HOTPLUG
     extra: tuple = field(default=())
 
     def __post_init__(self) -> None:

@@ -59,7 +59,8 @@ __all__ = ["printk", "vprintk_emit", "vprintk_store", "devkmsg_write", "console_
            "console_trylock_spinning", "console_unlock", "console_flush_on_panic",
            "console_lock_spinning_enable", "console_lock_spinning_disable_and_check",
            "panic_in_progress", "other_cpu_in_panic", "TOO_MANY_DROPPED",
-           "dropped_notice", "PANIC_END_PREFIX"]
+           "dropped_notice", "PANIC_END_PREFIX", "printk_level", "LOGLEVEL_NOTICE", "LOGLEVEL_INFO",
+           "LOGLEVEL_WARNING", "LOGLEVEL_ERR", "LOGLEVEL_CRIT"]
 
 TOO_MANY_DROPPED = "Too many dropped messages. Suppress messages on non-panic CPUs to prevent livelock."
 PANIC_END_PREFIX = "---[ end Kernel panic"
@@ -84,6 +85,20 @@ async def other_cpu_in_panic(k) -> bool:
     `abandon_console_lock_in_panic()`, renamed by 132a90d1527f in 6.6)."""
     cpu = await READ_ONCE(k.panic_cpu)
     return cpu != PANIC_CPU_INVALID and cpu != smp_processor_id()
+
+
+LOGLEVEL_CRIT, LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE, LOGLEVEL_INFO = 2, 3, 4, 5, 6
+
+
+async def printk_level(k, level: int, text: str) -> None:
+    """`pr_info()` and friends on the kexec paths: printed when `level` is below
+    the console's loglevel (`suppress_message_printing()`). A suppressed record
+    costs its store and is not kept in the model's ring, which only S2's
+    printk runs read (abridged: the kernel keeps it for `dmesg`)."""
+    if level < k.config.console_loglevel:
+        await vprintk_emit(k, text)
+    else:
+        await ndelay(k.machine.cost_ns("printk_store_ns"))
 
 
 # --- storing a record ---------------------------------------------------------------

@@ -270,12 +270,18 @@ class Machine:
     def relocate_kernel(self, cpu: int, image: str):
         """The jump into the loaded (crash) kernel: this kernel's run is over, on
         every CPU (the new kernel is another run; its boot is not modelled)."""
-        return Gone("crash_kexec", whole_machine=True)
+        return Gone("crash_kexec" if image == "kexec_crash_image" else "kexec", whole_machine=True)
 
     def cpu_off(self, cpu: int):
         """PSCI CPU_OFF: the CPU is powered down; interrupts to it are dropped
         (`raise_interrupt()` ignores a gone CPU)."""
         return Gone("cpu_off")
+
+    def affinity_info(self, cpu: int, target: int):
+        """PSCI AFFINITY_INFO: OFF (1) once `target` has executed CPU_OFF, ON
+        (0) before; one firmware call (`psci_call_ns`)."""
+        off = self.cpus[target].activity is _GONE
+        return Done(1 if off else 0, self.cost_ns("psci_call_ns"))
 
     # --- the tick ------------------------------------------------------------------
 

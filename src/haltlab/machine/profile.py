@@ -95,6 +95,14 @@ _KEYS: tuple[_Key, ...] = (
     _Key("timing_tolerance", "costs", "fraction", optional=True),
     # S2's flood: user space and the write() syscall around each record (scenarios/printk_flood.py).
     _Key("devkmsg_user_ns", "costs", "time", optional=True),
+    # S3's kexec shutdown (kernel/cpuhp.py and the arm64 PSCI calls): read only by the kexec runs.
+    _Key("psci_call_ns", "costs", "time", optional=True),
+    _Key("psci_cpu_off_ns", "costs", "time", optional=True),
+    _Key("context_switch_ns", "costs", "time", optional=True),
+    _Key("cpuhp_ap_callbacks_ns", "costs", "time", optional=True),
+    _Key("cpuhp_dying_callbacks_ns", "costs", "time", optional=True),
+    _Key("cpuhp_dead_callbacks_ns", "costs", "time", optional=True),
+    _Key("irq_set_affinity_ns", "costs", "time", optional=True),
     _Key("vm_exit_roundtrip_ns", "hypervisor", "time"),
     _Key("halt_wakeup_ns", "hypervisor", "time"),
     _Key("halt_poll_ns", "hypervisor", "time"),
