@@ -13,6 +13,7 @@ __all__ = ["cli", "main"]
 
 def _mount() -> None:
     from haltlab.cli.explore import explore, replay
+    from haltlab.cli import explore_kexec  # noqa: F401  (registers explore kexec, replay kexec)
     from haltlab.cli.lab import lab
     from haltlab.cli.reproduce import reproduce
     from haltlab.cli.simulate import simulate

@@ -13,7 +13,7 @@ from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 
-__all__ = ["simulate", "TRACE_NAMES", "console_spin_option", "flood_options"]
+__all__ = ["simulate", "TRACE_NAMES", "console_spin_option", "flood_options", "kexec_options"]
 
 # The files of a --trace set (report.trace.trace_files), known before the run so a
 # directory holding anything else is refused up front (report/_files.check_set_dir).
@@ -124,3 +124,62 @@ def simulate_printk_flood(profile, kernel, console_spin, cpus, hang_after_s, flo
         return
     from haltlab.report.flood_view import print_flood_run
     print_flood_run(result, ASSUMPTIONS, console(), fmt)
+
+
+ARCH_PROFILES = {"arm64": "arm64-server-24"}
+
+
+def kexec_options(f: Callable) -> Callable:
+    """The options a kexec shutdown run shares with its sweep and its explorer."""
+    from haltlab.kernel.policies import KexecShutdown
+    f = click.option("--loglevel", "console_loglevel", type=click.IntRange(0, 15), default=7, show_default=True,
+                     help="The console's loglevel (7: the kernel's default, pr_info lines printed; 4: quiet).")(f)
+    f = click.option("--freeze", is_flag=True,
+                     help="freeze_processes() before the shutdown, as S3's review suggested.")(f)
+    f = click.option("--irqs", type=click.IntRange(0, 988), default=None, metavar="N",
+                     help="Device interrupts (SPIs), spread over the CPUs [default: one per CPU].")(f)
+    f = click.option("--managed-irqs", is_flag=True,
+                     help="The device interrupts are managed (each affine to its CPU only).")(f)
+    f = click.option("--others", type=click.Choice(list(OTHERS)), default="idle", show_default=True,
+                     help="What the secondary CPUs do when kexec starts.")(f)
+    f = click.option("--shutdown", type=click.Choice([s.value for s in KexecShutdown]), default="hotplug",
+                     show_default=True, help="machine_shutdown(): stock hotplug, S3's smp-send-stop, or the "
+                                             "parallel hotplug design (and its naive form).")(f)
+    f = click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
+                     help="arm64: S3's shutdown. x86: S4's bring-up (not modelled yet).")(f)
+    return f
+
+
+def kexec_profile(arch: str, profile: str | None) -> str:
+    from haltlab.errors import ConfigError
+    if arch == "x86":
+        raise ConfigError("arch", arch, "the x86 kexec bring-up (S4) is not modelled yet; use --arch arm64")
+    return profile if profile is not None else ARCH_PROFILES[arch]
+
+
+@simulate.command("kexec")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="Machine profile [default: arm64-server-24 for --arch arm64].")
+@cpus_option(help="Number of CPUs [default: the profile's].")
+@kexec_options
+@kernel_preset_option(list(PRESETS))
+@seed_option(help="Seeds the order of same-nanosecond events.")
+@format_option
+def simulate_kexec(profile, cpus, arch, shutdown, others, managed_irqs, irqs, freeze, console_loglevel,
+                   kernel, seed, fmt) -> None:
+    """A kexec reboot takes the secondary CPUs down: how long, and what it leaves behind (S3)."""
+    from haltlab.machine.profile import load_profile
+    from haltlab.results import dumps
+    from haltlab.scenarios.kexec import KexecConfig, simulate_kexec as run
+
+    profile = kexec_profile(arch, profile)
+    machine = load_profile(profile)
+    cfg = KexecConfig(profile=profile, cpus=cpus, shutdown=shutdown, others=others, kernel=kernel, seed=seed,
+                      irqs=irqs, managed_irqs=managed_irqs, freeze=freeze, console_loglevel=console_loglevel)
+    cfg.validate(cfg.ncpus(machine), machine.arch)
+    result = run(cfg, machine).result
+    if fmt == "json":
+        click.echo(dumps(result), nl=False)
+        return
+    from haltlab.report.kexec_view import print_kexec_run
+    print_kexec_run(result, console(), fmt)

@@ -45,7 +45,7 @@ __all__ = [
     "Activity", "WAIT_STATES", "Op", "Handover", "Resolved", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "lockless_update", "raw_spin_section", "set_bit", "clear_bit", "test_and_set_bit",
-    "cpu_relax", "spin_until", "sleep_until", "mdelay", "udelay", "ndelay",
+    "cpu_relax", "spin_until", "sleep_until", "this_cpu_read", "this_cpu_write", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
     "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "psci_affinity_info", "PSCI_0_2_AFFINITY_LEVEL_ON",
@@ -719,6 +719,46 @@ class _LocalOp(Op):
 
     def footprint(self, machine, cpu) -> Footprint:
         return Footprint()
+
+
+class _ThisCpuRead(_LocalOp):
+    __slots__ = ("var",)
+    name = "this_cpu_read"
+
+    def __init__(self, var: Var) -> None:
+        self.var = var
+
+    def start(self, machine: Hardware, cpu: int):
+        return Done(self.var._value, 0)
+
+
+class _ThisCpuWrite(_LocalOp):
+    __slots__ = ("var", "value")
+    name = "this_cpu_write"
+
+    def __init__(self, var: Var, value: Any) -> None:
+        self.var, self.value = var, value
+
+    def start(self, machine: Hardware, cpu: int):
+        if self.value != self.var._value:
+            self.var.memory.store(self.var, self.value)
+        return DONE
+
+
+def this_cpu_read(var: Var) -> Op:
+    """`this_cpu_read()`: a per-CPU variable that only its own CPU reads and
+    writes (`need_resched`, `current`), in task or interrupt context. No other
+    CPU can observe the access, so it is local (not a branch, no footprint
+    beyond the CPU) and costs nothing beyond the instructions around it. A
+    variable another CPU writes is not per-CPU in this sense: use READ_ONCE."""
+    return _ThisCpuRead(var)
+
+
+def this_cpu_write(var: Var, value: Any) -> Op:
+    """`this_cpu_write()`, with `this_cpu_read()`'s contract. The store still
+    wakes a spinner of the same CPU (a task spinning on `need_resched` that an
+    interrupt handler sets)."""
+    return _ThisCpuWrite(var, value)
 
 
 class _IrqEntry(_LocalOp):

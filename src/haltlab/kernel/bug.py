@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import local_irq_disable, native_halt
+from haltlab.kernel.printk import printk
 
 __all__ = ["BUG"]
 
 
 async def BUG(k, file: str, what: str) -> None:
     """Never returns."""
-    from haltlab.kernel.printk import printk
     cpu = smp_processor_id()
     k.bugs.append((ktime_get_ns(), cpu, f"{file}: {what}"))
     k.ghost_add("bug", cpu)

@@ -15,8 +15,12 @@ from __future__ import annotations
 import enum
 
 from haltlab.engine.context import smp_processor_id
-from haltlab.engine.ops import READ_ONCE, local_irq_disable, local_irq_enable, ndelay, safe_halt, set_cpu_state
+from haltlab.engine.ops import (
+    READ_ONCE, local_irq_disable, local_irq_enable, ndelay, safe_halt, set_cpu_state, this_cpu_read,
+)
 from haltlab.engine.symmetry import cpu_locals
+from haltlab.kernel.cpuhp import cpuhp_report_idle_dead
+from haltlab.kernel.sched import schedule
 
 __all__ = ["Others", "do_idle", "busy_task", "irqsoff_task", "tick_handler", "OTHERS"]
 
@@ -47,12 +51,10 @@ async def _do_idle_hotplug(k) -> None:
     offline (`cpuhp_report_idle_dead()`, `arch_cpu_idle_dead()`); else halt,
     waking with interrupts enabled (`safe_halt()` stands for arm64's `wfi`
     with the interrupt pending)."""
-    from haltlab.kernel.cpuhp import cpuhp_report_idle_dead
-    from haltlab.kernel.sched import schedule
     cpu = smp_processor_id()
     while True:
         await local_irq_disable()
-        if await READ_ONCE(k.sched.need_resched[cpu]):
+        if await this_cpu_read(k.sched.need_resched[cpu]):
             await local_irq_enable()
             await schedule(k)
             continue

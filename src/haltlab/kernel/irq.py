@@ -4,11 +4,12 @@
 A GICv3 distributor routes each shared peripheral interrupt (SPI) to one CPU
 (`GICD_IROUTER<n>`, written by `gic_set_affinity()` when the kernel changes an
 interrupt's effective affinity). The machine's devices are one interrupt per
-CPU, SPI n routed to CPU n at boot, as a multi-queue NVMe or network driver
-spreads its queues (`--irqs` sets how many; they are handed out round
-robin). Each has an affinity mask: every CPU (an interrupt irqbalance or the
-user placed), or, for `managed` interrupts (`irq_create_affinity_masks()`),
-its own CPU only.
+CPU, SPI 32+n routed to CPU n at boot, as a multi-queue NVMe or network
+driver spreads its queues (`--irqs` sets how many; they are handed out round
+robin). Each has an affinity mask: its CPU and the next one (an interrupt
+irqbalance placed on a pair of CPUs sharing a cache, an assumption: the
+threads name no device), or, for `managed` interrupts
+(`irq_create_affinity_masks()`), its own CPU only.
 
 `irq_migrate_all_off_this_cpu()` (kernel/irq/cpuhotplug.c, 7.1; the same
 rules since 4.x), run by the dying CPU in `take_cpu_down()` after it has
@@ -16,7 +17,8 @@ cleared its online bit: for each interrupt whose effective affinity is this
 CPU, if its affinity mask still holds an online CPU, route it to the first
 one (`irq_do_set_affinity()` -> `cpumask_any_and()`); if not, a managed
 interrupt is shut down, and any other has its affinity broken to all online
-CPUs ("IRQ%u: no longer affine to CPU%u"). PSCI §5.5.2 (DEN0022) asks the OS
+CPUs (a `pr_debug_ratelimited()`, not printed). The GIC driver routes to
+the first online CPU of the mask (`gic_set_affinity()`). PSCI §5.5.2 (DEN0022) asks the OS
 to have done this before a CPU calls CPU_OFF: the property
 `checks.no_irq_routed_to_dead_cpu` reads it.
 
@@ -30,7 +32,6 @@ from haltlab.engine.context import smp_processor_id
 from haltlab.engine.memory import for_each_cpu
 from haltlab.engine.ops import READ_ONCE, lockless_update, ndelay
 from haltlab.engine.symmetry import cpu_locals
-from haltlab.kernel.printk import printk
 
 __all__ = ["IrqRouting", "irq_init", "irq_migrate_all_off_this_cpu", "spis_routed_to", "IRQ_SHUTDOWN"]
 
@@ -42,7 +43,8 @@ class IrqRouting:
     def __init__(self, k, nr_irqs: int, managed: bool) -> None:
         ncpus = k.machine.ncpus
         self.managed = managed
-        self.affinity = tuple((1 << (i % ncpus)) if managed else (1 << ncpus) - 1 for i in range(nr_irqs))
+        self.affinity = tuple((1 << (i % ncpus)) if managed else (1 << (i % ncpus)) | (1 << ((i + 1) % ncpus))
+                              for i in range(nr_irqs))
         self.gicd_irouter = k.machine.memory.var("GICD_IROUTER", tuple(i % ncpus for i in range(nr_irqs)))
 
     def __fingerprint__(self) -> str:
@@ -79,7 +81,6 @@ async def irq_migrate_all_off_this_cpu(k) -> None:
         elif k.irq.managed:
             target = IRQ_SHUTDOWN                        # irq_shutdown_and_deactivate()
         else:
-            target = next(for_each_cpu(online))          # affinity broken
-            await printk(k, f"IRQ{SPI_BASE + i}: no longer affine to CPU{cpu}")
+            target = next(for_each_cpu(online))          # affinity broken (pr_debug: not printed)
         await ndelay(k.machine.cost_ns("irq_set_affinity_ns"))
         await lockless_update(k.irq.gicd_irouter, _route(i, target), f"GICD_IROUTER[{SPI_BASE + i}] = {target}")

@@ -29,22 +29,25 @@ from haltlab.engine.context import ktime_get_ns
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, send_IPI_mask
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.printk import LOGLEVEL_NOTICE, printk_level
+from haltlab.kernel.sched import IPI_RESCHEDULE
 from haltlab.kernel.timers import usleep_range
 
 __all__ = ["kernel_kexec", "freeze_processes", "KexecState", "kexec_init"]
 
 
 class KexecState:
-    def __init__(self, k, nr_user_tasks: int) -> None:
+    def __init__(self, k, user_cpus: int) -> None:
         mem = k.machine.memory
         k.kexec_in_progress = mem.var("kexec_in_progress", False)
         k.freezing = mem.var("pm_freezing", False)
         k.frozen = mem.var("frozen_tasks", 0)
-        self.nr_user_tasks = nr_user_tasks
+        self.user_cpus = user_cpus
+        self.nr_user_tasks = user_cpus.bit_count()
 
 
-def kexec_init(k, nr_user_tasks: int) -> KexecState:
-    k.kexec = KexecState(k, nr_user_tasks)
+def kexec_init(k, user_cpus: int) -> KexecState:
+    """`user_cpus`: the mask of CPUs that run a user task when kexec starts."""
+    k.kexec = KexecState(k, user_cpus)
     return k.kexec
 
 
@@ -64,13 +67,9 @@ async def freeze_processes(k) -> None:
     """Freeze the user tasks: set `pm_freezing`, kick each CPU that runs one
     (`freeze_task()` -> `signal_wake_up()` -> `kick_process()`, an
     IPI_RESCHEDULE), then sleep and re-count until all are frozen."""
-    from haltlab.kernel.sched import IPI_RESCHEDULE, Task
     t0 = ktime_get_ns()
     await WRITE_ONCE(k.freezing, True)
-    mask = 0
-    for cpu in range(k.machine.ncpus):
-        if await READ_ONCE(k.sched.curr[cpu]) is Task.USER:
-            mask |= 1 << cpu
+    mask = k.kexec.user_cpus                    # the CPUs the user tasks run on (task_cpu())
     if mask:
         await send_IPI_mask(mask, IPI_RESCHEDULE)
     sleep_us = 1000

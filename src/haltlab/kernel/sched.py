@@ -44,7 +44,9 @@ from __future__ import annotations
 import enum
 
 from haltlab.engine.context import smp_processor_id
-from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, lockless_update, ndelay, send_IPI_mask, set_cpu_state, spin_until
+from haltlab.engine.ops import (
+    READ_ONCE, lockless_update, ndelay, send_IPI_mask, set_cpu_state, spin_until, this_cpu_read, this_cpu_write,
+)
 from haltlab.engine.symmetry import cpu_locals
 
 __all__ = ["Task", "RunQueues", "sched_init", "wake_up_process", "scheduler_ipi", "schedule", "user_task",
@@ -70,9 +72,10 @@ KTHREAD_PRIORITY = {Task.STOPPER: 2, Task.CPUHP: 1}
 class RunQueues:
     """Per CPU: the kthreads woken and not yet run (`rq`, a frozenset of
     `Task`s), `need_resched`, and the task on the CPU (`curr`). `curr` and
-    `need_resched` are written only by their own CPU, except that a wake-up
-    sets the target's `rq` from another CPU (under the rq lock in the kernel:
-    one atomic update here)."""
+    `need_resched` are only ever touched by their own CPU (`this_cpu_read()`:
+    the wake-up's IPI handler sets `need_resched` on the target itself); a
+    wake-up sets the target's `rq` from another CPU (under the rq lock in the
+    kernel: one atomic update here)."""
 
     def __init__(self, k, ncpus: int) -> None:
         mem = k.machine.memory
@@ -99,7 +102,7 @@ async def wake_up_process(k, cpu: int, task: Task) -> None:
     this_cpu = smp_processor_id()
     await lockless_update(k.sched.rq[cpu], lambda q: (q | {task}, None), f"ttwu({task}/{cpu})")
     if cpu == this_cpu:
-        await WRITE_ONCE(k.sched.need_resched[cpu], True)
+        await this_cpu_write(k.sched.need_resched[cpu], True)
     else:
         await send_IPI_mask(1 << cpu, IPI_RESCHEDULE)
 
@@ -108,7 +111,7 @@ async def wake_up_process(k, cpu: int, task: Task) -> None:
 async def scheduler_ipi(k, cpu: int) -> None:
     """IPI_RESCHEDULE's handler: the woken thread preempts what runs (the
     module docstring says why, for CFS too)."""
-    await WRITE_ONCE(k.sched.need_resched[cpu], True)
+    await this_cpu_write(k.sched.need_resched[cpu], True)
 
 
 @cpu_locals(cpu=("cpu",), plain=("prev", "pending", "task"))
@@ -116,8 +119,8 @@ async def schedule(k) -> None:
     """Run the woken kthreads, highest class first, then go back to `prev`."""
     cpu = smp_processor_id()
     s = k.sched
-    prev = await READ_ONCE(s.curr[cpu])
-    await WRITE_ONCE(s.need_resched[cpu], False)
+    prev = await this_cpu_read(s.curr[cpu])
+    await this_cpu_write(s.need_resched[cpu], False)
     while True:
         pending = await READ_ONCE(s.rq[cpu])
         if not pending:
@@ -130,7 +133,7 @@ async def schedule(k) -> None:
 
 
 async def _context_switch(k, cpu: int, task: Task) -> None:
-    await WRITE_ONCE(k.sched.curr[cpu], task)
+    await this_cpu_write(k.sched.curr[cpu], task)
     await ndelay(k.machine.cost_ns("context_switch_ns"))
 
 
@@ -142,7 +145,7 @@ async def user_task(k) -> None:
     it enters the refrigerator at its next return to user space)."""
     cpu = smp_processor_id()
     s = k.sched
-    await WRITE_ONCE(s.curr[cpu], Task.USER)
+    await this_cpu_write(s.curr[cpu], Task.USER)
     await set_cpu_state(tick_enabled=True)
     while True:
         await spin_until(lambda: s.need_resched[cpu].value, what="user code")
@@ -152,4 +155,4 @@ async def user_task(k) -> None:
         if k.freezing is not None and await READ_ONCE(k.freezing):
             await lockless_update(k.frozen, lambda n: (n + 1, None), "try_to_freeze()")
             break
-    await WRITE_ONCE(s.curr[cpu], Task.IDLE)
+    await this_cpu_write(s.curr[cpu], Task.IDLE)

@@ -101,7 +101,7 @@ async def multi_cpu_stop(k) -> int:
     curstate, err = MultiStopState.NONE, 0
     while curstate != MultiStopState.EXIT:
         await spin_until(lambda: ms.state.value != curstate, what="multi_cpu_stop(): msdata->state")
-        newstate = await READ_ONCE(ms.state)
+        newstate = ms.state.value               # the value the spin saw, read in the same step
         curstate = newstate
         if curstate == MultiStopState.DISABLE_IRQ:
             await local_irq_disable()

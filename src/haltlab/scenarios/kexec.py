@@ -86,8 +86,8 @@ class KexecConfig:
 
 
 async def _kexec_task(k, freeze: bool) -> None:
-    from haltlab.engine.ops import WRITE_ONCE
-    await WRITE_ONCE(k.sched.curr[0], Task.KEXEC)
+    from haltlab.engine.ops import this_cpu_write
+    await this_cpu_write(k.sched.curr[0], Task.KEXEC)
     await kernel_kexec(k, freeze=freeze)
 
 
@@ -96,8 +96,8 @@ async def _busy_then_idle(k) -> None:
     await do_idle(k)
 
 
-def build_kexec(cfg: KexecConfig, profile: Profile | None = None, *, driver=None) -> Run:
-    """The run, booted; `driver` (the explorer's) replaces the simulator."""
+def build_kexec(cfg: KexecConfig, profile: Profile | None = None, *, make_driver=None) -> Run:
+    """The run, booted; `make_driver(machine)` (the explorer's) replaces the simulator."""
     profile = profile if profile is not None else load_profile(cfg.profile)
     ncpus = cfg.ncpus(profile)
     cfg.validate(ncpus, profile.arch)
@@ -110,9 +110,9 @@ def build_kexec(cfg: KexecConfig, profile: Profile | None = None, *, driver=None
     stop_machine_init(k)
     csd_init(k)
     irq_init(k, ncpus if cfg.irqs is None else cfg.irqs, cfg.managed_irqs)
-    kexec_init(k, ncpus - 1 if cfg.others is Others.BUSY else 0)
+    kexec_init(k, (1 << ncpus) - 2 if cfg.others is Others.BUSY else 0)
     k.boot()
-    sim = driver if driver is not None else Simulator(machine, seed=cfg.seed)
+    sim = make_driver(machine) if make_driver is not None else Simulator(machine, seed=cfg.seed)
     for cpu in range(ncpus):
         if cpu == 0:
             task = _kexec_task(k, cfg.freeze)

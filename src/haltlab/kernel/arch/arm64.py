@@ -52,10 +52,14 @@ from haltlab.engine.memory import cpumask_weight
 from haltlab.engine.ops import (
     PSCI_0_2_AFFINITY_LEVEL_OFF, READ_ONCE, WRITE_ONCE, atomic_add_return, clear_bit, local_irq_disable,
     native_halt, ndelay, psci_affinity_info, psci_cpu_off, relocate_kernel, send_IPI_mask, send_NMI_mask,
-    spin_until, test_and_set_bit,
+    spin_until, test_and_set_bit, this_cpu_read,
 )
 from haltlab.engine.symmetry import cpu_locals
-from haltlab.kernel import crash_core, idle
+from haltlab.kernel import cpuhp, crash_core, idle
+from haltlab.kernel.cpuhp import cpuhp_ap_report_dead
+from haltlab.kernel.irq import irq_migrate_all_off_this_cpu
+from haltlab.kernel.sched import Task
+from haltlab.kernel.timers import jiffies, jiffies_to_msecs, msecs_to_jiffies, usleep_range
 from haltlab.kernel.bug import BUG
 from haltlab.kernel.policies import KexecShutdown
 from haltlab.kernel.printk import LOGLEVEL_INFO, LOGLEVEL_WARNING, printk, printk_level
@@ -69,6 +73,7 @@ __all__ = ["setup_irqs", "smp_send_stop", "local_cpu_stop", "panic_smp_self_stop
 C_FILES = {"machine_crash_shutdown": "arch/arm64/kernel/machine_kexec.c",
            "machine_kexec": "arch/arm64/kernel/machine_kexec.c",
            "machine_shutdown": "arch/arm64/kernel/process.c",
+           "_machine_shutdown_smp_send_stop": "arch/arm64/kernel/process.c",
            "cpu_psci_cpu_kill": "arch/arm64/kernel/psci.c", "cpu_psci_cpu_die": "arch/arm64/kernel/psci.c"}
 
 USEC_PER_SEC = 1_000_000
@@ -283,7 +288,6 @@ async def machine_kexec(k, image: str = "kexec_crash_image") -> None:
 async def machine_shutdown(k) -> None:
     """arch/arm64/kernel/process.c: `smp_shutdown_nonboot_cpus(reboot_cpu)`,
     or the policy chosen (kernel/policies.py, `kexec_shutdown`)."""
-    from haltlab.kernel import cpuhp
     shutdown = k.policies.kexec_shutdown
     if shutdown is KexecShutdown.HOTPLUG:
         await cpuhp.smp_shutdown_nonboot_cpus(k, 0)
@@ -306,7 +310,6 @@ async def __cpu_disable(k) -> int:
     """`op_cpu_disable()` (PSCI: 0), topology and NUMA removal (in the dying
     callbacks' cost), `set_cpu_online(cpu, false)`, `ipi_teardown()`,
     `irq_migrate_all_off_this_cpu()`."""
-    from haltlab.kernel.irq import irq_migrate_all_off_this_cpu
     cpu = smp_processor_id()
     await clear_bit(cpu, k.cpu_online_mask)
     await irq_migrate_all_off_this_cpu(k)
@@ -318,7 +321,6 @@ async def cpu_die_wait(k, cpu: int) -> None:
     """The control CPU's wait for the dead CPU, by shape: 6.5+'s
     `cpuhp_bp_sync_dead()` then `arch_cpuhp_cleanup_dead_cpu()`, or
     5.x-6.4's `__cpu_die()`."""
-    from haltlab.kernel import cpuhp
     if k.config.has("cpuhp_core_sync_dead"):
         ok = await cpuhp.cpuhp_bp_sync_dead(k, cpu)
         if not ok:
@@ -340,7 +342,6 @@ async def op_cpu_kill(k, cpu: int) -> int:
 @cpu_locals(cpu=("cpu",), plain=("start", "end", "err"))
 async def cpu_psci_cpu_kill(k, cpu: int) -> int:
     """Poll AFFINITY_INFO until the firmware reports the core off."""
-    from haltlab.kernel.timers import jiffies, jiffies_to_msecs, msecs_to_jiffies, usleep_range
     start = jiffies(k)
     end = start + msecs_to_jiffies(k, 100)
     while True:
@@ -363,15 +364,13 @@ async def arch_cpu_idle_dead(k) -> None:
 async def idle_task_exit(k) -> None:
     """kernel/sched/core.c: `BUG_ON(current != this_rq()->idle)` (read in 5.17
     and 6.1; the stop IPI of S3's patch may interrupt any task)."""
-    from haltlab.kernel.sched import Task
     cpu = smp_processor_id()
-    if k.sched is not None and await READ_ONCE(k.sched.curr[cpu]) is not Task.IDLE:
+    if k.sched is not None and await this_cpu_read(k.sched.curr[cpu]) is not Task.IDLE:
         await BUG(k, "kernel/sched/core.c", "BUG_ON(current != this_rq()->idle) in idle_task_exit()")
 
 
 async def cpu_die(k) -> None:
     """The dying CPU's last steps (arch/arm64/kernel/smp.c); never returns."""
-    from haltlab.kernel.cpuhp import cpuhp_ap_report_dead
     await idle_task_exit(k)
     await local_irq_disable()                   # local_daif_mask()
     await cpuhp_ap_report_dead(k)               # cpu_report_death() before 6.5
@@ -379,8 +378,12 @@ async def cpu_die(k) -> None:
 
 
 async def cpu_psci_cpu_die(k) -> None:
-    """PSCI CPU_OFF: the firmware takes `psci_cpu_off_ns` to power the core
-    down, during which AFFINITY_INFO still reports it on."""
-    await ndelay(k.machine.cost_ns("psci_cpu_off_ns"))
+    """PSCI CPU_OFF. From the call on, the CPU runs firmware (in its own
+    memory), not the kernel: the ghost fact `cpu_off` and the mark are set
+    here, where PSCI §5.5.2's preconditions must hold. The firmware then
+    takes `psci_cpu_off_ns` to power the core down, during which AFFINITY_INFO
+    still reports it on."""
     k.mark(f"cpu_off:{smp_processor_id()}", ktime_get_ns())
+    k.ghost_add("cpu_off", smp_processor_id())
+    await ndelay(k.machine.cost_ns("psci_cpu_off_ns"))
     await psci_cpu_off()
