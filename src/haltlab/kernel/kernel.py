@@ -8,6 +8,7 @@ difference from C keeps runs independent in one process.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from haltlab.engine.memory import cpumask_of
@@ -18,9 +19,18 @@ from haltlab.kernel.locking import UNLOCKED
 from haltlab.kernel.policies import Policies
 from haltlab.kernel.printk_ringbuffer import Ring, ring_sizes
 
-__all__ = ["Kernel", "KernelConfig", "PANIC_CPU_INVALID", "log_buf_shift", "LOG_BUF_SHIFT_DEFAULT"]
+__all__ = ["Kernel", "KernelConfig", "PANIC_CPU_INVALID", "log_buf_shift", "LOG_BUF_SHIFT_DEFAULT", "SystemState"]
 
 PANIC_CPU_INVALID = -1
+
+
+class SystemState(enum.IntEnum):
+    """`enum system_states` (include/linux/kernel.h), the states the modelled
+    paths compare against: a panic happens while RUNNING; a reboot or kexec
+    sets RESTART in `kernel_restart_prepare()`."""
+
+    RUNNING = 3
+    RESTART = 6
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,9 @@ class Kernel:
         self.parked: set[int] = set()
         self._stopper: int | None = None
         self.panic_loop_iterations = 0
+        # `system_state`: written once, by the CPU that reboots, before anything
+        # reads it on that CPU (so its stack position says it: no Var needed).
+        self.system_state = SystemState.RUNNING
         # CPU hotplug and kexec (kernel/sched.py, cpuhp.py, stop_machine.py,
         # irq.py, kexec.py): set up only by the runs that take CPUs down, so
         # the others keep their state and their schedule points.

@@ -28,6 +28,7 @@ from haltlab.engine.context import ktime_get_ns
 
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE, send_IPI_mask
 from haltlab.engine.symmetry import cpu_locals
+from haltlab.kernel.kernel import SystemState
 from haltlab.kernel.printk import LOGLEVEL_NOTICE, printk_level
 from haltlab.kernel.sched import IPI_RESCHEDULE
 from haltlab.kernel.timers import usleep_range
@@ -55,6 +56,7 @@ async def kernel_kexec(k, *, freeze: bool = False) -> None:
     if freeze:
         await freeze_processes(k)
     await WRITE_ONCE(k.kexec_in_progress, True)
+    k.system_state = SystemState.RESTART                # kernel_restart_prepare()
     await printk_level(k, LOGLEVEL_NOTICE, "Starting new kernel")
     k.mark("machine_shutdown", ktime_get_ns())
     await k.arch.machine_shutdown(k)

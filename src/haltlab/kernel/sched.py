@@ -70,8 +70,8 @@ KTHREAD_PRIORITY = {Task.STOPPER: 2, Task.CPUHP: 1}
 
 
 class RunQueues:
-    """Per CPU: the kthreads woken and not yet run (`rq`, a frozenset of
-    `Task`s), `need_resched`, and the task on the CPU (`curr`). `curr` and
+    """Per CPU: the kthreads woken and not yet run (`rq`, a tuple of `Task`s,
+    highest class first: `pick_next_task()` takes the head), `need_resched`, and the task on the CPU (`curr`). `curr` and
     `need_resched` are only ever touched by their own CPU (`this_cpu_read()`:
     the wake-up's IPI handler sets `need_resched` on the target itself); a
     wake-up sets the target's `rq` from another CPU (under the rq lock in the
@@ -79,7 +79,7 @@ class RunQueues:
 
     def __init__(self, k, ncpus: int) -> None:
         mem = k.machine.memory
-        self.rq = [mem.var(f"rq[{c}]", frozenset()) for c in range(ncpus)]
+        self.rq = [mem.var(f"rq[{c}]", ()) for c in range(ncpus)]
         self.need_resched = [mem.var(f"need_resched[{c}]", False) for c in range(ncpus)]
         self.curr = [mem.var(f"curr[{c}]", Task.IDLE) for c in range(ncpus)]
         self.kthreads: dict[Task, object] = {}    # Task -> async fn(k, cpu): the thread's work
@@ -100,7 +100,7 @@ async def wake_up_process(k, cpu: int, task: Task) -> None:
     """Queue kthread `task` on `cpu` and kick that CPU (`try_to_wake_up()` ->
     `ttwu_queue()`; `resched_curr()` -> `smp_send_reschedule()`)."""
     this_cpu = smp_processor_id()
-    await lockless_update(k.sched.rq[cpu], lambda q: (q | {task}, None), f"ttwu({task}/{cpu})")
+    await lockless_update(k.sched.rq[cpu], lambda q: (_enqueue(q, task), None), f"ttwu({task}/{cpu})")
     if cpu == this_cpu:
         await this_cpu_write(k.sched.need_resched[cpu], True)
     else:
@@ -125,11 +125,18 @@ async def schedule(k) -> None:
         pending = await READ_ONCE(s.rq[cpu])
         if not pending:
             break
-        task = max(pending, key=KTHREAD_PRIORITY.__getitem__)
-        await lockless_update(s.rq[cpu], lambda q, t=task: (q - {t}, None), f"pick_next_task({task})")
+        task = pending[0]
+        await lockless_update(s.rq[cpu], lambda q, t=task: (tuple(x for x in q if x != t), None),
+                              f"pick_next_task({task})")
         await _context_switch(k, cpu, task)
         await s.kthreads[task](k, cpu)
     await _context_switch(k, cpu, prev)
+
+
+def _enqueue(q: tuple, task: Task) -> tuple:
+    if task in q:
+        return q                                        # already woken: ttwu() does nothing
+    return tuple(sorted(q + (task,), key=lambda t: -KTHREAD_PRIORITY[t]))
 
 
 async def _context_switch(k, cpu: int, task: Task) -> None:

@@ -43,7 +43,7 @@ from haltlab.kernel.policies import KexecShutdown
 from haltlab.scenarios.explore_timing import assumptions, profile_of, tolerance_pct
 from haltlab.scenarios.kexec import KexecConfig, build_kexec
 
-__all__ = ["KexecCheckConfig", "make_run", "check_kexec", "replay_kexec", "PROPERTIES", "kexec_ended",
+__all__ = ["KexecCheckConfig", "make_run", "check_kexec", "replay_kexec", "PROPERTIES", "kexec_ended", "property_named",
            "timing_assumptions", "timing_tolerance_pct"]
 
 
@@ -157,10 +157,19 @@ PROPERTIES = (
 )
 
 
-def check_kexec(cfg: KexecCheckConfig, progress=None, *, debug: bool = False) -> Outcome:
+def check_kexec(cfg: KexecCheckConfig, progress=None, *, debug: bool = False, properties=PROPERTIES) -> Outcome:
+    """Judge `properties` (all of them by default; a subset shows the first
+    violation of each, since the search stops at the first)."""
     cfg.validate()
-    return check(lambda: make_run(cfg), PROPERTIES, goal=kexec_ended, max_states=cfg.max_states,
+    return check(lambda: make_run(cfg), properties, goal=kexec_ended, max_states=cfg.max_states,
                  progress=progress, reduce=cfg.reduce, debug=debug)
+
+
+def property_named(name: str):
+    for p in PROPERTIES:
+        if p.name == name:
+            return p
+    raise ConfigError("property", name, f"choose from {', '.join(p.name for p in PROPERTIES)}")
 
 
 def replay_kexec(cfg: KexecCheckConfig, choices: list[str]) -> Run:

@@ -61,6 +61,7 @@ from haltlab.kernel.irq import irq_migrate_all_off_this_cpu
 from haltlab.kernel.sched import Task
 from haltlab.kernel.timers import jiffies, jiffies_to_msecs, msecs_to_jiffies, usleep_range
 from haltlab.kernel.bug import BUG
+from haltlab.kernel.kernel import SystemState
 from haltlab.kernel.policies import KexecShutdown
 from haltlab.kernel.printk import LOGLEVEL_INFO, LOGLEVEL_WARNING, printk, printk_level
 
@@ -175,7 +176,8 @@ async def smp_send_stop(k) -> None:
     if k.config.has("arm64_stop_irq_then_nmi") and await test_and_set_bit(0, k.stop_in_progress):
         return                                           # only the first caller proceeds
     mask = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
-    await printk(k, "SMP: stopping secondary CPUs")
+    if k.system_state <= SystemState.RUNNING:          # not on a reboot or kexec (D6, mended)
+        await printk(k, "SMP: stopping secondary CPUs")
     await smp_cross_call(k, mask, IPI_CPU_STOP)
     await spin_until(lambda: _other_online(k, this_cpu) == 0, timeout_ns=USEC_PER_SEC * 1000,
                      what="num_other_online_cpus() == 0")
