@@ -11,7 +11,9 @@ naive parallel hotplug are found, stock hotplug and the parallel design pass.
   CPU still marked online.
 * `hotplug` and `parallel-hotplug`: every property holds.
 Each with reductions off and with the partial-order reduction (the kexec
-scenario declares no symmetry: SPI n is routed to CPU n).
+scenario declares no symmetry: SPI n is routed to CPU n), but the 3-CPU
+proof of the parallel design, which runs with the partial-order reduction
+only (its size is in the test).
 """
 
 import pytest
@@ -60,15 +62,19 @@ def test_s3_patch_bugs_in_machine_kexec_when_a_cpu_has_interrupts_off(reduce):
     assert "machine_kexec" in out.message
 
 
+@pytest.mark.parametrize("timing", ["timed", "untimed"])
 @pytest.mark.parametrize("reduce", REDUCTIONS)
-def test_stock_hotplug_is_safe(reduce):
-    _, out = _check(shutdown="hotplug", reduce=reduce)
+def test_stock_hotplug_is_safe(reduce, timing):
+    _, out = _check(shutdown="hotplug", reduce=reduce, timing=timing)
     assert out.verdict is Verdict.OK, out.message
 
 
-@pytest.mark.parametrize("reduce", REDUCTIONS)
-def test_parallel_hotplug_is_safe(reduce):
-    _, out = _check(cpus=3, shutdown="parallel-hotplug", reduce=reduce)
+def test_parallel_hotplug_is_safe_in_every_interleaving():
+    """Three CPUs (two taken down together, so the barrier matters), untimed:
+    every interleaving, whatever the costs. About 15,000 states with the
+    partial-order reduction; without it the search is several times longer,
+    which the 2-CPU cases above already compare."""
+    _, out = _check(cpus=3, shutdown="parallel-hotplug", timing="untimed", reduce="por")
     assert out.verdict is Verdict.OK, out.message
 
 

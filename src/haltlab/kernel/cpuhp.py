@@ -54,7 +54,8 @@ import enum
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.memory import cpumask_of, cpumask_weight, for_each_cpu
 from haltlab.engine.ops import (
-    READ_ONCE, WRITE_ONCE, atomic_add_return, clear_bit, ndelay, sleep_until, spin_until, udelay,
+    READ_ONCE, WRITE_ONCE, atomic_add_return, clear_bit, ndelay, sleep_until, spin_until, this_cpu_read,
+    this_cpu_write, udelay,
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel.printk import printk
@@ -99,17 +100,22 @@ class CpuDeadState(enum.StrEnum):
 
 
 class Hotplug:
-    """Per CPU `struct cpuhp_cpu_state` (`state`, the `done_down` completion)
-    and the death report; the hotplug lock's rcu_sync; and, as side records
-    for the results (not state), each phase of each CPU's way down."""
+    """Per CPU the `done_down` completion of `struct cpuhp_cpu_state` and the
+    death report; the hotplug lock's rcu_sync (only the control CPU touches
+    it); the parallel design's barrier.
+
+    Side records, not state: `st->state` and `cpu_active_mask`, which the
+    modelled code writes in the kernel's order and never reads (so they
+    cannot change a run's future, and the explorer need not tell states
+    apart by them), and each phase of each CPU's way down (for the results)."""
 
     def __init__(self, k) -> None:
         mem = k.machine.memory
         n = k.machine.ncpus
-        self.state = [mem.var(f"cpuhp_state[{c}].state", CpuhpState.ONLINE) for c in range(n)]
+        self.state = [CpuhpState.ONLINE] * n
+        self.cpu_active_mask = (1 << n) - 1
         self.done_down = [mem.var(f"cpuhp_state[{c}].done_down", False) for c in range(n)]
         self.dead = [mem.var(f"cpu_hotplug_state[{c}]", CpuDeadState.ONLINE) for c in range(n)]
-        self.cpu_active_mask = mem.var("cpu_active_mask", (1 << n) - 1)
         self.rcu_sync_idle = mem.var("cpu_hotplug_lock.rss.gp_state_idle", True)
         self.teardown_barrier = mem.var("take_cpus_down.left", 0)
         self.phases: list[tuple[int, str, int, int]] = []     # (cpu, phase, start, end)
@@ -155,7 +161,7 @@ async def _cpu_down(k, cpu: int) -> int:
     err = await takedown_cpu(k, cpu)
     if not err:
         await ndelay(k.machine.cost_ns("cpuhp_dead_callbacks_ns"))   # the DEAD callbacks, BP side
-        await WRITE_ONCE(hp.state[cpu], CpuhpState.OFFLINE)
+        hp.state[cpu] = CpuhpState.OFFLINE
     hp.phase(cpu, "_cpu_down", t0)
     return err
 
@@ -163,10 +169,10 @@ async def _cpu_down(k, cpu: int) -> int:
 async def cpus_write_lock(k) -> None:
     """`percpu_down_write(&cpu_hotplug_lock)`: `rcu_sync_enter()` waits for a
     grace period when the rcu_sync is idle (the first lock of a shutdown)."""
-    if await READ_ONCE(k.cpuhp.rcu_sync_idle):
+    if await this_cpu_read(k.cpuhp.rcu_sync_idle):      # only the control CPU takes the lock here
         t0 = ktime_get_ns()
         await synchronize_rcu(k)
-        await WRITE_ONCE(k.cpuhp.rcu_sync_idle, False)
+        await this_cpu_write(k.cpuhp.rcu_sync_idle, False)
         k.cpuhp.phase(smp_processor_id(), "rcu_sync_enter", t0)
 
 
@@ -226,7 +232,7 @@ async def smp_shutdown_nonboot_cpus_parallel(k, primary_cpu: int, *, barrier: bo
         await sleep_until(lambda cpu=cpu: hp.done_down[cpu].value, what=f"wait_for_ap_thread(CPU{cpu})")
         await k.arch.cpu_die_wait(k, cpu)
         await ndelay(k.machine.cost_ns("cpuhp_dead_callbacks_ns"))
-        await WRITE_ONCE(hp.state[cpu], CpuhpState.OFFLINE)
+        hp.state[cpu] = CpuhpState.OFFLINE
         hp.phase(cpu, "wait_dead", t0)
     if cpumask_weight(await READ_ONCE(k.cpu_online_mask)) > 1:
         await BUG(k, "kernel/cpu.c", "BUG_ON(num_online_cpus() > 1) in smp_shutdown_nonboot_cpus()")
@@ -240,11 +246,11 @@ async def cpuhp_thread_fun(k, cpu: int) -> None:
     CPUHP_TEARDOWN_CPU; `sched_cpu_deactivate()` is the one that waits."""
     hp = k.cpuhp
     await ndelay(k.machine.cost_ns("cpuhp_ap_callbacks_ns"))
-    await clear_bit(cpu, hp.cpu_active_mask)              # sched_cpu_deactivate(): set_cpu_active(false)
+    hp.cpu_active_mask &= ~(1 << cpu)                     # sched_cpu_deactivate(): set_cpu_active(false)
     t0 = ktime_get_ns()
     await synchronize_rcu(k)
     hp.phase(cpu, "synchronize_rcu", t0)
-    await WRITE_ONCE(hp.state[cpu], CpuhpState.TEARDOWN_CPU)
+    hp.state[cpu] = CpuhpState.TEARDOWN_CPU
     await WRITE_ONCE(hp.done_down[cpu], True)             # complete_ap_thread(st, false)
 
 
@@ -256,7 +262,7 @@ async def take_cpu_down(k) -> int:
     if err:
         return err
     await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))
-    await WRITE_ONCE(k.cpuhp.state[cpu], CpuhpState.AP_OFFLINE)
+    k.cpuhp.state[cpu] = CpuhpState.AP_OFFLINE
     return 0
 
 
@@ -272,7 +278,7 @@ async def take_cpus_down(k) -> int:
     if err:
         return err
     await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))
-    await WRITE_ONCE(k.cpuhp.state[cpu], CpuhpState.AP_OFFLINE)
+    k.cpuhp.state[cpu] = CpuhpState.AP_OFFLINE
     return 0
 
 
@@ -281,7 +287,7 @@ async def cpuhp_report_idle_dead(k) -> None:
     """From the dying CPU's idle loop: complete `done_down` on an online CPU
     (`smp_call_function_single(cpumask_first(cpu_online_mask), ...)`)."""
     cpu = smp_processor_id()
-    await WRITE_ONCE(k.cpuhp.state[cpu], CpuhpState.AP_IDLE_DEAD)
+    k.cpuhp.state[cpu] = CpuhpState.AP_IDLE_DEAD
     target = next(for_each_cpu(await READ_ONCE(k.cpu_online_mask)))
     await smp_call_function_single(k, target, cpuhp_complete_idle_dead, cpu)
 

@@ -114,7 +114,7 @@ async def scheduler_ipi(k, cpu: int) -> None:
     await this_cpu_write(k.sched.need_resched[cpu], True)
 
 
-@cpu_locals(cpu=("cpu",), plain=("prev", "pending", "task"))
+@cpu_locals(cpu=("cpu",), plain=("prev", "task"))
 async def schedule(k) -> None:
     """Run the woken kthreads, highest class first, then go back to `prev`."""
     cpu = smp_processor_id()
@@ -122,15 +122,16 @@ async def schedule(k) -> None:
     prev = await this_cpu_read(s.curr[cpu])
     await this_cpu_write(s.need_resched[cpu], False)
     while True:
-        pending = await READ_ONCE(s.rq[cpu])
-        if not pending:
+        task = await lockless_update(s.rq[cpu], _dequeue, "pick_next_task()")   # under the rq lock: one step
+        if task is None:
             break
-        task = pending[0]
-        await lockless_update(s.rq[cpu], lambda q, t=task: (tuple(x for x in q if x != t), None),
-                              f"pick_next_task({task})")
         await _context_switch(k, cpu, task)
         await s.kthreads[task](k, cpu)
     await _context_switch(k, cpu, prev)
+
+
+def _dequeue(q: tuple) -> tuple:
+    return (q[1:], q[0]) if q else (q, None)
 
 
 def _enqueue(q: tuple, task: Task) -> tuple:

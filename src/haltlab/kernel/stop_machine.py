@@ -44,15 +44,22 @@ class MultiStopState(enum.IntEnum):
 
 
 class StopMachine:
-    """`struct multi_stop_data` and the caller's `cpu_stop_done`."""
+    """`struct multi_stop_data` and the caller's `cpu_stop_done`.
+
+    `fn`, `active_cpus` and `num_threads` are plain attributes, not `Var`s:
+    the caller sets them before it wakes any stopper and no one changes them
+    until every stopper is done (`stop_cpus_mutex`), so their values follow
+    from where the caller is (its stack, in every state fingerprint) and
+    reading them is no race. `state`, `thread_ack` and `nr_todo` change while
+    the stoppers run: shared variables."""
 
     def __init__(self, k) -> None:
         mem = k.machine.memory
         self.state = mem.var("msdata.state", MultiStopState.NONE)
         self.thread_ack = mem.var("msdata.thread_ack", 0)
-        self.num_threads = mem.var("msdata.num_threads", 0)
-        self.active_cpus = mem.var("msdata.active_cpus", 0)
         self.nr_todo = mem.var("cpu_stop_done.nr_todo", 0)
+        self.num_threads = 0
+        self.active_cpus = 0
         self.fn = None              # the function RUN calls on the active CPUs: async fn(k) -> int
 
     def __fingerprint__(self) -> str:
@@ -71,9 +78,7 @@ async def stop_machine_cpuslocked(k, fn, cpus: int) -> int:
     this_cpu = smp_processor_id()
     online = await READ_ONCE(k.cpu_online_mask)
     n = cpumask_weight(online)
-    ms.fn = fn
-    await WRITE_ONCE(ms.active_cpus, cpus)
-    await WRITE_ONCE(ms.num_threads, n)
+    ms.fn, ms.active_cpus, ms.num_threads = fn, cpus, n
     await WRITE_ONCE(ms.thread_ack, n)                  # set_state(msdata, MULTI_STOP_PREPARE)
     await WRITE_ONCE(ms.state, MultiStopState.PREPARE)
     await WRITE_ONCE(ms.nr_todo, n)
@@ -96,7 +101,7 @@ async def cpu_stopper_thread(k, cpu: int) -> int:
 async def multi_cpu_stop(k) -> int:
     ms = k.stop_machine
     cpu = smp_processor_id()
-    active = await READ_ONCE(ms.active_cpus)
+    active = ms.active_cpus
     is_active = bool(active >> cpu & 1)
     curstate, err = MultiStopState.NONE, 0
     while curstate != MultiStopState.EXIT:
@@ -117,5 +122,5 @@ async def _ack_state(k, curstate: MultiStopState) -> None:
     ms = k.stop_machine
     left = await atomic_add_return(ms.thread_ack, -1)
     if left == 0 and curstate != MultiStopState.EXIT:   # the kernel sets EXIT + 1, which no one reads
-        await WRITE_ONCE(ms.thread_ack, ms.num_threads.value)
+        await WRITE_ONCE(ms.thread_ack, ms.num_threads)
         await WRITE_ONCE(ms.state, MultiStopState(curstate + 1))
