@@ -50,7 +50,7 @@ __all__ = [
     "flood_console",
     "brought_up_cpus",
     "ready_cpus", "ready_cpus_each",
-    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown",
+    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases",
 ]
 
 Line = tuple[int, str]
@@ -376,4 +376,59 @@ def arm64_kexec_shutdown(lines: Sequence[Line], start: int = 0) -> dict:
         "last_kill_to_bye_ns": t1 - last if t1 is not None and last is not None else None,
         "unclean_cpus": unclean,
         "cpuhp_events": events,
+        "cpuhp_phases": cpuhp_phases(span[starting:bye]) if starting is not None and events else [],
     }
+
+
+def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
+    """Each CPU's `_cpu_down()` in phases, from the cpuhp trace events (6.1's
+    include/trace/events/cpuhp.h, printed by `tp_printk`), by printk clock:
+
+    - `ap_teardown_ns`: `cpuhp_kick_ap_work` (the boot CPU wakes the target's
+      `cpuhp/N` thread, which runs the AP states down to CPUHP_TEARDOWN_CPU,
+      and waits for it), of which `sched_cpu_deactivate_ns` (its
+      synchronize_rcu()) is one step;
+    - `takedown_cpu_ns`: `takedown_cpu` (stop_machine(take_cpu_down) on every
+      online CPU, the target's cpu_die() and PSCI CPU_OFF, and __cpu_die()'s
+      wait and AFFINITY_INFO polling), the step the psci kill line is printed in;
+    - `bp_dead_ns`: from `takedown_cpu`'s exit to the CPU's last event (the
+      boot CPU's DEAD callbacks, down to CPUHP_OFFLINE);
+    - `cpu_down_ns`: from the CPU's first event to its last.
+
+    One dict per CPU, in the order they went down; a phase the events do not
+    show is None.
+    """
+    order: list[int] = []
+    events: dict[int, list[tuple[str, int, str | None, int]]] = {}
+    for _, text in lines:
+        m = _CPUHP.search(text)
+        t = printk_ns(text)
+        if m is None or t is None:
+            continue
+        cpu = int(m.group(2))
+        if cpu not in events:
+            order.append(cpu)
+            events[cpu] = []
+        events[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
+    out = []
+    for cpu in order:
+        ev = events[cpu]
+
+        def step(name: str) -> tuple[int, int] | None:
+            """(enter, exit) printk ns of the step named `name`."""
+            for i, (kind, idx, fn, t) in enumerate(ev):
+                if kind != "exit" and fn == name:
+                    end = next((u for k, j, _, u in ev[i + 1:] if k == "exit" and j == idx), None)
+                    return (t, end) if end is not None else None
+            return None
+
+        kick, deact, take = step("cpuhp_kick_ap_work"), step("sched_cpu_deactivate"), step("takedown_cpu")
+        out.append({
+            "cpu": cpu,
+            "ap_teardown_ns": kick[1] - kick[0] if kick else None,
+            "sched_cpu_deactivate_ns": deact[1] - deact[0] if deact else None,
+            "takedown_cpu_ns": take[1] - take[0] if take else None,
+            "bp_dead_ns": ev[-1][3] - take[1] if take else None,
+            "cpu_down_ns": ev[-1][3] - ev[0][3],
+        })
+    return out

@@ -196,7 +196,7 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
 # The per-run fields an arm64 run adds (parse.arm64_kexec_shutdown's, less its
 # two flags, which the outcome and the None values already say).
 ARM64_FIELDS = ("shutdown_ns", "shutdown_host_ns", "killed_cpus", "psci_polled_ms", "per_cpu_shutdown_ns",
-                "per_cpu_shutdown_host_ns", "last_kill_to_bye_ns", "unclean_cpus", "cpuhp_events")
+                "per_cpu_shutdown_host_ns", "last_kill_to_bye_ns", "unclean_cpus", "cpuhp_events", "cpuhp_phases")
 
 
 def _arm64_fields(facts: dict) -> dict:
