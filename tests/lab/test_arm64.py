@@ -26,6 +26,7 @@ def read_log(name: str) -> list[parse.Line]:
 
 TRACED = read_log("kexec_arm64_6.1.0-57_2cpu_cpuhp.log")
 BUSY = read_log("kexec_arm64_6.1.0-57_2cpu_busy.log")
+FOUR = read_log("kexec_arm64_6.1.0-57_4cpu.log")
 
 
 def _shutdown(lines):
@@ -64,6 +65,18 @@ def test_busy_run_migrates_the_pinned_task():
     assert s["killed_cpus"] == [1] and s["cpuhp_events"] == 0 and s["cpuhp_phases"] == []
     assert s["shutdown_ns"] == 24_322_283_000 - 24_176_119_000
     assert any("no longer affine to cpu1" in t for _, t in BUSY)
+
+
+def test_four_cpus_go_down_one_at_a_time():
+    # [31.937600] Starting new kernel, then CPU1 (polled 4 ms) at 32.126018, CPU2 at 32.261077,
+    # CPU3 at 32.358865, Bye! at 32.373837
+    s = _shutdown(FOUR)
+    assert s["killed_cpus"] == [1, 2, 3] and s["psci_polled_ms"] == [4, 0, 0]
+    assert s["per_cpu_shutdown_ns"] == [188_418_000, 135_059_000, 97_788_000]
+    assert s["last_kill_to_bye_ns"] == 14_972_000
+    assert s["shutdown_ns"] == sum(s["per_cpu_shutdown_ns"]) + s["last_kill_to_bye_ns"] == 436_237_000
+    assert len(s["per_cpu_shutdown_host_ns"]) == 3 and all(t > 0 for t in s["per_cpu_shutdown_host_ns"])
+    assert [x["cpus"] for x in parse.smp_init_spans(FOUR)] == [4, 4]
 
 
 def test_a_shutdown_that_never_said_bye():
