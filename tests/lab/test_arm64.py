@@ -125,7 +125,7 @@ def _args(**kw):
 def test_arm64_args():
     a = _args(cpus=8)
     assert a[0] == "qemu-system-aarch64"
-    assert a[a.index("-machine") + 1] == "virt,gic-version=3,its=off" and a[a.index("-cpu") + 1] == "max"
+    assert a[a.index("-machine") + 1] == "virt,gic-version=3,its=off" and a[a.index("-cpu") + 1] == "cortex-a72"
     assert a[a.index("-accel") + 1] == "tcg,thread=multi" and a[a.index("-smp") + 1] == "8"
     assert a.count("-serial") == 1 and "virtconsole,chardev=progress" in a
     assert not any("isa-debug-exit" in x or "pvpanic" in x for x in a)
