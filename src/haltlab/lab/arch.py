@@ -29,8 +29,9 @@ authentication, which Debian's kernel uses on every function
 (CONFIG_ARM64_PTR_AUTH_KERNEL) and which TCG computes with the QARMA cipher:
 one 2-vCPU boot to init took 21.7-26.5 s with `max`, 8.8 s with
 `max,pauth-impdef=on` and 6.7 s with `cortex-a72` (2026-12-01, a loaded
-host), and the shutdown this lab measures is inflated the same way (docs/lab.md
-keeps a `max` campaign beside the a72 one). The result records it (`qemu_cpu`).
+host). The shutdown this lab measures barely changed (77 ms per CPU at 2
+vCPUs on either: it is mostly waiting, not computing; docs/lab.md keeps the
+`max` campaign beside the A72 one). The result records the CPU (`qemu_cpu`).
 """
 
 from __future__ import annotations
