@@ -1,6 +1,7 @@
 """The arm64 lab on real QEMU (qemu-system-aarch64, TCG) with Debian's arm64 kernel: one kexec.
 
-One 2-vCPU run, about a minute under TCG on a 2-core host (2026-12-01): the guest
+One 2-vCPU run, 43 s under TCG with a warm lab cache (107 s cold, the downloads and unpacking
+included) on the 2-core host at load average 10 (2026-12-01): the guest
 boots Debian's arm64 kernel, which takes its secondary CPU down through CPU
 hotplug and PSCI, kexecs into itself, and the second kernel brings both CPUs up.
 """
