@@ -17,11 +17,28 @@ haltlab_pick_python() {
     haltlab_log "needs Python 3.11 or newer on PATH"; return 1
 }
 
+haltlab_foreign_arch() {
+    # Adds a dpkg architecture (and updates apt's lists once) when running as
+    # root and it is missing: the arm64 lab apt-get downloads Debian's arm64
+    # kernel, busybox and kexec-tools into its cache (lab/images.py,
+    # lab/userland.py), never installs them, but apt lists them only then.
+    dpkg --print-foreign-architectures 2>/dev/null | grep -qx "$1" && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        haltlab_log "not root: cannot add the $1 architecture (lab kexec --arch $1 needs it)"; return 0
+    fi
+    haltlab_log "dpkg --add-architecture $1; apt-get update"
+    dpkg --add-architecture "$1" && { apt-get update -q >/dev/null 2>&1 || true; }
+}
+
 haltlab_apt() {
     # Installs Debian packages when running as root and they are missing.
     # Not root: says what is missing and goes on (the lab then reports itself
-    # unavailable instead of failing).
-    local missing=()
+    # unavailable instead of failing). With the lab's packages, also the
+    # architectures their guests need (haltlab_lab_arches).
+    local missing=() arch
+    if [[ " $* " == *" qemu-system-arm "* ]]; then
+        for arch in "${haltlab_lab_arches[@]}"; do haltlab_foreign_arch "$arch"; done
+    fi
     for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
@@ -70,6 +87,13 @@ haltlab_setup() {
 # kexec-tools for the kexec experiment, and cpio, with which the tests read the
 # initramfs back (haltlab writes the archive itself, in initramfs.py).
 haltlab_lab_packages=(qemu-system-x86 busybox-static kexec-tools cpio)
+# The arm64 guest (`lab kexec --arch arm64`): QEMU's aarch64 system emulator,
+# and binutils' readelf, with which lab/userland.py reads which libraries the
+# arm64 kexec-tools needs (ldd cannot run it). Its kernel, busybox and
+# kexec-tools are arm64 packages the lab downloads itself: apt must know the
+# architecture (haltlab_foreign_arch).
+haltlab_lab_packages+=(qemu-system-arm binutils)
+haltlab_lab_arches=(arm64)
 # And what `haltlab lab build` needs to build a kernel from Debian's source
 # (lab/build.py): the toolchain and the kernel build's own tools (flex, bison,
 # bc, libelf, OpenSSL headers), ccache, and the source itself, which

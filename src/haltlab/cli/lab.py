@@ -188,12 +188,24 @@ def _panic_tables(r: dict) -> list[Table]:
 
 
 def _kexec_tables(r: dict) -> list[Table]:
-    return _lab_tables(r, [
+    rows: list[_Row] = [
         ("cold boot to first line, s", r["cold_boot_to_first_line_ns"], 1e9, 3),
         ("kexec -e to second kernel's first line, s", r["kexec_downtime_ns"], 1e9, 3),
         ("smp_init, first kernel, ms", r["smp_init_first_ns"], 1e6, 1),
         ("smp_init, second kernel, ms", r["smp_init_second_ns"], 1e6, 1),
-    ])
+    ]
+    notes: tuple[str, ...] = ()
+    if r.get("arch") == "arm64":
+        rows += [
+            ("shutdown, Starting new kernel to Bye!, ms", r["shutdown_ns"], 1e6, 1),
+            ("shutdown, host clock, ms", r["shutdown_host_ns"], 1e6, 1),
+            ("per CPU, between psci kill lines, ms", r["per_cpu_shutdown_ns"], 1e6, 2),
+            ("psci AFFINITY_INFO polled, ms", r["psci_polled_ms"], 1, 0),
+            ("last kill to Bye!, ms", r["last_kill_to_bye_ns"], 1e6, 2),
+        ]
+        notes = (f"others: {r['others']}; {r['runs_all_cpus_killed']} of {r['completed']} completed runs printed "
+                 f"a psci kill line for every secondary CPU",)
+    return _lab_tables(r, rows, notes)
 
 
 def _flood_tables(r: dict) -> list[Table]:
@@ -234,11 +246,21 @@ def panic(fmt: str, output: Path | None, **options) -> None:
 
 @lab.command()
 @common_options
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Whole cycle; longer is a hang.")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="Whole cycle in seconds; longer is a hang.  [default: 120; arm64: 600, TCG boots it twice]")
+@click.option("--arch", default="x86_64", show_default=True, metavar="ARCH",
+              help="The guest: x86_64 (q35, KVM if usable) or arm64 (QEMU's virt board under TCG, Debian's "
+                   "linux-image-arm64; also measures the secondary CPUs' shutdown).")
+@click.option("--others", default="idle", show_default=True, metavar="idle|busy",
+              help="What the CPUs do when kexec starts: idle, or busy (a spinning task pinned to each CPU).")
+@click.option("--cpuhp-trace", "cpuhp_trace", is_flag=True,
+              help="arm64: boot with trace_event=cpuhp:* tp_printk (the cpuhp state machine's steps on the console).")
 def kexec(fmt: str, output: Path | None, **options) -> None:
     """kexec into the same kernel; time the jump and both kernels' smp_init."""
-    from haltlab.lab.experiments.kexec import KexecConfig, run_kexec
+    from haltlab.lab.experiments.kexec import KexecConfig, run_kexec, default_timeout_s
 
+    if options["timeout_s"] is None:
+        options["timeout_s"] = default_timeout_s(options["arch"])
     _execute(run_kexec, KexecConfig, options, fmt, output, _kexec_tables)
 
 

@@ -56,6 +56,8 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "version": ("--kernel", None),                  # KernelConfig's name for the preset
     "after_panic": ("--after-panic", None),
     "others": ("--others", None),
+    "arch": ("--arch", None),
+    "cpuhp_trace": ("--cpuhp-trace", None),
     "observe_ns": ("--observe", _ns_as_seconds),
     "observe_s": ("--observe", None),
     "seed": ("--seed", None),

@@ -7,6 +7,13 @@ unpacked with `dpkg-deb -x` into the lab's cache outside the repository
 (cache.py).
 A user may instead give a `bzImage` (and a modules directory).
 
+An arm64 guest boots `linux-image-arm64`'s kernel, fetched the same way
+(`apt-get download linux-image-...-arm64:arm64`, after `dpkg
+--add-architecture arm64`); Debian 12's arm64 `vmlinuz` is a plain,
+uncompressed `Image` (33 MB for 6.1.0-57), which QEMU's `-kernel` and
+kexec-tools' `kexec_load` both take as it is. A user's arm64 kernel is an
+`Image` (magic `ARM\x64` at 0x38).
+
 A command resolves its kernel once (`resolve_kernel`) and hands the same
 `KernelImage` to every experiment it runs, so apt answering differently halfway
 through (a mirror that moved on) cannot mix two kernels in one result. A user
@@ -37,6 +44,7 @@ from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.lab import lifetime
+from haltlab.lab.arch import FACTS, Arch
 from haltlab.lab.cache import cache_dir, writing_cache
 from haltlab.results import file_kind, path_problem
 
@@ -48,6 +56,7 @@ __all__ = [
     "check_package_name",
     "check_input_path",
     "bzimage_release",
+    "arm64_image_release",
     "resolve_debian_package",
     "cached_kernels",
     "fetch_debian_kernel",
@@ -139,13 +148,28 @@ def bzimage_release(data: bytes) -> str | None:
     return text.split()[0] if text.split() else None
 
 
+def arm64_image_release(data: bytes) -> str | None:
+    """The release of an arm64 `Image` (Documentation/arm64/booting.rst: the
+    magic `ARM\\x64` at 0x38), read from its `Linux version ...` banner; None
+    if `data` is not such an image or holds no banner."""
+    if len(data) < 0x40 or data[0x38:0x3C] != b"ARM\x64":
+        return None
+    m = re.search(rb"Linux version (\S+) \(", data)
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+def _qualified(name: str, arch: Arch) -> str:
+    """`name` as apt names it for `arch` (`name:arm64`; the host's own as it is)."""
+    return name if arch is Arch.X86_64 else f"{name}:{FACTS[arch].debian_arch}"
+
+
 def _apt_show(spec: str) -> str:
     proc = lifetime.run(["apt-cache", "show", "--no-all-versions", spec],
                         capture_output=True, text=True, timeout_s=60)
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def resolve_debian_package(spec: str | None = None) -> tuple[str, str]:
+def resolve_debian_package(spec: str | None = None, arch: Arch = Arch.X86_64) -> tuple[str, str]:
     """Ask apt which versioned kernel package `spec` means today: `NAME=VERSION`
     as it is, a kernel package at apt's candidate version, a meta package (by
     default linux-image-amd64) through its Depends.
@@ -154,11 +178,12 @@ def resolve_debian_package(spec: str | None = None) -> tuple[str, str]:
     linux-image-amd64); as root, one `apt-get update` fills them (the README's
     commands run as root there).
     """
-    name, version = check_package_name(META_PACKAGE if spec is None else spec)
-    query = f"{name}={version}" if version else name
+    meta = FACTS[arch].meta_package
+    name, version = check_package_name(meta if spec is None else spec)
+    query = _qualified(name, arch) + (f"={version}" if version else "")
     try:
         shown = _apt_show(query)
-        if not shown and os.geteuid() == 0 and not _apt_show(META_PACKAGE):
+        if not shown and os.geteuid() == 0 and not _apt_show(_qualified(meta, arch)):
             lifetime.run(["apt-get", "update", "-q"], capture_output=True, check=True, timeout_s=600)
             shown = _apt_show(query)
         return parse_show(shown, query)
@@ -167,11 +192,15 @@ def resolve_debian_package(spec: str | None = None) -> tuple[str, str]:
                         "instead") from e
 
 
-def cached_kernels(cache: Path | None = None, spec: str | None = None) -> list[KernelImage]:
+def cached_kernels(cache: Path | None = None, spec: str | None = None,
+                   arch: Arch = Arch.X86_64) -> list[KernelImage]:
     """Kernels unpacked earlier, the most recently fetched last (for offline
     use); with `spec` (`NAME[=VERSION]`), only that package. A meta package
     (`linux-image-amd64`) names no unpack of its own (they are named after the
-    versioned package it depended on), so it takes any, as no pin does."""
+    versioned package it depended on), so it takes any, as no pin does; any
+    of `arch`: a package whose name ends in another architecture's suffix
+    (`-arm64`) is not one."""
+    others = tuple(f.release_suffix for a, f in FACTS.items() if a is not arch)
     name, version = check_package_name(spec) if spec else (None, None)
     if name is not None and not re.match(r"linux-image-[0-9]", name):
         name, version = None, None
@@ -179,7 +208,7 @@ def cached_kernels(cache: Path | None = None, spec: str | None = None) -> list[K
     dirs = sorted((d for d in root.glob("linux-image-*_*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
     found = [tuple(d.name.split("_", 1)) + (d,) for d in dirs]
     return [_find_unpacked(d, pkg, ver) for pkg, ver, d in found
-            if (name is None or pkg == name) and (version is None or ver == version)]
+            if (name is None or pkg == name) and (version is None or ver == version) and not pkg.endswith(others)]
 
 
 def _find_unpacked(root: Path, package: str, version: str) -> KernelImage:
@@ -193,7 +222,8 @@ def _find_unpacked(root: Path, package: str, version: str) -> KernelImage:
                        changelog if changelog.is_file() else None)
 
 
-def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -> KernelImage:
+def fetch_debian_kernel(package: str, version: str, cache: Path | None = None,
+                        arch: Arch = Arch.X86_64) -> KernelImage:
     """Download and unpack one kernel package, once; later calls hit the cache.
 
     Unpacked into a temporary directory next to the final one and renamed into
@@ -210,9 +240,9 @@ def fetch_debian_kernel(package: str, version: str, cache: Path | None = None) -
     tmp = work.path
     try:
         log.info("downloading kernel package %s=%s (%s) into %s", package, version,
-                 _mib(_package_size(package, version)), final.parent)
+                 _mib(_package_size(_qualified(package, arch), version)), final.parent)
         started = time.monotonic()
-        _run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
+        _run(["apt-get", "download", "-q", f"{_qualified(package, arch)}={version}"], cwd=tmp)
         (deb,) = tmp.glob("*.deb")
         _run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], cwd=tmp)
         with writing_cache(cache):
@@ -267,11 +297,17 @@ def check_input_path(field: str, path: str | os.PathLike, *, directory: bool) ->
     return Path(path)
 
 
-def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
+def user_kernel(bzimage: Path, modules: Path | None = None, arch: Arch = Arch.X86_64) -> KernelImage:
     """A kernel the user built: check it exists and read its release."""
     check_input_path("bzimage", bzimage, directory=False)
     if modules is not None:
         check_input_path("modules", modules, directory=True)
+    if arch is Arch.ARM64:
+        release = arm64_image_release(bzimage.read_bytes())
+        if release is None:
+            raise ConfigError("bzimage", str(bzimage), "not an arm64 Image (no ARM\\x64 magic at 0x38, or no "
+                                                       "Linux version banner; a compressed Image.gz is not taken)")
+        return KernelImage(bzimage, modules, release, f"user:{bzimage}")
     release = bzimage_release(bzimage.read_bytes()[:65536])
     if release is None:
         raise ConfigError("bzimage", str(bzimage), "not an x86 bzImage (no HdrS boot header)")
@@ -279,7 +315,7 @@ def user_kernel(bzimage: Path, modules: Path | None = None) -> KernelImage:
 
 
 def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None,
-                   package: str | None = None) -> KernelImage:
+                   package: str | None = None, arch: Arch = Arch.X86_64) -> KernelImage:
     """The user's kernel if given, else the Debian package `package` names
     (default: what linux-image-amd64 depends on today), fetched once and cached.
 
@@ -288,21 +324,23 @@ def resolve_kernel(bzimage: Path | None = None, modules: Path | None = None,
     if bzimage is not None:
         if package is not None:
             raise ConfigError("kernel_package", package, "names a Debian kernel; a bzimage is booted instead")
-        return user_kernel(bzimage, modules)
+        return user_kernel(bzimage, modules, arch) if arch is not Arch.X86_64 else user_kernel(bzimage, modules)
     if modules is not None:
         raise ConfigError("modules", str(modules), "is for a bzimage of your own (a Debian kernel brings its own)")
     try:
-        resolved = resolve_debian_package(package)
+        resolved = resolve_debian_package(package) if arch is Arch.X86_64 else resolve_debian_package(package, arch)
     except ConfigError:
         raise
     except UserError as e:
-        cached = cached_kernels(spec=package)
+        cached = cached_kernels(spec=package, arch=arch)
         if cached:
             return cached[-1]  # apt cannot say: the last such kernel fetched still measures
         if package is not None:
             raise ConfigError("kernel_package", package, f"not in the lab cache, and {e}") from None
         raise
-    return fetch_debian_kernel(*resolved)
+    if arch is Arch.X86_64:
+        return fetch_debian_kernel(*resolved)
+    return fetch_debian_kernel(*resolved, arch=arch)
 
 
 def sweep_stale_unpacks(cache: Path) -> list[Path]:

@@ -178,13 +178,15 @@ def module_entries(modules_dir: Path, names: list[str]) -> list[Entry]:
     return [file(f"/lib/modules/{i:02d}-{n}.ko", module_bytes(found[n])) for i, n in enumerate(order)]
 
 
-def base_entries(init_script: str) -> list[Entry]:
+def base_entries(init_script: str, busybox: list[Entry] | None = None) -> list[Entry]:
     """What every guest needs: busybox, /init, and /dev/console for init's stdio.
 
     The kernel opens /dev/console for init before anything mounts devtmpfs, so
-    the node must be in the archive itself.
+    the node must be in the archive itself. `busybox`: other busybox entries
+    than the host's (a foreign architecture's, lab/userland.py; `[]` when the
+    caller adds them itself).
     """
-    return busybox_entries() + [
+    return (busybox_entries() if busybox is None else busybox) + [
         file("/init", init_script.encode(), 0o755),
         chardev("/dev/console", 5, 1),
         directory("/proc"),

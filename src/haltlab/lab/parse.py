@@ -50,6 +50,7 @@ __all__ = [
     "flood_console",
     "brought_up_cpus",
     "ready_cpus", "ready_cpus_each",
+    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases",
 ]
 
 Line = tuple[int, str]
@@ -300,3 +301,134 @@ def ready_cpus(progress: Sequence[Line]) -> int | None:
             m = _READY_CPUS.match(text)
             return int(m.group(1)) if m else None
     return None
+
+
+# arm64's kexec shutdown (6.1): kernel_kexec() prints "kexec_core: Starting new
+# kernel" (pr_notice) and calls machine_shutdown() -> smp_shutdown_nonboot_cpus(),
+# which takes each secondary CPU down through CPU hotplug; the boot CPU's
+# __cpu_die() -> cpu_psci_cpu_kill() polls PSCI AFFINITY_INFO and prints
+# "psci: CPU%d killed (polled %d ms)" (pr_info; the ms are jiffies, so
+# multiples of 1000/HZ: 4 ms at Debian's HZ=250); then machine_kexec() checks
+# that no CPU is left online and prints "Bye!" (pr_info) before it jumps.
+STARTING_NEW_KERNEL = "Starting new kernel"
+BYE = "Bye!"
+_PSCI_KILLED = re.compile(r"psci: CPU(\d+) killed \(polled (\d+) ms\)")
+_PSCI_UNCLEAN = re.compile(r"psci: CPU(\d+) may not have shut down cleanly")
+_CPUHP = re.compile(r"cpuhp_(enter|exit|multi_enter):\s+cpu: (\d+)\s+(?:target|state):\s*(-?\d+) step:\s*(\d+)"
+                    r"(?: \((\S+)\)| ret: (-?\d+))")
+_EXIT = re.compile(r"^EXIT (\d+)$")
+
+
+def exit_code(progress: Sequence[Line]) -> int | None:
+    """The code of init's last `EXIT n` line on the progress channel (an arm64
+    guest's status: it powers off instead of a debug exit), or None."""
+    codes = [int(m.group(1)) for _, text in progress if (m := _EXIT.match(text))]
+    return codes[-1] if codes else None
+
+
+def arm64_kexec_shutdown(lines: Sequence[Line], start: int = 0) -> dict:
+    """The old kernel's shutdown on arm64, from "Starting new kernel" to "Bye!".
+
+    Looked for from line `start` (the host's kexec marker) up to the next
+    kernel's first line. Times on both clocks: the printk clock (`*_ns`: the
+    arch timer, which under TCG follows the host's clock) and the host's
+    arrival times (`*_host_ns`). Per CPU, in the order the CPUs died:
+    `killed_cpus`, `psci_polled_ms`, and `per_cpu_shutdown_ns`, the printk
+    time from the previous kill line (for the first CPU, from "Starting new
+    kernel") to this CPU's: one `_cpu_down()` each, since the CPUs go one at a
+    time. `cpuhp_events` counts the cpuhp trace events in the span (boot
+    with `trace_event=cpuhp:* tp_printk` to get them).
+    """
+    nxt = next((b for b in boot_starts(lines) if b > start), len(lines))
+    span = lines[:nxt]
+    starting = find(span, STARTING_NEW_KERNEL, start)
+    bye = find(span, BYE, starting) if starting is not None else None
+    kills = []
+    unclean = []
+    events = 0
+    if starting is not None:
+        for i in range(starting, bye if bye is not None else nxt):
+            text = span[i][1]
+            if m := _PSCI_KILLED.search(text):
+                kills.append((int(m.group(1)), int(m.group(2)), printk_ns(text), span[i][0]))
+            elif m := _PSCI_UNCLEAN.search(text):
+                unclean.append(int(m.group(1)))
+            elif _CPUHP.search(text):
+                events += 1
+
+    def stamp(i: int | None) -> int | None:
+        return printk_ns(span[i][1]) if i is not None else None
+
+    t0, t1 = stamp(starting), stamp(bye)
+    marks = [t0] + [k[2] for k in kills]
+    per_cpu = [b - a if a is not None and b is not None else None for a, b in zip(marks, marks[1:])]
+    last = kills[-1][2] if kills else t0
+    return {
+        "starting_seen": starting is not None,
+        "bye_seen": bye is not None,
+        "shutdown_ns": t1 - t0 if t0 is not None and t1 is not None else None,
+        "shutdown_host_ns": span[bye][0] - span[starting][0] if starting is not None and bye is not None else None,
+        "killed_cpus": [k[0] for k in kills],
+        "psci_polled_ms": [k[1] for k in kills],
+        "per_cpu_shutdown_ns": per_cpu,
+        "per_cpu_shutdown_host_ns": [b - a for a, b in zip([span[starting][0]] + [k[3] for k in kills],
+                                                           [k[3] for k in kills])] if starting is not None else [],
+        "last_kill_to_bye_ns": t1 - last if t1 is not None and last is not None else None,
+        "unclean_cpus": unclean,
+        "cpuhp_events": events,
+        "cpuhp_phases": cpuhp_phases(span[starting:bye]) if starting is not None and events else [],
+    }
+
+
+def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
+    """Each CPU's `_cpu_down()` in phases, from the cpuhp trace events (6.1's
+    include/trace/events/cpuhp.h, printed by `tp_printk`), by printk clock:
+
+    - `ap_teardown_ns`: `cpuhp_kick_ap_work` (the boot CPU wakes the target's
+      `cpuhp/N` thread, which runs the AP states down to CPUHP_TEARDOWN_CPU,
+      and waits for it), of which `sched_cpu_deactivate_ns` (its
+      synchronize_rcu()) is one step;
+    - `takedown_cpu_ns`: `takedown_cpu` (stop_machine(take_cpu_down) on every
+      online CPU, the target's cpu_die() and PSCI CPU_OFF, and __cpu_die()'s
+      wait and AFFINITY_INFO polling), the step the psci kill line is printed in;
+    - `bp_dead_ns`: from `takedown_cpu`'s exit to the CPU's last event (the
+      boot CPU's DEAD callbacks, down to CPUHP_OFFLINE);
+    - `cpu_down_ns`: from the CPU's first event to its last.
+
+    One dict per CPU, in the order they went down; a phase the events do not
+    show is None.
+    """
+    order: list[int] = []
+    events: dict[int, list[tuple[str, int, str | None, int]]] = {}
+    for _, text in lines:
+        m = _CPUHP.search(text)
+        t = printk_ns(text)
+        if m is None or t is None:
+            continue
+        cpu = int(m.group(2))
+        if cpu not in events:
+            order.append(cpu)
+            events[cpu] = []
+        events[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
+    out = []
+    for cpu in order:
+        ev = events[cpu]
+
+        def step(name: str) -> tuple[int, int] | None:
+            """(enter, exit) printk ns of the step named `name`."""
+            for i, (kind, idx, fn, t) in enumerate(ev):
+                if kind != "exit" and fn == name:
+                    end = next((u for k, j, _, u in ev[i + 1:] if k == "exit" and j == idx), None)
+                    return (t, end) if end is not None else None
+            return None
+
+        kick, deact, take = step("cpuhp_kick_ap_work"), step("sched_cpu_deactivate"), step("takedown_cpu")
+        out.append({
+            "cpu": cpu,
+            "ap_teardown_ns": kick[1] - kick[0] if kick else None,
+            "sched_cpu_deactivate_ns": deact[1] - deact[0] if deact else None,
+            "takedown_cpu_ns": take[1] - take[0] if take else None,
+            "bp_dead_ns": ev[-1][3] - take[1] if take else None,
+            "cpu_down_ns": ev[-1][3] - ev[0][3],
+        })
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.lab import lifetime
+from haltlab.lab.arch import FACTS, Arch
 
 __all__ = [
     "QEMU",
@@ -43,6 +44,7 @@ class GuestSpec:
     memory_mb: int = 512
     accelerator: str = "kvm"  # "kvm" or "tcg"
     pvpanic: str | None = None  # None: no device; else the `-action panic=` value
+    arch: Arch = Arch.X86_64
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
@@ -80,16 +82,19 @@ def pick_accelerator(requested: str = "auto") -> str:
     return requested
 
 
-def qemu_version() -> str:
-    """`7.2.22` from `qemu-system-x86_64 --version`; a missing QEMU is a user error."""
-    if not shutil.which(QEMU):
-        raise UserError(f"{QEMU} not found (Debian: apt-get install qemu-system-x86)")
-    out = lifetime.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout_s=60).stdout
+def qemu_version(arch: Arch = Arch.X86_64) -> str:
+    """`7.2.22` from `qemu-system-x86_64 --version` (or the arch's QEMU); a
+    missing QEMU is a user error."""
+    qemu, package = FACTS[arch].qemu, FACTS[arch].qemu_package
+    if not shutil.which(qemu):
+        raise UserError(f"{qemu} not found (Debian: apt-get install {package})")
+    out = lifetime.run([qemu, "--version"], capture_output=True, text=True, check=True, timeout_s=60).stdout
     m = re.search(r"version (\S+)", out)
     return m.group(1) if m else out.strip()
 
 
-def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None = None) -> str:
+def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None = None,
+                   arch: Arch = Arch.X86_64, extra: tuple[str, ...] = ()) -> str:
     """The guest kernel's command line.
 
     - console=ttyS0: the console is the first serial port, piped to the host.
@@ -100,13 +105,18 @@ def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None
       which would turn the flood into a trickle.
     - panic=N: panic_timeout (seconds); 0 waits forever, N>0 resets after N s.
     - haltlab.*: parameters for /init (see guest.py).
+    On arm64 the console is the PL011 (ttyAMA0, earlycon at virt's 0x9000000);
+    `extra` are an experiment's own kernel parameters (the arm64 kexec's
+    `ignore_loglevel`), before the haltlab ones.
     """
+    facts = FACTS[arch]
     parts = [
-        "console=ttyS0,115200",
-        "earlycon=uart8250,io,0x3f8,115200",
+        f"console={facts.console}",
+        f"earlycon={facts.earlycon}",
         "printk.time=1",
         "printk.devkmsg=on",
         f"panic={panic_timeout_s}",
+        *extra,
     ]
     parts += [f"haltlab.{k}={v}" for k, v in (params or {}).items()]
     return " ".join(parts)
@@ -114,14 +124,18 @@ def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None
 
 def build_args(spec: GuestSpec, *, console_fd: int, progress_fd: int, qmp_path: Path) -> list[str]:
     """The full argv for one run."""
-    args = [QEMU]
+    arm64 = spec.arch is Arch.ARM64
+    args = [FACTS[spec.arch].qemu]
     # Machine and accelerator: KVM runs vCPUs on the host CPU; TCG translates,
     # one host thread per vCPU with thread=multi, so per-thread CPU time still
-    # means per-vCPU CPU time.
-    if spec.accelerator == "kvm":
+    # means per-vCPU CPU time. arm64: the virt board with GICv3 (GICv2 stops at
+    # 8 CPUs) under TCG. No firmware there: QEMU loads the kernel itself and,
+    # with neither EL2 nor EL3 emulated, implements PSCI (CPU_ON, CPU_OFF,
+    # AFFINITY_INFO, SYSTEM_OFF) on the HVC conduit its device tree names.
+    if spec.accelerator == "kvm" and not arm64:
         args += ["-machine", "q35", "-accel", "kvm", "-cpu", "host"]
     else:
-        args += ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]
+        args += ["-machine", FACTS[spec.arch].machine, "-accel", "tcg,thread=multi", "-cpu", FACTS[spec.arch].tcg_cpu]
     args += ["-smp", str(spec.cpus), "-m", str(spec.memory_mb)]
     # Nothing we did not ask for: no default NIC, VGA, monitor, serial, disk,
     # and no host file sharing; the initramfs is the guest's whole file system.
@@ -133,10 +147,15 @@ def build_args(spec: GuestSpec, *, console_fd: int, progress_fd: int, qmp_path: 
     # then `cont`; nothing runs before the host is listening.
     args += ["-S", "-qmp", f"unix:{qmp_path},server=on,wait=off"]
     args += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", spec.cmdline]
-    # ttyS0 = console, ttyS1 = progress channel; each a pipe inherited from the
-    # host (opened through /dev/fd), so no file is left on disk.
+    # ttyS0 (arm64: ttyAMA0, the board's PL011) = console, ttyS1 = progress
+    # channel; each a pipe inherited from the host (opened through /dev/fd), so
+    # no file is left on disk. The virt board has one UART, so an arm64 guest's
+    # progress channel is a virtio console on virtio-mmio (/dev/hvc0).
     args += ["-chardev", f"file,id=console,path=/dev/fd/{console_fd}", "-serial", "chardev:console"]
-    args += ["-chardev", f"file,id=progress,path=/dev/fd/{progress_fd}", "-serial", "chardev:progress"]
+    args += ["-chardev", f"file,id=progress,path=/dev/fd/{progress_fd}"]
+    if arm64:
+        return args + ["-device", "virtio-serial-device", "-device", "virtconsole,chardev=progress"]
+    args += ["-serial", "chardev:progress"]
     # isa-debug-exit: /init ends the run with an exit status of its choosing.
     args += ["-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
     # pvpanic: the guest's panic notifier tells QEMU (GUEST_PANICKED on QMP);

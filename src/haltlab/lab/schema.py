@@ -28,6 +28,17 @@ from source is (the patch set and its digest, the source package and its
 version, the config's sha256, the compiler; None for a Debian package or a
 user's bzImage), and the option `build` (the patch set booted).
 
+Added to version 1 (2026-12-01, issue 10): an arm64 kexec (`lab kexec --arch
+arm64`) measures the old kernel's shutdown: per run `shutdown_ns` ("Starting
+new kernel" to "Bye!", printk clock; `shutdown_host_ns` the host's), per CPU
+in the order they died `killed_cpus`, `psci_polled_ms`, `per_cpu_shutdown_ns`
+(between consecutive psci kill lines), `last_kill_to_bye_ns`, `unclean_cpus`,
+and with `--cpuhp-trace` `cpuhp_phases`; the result adds `arch`, `others`,
+the QEMU machine and CPU, the kernel parameters it added, and summaries
+(`per_cpu_shutdown_ns` pools every CPU of every completed run;
+`*_all` lists them). These fields are absent from an x86 kexec result. The
+options of every lab result gain `arch` (and kexec's `others`, `cpuhp_trace`).
+
 Fields carry their unit (`_ns`, `_s_per_s`, `_hz`); `Summary` is a median and
 min-max over runs (stats.py). `conforms()` checks a value against a type here,
 keys and nesting (tests/lab/test_schema.py runs it on real results).
@@ -37,7 +48,7 @@ from typing import Any, NotRequired, TypedDict
 
 from haltlab.results import conforms
 
-__all__ = ["SCHEMA_VERSION", "Summary", "KernelBuild", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
+__all__ = ["SCHEMA_VERSION", "Summary", "CpuhpPhases", "KernelBuild", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
            "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
            "conforms"]
 
@@ -182,6 +193,17 @@ class PanicResult(Header):
     runs: list[PanicRun]
 
 
+class CpuhpPhases(TypedDict):
+    """One CPU's `_cpu_down()` from the cpuhp trace events (parse.cpuhp_phases)."""
+
+    cpu: int
+    ap_teardown_ns: int | None
+    sched_cpu_deactivate_ns: int | None
+    takedown_cpu_ns: int | None
+    bp_dead_ns: int | None
+    cpu_down_ns: int
+
+
 class KexecRun(_RunTails):
     outcome: str
     qemu_pid: int
@@ -196,6 +218,17 @@ class KexecRun(_RunTails):
     kexec_to_second_init_ns: int | None
     boot_to_kexec_ns: int | None
     boot_retries: NotRequired[list["KexecRun"]]
+    # arm64 only
+    shutdown_ns: NotRequired[int | None]
+    shutdown_host_ns: NotRequired[int | None]
+    killed_cpus: NotRequired[list[int]]
+    psci_polled_ms: NotRequired[list[int]]
+    per_cpu_shutdown_ns: NotRequired[list[int | None]]
+    per_cpu_shutdown_host_ns: NotRequired[list[int]]
+    last_kill_to_bye_ns: NotRequired[int | None]
+    unclean_cpus: NotRequired[list[int]]
+    cpuhp_events: NotRequired[int]
+    cpuhp_phases: NotRequired[list[CpuhpPhases]]
 
 
 class KexecResult(Header):
@@ -210,6 +243,20 @@ class KexecResult(Header):
     kexec_to_second_init_ns: Summary | None
     boot_to_kexec_ns: Summary | None
     runs: list[KexecRun]
+    # arm64 only
+    arch: NotRequired[str]
+    others: NotRequired[str]
+    qemu_machine: NotRequired[str]
+    qemu_cpu: NotRequired[str]
+    kernel_params: NotRequired[list[str]]
+    shutdown_ns: NotRequired[Summary | None]
+    shutdown_host_ns: NotRequired[Summary | None]
+    per_cpu_shutdown_ns: NotRequired[Summary | None]
+    per_cpu_shutdown_ns_all: NotRequired[list[int]]
+    psci_polled_ms: NotRequired[Summary | None]
+    psci_polled_ms_all: NotRequired[list[int]]
+    last_kill_to_bye_ns: NotRequired[Summary | None]
+    runs_all_cpus_killed: NotRequired[int]
 
 
 class FloodRun(_RunTails):

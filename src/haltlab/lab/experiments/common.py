@@ -8,6 +8,7 @@ calibration code can call them directly and get the same JSON-able dict.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
-from haltlab.lab import images, initramfs, parse
+from haltlab.lab import images, initramfs, parse, userland
+from haltlab.lab.arch import FACTS, Arch, parse_arch
 from haltlab.lab.cache import check_cache
 from haltlab.lab.lifetime import terminate_cleanly
 from haltlab.lab.images import KernelImage
@@ -45,14 +47,29 @@ class LabConfig:
     kernel_package: str | None = None  # pin: NAME[=VERSION]; None = what linux-image-amd64 depends on
     build: str | None = None  # a patch set (lab/patches/NAME): boot the kernel lab/build.py builds of it
     boot_timeout_s: float = 120.0  # start to the experiment's trigger
+    arch: Arch = Arch.X86_64  # the guest's architecture (lab/arch.py); only kexec boots arm64 so far
+
+    # The architectures an experiment can boot.
+    ARCHES = (Arch.X86_64,)
 
     def validate(self) -> None:
+        arch = parse_arch(self.arch)
+        if arch not in self.ARCHES:
+            raise ConfigError("arch", arch.value, f"this experiment boots {', '.join(a.value for a in self.ARCHES)} "
+                                                  "only (lab kexec boots arm64)")
         _at_least("cpus", self.cpus, 1)
+        if arch is Arch.ARM64:
+            _at_least("cpus", self.cpus, 2)  # the experiment is the secondary CPUs' shutdown
+            if self.cpus > FACTS[arch].max_cpus:
+                raise ConfigError("cpus", self.cpus, f"Debian's arm64 kernel takes at most "
+                                                     f"{FACTS[arch].max_cpus} CPUs (NR_CPUS)")
+            if self.accel == "kvm":
+                raise ConfigError("accel", self.accel, "an arm64 guest runs under TCG on this x86 host")
         if self.cpus > MAX_CPUS_Q35:
             raise ConfigError("cpus", self.cpus, f"QEMU's q35 machine takes at most {MAX_CPUS_Q35} vCPUs")
         if self.accel not in ACCELERATORS:
             raise ConfigError("accel", self.accel, "expected auto, kvm or tcg")
-        if self.accel == "tcg":
+        if self.accel == "tcg" and arch is Arch.X86_64:
             check_tcg_cpus(self.cpus)
         _at_least("runs", self.runs, 1)
         _at_least("memory_mb", self.memory_mb, 128)
@@ -70,6 +87,9 @@ class LabConfig:
                 raise ConfigError("kernel_package", self.kernel_package,
                                   "names a Debian kernel; a bzimage is booted instead")
         if self.build is not None:
+            if arch is not Arch.X86_64:
+                raise ConfigError("build", self.build, "builds an x86 kernel; an arm64 guest boots Debian's "
+                                                       "linux-image-arm64 (or --bzimage, an arm64 Image)")
             check_build(self.build)
             if self.bzimage is not None or self.kernel_package is not None:
                 raise ConfigError("build", self.build, "boots a kernel built from source; give it without "
@@ -81,12 +101,16 @@ class LabConfig:
         if self.build is not None:
             from haltlab.lab.build import built_kernel
             return built_kernel(self.build)
-        return images.resolve_kernel(Path(self.bzimage) if self.bzimage else None,
-                                     Path(self.modules) if self.modules else None, self.kernel_package)
+        bzimage, modules = (Path(self.bzimage) if self.bzimage else None), (Path(self.modules) if self.modules else None)
+        arch = parse_arch(self.arch)
+        if arch is Arch.X86_64:
+            return images.resolve_kernel(bzimage, modules, self.kernel_package)
+        return images.resolve_kernel(bzimage, modules, self.kernel_package, arch=arch)
 
     def options(self) -> dict:
         """The config as JSON-able values, recorded in the result."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, enum.Enum) else v)
+                for k, v in asdict(self).items()}
 
 
 def check_build(name: str) -> None:
@@ -141,9 +165,10 @@ def prepare(config: LabConfig, entries: Callable[[KernelImage], list[initramfs.E
     with terminate_cleanly():  # SIGTERM kills a download or a build the way Ctrl-C does
         cache = check_cache()  # before anything downloads or boots
         _sweep(cache)
-        version = qemu_version()
-        accelerator = pick_accelerator(config.accel)
-        if accelerator == "tcg":
+        arch = parse_arch(config.arch)
+        version = qemu_version() if arch is Arch.X86_64 else qemu_version(arch)
+        accelerator = pick_accelerator(config.accel) if FACTS[arch].kvm else "tcg"
+        if accelerator == "tcg" and arch is Arch.X86_64:
             check_tcg_cpus(config.cpus)
         kernel = kernel or config.resolve_kernel()
         initrd = initramfs.build(entries(kernel), cache)
@@ -155,19 +180,24 @@ def _sweep(cache: Path) -> None:
     directories in the temp dir, half-unpacked kernels, half-written images."""
     sweep_stale_guests()
     images.sweep_stale_unpacks(cache)
+    userland.sweep_stale_unpacks(cache)
     initramfs.sweep_partial_images(cache)
 
 
 def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout_s: int = 0,
-               pvpanic: str | None = None, params: dict | None = None) -> GuestSpec:
+               pvpanic: str | None = None, params: dict | None = None, extra: tuple[str, ...] = ()) -> GuestSpec:
+    arch = parse_arch(config.arch)
+    cmdline = (kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params) if arch is Arch.X86_64 and not extra
+               else kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params, arch=arch, extra=extra))
     return GuestSpec(
         kernel=prep.kernel.vmlinuz,
         initrd=prep.initrd,
-        cmdline=kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params),
+        cmdline=cmdline,
         cpus=config.cpus,
         memory_mb=config.memory_mb,
         accelerator=prep.accelerator,
         pvpanic=pvpanic,
+        arch=arch,
     )
 
 

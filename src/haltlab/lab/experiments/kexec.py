@@ -9,42 +9,121 @@ reports and exits through isa-debug-exit. Measured per run:
 - `smp_init_first_ns` / `smp_init_second_ns`: each kernel's bring-up of the
   secondary CPUs, by its own printk clock ("Bringing up secondary CPUs" to
   "Brought up"), the quantity S4's 210 ms vs 80 ms is about.
+
+`arch=arm64` (S3's question) boots Debian's arm64 kernel on QEMU's virt board
+(lab/arch.py) and also measures the old kernel's shutdown, from the kernel's
+own lines (parse.arm64_kexec_shutdown): `shutdown_ns` from kernel_kexec()'s
+"Starting new kernel" to machine_kexec()'s "Bye!", and per secondary CPU,
+taken down one at a time by smp_shutdown_nonboot_cpus(), the time between
+consecutive "psci: CPUn killed (polled N ms)" lines (`per_cpu_shutdown_ns`)
+and the polled ms. `others=busy` starts a spinning task pinned to each CPU
+before `kexec -l`. `cpuhp_trace=True` adds `trace_event=cpuhp:* tp_printk`,
+the cpuhp state machine's trace events on the console, whose cost the
+docs/lab.md campaign measured.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
-from haltlab.lab import initramfs
+from haltlab.lab import initramfs, userland
+from haltlab.lab.arch import FACTS, Arch, parse_arch
 from haltlab.lab.cache import cache_dir
-from haltlab.lab.classify import COMPLETED, classify
+from haltlab.lab.classify import COMPLETED, FAILED, classify
 from haltlab.lab.experiments.common import (
     LabConfig, ProgressFn, check_seconds, elapsed_ns, guest_spec, header, outcome_counts, prepare, repeat,
 )
 from haltlab.lab.guest import kexec_init
 from haltlab.lab.images import KernelImage
-from haltlab.lab.parse import boot_starts, find, smp_init_spans
+from haltlab.lab.parse import arm64_kexec_shutdown, boot_starts, exit_code, find, smp_init_spans
 from haltlab.lab.runner import Guest
 from haltlab.lab.stats import summarize
 
-__all__ = ["KexecConfig", "run_kexec", "kexec_once", "kexec_timings", "KEXEC_MARKER"]
+__all__ = ["KexecConfig", "Others", "default_timeout_s", "run_kexec", "kexec_once", "kexec_timings", "KEXEC_MARKER", "ARM64_FIELDS",
+           "load_shutdown"]
 
 KEXEC_MARKER = "haltlab: kexec -e"
 STARTING = "Starting new kernel"
 KEXEC_BINARY = Path("/usr/sbin/kexec")
 
 
+class Others(enum.Enum):
+    """What the CPUs do while the old kernel shuts down."""
+
+    IDLE = "idle"
+    BUSY = "busy"   # one `while :; do :; done` pinned to each CPU
+
+
+def _others(value: str | Others) -> Others:
+    try:
+        return Others(value)
+    except ValueError:
+        raise ConfigError("others", value, "expected idle or busy") from None
+
+
+# Kernel parameters of an arm64 run: every pr_info on the console (the psci
+# kill lines and "Bye!" are pr_info; Debian's default console loglevel shows
+# them, loglevel=8 makes sure), and with cpuhp_trace the cpuhp trace events.
+ARM64_PARAMS = ("loglevel=8",)
+CPUHP_TRACE_PARAMS = ("trace_event=cpuhp:*", "tp_printk")
+
+
 @dataclass(frozen=True)
 class KexecConfig(LabConfig):
     timeout_s: float = 120.0  # whole cycle: boot, kexec, second boot
+    others: Others = Others.IDLE
+    cpuhp_trace: bool = False  # arm64: cpuhp trace events on the console
+
+    ARCHES = (Arch.X86_64, Arch.ARM64)
 
     def validate(self) -> None:
         super().validate()
+        _others(self.others)
         check_seconds("timeout_s", self.timeout_s)
         if self.memory_mb < 384:
             raise ConfigError("memory_mb", self.memory_mb, "kexec needs room for two kernels, at least 384")
+        if self.cpuhp_trace not in (True, False):
+            raise ConfigError("cpuhp_trace", self.cpuhp_trace, "expected true or false")
+        if self.cpuhp_trace and parse_arch(self.arch) is not Arch.ARM64:
+            raise ConfigError("cpuhp_trace", self.cpuhp_trace, "is for the arm64 shutdown's per-CPU phases")
+
+
+def default_timeout_s(arch: str | Arch) -> float:
+    """The whole cycle's default bound: an arm64 guest under TCG boots in about
+    20 s with 2 vCPUs and slower with more, twice per run (2026-12-01)."""
+    try:
+        return 600.0 if parse_arch(arch) is Arch.ARM64 else 120.0
+    except ConfigError:
+        return 120.0  # the config's validate() names the bad arch
+
+
+def _entries_for(arch: Arch):
+    return _entries if arch is Arch.X86_64 else _arm64_entries
+
+
+def _arm64_entries(kernel) -> list[initramfs.Entry]:
+    """The arm64 images: Debian's arm64 busybox and kexec-tools (lab/userland.py),
+    and the virtio console's modules for the progress channel, in both."""
+    ul = userland.fetch_userland(Arch.ARM64)
+    if kernel.modules_dir is None:
+        raise UserError("an arm64 guest needs the kernel's virtio_mmio and virtio_console modules (its progress "
+                        "channel): give --modules DIR with --bzimage")
+    base = (userland.busybox_entries(ul)
+            + initramfs.module_entries(kernel.modules_dir, list(FACTS[Arch.ARM64].progress_modules))
+            + initramfs.base_entries(kexec_init(Arch.ARM64), busybox=[]))
+    inner = initramfs.build(base, cache_dir())
+    return (
+        base
+        + userland.elf_entries(ul, ul.kexec, "/bin/kexec")
+        + [
+            initramfs.file("/boot/vmlinuz", kernel.vmlinuz.read_bytes()),
+            initramfs.file("/boot/initrd.img", inner.read_bytes()),
+        ]
+    )
 
 
 def _entries(kernel) -> list[initramfs.Entry]:
@@ -94,11 +173,18 @@ def kexec_timings(lines: list[tuple[int, str]], start_ns: int | None = None) -> 
 
 def kexec_once(g: Guest, config: KexecConfig) -> dict:
     """One kexec cycle on a started guest."""
+    arm64 = parse_arch(config.arch) is Arch.ARM64
     done = g.wait_until(lambda: g.progress.seen("STAGE2") is not None and g.exited(), config.timeout_s)
-    run = {"outcome": classify(g.observation(timed_out=not done)), "qemu_pid": g.pid}
+    outcome = classify(g.observation(timed_out=not done))
+    if arm64 and outcome == COMPLETED and exit_code(g.progress.lines) != 0:
+        outcome = FAILED  # powered off, but init said why (EXIT 4: kexec -l failed)
+    run = {"outcome": outcome, "qemu_pid": g.pid}
     if run["outcome"] != COMPLETED:
         run.update(g.tails())
     run.update(kexec_timings(g.console.lines, g.start_ns))
+    if arm64:
+        marker = find(g.console.lines, KEXEC_MARKER)
+        run.update(_arm64_fields(arm64_kexec_shutdown(g.console.lines, marker if marker is not None else 0)))
     prog = g.progress.lines
     ke, s2 = g.progress.seen("KEXEC-E"), g.progress.seen("STAGE2")
     run["kexec_to_second_init_ns"] = elapsed_ns(prog[ke][0] if ke is not None else None,
@@ -107,12 +193,37 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
     return run
 
 
+# The per-run fields an arm64 run adds (parse.arm64_kexec_shutdown's, less its
+# two flags, which the outcome and the None values already say).
+ARM64_FIELDS = ("shutdown_ns", "shutdown_host_ns", "killed_cpus", "psci_polled_ms", "per_cpu_shutdown_ns",
+                "per_cpu_shutdown_host_ns", "last_kill_to_bye_ns", "unclean_cpus", "cpuhp_events", "cpuhp_phases")
+
+
+def _arm64_fields(facts: dict) -> dict:
+    return {k: facts[k] for k in ARM64_FIELDS}
+
+
+def _spec(prep, config: KexecConfig):
+    arch = parse_arch(config.arch)
+    busy = {"others": Others.BUSY.value} if _others(config.others) is Others.BUSY else None
+    if arch is Arch.X86_64:
+        return guest_spec(prep, config, params=busy)
+    extra = ARM64_PARAMS + (CPUHP_TRACE_PARAMS if config.cpuhp_trace else ())
+    return guest_spec(prep, config, params=busy, extra=extra)
+
+
+def _flat(runs: list[dict], key: str) -> list[int]:
+    """Every value of a per-CPU list field over the completed runs."""
+    return [v for r in runs if r["outcome"] == COMPLETED for v in (r.get(key) or []) if v is not None]
+
+
 def run_kexec(config: KexecConfig, progress: ProgressFn | None = None, *,
               kernel: KernelImage | None = None) -> dict:
     """Run the kexec cycle `config.runs` times; a JSON-able result."""
     config.validate()
-    prep = prepare(config, _entries, kernel)
-    spec = guest_spec(prep, config)
+    arch = parse_arch(config.arch)
+    prep = prepare(config, _entries_for(arch), kernel)
+    spec = _spec(prep, config)
     runs = repeat(config.runs, spec, lambda g: kexec_once(g, config), progress)
     result = header("kexec", config, prep)
     result["outcomes"] = outcome_counts(runs)
@@ -120,5 +231,54 @@ def run_kexec(config: KexecConfig, progress: ProgressFn | None = None, *,
     for key in ("cold_boot_to_first_line_ns", "kexec_downtime_ns", "marker_to_starting_ns", "starting_to_first_line_ns",
                 "smp_init_first_ns", "smp_init_second_ns", "kexec_to_second_init_ns", "boot_to_kexec_ns"):
         result[key] = summarize(r.get(key) for r in runs)
+    if arch is Arch.ARM64:
+        result.update(_arm64_summary(runs, config))
     result["runs"] = runs
     return result
+
+
+def _arm64_summary(runs: list[dict], config: KexecConfig) -> dict:
+    """The shutdown over the runs: totals, and every CPU's time pooled."""
+    ok = [r for r in runs if r["outcome"] == COMPLETED]
+    return {
+        "arch": Arch.ARM64.value,
+        "others": _others(config.others).value,
+        "qemu_machine": FACTS[Arch.ARM64].machine,
+        "qemu_cpu": FACTS[Arch.ARM64].tcg_cpu,
+        "kernel_params": list(ARM64_PARAMS + (CPUHP_TRACE_PARAMS if config.cpuhp_trace else ())),
+        "shutdown_ns": summarize(r.get("shutdown_ns") for r in ok),
+        "shutdown_host_ns": summarize(r.get("shutdown_host_ns") for r in ok),
+        "per_cpu_shutdown_ns": summarize(_flat(runs, "per_cpu_shutdown_ns")),
+        "per_cpu_shutdown_ns_all": _flat(runs, "per_cpu_shutdown_ns"),
+        "psci_polled_ms": summarize(_flat(runs, "psci_polled_ms")),
+        "psci_polled_ms_all": _flat(runs, "psci_polled_ms"),
+        "last_kill_to_bye_ns": summarize(r.get("last_kill_to_bye_ns") for r in ok),
+        "runs_all_cpus_killed": sum(len(r.get("killed_cpus") or []) == config.cpus - 1 for r in ok),
+    }
+
+
+def load_shutdown(path: str | Path) -> list[dict]:
+    """Per-CPU shutdown times of an arm64 `lab kexec` result file, for calibration.
+
+    `path` holds one result or a list of them (`--cpus 2,4,8 --output FILE`).
+    One dict per result: `cpus`, `others`, `kernel_release`, `shutdown_ns` and
+    `per_cpu_shutdown_ns` (each completed run's values, in run order; per CPU
+    in the order the CPUs died) and `psci_polled_ms` likewise. An x86 result,
+    which has no such times, is a UserError.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read a lab kexec result ({e})") from None
+    out = []
+    for r in data if isinstance(data, list) else [data]:
+        if not isinstance(r, dict) or r.get("experiment") != "kexec" or r.get("arch") != Arch.ARM64.value:
+            raise UserError(f"{path}: not an arm64 lab kexec result")
+        ok = [run for run in r["runs"] if run["outcome"] == COMPLETED]
+        out.append({
+            "cpus": r["cpus"], "others": r["others"], "kernel_release": r["kernel_release"],
+            "shutdown_ns": [run["shutdown_ns"] for run in ok],
+            "per_cpu_shutdown_ns": [run["per_cpu_shutdown_ns"] for run in ok],
+            "psci_polled_ms": [run["psci_polled_ms"] for run in ok],
+        })
+    return out
