@@ -97,7 +97,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "console_spin": ("--console-spin", None),       # PrintkFloodConfig (S2)
     "hang_after_s": ("--hang-after", None),
     "flood_irqs_off": ("--flood-irqs-off", None),
-    "arch": ("--arch", None),                       # KexecConfig (S3)
+    # KexecConfig (S3); "arch" is above, shared with the lab's --arch
     "shutdown": ("--shutdown", None),
     "irqs": ("--irqs", None),
     "managed_irqs": ("--managed-irqs", None),
