@@ -60,7 +60,9 @@ def test_v7_1_always_finishes_the_panic(reduce):
     assert out.verdict is Verdict.OK, out.message
 
 
-@pytest.mark.parametrize("reduce", REDUCTIONS)
+# Timed, the partial-order reduction is off (it says so), so `por` is `none`
+# and `all` is `symmetry`: two settings cover the four, at 3 CPUs' cost.
+@pytest.mark.parametrize("reduce", ["none", "all"])
 def test_v7_1_at_3_cpus_widened_finishes_the_panic(reduce):
     # Two flooders: before the time conditions of docs/design.md ("Timed
     # lassos"), the zone graph's cycle in which they take turns at steps of no
@@ -69,3 +71,4 @@ def test_v7_1_at_3_cpus_widened_finishes_the_panic(reduce):
     cfg = PrintkFloodCheckConfig(kernel="v7.1", cpus=3, timing=Timing.WIDENED, reduce=reduce)
     out = check_printk_flood(cfg)
     assert out.verdict is Verdict.OK, (out.message, out.lasso)
+    assert any(r.startswith("por off: timing widened") for r in out.exploration.reductions) or reduce == "none"
