@@ -80,19 +80,20 @@ def test_widened_states_are_a_function_of_the_search_so_the_output_repeats():
     assert json.loads(first.stdout)["verdict"] == "ok"
 
 
-
-def test_a_timed_lasso_whose_cycle_does_not_replay_is_not_called_a_run():
-    # Exact zones: a lasso of the recorded graph is replayed before it is printed
-    # as a run. The hand-over miniature without a hand-over livelocks timed; its
-    # cycle cut short does not come back, and the entry then says so and prints
-    # no replay command.
-    from haltlab.cli.explore import _check_timed_lasso
+def test_a_timed_lasso_is_reported_only_once_its_cycle_replays_with_exact_zones():
+    # Exact zones: `check()` puts each lasso of the zone graph to
+    # `timed_lasso_check` before it calls it a livelock. The hand-over miniature
+    # without a hand-over livelocks timed, and its lasso comes back to the same
+    # state, zone included; the same lasso with its cycle cut short is refused,
+    # with the reason.
+    from haltlab.checks.liveness import Lasso
+    from haltlab.checks.timed_lasso import timed_lasso_check
     make = livelocks.build(Timing.TIMED, hand_over=False)
     out = check(make, livelocks.PROPERTIES, goal=livelocks.cpu0_free)
     assert out.verdict is Verdict.LIVELOCK
-    whole = {"prefix": list(out.lasso.prefix), "cycle": list(out.lasso.cycle), "replay": "haltlab replay ..."}
-    _check_timed_lasso(whole, lambda prefix: replay(make, prefix))
-    broken = dict(whole, cycle=whole["cycle"][:-1] or ["c0"])
-    _check_timed_lasso(broken, lambda prefix: replay(make, prefix))
-    assert broken["replay"] is None and "not shown to be a run" in broken["candidate"]
-    assert ("candidate" in whole) == (whole["replay"] is None)
+    check_cycle(replay(make, list(out.lasso.prefix)), list(out.lasso.cycle))     # no error: it is a run
+    accept = timed_lasso_check(make)
+    assert accept(out.lasso) == out.lasso                                        # already settled
+    cut = Lasso(out.lasso.prefix, out.lasso.cycle[:-1] or ("c0",), out.lasso.states)
+    why = accept(cut)
+    assert isinstance(why, str) and "not a run when replayed" in why

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from haltlab.checks.liveness import Lasso, Liveness, _reachable, fair_nonprogress_cycle, strongly_connected
+from haltlab.checks.liveness import (
+    Lasso, Liveness, TimeDivergence, _reachable, fair_nonprogress_cycle, strongly_connected,
+)
 from haltlab.engine.symmetry import compose, concrete_walk, invert, rename_choice
 
 __all__ = ["edge_path", "fair_cycle_lifted"]
@@ -63,8 +65,11 @@ def edge_path(edges, start: int, targets: set[int], avoid: set[int] = frozenset(
     raise ValueError("no path")
 
 
-def fair_cycle_lifted(ex, progress: set[int], expanded: set[int]) -> Liveness:
-    """`fair_nonprogress_cycle` for a symmetry-reduced exploration."""
+def fair_cycle_lifted(ex, progress: set[int], expanded: set[int], time: TimeDivergence | None = None,
+                      accept=None) -> Liveness:
+    """`fair_nonprogress_cycle` for a symmetry-reduced exploration (`time`: its
+    timing facts, in each representative's CPU names; renamed with the nodes;
+    `accept`: asked of each lasso once it is renamed into the run from the root)."""
     edges, perms = ex.edges, ex.perms
     succ: dict[int, list[int]] = {}
     out: dict[int, list[int]] = {}
@@ -75,6 +80,7 @@ def fair_cycle_lifted(ex, progress: set[int], expanded: set[int]) -> Liveness:
         return Liveness(None, False)
     reach = _reachable(0, succ, progress)
     truncated = False
+    refused: list[tuple[Lasso, str]] = []
     for comp in strongly_connected(sorted(reach), succ):
         states = set(comp)
         if not any(edges.dst[i] in states for s in comp for i in out.get(s, ())):
@@ -82,13 +88,13 @@ def fair_cycle_lifted(ex, progress: set[int], expanded: set[int]) -> Liveness:
         if not states <= expanded:
             truncated = True
             continue
-        lasso = _judge_lifted(ex, states, out, progress)
+        lasso = _judge_lifted(ex, states, out, progress, time, accept, refused)
         if lasso is not None:
-            return Liveness(lasso, truncated)
-    return Liveness(None, truncated)
+            return Liveness(lasso, truncated, *(refused[0] if refused else (None, None)))
+    return Liveness(None, truncated, *(refused[0] if refused else (None, None)))
 
 
-def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
+def _judge_lifted(ex, states: set[int], out, progress, time=None, accept=None, refused=None) -> Lasso | None:
     edges, perms = ex.edges, ex.perms
     n = len(perms[0])
     ident = tuple(range(n))
@@ -103,6 +109,8 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
         return nid
 
     postponed: dict[int, list[str]] = {}
+    due: dict[int, set[str]] = {}
+    delays: set[int] = set()
     todo = []
     for s in sorted(states):
         node(s, ident)
@@ -118,6 +126,10 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
         inside.add(ids[(s, g)])
         if s in ex.postponed:
             postponed[ids[(s, g)]] = [rename_choice(c, g) for c in ex.postponed[s]]
+        if time is not None:
+            due[ids[(s, g)]] = {rename_choice(o, g) for o in time.due(s)}
+            if time.delays(s):
+                delays.add(ids[(s, g)])
         for i in out.get(s, ()):
             d = edges.dst[i]
             h = compose(g, perms[edges.perm[i]])
@@ -125,18 +137,27 @@ def _judge_lifted(ex, states: set[int], out, progress) -> Lasso | None:
             lifted.append((ids[(s, g)], token, node(d, h) if d in states else node(-1 - i, h)))
             if d in states and (d, h) not in done:
                 todo.append((d, h))
-    res = fair_nonprogress_cycle(lifted, set(), inside | {0}, postponed=postponed)
-    if res.lasso is None:
-        return None
+    lifted_time = None if time is None else TimeDivergence(
+        due=lambda v: due.get(v, ()), delays=delays.__contains__, discharges=time.discharges)
     step = {(a, c): b for a, c, b in lifted}
-    at = 0
-    for c in res.lasso.prefix:
-        at = step[(at, c)]
     by_id = {v: k for k, v in ids.items()}
-    entry, h = by_id[at]
-    path = edge_path(edges, 0, {entry}, progress)
-    prefix, g_path = concrete_walk(edges, perms, path)
-    g_path = g_path or ident
-    phi = compose(g_path, invert(h))
-    cycle = tuple(rename_choice(c, phi) for c in res.lasso.cycle)
-    return Lasso(tuple(prefix), cycle, frozenset(states))
+
+    def concrete(lasso: Lasso) -> Lasso:
+        at = 0
+        for c in lasso.prefix:
+            at = step[(at, c)]
+        entry, h = by_id[at]
+        path = edge_path(edges, 0, {entry}, progress)
+        prefix, g_path = concrete_walk(edges, perms, path)
+        phi = compose(g_path or ident, invert(h))
+        return Lasso(tuple(prefix), tuple(rename_choice(c, phi) for c in lasso.cycle), frozenset(states))
+
+    def judge(lasso: Lasso):
+        real = concrete(lasso)
+        verdict = real if accept is None else accept(real)
+        if not isinstance(verdict, Lasso) and refused is not None:
+            refused.append((real, verdict))
+        return verdict
+
+    res = fair_nonprogress_cycle(lifted, set(), inside | {0}, postponed=postponed, time=lifted_time, accept=judge)
+    return res.lasso

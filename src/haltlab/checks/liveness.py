@@ -25,15 +25,29 @@ A state the search did not expand (a bound was hit) has unknown choices; a
 component holding one is not judged fair or unfair, and the verdict says the
 graph was truncated. The component search is Tarjan's, iterative (no recursion
 limit on graphs with long paths).
+
+Timed graphs (`TimeDivergence`): a cycle counts only if time can diverge
+around it, since a real run lets every CPU's clock advance. Two more
+conditions on a component S, both necessary for a time-divergent run that
+stays in S, and both monotone like fairness (if a part of M meets them, so
+does M), so judging maximal components still finds every such run:
+* every obligation due in all of S (an agent bound by an invariant to act
+  within a bounded time: a CPU in a segment or a bounded wait, an interrupt
+  in flight) is discharged by a choice inside S (that agent acts);
+* some state of S lets time pass (not every state is urgent: no Zeno cycle).
+The lasso printed then also passes a discharging edge of each such
+obligation and a state where time passes. Why these are the right conditions
+is in docs/design.md, "Timed lassos: non-Zeno and fair in time".
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Lasso", "Liveness", "fair_nonprogress_cycle", "strongly_connected"]
+__all__ = ["Accept", "Lasso", "Liveness", "TimeDivergence", "component_lasso", "fair_nonprogress_cycle",
+           "lasso_requirements", "strongly_connected"]
 
 Edge = tuple[int, str, int]
 
@@ -49,9 +63,33 @@ class Lasso:
 
 
 @dataclass(frozen=True)
+class TimeDivergence:
+    """What a timed graph adds to the judge: `due(s)`, the obligations in state
+    `s` (agents that an invariant makes act within a bounded time, each named
+    as a string); `delays(s)`, whether time can pass in `s`; and
+    `discharges(choice)`, the obligations a choice meets (its agent acted).
+    For the explorer these come from `haltlab.engine.timing` (`Clocks.due`,
+    `Clocks.can_delay`, `discharged_by`)."""
+
+    due: Callable[[int], Iterable[str]]
+    delays: Callable[[int], bool]
+    discharges: Callable[[str], Iterable[str]]
+
+
+@dataclass(frozen=True)
 class Liveness:
     lasso: Lasso | None
     truncated: bool          # some reachable non-progress component holds an unexpanded state
+    # A fair (and, timed, time-divergent) lasso that `accept` refused, and why:
+    # the graph has one, but it was not shown to be a run (neither proof nor refutation).
+    candidate: Lasso | None = None
+    why: str | None = None
+
+
+Accept = Callable[[Lasso], "Lasso | str"]
+"""Asked of each lasso the judge finds: the lasso to report (it may be a
+longer one for the same run) or, refusing it, why; the judge then goes on to
+the next component. For a timed graph, `haltlab.checks.timed_lasso`."""
 
 
 def strongly_connected(nodes: Iterable[int], succ: dict[int, list[int]]) -> list[list[int]]:
@@ -121,13 +159,45 @@ def strongly_connected(nodes: Iterable[int], succ: dict[int, list[int]]) -> list
     return out
 
 
+def lasso_requirements(states: Iterable[int], out: Mapping[int, Iterable[tuple[str, int]]],
+                       postponed: Mapping[int, Iterable[str]] | None = None,
+                       time: TimeDivergence | None = None) -> list[tuple[str, str]] | None:
+    """Whether the strongly connected set `states` (each member's out-edges in
+    `out`, as (choice, destination)) holds a fair run, time-divergent when
+    `time` is given: None if not; else what a cycle through it must pass, in
+    order, as (kind, what) pairs: ("choice", c) for each choice enabled
+    throughout (taken or `postponed`), ("due", o) for each obligation due
+    throughout, ("delay", "") for a state where time passes."""
+    states = list(states)
+    members = set(states)
+    inside = [(c, d) for s in states for c, d in out.get(s, ()) if d in members]
+    extra = postponed or {}
+    always = set.intersection(*({c for c, _d in out.get(s, ())} | set(extra.get(s, ())) for s in states))
+    taken = {c for c, _d in inside}
+    if not always <= taken:
+        return None
+    needs = [("choice", c) for c in sorted(always)]
+    if time is None:
+        return needs
+    due = set.intersection(*(set(time.due(s)) for s in states))
+    met = {o for c in taken for o in time.discharges(c)}
+    if not due <= met or not any(time.delays(s) for s in states):
+        return None
+    return needs + [("due", o) for o in sorted(due)] + [("delay", "")]
+
+
 def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: set[int],
-                           root: int = 0, postponed: Mapping[int, Iterable[str]] | None = None) -> Liveness:
+                           root: int = 0, postponed: Mapping[int, Iterable[str]] | None = None,
+                           time: TimeDivergence | None = None, accept: Accept | None = None) -> Liveness:
     """A weakly fair lasso from `root` whose states are never in `progress`, if
     the graph has one (see the module docstring). `expanded` holds the states
     whose choices the search took: all of them, or (the partial-order
     reduction) all but `postponed[state]`, which are enabled there too and
-    count as enabled when fairness is judged, though no edge takes them."""
+    count as enabled when fairness is judged, though no edge takes them.
+    `time`: the graph is timed, and the lasso must be time-divergent too.
+    `accept`: each lasso found is put to it, and a refused one makes the
+    judge go on to the next component (the first refused is kept as the
+    result's `candidate`)."""
     out: dict[int, list[tuple[str, int]]] = {}
     for src, choice, dst in edges:
         out.setdefault(src, []).append((choice, dst))
@@ -136,6 +206,7 @@ def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: 
         return Liveness(None, False)
     reach = _reachable(root, succ, progress)
     truncated = False
+    candidate = why = None
     for component in strongly_connected(sorted(reach), succ):
         if len(component) == 1 and component[0] not in succ.get(component[0], ()):
             continue                    # a single state without a self-loop: no cycle
@@ -148,12 +219,34 @@ def fair_nonprogress_cycle(edges: Sequence[Edge], progress: set[int], expanded: 
         if not states <= expanded:
             truncated = True
             continue
-        extra = postponed or {}
-        always = set.intersection(*({c for c, _d in out.get(s, ())} | set(extra.get(s, ())) for s in states))
-        taken = {c for _s, c, _d in inside}
-        if always <= taken:
-            return Liveness(_lasso(edges, root, states, always, progress, inside), truncated)
-    return Liveness(None, truncated)
+        lasso = component_lasso(edges, root, component, out, progress, postponed, time)
+        if lasso is None:
+            continue
+        verdict = lasso if accept is None else accept(lasso)
+        if isinstance(verdict, Lasso):
+            return Liveness(verdict, truncated, candidate, why)
+        if candidate is None:
+            candidate, why = lasso, verdict
+    return Liveness(None, truncated, candidate, why)
+
+
+def component_lasso(edges: Sequence[Edge], root: int, component: Sequence[int],
+                    out: Mapping[int, Sequence[tuple[str, int]]], progress: set[int],
+                    postponed: Mapping[int, Iterable[str]] | None = None,
+                    time: TimeDivergence | None = None) -> Lasso | None:
+    """The lasso into one strongly connected set of non-progress states, all
+    expanded and reached from `root` through non-progress states, if it is
+    fair (and time-divergent, with `time`); else None."""
+    needs = lasso_requirements(component, out, postponed, time)
+    if needs is None:
+        return None
+    states = set(component)
+    inside = [(s, c, d) for s in component for c, d in out.get(s, ()) if d in states]
+    extra = postponed or {}
+
+    def enabled(s):
+        return {c for c, _d in out.get(s, ())} | set(extra.get(s, ()))
+    return _lasso(edges, root, states, needs, progress, inside, enabled, time)
 
 
 def _reachable(root: int, succ: dict[int, list[int]], progress: set[int]) -> set[int]:
@@ -197,20 +290,62 @@ def _path(edges: Sequence[Edge], start: int, targets: set[int], within: set[int]
     raise ValueError("no path")         # unreachable: callers pass connected targets
 
 
-def _lasso(edges, root, states, always, progress, inside) -> Lasso:
+def _meets(need: tuple[str, str], edge: Edge, time: TimeDivergence | None, enabled) -> bool:
+    kind, what = need
+    if kind == "choice":
+        return edge[1] == what
+    if kind == "due":
+        return what in time.discharges(edge[1])
+    if kind == "escape":                # take the choice, or pass a state where it is not enabled
+        return edge[1] == what or what not in enabled(edge[0])
+    if kind == "release":               # meet the obligation, or pass a state where it is not due
+        return what in time.discharges(edge[1]) or what not in set(time.due(edge[0]))
+    return time.delays(edge[0])         # "delay": time passes in the edge's source, before it
+
+
+def _unmet(cycle_edges: list[Edge], enabled, time: TimeDivergence | None) -> list[tuple[str, str]]:
+    """What the cycle along `cycle_edges`, repeated forever, would leave unfair:
+    a choice enabled in every state it passes and never taken in it, an
+    obligation due in every state it passes and never met in it."""
+    visited = [s for s, _c, _d in cycle_edges]
+    taken = {c for _s, c, _d in cycle_edges}
+    out = [("escape", c) for c in sorted(set.intersection(*(set(enabled(v)) for v in visited)) - taken)]
+    if time is not None:
+        met = {o for c in taken for o in time.discharges(c)}
+        due = set.intersection(*(set(time.due(v)) for v in visited))
+        out += [("release", o) for o in sorted(due - met)]
+    return out
+
+
+def _lasso(edges, root, states, needs, progress, inside, enabled, time=None) -> Lasso:
+    """A lasso into the fair component `states`: the prefix, then a cycle that
+    meets each of `needs` (`lasso_requirements`) and is itself fair: the
+    component is, but a cycle through part of it might leave a choice enabled
+    in every state it passes, though not in every state of the component; so
+    each such choice is then taken, or a state where it is not enabled is
+    passed (likewise for a timed obligation), until none is left."""
     prefix, entry = _path(edges, root, states, None, progress)
-    cycle, at = [], entry
-    for choice in sorted(always):       # take each always-enabled choice once, inside
-        sources = {s for s, c, _d in inside if c == choice}
-        walk, at = _path(inside, at, sources, states)
-        cycle += walk
-        at = next(d for s, c, d in inside if s == at and c == choice)
-        cycle.append(choice)
-    if not cycle or at != entry:        # close the walk (a cycle takes at least one step)
-        if not cycle:
+    step = {(s, c): d for s, c, d in inside}
+    cycle: list[str] = []
+    while True:
+        at = entry
+        for need in needs:              # walk to an edge that meets it, take that edge
+            meeting = [e for e in inside if _meets(need, e, time, enabled)]
+            walk, at = _path(inside, at, {s for s, _c, _d in meeting}, states)
+            cycle += walk
+            _s, c, at = next(e for e in meeting if e[0] == at)
+            cycle.append(c)
+        if not cycle:                   # a cycle takes at least one step
             s, c, d = next(e for e in inside if e[0] == entry)
             cycle.append(c)
             at = d
         walk, at = _path(inside, at, {entry}, states)
-        cycle += walk
-    return Lasso(tuple(prefix), tuple(cycle), frozenset(states))
+        cycle += walk                   # closed: back at the entry
+        walked, at = [], entry
+        for c in cycle:
+            walked.append((at, c, step[(at, c)]))
+            at = step[(at, c)]
+        unmet = _unmet(walked, enabled, time)
+        if not unmet:
+            return Lasso(tuple(prefix), tuple(cycle), frozenset(states))
+        needs = unmet                   # go round again from the entry, meeting those too

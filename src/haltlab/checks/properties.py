@@ -17,7 +17,10 @@ property's message, so a verdict can name CPUs and values).
 
 `check()` runs the explorer once and gives one `Outcome`: `ok`, `bounded-ok`
 (a bound was hit: it says which), `violation` (a safety or finite-run path),
-`deadlock` (a path), or `livelock` (a lasso: prefix, then a cycle).
+`deadlock` (a path), or `livelock` (a lasso: prefix, then a cycle); timed
+with exact zones, a livelock is one whose lasso replays as a time-divergent
+run (`haltlab.checks.timed_lasso`), and a fair component whose lassos do not
+is `undecided` (with the candidate lasso), never `ok`.
 """
 
 import enum
@@ -25,13 +28,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from haltlab.checks.lifting import edge_path, fair_cycle_lifted
-from haltlab.checks.liveness import Lasso, _reachable, fair_nonprogress_cycle
+from haltlab.checks.liveness import (
+    Lasso, TimeDivergence, _reachable, component_lasso, fair_nonprogress_cycle, lasso_requirements,
+)
+from haltlab.checks.timed_lasso import timed_lasso_check
 from haltlab.engine.explorer import Exploration, Reduce, explore
 from haltlab.engine.por import observed_by
 from haltlab.engine.run import Run
+from haltlab.engine.timing import DELAY, Timing, discharged_by
 
 __all__ = ["Kind", "Verdict", "Property", "Outcome", "always", "at_end", "never_deadlock",
-           "eventually", "check"]
+           "eventually", "check", "time_divergence"]
 
 Pred = Callable[[Run], "bool | str"]
 
@@ -46,6 +53,7 @@ class Kind(enum.StrEnum):
 class Verdict(enum.StrEnum):
     OK = "ok"
     BOUNDED_OK = "bounded-ok"
+    UNDECIDED = "undecided"     # timed: a fair lasso of the zone graph that is not shown to be a run
     VIOLATION = "violation"
     DEADLOCK = "deadlock"
     LIVELOCK = "livelock"
@@ -97,6 +105,7 @@ class Outcome:
     choices: list[str] | None = None    # a path to the failure (safety, deadlock, finite run)
     lasso: Lasso | None = None          # livelock: a fair run that never makes progress
     bound: str | None = None            # bounded-ok: which bound
+    candidate: Lasso | None = None      # undecided: the zone graph's lasso that did not replay as a run
 
 
 def check(build: Callable[[], Run], properties: Sequence[Property], *,
@@ -143,12 +152,17 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
                 and any(not p.stable for p in live))
     if unstable:
         reduce = Reduce.SYMMETRY if reduce.symmetry else Reduce.NONE
-    label = (lambda run: frozenset(p.name for p in live if p.failure(run) is None)) if live else None
+    label = (lambda run: frozenset(p.name for p in live if p.failure(run) is None) | _time_facts(run)) if live else None
+    # Exact zones: a lasso is reported only once it replays as a run (zone
+    # inclusion can close cycles that no run goes round for ever).
+    accept = (timed_lasso_check(build) if live and getattr(build().driver, "timing", None) is Timing.TIMED
+              else None)
+
     def search(reduce):
         return explore(build, check=lambda run: first_failure(by_kind[Kind.ALWAYS], run), at_end=at_the_end,
                        goal=goal, label=label, max_states=max_states, max_depth=max_depth, progress=progress,
                        reduce=reduce, observed=observed, debug=debug, reach=reach,
-                       on_component=(lambda ex, states, out: _fair_nonprogress(ex, states, out, live))
+                       on_component=(lambda ex, states, out: _fair_nonprogress(ex, states, out, live, accept))
                        if live else None)
 
     ex = search(reduce)
@@ -159,43 +173,75 @@ def check(build: Callable[[], Run], properties: Sequence[Property], *,
         verdict = Verdict.DEADLOCK if prop.kind is Kind.NEVER_DEADLOCK else Verdict.VIOLATION
         return Outcome(verdict, ex, prop, ex.violation.message, ex.violation.choices)
     expanded = set(range(ex.states)) - ex.unexpanded
+    candidate = None
     for p in live:
         reached = ex.labels.with_fact(p.name)
         ends = _finite_run_without(ex, reached, expanded)
         if ends is not None:
             return Outcome(Verdict.VIOLATION, ex, p, p.message, ends)
-        res = (fair_cycle_lifted(ex, reached, expanded) if ex.perms
-               else fair_nonprogress_cycle(ex.edges, reached, expanded, postponed=ex.postponed))
+        time = time_divergence(ex)
+        res = (fair_cycle_lifted(ex, reached, expanded, time, accept) if ex.perms
+               else fair_nonprogress_cycle(ex.edges, reached, expanded, postponed=ex.postponed, time=time,
+                                           accept=accept))
         if res.lasso is not None:
             return Outcome(Verdict.LIVELOCK, ex, p, p.message, lasso=res.lasso)
+        if res.candidate is not None and candidate is None:
+            candidate = Outcome(Verdict.UNDECIDED, ex, p, res.why, candidate=res.candidate)
+    if candidate is not None:
+        return candidate
     if ex.truncated:
         return Outcome(Verdict.BOUNDED_OK, ex, bound=ex.bound)
     return Outcome(Verdict.OK, ex)
 
 
-def _fair_nonprogress(ex: Exploration, states: list[int], out: dict, live) -> bool:
+def _time_facts(run: Run) -> frozenset:
+    """A timed run's facts for the liveness judge (`Clocks.facts`); none untimed."""
+    clocks = getattr(run.driver, "clocks", None)
+    return clocks.facts() if clocks is not None else frozenset()
+
+
+def time_divergence(ex: Exploration) -> TimeDivergence | None:
+    """What the judge needs to refuse a cycle in which time cannot diverge
+    (`haltlab.checks.liveness.TimeDivergence`), read from the timing facts
+    the label carries; None for an untimed exploration (every timed state has
+    a fact: an obligation, or time that can pass)."""
+    if not any(isinstance(f, tuple) for f in ex.labels.facts):
+        return None
+    labels = ex.labels
+    return TimeDivergence(due=lambda s: (f[1] for f in labels.get(s, ()) if isinstance(f, tuple) and f[0] == "due"),
+                          delays=lambda s: DELAY in labels.get(s, ()), discharges=discharged_by)
+
+
+def _fair_nonprogress(ex: Exploration, states: list[int], out: dict, live, accept=None) -> bool:
     """Whether a component the search has just completed proves a livelock of
     one of the `live` properties: it has a cycle, none of its states makes that
     property's progress, every choice enabled throughout it (taken or
-    postponed) is taken inside it, and the search reached it through states
-    without progress. The search then stops (`explore(on_component=...)`); the
-    liveness pass below finds this component, or another complete one, on the
-    graph recorded so far."""
+    postponed) is taken inside it, time can diverge in it (timed: every CPU
+    bound to act does, and not every state is urgent), and the search reached
+    it through states without progress, and (exact zones, `accept`) its
+    lasso replays as a run. The search then stops
+    (`explore(on_component=...)`); the liveness pass below finds this
+    component, or another complete one, on the graph recorded so far."""
     members = set(states)
     inside = {t for s in states for t, d in out[s] if d in members}
     if not inside:
         return False                                # one state, no self-loop
+    time = time_divergence(ex)
     for p in live:
         if any(p.name in ex.labels.get(s, ()) for s in states):
             continue
-        always = set.intersection(*({t for t, _d in out[s]} | set(ex.postponed.get(s, ())) for s in states))
-        if not always <= inside:
+        if lasso_requirements(states, out, ex.postponed, time) is None:
             continue
         reached = ex.labels.with_fact(p.name)
         succ: dict[int, list[int]] = {}
         for s, _c, d in ex.edges:
             succ.setdefault(s, []).append(d)
-        if 0 not in reached and members & _reachable(0, succ, reached):
+        if 0 in reached or not members & _reachable(0, succ, reached):
+            continue
+        if accept is None:
+            return True
+        lasso = component_lasso(ex.edges, 0, states, out, reached, ex.postponed, time)
+        if lasso is not None and isinstance(accept(lasso), Lasso):
             return True
     return False
 

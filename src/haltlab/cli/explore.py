@@ -20,6 +20,7 @@ from rich.text import Text
 from haltlab.cli.console import console, progress
 from haltlab.engine.core import DriverError
 from haltlab.engine.explorer import check_determinism as replay_twice_and_compare
+from haltlab.checks.timed_lasso import settle
 from haltlab.engine.explorer import check_cycle, parse_choices
 from haltlab.engine.timing import Timing
 from haltlab.errors import UserError
@@ -132,8 +133,8 @@ def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_toler
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
-    if Timing(cfg.timing) is Timing.TIMED and "livelock" in result:
-        _check_timed_lasso(result["livelock"], lambda prefix: replay_panic_race(cfg, prefix)[0])
+    if outcome.candidate is not None:
+        result["undecided"] = _undecided_entry(outcome)
     if Timing(cfg.timing) is Timing.WIDENED:
         for key in ("violation", "livelock"):
             if key in result:
@@ -161,6 +162,10 @@ def _print_exploration(result: dict, ex, cfg: PanicRaceConfig, fmt: str, assumpt
         t.notes += [f"livelock ({lv['property']}): {lv['message']}",
                     f"a fair run that never makes progress: {len(lv['prefix'])} choices, then "
                     f"{len(lv['cycle'])} repeated forever", *_replay_notes(lv)]
+        print_tables([t], fmt, out)
+        return
+    if "undecided" in result:
+        t.notes += _undecided_notes(result["undecided"])
         print_tables([t], fmt, out)
         return
     if ex.violation is None:
@@ -318,16 +323,16 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
         result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
                               "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
                               "replay": _flood_replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
-    if cfg.timing is Timing.TIMED and "livelock" in result:
-        from haltlab.scenarios.printk_flood_check import replay_printk_flood
-        _check_timed_lasso(result["livelock"], lambda prefix: replay_printk_flood(cfg, prefix))
+    if outcome.candidate is not None:
+        result["undecided"] = _undecided_entry(outcome)
     if cfg.timing is Timing.WIDENED:
         from haltlab.scenarios.printk_flood_check import replay_printk_flood
         for key in ("violation", "deadlock", "livelock"):
             if key in result and key != "violation":
+                exact = dataclasses.replace(cfg, timing=Timing.TIMED)
                 _mark_candidate(result[key], lambda prefix: replay_printk_flood(cfg, prefix),
-                                exact_prefix=lambda prefix: replay_printk_flood(
-                                    dataclasses.replace(cfg, timing=Timing.TIMED), prefix))
+                                exact_prefix=lambda prefix: replay_printk_flood(exact, prefix),
+                                exact_command=lambda prefix, cycle: _flood_replay_command(exact, prefix, cycle))
             elif key in result:
                 _mark_candidate(result[key], lambda prefix: replay_printk_flood(cfg, prefix))
     if fmt == "json":
@@ -339,12 +344,16 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
 
 
 def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate printk-flood",
-                    exact_prefix=None) -> None:
+                    exact_prefix=None, exact_command=None) -> None:
     """A counterexample found with `--timing widened` is a candidate (the
     widened zones over-approximate the timed ones: docs/design.md, "Widening").
     Its choices are replayed here: where they do not replay one by one (its
     states were widened along the search's own paths to them, not this one), the
-    replay command is left out rather than printed to fail."""
+    replay command is left out rather than printed to fail. With
+    `exact_prefix` (a replay with exact zones) and `exact_command(prefix,
+    cycle)`, a path that ends stuck, or a lasso whose cycle settles
+    (`checks.timed_lasso.settle`: its prefix then grows by the rounds it
+    took), is a timed run and printed as one."""
     entry["candidate"] = ("found with widened zones, an over-approximation of the timed run; check it at the "
                           f"profile's durations ({confirm})")
     prefix = entry.get("prefix", entry.get("choices"))
@@ -358,31 +367,38 @@ def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate
                                "search's own paths to them, not along this one)")
     if exact_prefix is None:
         return
+    cycle = entry.get("cycle")
     try:                        # the same choices with exact zones: a timed run, no longer a candidate
         run = exact_prefix(list(prefix))
-        if entry.get("cycle"):
-            check_cycle(run, list(entry["cycle"]))
+        if cycle:
+            rounds = settle(run, list(cycle))
         elif run.driver.choices():
             return
     except DriverError:
         return
     entry["candidate"] = "found with widened zones and replayed with exact ones (--timing timed): a timed run"
-    entry["replay"] = entry["replay"].replace("--timing widened", "--timing timed") if entry["replay"] else None
+    if cycle:
+        entry["prefix"] = list(prefix) + list(cycle) * rounds
+        entry["replay"] = exact_command(entry["prefix"], list(cycle))
+    else:
+        entry["replay"] = exact_command(list(prefix), None)
 
 
-def _check_timed_lasso(entry: dict, replay_prefix) -> None:
-    """A lasso found with exact zones (`--timing timed`) is replayed here, cycle
-    included: zone inclusion maps a state onto a visited one whose zone holds
-    it, so a cycle of the recorded graph may be one that a real run passes
-    only finitely often (a flooder's iterations counted up to a console line's
-    end). One whose cycle does not replay one by one is said to be a candidate,
-    and its replay command is left out rather than printed to fail."""
-    try:
-        check_cycle(replay_prefix(list(entry["prefix"])), list(entry["cycle"]))
-    except DriverError as e:
-        entry["replay"] = None
-        entry["candidate"] = (f"found in the zone graph, where inclusion merges states, and its cycle does not "
-                              f"replay one by one ({e}): not shown to be a run")
+def _undecided_entry(outcome) -> dict:
+    """Exact zones: the zone graph has a fair, time-divergent-looking lasso, but
+    going round its cycle with exact zones is not a run (its zone shrinks away,
+    or time need not pass: `haltlab.checks.timed_lasso`), and no other lasso
+    is. Printed with its choices and why, never with a replay command: it is
+    neither a livelock nor a proof that there is none."""
+    lasso = outcome.candidate
+    return {"property": outcome.property.name, "message": outcome.message, "prefix": list(lasso.prefix),
+            "cycle": list(lasso.cycle), "replay": None}
+
+
+def _undecided_notes(entry: dict) -> list[str]:
+    return [f"undecided ({entry['property']}): {entry['message']}",
+            f"the zone graph's lasso: {len(entry['prefix'])} choices, then {len(entry['cycle'])} "
+            "(not a run; neither a livelock nor a proof of none)", *_replay_notes(entry)]
 
 
 def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
@@ -411,6 +427,8 @@ def _print_flood(result: dict, ex, cfg, fmt: str) -> None:
             t.notes += [f"{key} ({v['property']}): {v['message']}",
                         f"shortest choice list ({len(v['choices'])} choices)", *trace_lines(ex.violation.trace, "x86_64")]
             t.notes += _replay_notes(v)
+    if "undecided" in result:
+        t.notes += _undecided_notes(result["undecided"])
     if "bound" in result:
         t.notes.append(f"bounded: {result['bound']}")
     if fmt == "table" and (ex.violation is not None or "livelock" in result):

@@ -56,9 +56,12 @@ from __future__ import annotations
 import enum
 from haltlab.engine.core import Status, Strand
 from haltlab.engine.ops import Activity
-from haltlab.engine.zone import Zone
+from haltlab.engine.zone import INF, Zone
 
-__all__ = ["Timing", "Clocks", "Covering", "interval", "permute_clocks"]
+__all__ = ["Timing", "Clocks", "Covering", "DELAY", "discharged_by", "interval", "permute_clocks"]
+
+DELAY = ("delay",)
+"""The label fact of a state whose zone lets time pass (`Clocks.facts`)."""
 
 
 class Timing(enum.StrEnum):
@@ -204,6 +207,44 @@ class Clocks:
         z.up()
         self._invariants()
 
+    # --- what a timed lasso must meet (`haltlab.checks.liveness.TimeDivergence`) ----------
+
+    def due(self) -> frozenset[str]:
+        """The obligations in this state: `c<cpu>` for a CPU whose clock an
+        invariant bounds (a segment's high end, a bounded wait's timeout, a
+        spinner's poll), so it must act (`c`, `t`, or take an interrupt: each
+        resets that clock) within a bounded time; `i<cpu>` for a CPU with an
+        interrupt in flight, which must arrive. A time-divergent run that is
+        in such a state forever meets the obligation infinitely often (the
+        argument: docs/design.md, "Timed lassos")."""
+        out = {f"c{cpu}" for cpu in range(self.ncpus)
+               if self.segment[cpu] is not None or self.deadline[cpu] is not None
+               or self.notice[cpu] is not None}
+        out.update(f"i{target}" for target, _v in self.irq)
+        return frozenset(out)
+
+    def can_delay(self) -> bool:
+        """Can time pass here: does the zone hold a valuation from which a
+        delay (1 ns: the bounds are integers, so any positive delay allows
+        one of 1 ns) stays in it? No when some clock is at its invariant's
+        bound in every valuation (a segment of `[0, 0]`: the CPU must step at
+        this instant), which is what a Zeno cycle is made of."""
+        z = self.zone.copy()
+        for i in range(1, z.k):
+            hi = z.upper(i)
+            if hi < INF and not z.at_most(i, hi - 1):
+                return False
+        return True
+
+    def facts(self) -> frozenset:
+        """The state's timing facts for the liveness judge, as label facts
+        (tuples, so they never clash with a property's name): `("due", o)` for
+        each obligation, `DELAY` when time can pass."""
+        out = {("due", o) for o in self.due()}
+        if self.can_delay():
+            out.add(DELAY)
+        return frozenset(out)
+
     def widen_at(self, key: tuple) -> None:
         """`Timing.WIDENED`: the run is at discrete state `key` (its
         fingerprint, the declared abstraction applied, without the zone). If
@@ -285,7 +326,20 @@ class Clocks:
         self.zone.free(1 + cpu)             # unbounded wait, done or gone: nothing reads its clock
 
     def _invariants(self) -> None:
+        """After time may pass: free every clock nothing reads (as it goes
+        on counting, a freed clock gains a lower bound with each delay, and
+        two zones that differ only there are different states with the same
+        future: the exact replay of a lasso then never comes back to its
+        state), then bound the others by their invariants."""
         z, n = self.zone, self.ncpus
+        busy = {target for target, _v in self.irq}
+        for cpu in range(n):
+            if self.segment[cpu] is None and self.deadline[cpu] is None:
+                z.free(1 + cpu)
+            if cpu not in busy:
+                z.free(1 + n + cpu)
+            if self.notice[cpu] is None:
+                z.free(1 + 2 * n + cpu)
         for cpu in range(n):
             bound = self.segment[cpu] or self.deadline[cpu]
             if bound is not None:
@@ -302,6 +356,16 @@ class Clocks:
     def __fingerprint__(self) -> tuple:
         return (tuple(self.zone.d), tuple(self.segment), tuple(self.deadline),
                 tuple(sorted(self.irq.items())), tuple(self.remainder), tuple(self.notice))
+
+
+def discharged_by(choice: str) -> tuple[str, ...]:
+    """The obligations (`Clocks.due`) a choice meets: `c1` or `t1` resets
+    CPU1's clock; `i1.NMI` runs a handler on CPU1 (its clock restarts) and is
+    an arrival of an interrupt in flight to it."""
+    cpu = choice[1:].partition(".")[0]
+    if choice[0] == "i":
+        return (f"c{cpu}", f"i{cpu}")
+    return (f"c{cpu}",)
 
 
 class Covering:
