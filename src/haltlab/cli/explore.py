@@ -308,23 +308,9 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
     result = {
         "scenario": "printk-flood", "cpus": cpus, "kernel": kernel, "console_spin": console_spin,
         "kdump": kdump, "post_notifiers": crash_kexec_post_notifiers, "ring_records": ring_records,
-        "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
-        "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
-        "reduce": reduce, "reductions": list(ex.reductions), "timing": timing, "timing_assumptions": assumptions,
+        **verdict_fields(outcome, lambda choices, cycle=None: _flood_replay_command(cfg, choices, cycle),
+                         reduce=reduce, timing=timing, assumptions=assumptions),
     }
-    if outcome.bound is not None:
-        result["bound"] = outcome.bound
-    if ex.violation is not None:
-        result["violation" if outcome.verdict != "deadlock" else "deadlock"] = {
-            "property": outcome.property.name, "message": ex.violation.message, "choices": ex.violation.choices,
-            "replay": _flood_replay_command(cfg, ex.violation.choices)}
-    if outcome.lasso is not None:
-        lasso = outcome.lasso
-        result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
-                              "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
-                              "replay": _flood_replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
-    if outcome.candidate is not None:
-        result["undecided"] = _undecided_entry(outcome)
     if cfg.timing is Timing.WIDENED:
         from haltlab.scenarios.printk_flood_check import replay_printk_flood
         for key in ("violation", "deadlock", "livelock"):
@@ -341,6 +327,33 @@ def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post
         _print_flood(result, ex, cfg, fmt)
     if ex.violation is not None or outcome.lasso is not None:
         raise SystemExit(1)
+
+
+def verdict_fields(outcome, replay_command, *, reduce, timing, assumptions: str) -> dict:
+    """What every scenario's `explore --json` says of its verdict: the search's
+    size, its reductions and timing, the bound hit, and each counterexample
+    with the property it breaks and its `haltlab replay` command
+    (`replay_command(choices, cycle=None)`)."""
+    ex = outcome.exploration
+    result = {
+        "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
+        "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
+        "reduce": reduce, "reductions": list(ex.reductions), "timing": timing, "timing_assumptions": assumptions,
+    }
+    if outcome.bound is not None:
+        result["bound"] = outcome.bound
+    if ex.violation is not None:
+        result["violation" if outcome.verdict != "deadlock" else "deadlock"] = {
+            "property": outcome.property.name, "message": ex.violation.message, "choices": ex.violation.choices,
+            "replay": replay_command(ex.violation.choices)}
+    if outcome.lasso is not None:
+        lasso = outcome.lasso
+        result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
+                              "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
+                              "replay": replay_command(list(lasso.prefix), list(lasso.cycle))}
+    if outcome.candidate is not None:
+        result["undecided"] = _undecided_entry(outcome)
+    return result
 
 
 def _mark_candidate(entry: dict, replay_prefix, confirm: str = "haltlab simulate printk-flood",

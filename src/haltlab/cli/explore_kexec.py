@@ -10,7 +10,7 @@ import click
 from rich.text import Text
 
 from haltlab.cli.console import console
-from haltlab.cli.explore import _choice_lists, _replay_cycle, _replay_words, _search, explore, replay
+from haltlab.cli.explore import _choice_lists, _replay_cycle, _replay_words, _search, explore, replay, verdict_fields
 from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
 from haltlab.engine.core import DriverError
 from haltlab.engine.timing import Timing
@@ -82,22 +82,9 @@ def explore_kexec_cmd(cpus, kernel, arch, shutdown, others, managed_irqs, freeze
     result = {
         "scenario": "kexec", "arch": arch, "cpus": cpus, "kernel": kernel, "shutdown": shutdown, "others": others,
         "managed_irqs": managed_irqs, "freeze": freeze,
-        "verdict": str(outcome.verdict), "states": ex.states, "transitions": ex.transitions,
-        "terminal_states": ex.terminal, "max_depth": ex.max_depth, "truncated": ex.truncated,
-        "reduce": reduce, "reductions": list(ex.reductions), "timing": timing,
-        "timing_assumptions": timing_assumptions(cfg),
+        **verdict_fields(outcome, lambda choices, cycle=None: _replay_command(cfg, choices, cycle),
+                         reduce=reduce, timing=timing, assumptions=timing_assumptions(cfg)),
     }
-    if outcome.bound is not None:
-        result["bound"] = outcome.bound
-    if ex.violation is not None:
-        result["violation" if outcome.verdict != "deadlock" else "deadlock"] = {
-            "property": outcome.property.name, "message": ex.violation.message, "choices": ex.violation.choices,
-            "replay": _replay_command(cfg, ex.violation.choices)}
-    if outcome.lasso is not None:
-        lasso = outcome.lasso
-        result["livelock"] = {"property": outcome.property.name, "message": outcome.message,
-                              "prefix": list(lasso.prefix), "cycle": list(lasso.cycle),
-                              "replay": _replay_command(cfg, list(lasso.prefix), list(lasso.cycle))}
     if fmt == "json":
         click.echo(dumps(result), nl=False)
     else:
@@ -129,6 +116,8 @@ def _print(result: dict, ex, cfg, fmt: str) -> None:
                         *trace_lines(ex.violation.trace, "arm64"), "replay with:", v["replay"]]
     if "bound" in result:
         t.notes.append(f"bounded: {result['bound']}")
+    if "undecided" in result:
+        t.notes.append(f"undecided: {result['undecided']}")
     if fmt == "table" and (ex.violation is not None or "livelock" in result):
         t.cell_styles[(0, 0)] = "bold red"
     print_tables([t], fmt, console())

@@ -261,12 +261,12 @@ async def take_cpu_down(k) -> int:
     err = await k.arch.__cpu_disable(k)
     if err:
         return err
-    await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))
+    await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))   # the DYING callbacks
     k.cpuhp.state[cpu] = CpuhpState.AP_OFFLINE
     return 0
 
 
-@cpu_locals(cpu=("cpu",), plain=("err",))
+@cpu_locals(cpu=("cpu",))
 async def take_cpus_down(k) -> int:
     """The parallel design's RUN step: every target clears its online bit,
     waits until all have, then migrates its interrupts (to a CPU that stays)."""
@@ -274,12 +274,7 @@ async def take_cpus_down(k) -> int:
     await clear_bit(cpu, k.cpu_online_mask)
     await atomic_add_return(k.cpuhp.teardown_barrier, -1)
     await spin_until(lambda: k.cpuhp.teardown_barrier.value == 0, what="all targets offline")
-    err = await k.arch.__cpu_disable(k)
-    if err:
-        return err
-    await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))
-    k.cpuhp.state[cpu] = CpuhpState.AP_OFFLINE
-    return 0
+    return await take_cpu_down(k)
 
 
 @cpu_locals(cpu=("cpu", "target"))

@@ -15,13 +15,27 @@ from haltlab.engine.timing import Timing
 from haltlab.errors import ConfigError
 from haltlab.machine.profile import KEYS, load_profile
 
-__all__ = ["profile_of", "tolerance_pct", "assumptions"]
+__all__ = ["profile_of", "tolerance_pct", "assumptions", "check_search_fields"]
 
 
 @lru_cache(maxsize=8)
 def profile_of(name: str):
     """A shipped or user profile by name, loaded once per process."""
     return load_profile(name)
+
+
+def check_search_fields(cfg) -> None:
+    """The fields every explorer scenario's config has: `timing`, `reduce`,
+    `tolerance_pct`, `max_states`; a bad one is a `ConfigError` naming it."""
+    from haltlab.engine.explorer import Reduce
+    if not isinstance(cfg.timing, Timing):
+        raise ConfigError("timing", cfg.timing, "choose untimed, timed or widened")
+    if not isinstance(cfg.reduce, Reduce):
+        raise ConfigError("reduce", cfg.reduce, "choose none, symmetry, por or all")
+    if cfg.tolerance_pct is not None and not 0 <= cfg.tolerance_pct <= 100:
+        raise ConfigError("tolerance_pct", cfg.tolerance_pct, "a timing tolerance is 0 to 100 %")
+    if cfg.max_states < 1:
+        raise ConfigError("max_states", cfg.max_states, "must be at least 1")
 
 
 def tolerance_pct(profile: str, given: int | None) -> int:

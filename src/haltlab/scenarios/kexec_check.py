@@ -40,7 +40,7 @@ from haltlab.errors import ConfigError
 from haltlab.kernel.idle import Others
 from haltlab.kernel.irq import spis_routed_to
 from haltlab.kernel.policies import KexecShutdown
-from haltlab.scenarios.explore_timing import assumptions, profile_of, tolerance_pct
+from haltlab.scenarios.explore_timing import assumptions, check_search_fields, profile_of, tolerance_pct
 from haltlab.scenarios.kexec import KexecConfig, build_kexec
 
 __all__ = ["KexecCheckConfig", "make_run", "check_kexec", "replay_kexec", "PROPERTIES", "kexec_ended", "property_named",
@@ -79,14 +79,7 @@ class KexecCheckConfig:
     def validate(self) -> None:
         if not 2 <= self.cpus <= 4:
             raise ConfigError("cpus", self.cpus, "the kexec explorer takes 2 to 4 CPUs (CPU0 and those it takes down)")
-        if not isinstance(self.timing, Timing):
-            raise ConfigError("timing", self.timing, "choose untimed, timed or widened")
-        if not isinstance(self.reduce, Reduce):
-            raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
-        if self.tolerance_pct is not None and not 0 <= self.tolerance_pct <= 100:
-            raise ConfigError("tolerance_pct", self.tolerance_pct, "a timing tolerance is 0 to 100 %")
-        if self.max_states < 1:
-            raise ConfigError("max_states", self.max_states, "must be at least 1")
+        check_search_fields(self)
         profile = profile_of(self.profile)
         self.kexec_config().validate(self.cpus, profile.arch)
 

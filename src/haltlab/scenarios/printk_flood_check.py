@@ -44,7 +44,7 @@ from haltlab.kernel.kernel import Kernel, KernelConfig
 from haltlab.kernel.policies import ConsoleSpin, Policies, choose
 from haltlab.kernel.printk_ringbuffer import SeqWindow, blk_size
 from haltlab.machine.machine import Machine
-from haltlab.scenarios.explore_timing import assumptions, profile_of, tolerance_pct
+from haltlab.scenarios.explore_timing import assumptions, check_search_fields, profile_of, tolerance_pct
 from haltlab.kernel.panic import panic
 from haltlab.scenarios.printk_flood import PANIC_MSG, flood_line, kmsg_flood, sysrq_trigger
 
@@ -81,18 +81,11 @@ class PrintkFloodCheckConfig:
             raise ConfigError("cpus", self.cpus, "the flood explorer takes 2 to 4 CPUs (one panics, the rest flood)")
         commit_set(self.kernel)
         choose("console_spin", self.console_spin)
-        if not isinstance(self.timing, Timing):
-            raise ConfigError("timing", self.timing, "choose untimed, timed or widened")
-        if not isinstance(self.reduce, Reduce):
-            raise ConfigError("reduce", self.reduce, "choose none, symmetry, por or all")
-        if self.tolerance_pct is not None and not 0 <= self.tolerance_pct <= 100:
-            raise ConfigError("tolerance_pct", self.tolerance_pct, "a timing tolerance is 0 to 100 %")
+        check_search_fields(self)
         if not 1 <= self.ring_records <= 16:
             raise ConfigError("ring_records", self.ring_records, "the explorer's ring holds 1 to 16 flood records")
         if not 1 <= self.line_len <= 1024:
             raise ConfigError("line_len", self.line_len, "a record is 1 to 1024 characters")
-        if self.max_states < 1:
-            raise ConfigError("max_states", self.max_states, "must be at least 1")
         for name in ("kdump", "post_notifiers", "sysrq_line", "flood_irqs_off"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "must be true or false")
