@@ -15,7 +15,7 @@ from haltlab.engine.explorer import ExplorerDriver, explore, state_digest
 from haltlab.engine.fingerprint import stack_fingerprint, stack_fingerprint_cacheable
 from haltlab.engine.ops import READ_ONCE, WRITE_ONCE
 from haltlab.engine.run import Run
-from haltlab.engine.store import StateStore, StoreError, digest
+from haltlab.engine.store import StateStore, StoreError, digest, part_repr
 from haltlab.machine.machine import Machine
 from haltlab.scenarios import handoff
 from haltlab.scenarios import panic_race as race
@@ -147,7 +147,7 @@ def test_a_closure_on_the_stack_is_never_kept():
     driver = ExplorerDriver(machine)
     driver.start_task(0, inner())
     kept: dict = {}
-    fp, cacheable = stack_fingerprint_cacheable(driver.strands[0].stack, kept)
+    fp, cacheable, text = stack_fingerprint_cacheable(driver.strands[0].stack, kept, True)
     assert not cacheable and kept == {}
-    assert fp == stack_fingerprint(driver.strands[0].stack)
+    assert fp == stack_fingerprint(driver.strands[0].stack) and text == part_repr(fp)
     assert isinstance(driver.strands[0].stack[0].coro, types.CoroutineType)

@@ -287,9 +287,7 @@ class ExplorerDriver(Driver):
             clocks.settle(self.strands)
         stacks = []
         for s in self.strands:
-            kept = self._stack(s)
-            if kept[1] is None:
-                kept[1] = part_repr(kept[0])
+            kept = self._stack(s, True)
             stacks.append("(" + _STATUS_REPR[s.status] + ", " + kept[1] + ")")
         return [
             self._memory_serialized(),
@@ -326,15 +324,17 @@ class ExplorerDriver(Driver):
                              "serialization is stale")
         return whole
 
-    def _stack(self, s: Strand) -> list:
-        """[stack fingerprint, its serialization or None] of CPU `s`, kept while it does not run."""
+    def _stack(self, s: Strand, serialize: bool = False) -> list:
+        """[stack fingerprint, its serialization (or None unless `serialize`)]
+        of CPU `s`, kept while it does not run."""
         kept = self._stacks[s.cpu]
-        if kept is None:
-            fp, cacheable = stack_fingerprint_cacheable(s.stack, self._coros[s.cpu])
-            kept = [fp, None]
+        if kept is None or (serialize and kept[1] is None):
+            fp, cacheable, text = stack_fingerprint_cacheable(s.stack, self._coros[s.cpu], serialize)
+            kept = [fp, text]
             if cacheable:
                 self._stacks[s.cpu] = kept
-            if self.check_cache and stack_fingerprint(s.stack) != fp:
+            if self.check_cache and (stack_fingerprint(s.stack) != fp
+                                     or (serialize and text != part_repr(fp))):
                 raise StoreError(f"CPU{s.cpu}'s coroutines changed while they did not run: a local's "
                                  "__fingerprint__() or a closure's cell changed under the explorer "
                                  "(engine.fingerprint)")

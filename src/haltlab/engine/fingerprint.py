@@ -29,6 +29,7 @@ import enum
 import types
 
 from haltlab.engine.memory import Var
+from haltlab.engine.store import part_repr, tuple_repr
 
 __all__ = ["FingerprintError", "value_fingerprint", "stack_fingerprint", "stack_fingerprint_cacheable",
            "coroutine_chain", "rewrite_state"]
@@ -76,7 +77,8 @@ def stack_fingerprint(frames) -> tuple:
 _AWAITS = (types.CoroutineType, types.GeneratorType)
 
 
-def stack_fingerprint_cacheable(frames, kept: dict | None = None) -> tuple[tuple, bool]:
+def stack_fingerprint_cacheable(frames, kept: dict | None = None,
+                                serialize: bool = False) -> tuple[tuple, bool, str | None]:
     """`stack_fingerprint(frames)`, and whether it can change only when the CPU
     runs (so a driver may keep it until then, `ExplorerDriver`).
 
@@ -93,7 +95,12 @@ def stack_fingerprint_cacheable(frames, kept: dict | None = None) -> tuple[tuple
     generator that has not finished has not run since (it resumes only when
     what it awaits finishes, and a finished one cannot be awaited again), so
     its entry stands; only the coroutines that ran are walked again, at the
-    bottom of the chain where the CPU's last step was."""
+    bottom of the chain where the CPU's last step was.
+
+    With `serialize`, the third item is `store.part_repr()` of the
+    fingerprint, composed from each coroutine's own serialization (kept with
+    its entry): the same text, without serializing the coroutines that did
+    not run again; else None."""
     out = []
     plain = _PLAIN_TYPES
     chains = []
@@ -111,8 +118,10 @@ def stack_fingerprint_cacheable(frames, kept: dict | None = None) -> tuple[tuple
     # on it: then nothing kept is used, nor kept.
     old = kept if kept and cacheable else None
     new: dict | None = {} if kept is not None else None
+    frame_texts = [] if serialize else None
     for frame, coros in zip(frames, chains):
         chain = []
+        texts = [] if serialize else None
         for coro in coros:
             code = coro.cr_code
             awaited = coro.cr_await
@@ -122,6 +131,10 @@ def stack_fingerprint_cacheable(frames, kept: dict | None = None) -> tuple[tuple
                         and (awaited.cr_frame if type(awaited) is types.CoroutineType
                              else getattr(awaited, "gi_frame", None)) is not None):
                     chain.append(prev[2])
+                    if serialize:
+                        if prev[3] is None:
+                            prev[3] = part_repr(prev[2])
+                        texts.append(prev[3])
                     new[id(coro)] = prev
                     continue
             f = coro.cr_frame
@@ -142,16 +155,22 @@ def stack_fingerprint_cacheable(frames, kept: dict | None = None) -> tuple[tuple
                     raise
                 entry = (name, f.f_lineno, local_fp)
             chain.append(entry)
+            text = part_repr(entry) if serialize else None
+            if serialize:
+                texts.append(text)
             if new is not None and type(awaited) in _AWAITS:
-                new[id(coro)] = (coro, awaited, entry)
+                new[id(coro)] = [coro, awaited, entry, text]
         op = frame.op.describe() if frame.op is not None else None
         waiting = frame.outcome is not None
         out.append((frame.kind, op, waiting, tuple(chain)))
+        if serialize:
+            frame_texts.append("(" + repr(frame.kind) + ", " + repr(op) + ", " + repr(waiting) + ", "
+                               + tuple_repr(texts) + ")")
     if kept is not None:
         kept.clear()
         if cacheable:
             kept.update(new)
-    return tuple(out), cacheable
+    return tuple(out), cacheable, (tuple_repr(frame_texts) if serialize else None)
 
 
 def rewrite_state(fp: tuple, memory, local) -> tuple:
