@@ -183,11 +183,15 @@ class ExplorerDriver(Driver):
         if self.clocks is not None:
             self.clocks.started(s.cpu, op)
         if self.tracing:
-            self.trace.append((self._choice, s.cpu, f"{_where(s)}: {op.describe()}"))
+            self.trace.append((self._label(), s.cpu, f"{_where(s)}: {op.describe()}"))
 
     def on_interrupt(self, s: Strand, kind: str) -> None:
         if self.tracing:
-            self.trace.append((self._choice, s.cpu, f"<{kind} entry>"))
+            self.trace.append((self._label(), s.cpu, f"<{kind} entry>"))
+
+    def _label(self) -> str:
+        """The trace's label of the step running now: "N:choice", "" at boot."""
+        return f"{self.steps}:{self._choice}" if self._choice else ""
 
     # --- choices ------------------------------------------------------------------------
 
@@ -231,13 +235,17 @@ class ExplorerDriver(Driver):
 
     def step(self, choice: str) -> None:
         self.steps += 1
-        self._choice = f"{self.steps}:{choice}"
-        kind, rest = choice[0], choice[1:]
-        if kind == "i":
-            cpu_s, vector = rest.split(".", 1)
-            cpu = int(cpu_s)
-        else:
-            cpu, vector = int(rest), None
+        self._choice = choice
+        parsed = _PARSED.get(choice)
+        if parsed is None:
+            kind, rest = choice[0], choice[1:]
+            if kind == "i":
+                cpu_s, vector = rest.split(".", 1)
+                parsed = (kind, int(cpu_s), vector)
+            else:
+                parsed = (kind, int(rest), None)
+            _PARSED[choice] = parsed
+        kind, cpu, vector = parsed
         if self.clocks is None:
             self._step(kind, cpu, vector)
             return
@@ -346,6 +354,10 @@ class ExplorerDriver(Driver):
 
 
 _STATUS_REPR = {status: repr(status) for status in Status}
+
+_PARSED: dict[str, tuple[str, int, str | None]] = {}
+"""Choice token -> (kind, CPU, vector): a search takes a few dozen distinct
+tokens hundreds of thousands of times (every replayed step parses one)."""
 
 
 def _where(s: Strand) -> str:

@@ -74,14 +74,18 @@ __all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS", "PARKED_RUNS"]
 
 MODES = ("frontier", "ahead", "root")
 
-PARKED_RUNS = 2048
+PARKED_RUNS = 4096
 """Runs the frontier mode keeps parked at states still to expand: about 36 KB
-each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~72 MiB. The
+each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~144 MiB. The
 race's frontier needs 277 at 3 CPUs; at 4 CPUs 1,024 left 10.6 replayed steps
-per transition (a run arriving when the pool is full is dropped, not swapped
+per transition, 2,048 left 7.0 (10,227 rebuilds), 4,096 5.77 (8,479 rebuilds,
+as many as with no limit; peak RSS 143 MB against 115 MB), 2026-12-01. A run
+arriving when the pool is full is dropped, not swapped
 for a shallower one: simulated on the 3-CPU graph, evicting the shallowest
 parked run costs more rebuilds, since breadth first the shallow ones are
-needed soonest)."""
+needed soonest. Tried and not kept: parking runs beyond a state's choices and
+sending the spare ones one step on to a successor short of runs when the
+state is expanded (12 fewer rebuilds of 926 at 3 CPUs)."""
 
 AHEAD_STEPS = 256
 """Transitions the live run may take ahead of the search per transition asked
