@@ -151,3 +151,18 @@ def test_a_closure_on_the_stack_is_never_kept():
     assert not cacheable and kept == {}
     assert fp == stack_fingerprint(driver.strands[0].stack) and text == part_repr(fp)
     assert isinstance(driver.strands[0].stack[0].coro, types.CoroutineType)
+
+
+def test_kept_memory_text_tells_true_from_one():
+    """The serializations shared between runs are keyed by the value's exact
+    type: a variable holding True and one holding 1 stay two states."""
+    digests = []
+    for value in (1, True, 1, True):
+        machine = Machine(profile_of("kvm-x86"), 1, record_timeline=False)
+        machine.memory.var("x", value)
+        driver = ExplorerDriver(machine)
+        run = Run(machine, None, driver, ghost=None)
+        d = state_digest(run, StateStore())
+        assert d == digest(_from_scratch(run))
+        digests.append(d)
+    assert digests[0] == digests[2] != digests[1] == digests[3]

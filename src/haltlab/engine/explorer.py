@@ -324,7 +324,18 @@ class ExplorerDriver(Driver):
         for name in self._mem_names:
             item = items.get(name)
             if item is None:
-                item = items[name] = part_repr((name, vars_[name]._value))
+                value = vars_[name]._value
+                t = type(value)
+                if t in _EXACT:
+                    key = (name, t, value)
+                    item = _VAR_TEXT.get(key)
+                    if item is None:
+                        if len(_VAR_TEXT) >= _VAR_TEXT_MAX:
+                            _VAR_TEXT.clear()
+                        item = _VAR_TEXT[key] = part_repr((name, value))
+                else:
+                    item = part_repr((name, value))
+                items[name] = item
             parts.append(item)
         whole = self._mem_whole = tuple_repr(parts)
         if self.check_cache and whole != part_repr(self.machine.memory.fingerprint()):
@@ -354,6 +365,15 @@ class ExplorerDriver(Driver):
 
 
 _STATUS_REPR = {status: repr(status) for status in Status}
+
+_EXACT = frozenset({int, bool, str, type(None)})
+_VAR_TEXT: dict[tuple, str] = {}
+"""(name, type, value) -> the serialization of `(name, value)`, shared by every
+run: a rebuilt run serializes all of memory once, and nearly every variable
+holds an int, a bool, a string or None, the same few values run after run.
+The value's exact type is in the key, since `1 == True` would otherwise find
+`True`'s text for a 1."""
+_VAR_TEXT_MAX = 1 << 16
 
 _PARSED: dict[str, tuple[str, int, str | None]] = {}
 """Choice token -> (kind, CPU, vector): a search takes a few dozen distinct
