@@ -27,6 +27,14 @@ transitions, seconds. Run it with another tree's `src` on PYTHONPATH for a
 before/after table.
 
 `--repeat` is best of N; unreduced runs of 4 CPUs or more run once.
+
+`--baseline SRC` compares two trees instead (`git archive COMMIT src | tar -x
+-C /tmp/base`): each case in fresh processes, before and after in turns, best
+of `--repeat` search and CPU seconds, with the ratios and the load average;
+the counts must agree.
+
+    .venv/bin/python benchmarks/bench_explorer.py --baseline /tmp/base/src --cpus 2 3 4 --repeat 3
+    .venv/bin/python benchmarks/bench_explorer.py --baseline /tmp/base/src --flood --reduce all none
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import importlib
 import sys
 import time
 
-__all__ = ["load", "measure", "compare", "bytes_per_state", "flood", "main"]
+__all__ = ["load", "measure", "compare", "bytes_per_state", "flood", "against", "main"]
 
 
 def load():
@@ -148,6 +156,76 @@ def flood(cpus: list[int], reductions: list[str]) -> list[dict]:
     return rows
 
 
+_AB_CHILD = """
+import json, sys, time
+case, n, reduce = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+from haltlab.scenarios.panic_race import PanicRaceConfig, explore_panic_race
+from haltlab.scenarios.printk_flood_check import PrintkFloodCheckConfig, check_printk_flood
+c0 = time.process_time()        # the search and its liveness pass, not the imports
+if case == "race":
+    ex = explore_panic_race(PanicRaceConfig(cpus=n, reduce=reduce))
+    verdict = ex.verdict
+else:
+    out = check_printk_flood(PrintkFloodCheckConfig(cpus=n, kernel=case, reduce=reduce))
+    ex, verdict = out.exploration, str(out.verdict)
+print(json.dumps({"states": ex.states, "transitions": ex.transitions, "verdict": verdict,
+                  "rebuilds": ex.rebuilds, "search_s": ex.seconds, "cpu_s": time.process_time() - c0}))
+"""
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def against(baseline: str, cases: list[tuple[str, int, str]], repeat: int) -> list[dict]:
+    """Each case in fresh child processes, this tree's `src` and `baseline`
+    (another tree's `src`) taking turns, `repeat` rounds: best search seconds
+    and best CPU seconds of each side, their ratios, and the counts (which must
+    agree: MISMATCH and exit 1 otherwise). On a shared host the two sides see
+    the same load; the CPU seconds (the child's process time) swing less than
+    the wall clock."""
+    import json
+    import os
+    import subprocess
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+    sides = {"before": os.path.abspath(baseline), "after": os.path.abspath(here)}
+    print(f"load average before: {_loadavg()}", flush=True)
+    print(f"{'case':>28} {'cpus':>4} {'reduce':>6} {'verdict':>9} {'states':>7} {'rebuilds b/a':>13} "
+          f"{'search s b/a':>15} {'states/s b/a':>15} {'after/before':>12} {'cpu s b/a':>13} {'cpu ratio':>9}",
+          flush=True)
+    rows = []
+    for case, n, reduce in cases:
+        best: dict[str, dict] = {}
+        for _ in range(repeat):
+            for side, src in sides.items():
+                env = dict(os.environ, PYTHONPATH=src)
+                p = subprocess.run([sys.executable, "-c", _AB_CHILD, case, str(n), reduce], env=env,
+                                   capture_output=True, text=True, check=True)
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                b = best.setdefault(side, r)
+                b["search_s"], b["cpu_s"] = min(b["search_s"], r["search_s"]), min(b["cpu_s"], r["cpu_s"])
+        bef, aft = best["before"], best["after"]
+        if (bef["states"], bef["transitions"], bef["verdict"]) != (aft["states"], aft["transitions"], aft["verdict"]):
+            print(f"MISMATCH on {case} {n} {reduce}: {bef} against {aft}")
+            sys.exit(1)
+        row = {"case": case, "cpus": n, "reduce": reduce, "verdict": aft["verdict"], "states": aft["states"],
+               "before": bef, "after": aft, "speedup": bef["search_s"] / aft["search_s"],
+               "cpu_speedup": bef["cpu_s"] / aft["cpu_s"]}
+        rows.append(row)
+        print(f"{case:>28} {n:>4} {reduce:>6} {aft['verdict']:>9} {aft['states']:>7} "
+              f"{bef['rebuilds']:>6}/{aft['rebuilds']:<6} {bef['search_s']:>7.2f}/{aft['search_s']:<7.2f} "
+              f"{bef['states'] / bef['search_s']:>7,.0f}/{aft['states'] / aft['search_s']:<7,.0f} "
+              f"{row['speedup']:>11.2f}x {bef['cpu_s']:>6.2f}/{aft['cpu_s']:<6.2f} {row['cpu_speedup']:>8.2f}x",
+              flush=True)
+    print(f"load average after: {_loadavg()}")
+    return rows
+
+
 def main(argv=None) -> list[dict] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", type=int, nargs="+", default=[2, 3, 4])
@@ -161,7 +239,17 @@ def main(argv=None) -> list[dict] | None:
     ap.add_argument("--flood-cpus", type=int, nargs="+", default=[2])
     ap.add_argument("--memory", action="store_true",
                     help="also measure the bytes each stored state retains (tracemalloc; slower)")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="another tree's src: time the race at --cpus (and with --flood S2's rows at "
+                         "--flood-cpus) before and after, in turns, best of --repeat")
     a = ap.parse_args(argv)
+    if a.baseline:
+        if a.flood:
+            cases = [(kernel, n, r) for n in a.flood_cpus for kernel, extra in FLOOD_ROWS if not extra
+                     for r in (a.reduce or ["all", "none"])]
+        else:
+            cases = [("race", n, r) for n in a.cpus for r in (a.reduce or ["none"])]
+        return against(a.baseline, cases, a.repeat)
     if a.flood:
         return flood(a.flood_cpus, a.reduce or ["all", "none"])
     a.reduce = (a.reduce or ["none"])[0]

@@ -25,6 +25,7 @@ with the usual culprits named.
 from __future__ import annotations
 
 import enum
+import gc
 import time
 from array import array
 from collections import deque
@@ -32,12 +33,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from haltlab.engine.core import PARKED, Driver, DriverError, Status, Strand, Timer
-from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint
+from haltlab.engine.fingerprint import coroutine_chain, stack_fingerprint, stack_fingerprint_cacheable
 from haltlab.engine.por import PersistentSets, por_unavailable
 from haltlab.engine.online_scc import OnlineScc
 from haltlab.engine.reach import Reach
 from haltlab.engine.run import Run
-from haltlab.engine.store import GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore
+from haltlab.engine.store import (GOAL, TERMINAL, UNEXPANDED, Edges, Labels, StateStore, StoreError, digest_serialized,
+                                  part_repr, tuple_repr)
 from haltlab.engine.symmetry import canonical_and_plain, check_symmetric_root, concrete_choices
 from haltlab.engine.timing import Clocks, Covering, Timing
 
@@ -48,7 +50,7 @@ _WAITING = Status.WAITING
 
 __all__ = ["Timeouts", "Timing", "Reduce", "ExplorerDriver", "Exploration", "Violation", "explore", "replay",
            "shrink",
-           "check_determinism", "check_cycle", "parse_choices", "format_trace"]
+           "state_digest", "check_determinism", "check_cycle", "parse_choices", "format_trace"]
 
 
 class Timeouts(enum.StrEnum):
@@ -98,9 +100,34 @@ class ExplorerDriver(Driver):
         self.trace: list[tuple[str, int, str]] = []   # (choice, cpu, what happened)
         self.tracing = True  # the search turns it off: only a counterexample's replay needs it
         self._choice = ""
+        # Per CPU, while it has not run since: [its stack's fingerprint, that
+        # fingerprint's serialization or None until asked]. A step runs one CPU
+        # (two when an interrupt arrival runs the handler), so the other CPUs'
+        # stacks, most of a state's fingerprint, are not walked again
+        # (`stack_fingerprint_cacheable` says why that is exact).
+        self._stacks: list[list | None] = [None] * machine.ncpus
+        # Per CPU, each coroutine's part with what it awaited: after a step
+        # only the coroutines that ran are walked (`stack_fingerprint_cacheable`).
+        self._coros: list[dict] = [{} for _ in range(machine.ncpus)]
+        self.check_cache = False   # `explore(debug=True)`: recompute every kept stack and compare
+        # Shared memory's serialization, per variable (name -> that of `(name,
+        # value)`) and whole; a store drops its variable's (`Memory.on_write`).
+        self._mem_items: dict[str, str] = {}
+        self._mem_names: list[str] = []
+        self._mem_whole: str | None = None
         super().__init__(machine, seed=seed)
+        if machine.memory.on_write is not None:
+            raise DriverError("the explorer keeps shared memory's serialization up to date through "
+                              "Memory.on_write, which something else already set")
+        machine.memory.on_write = self._memory_written
 
     # --- the driver contract ---------------------------------------------------------
+
+    def run_strand(self, s: Strand, value) -> None:
+        """Every way kernel code runs on a CPU comes through here (the step, an
+        interrupt taken at once, a task started): its kept stack is dropped."""
+        self._stacks[s.cpu] = None
+        Driver.run_strand(self, s, value)
 
     def _gate(self, s: Strand, op) -> bool:
         if not op.branch:
@@ -156,11 +183,15 @@ class ExplorerDriver(Driver):
         if self.clocks is not None:
             self.clocks.started(s.cpu, op)
         if self.tracing:
-            self.trace.append((self._choice, s.cpu, f"{_where(s)}: {op.describe()}"))
+            self.trace.append((self._label(), s.cpu, f"{_where(s)}: {op.describe()}"))
 
     def on_interrupt(self, s: Strand, kind: str) -> None:
         if self.tracing:
-            self.trace.append((self._choice, s.cpu, f"<{kind} entry>"))
+            self.trace.append((self._label(), s.cpu, f"<{kind} entry>"))
+
+    def _label(self) -> str:
+        """The trace's label of the step running now: "N:choice", "" at boot."""
+        return f"{self.steps}:{self._choice}" if self._choice else ""
 
     # --- choices ------------------------------------------------------------------------
 
@@ -204,13 +235,17 @@ class ExplorerDriver(Driver):
 
     def step(self, choice: str) -> None:
         self.steps += 1
-        self._choice = f"{self.steps}:{choice}"
-        kind, rest = choice[0], choice[1:]
-        if kind == "i":
-            cpu_s, vector = rest.split(".", 1)
-            cpu = int(cpu_s)
-        else:
-            cpu, vector = int(rest), None
+        self._choice = choice
+        parsed = _PARSED.get(choice)
+        if parsed is None:
+            kind, rest = choice[0], choice[1:]
+            if kind == "i":
+                cpu_s, vector = rest.split(".", 1)
+                parsed = (kind, int(cpu_s), vector)
+            else:
+                parsed = (kind, int(rest), None)
+            _PARSED[choice] = parsed
+        kind, cpu, vector = parsed
         if self.clocks is None:
             self._step(kind, cpu, vector)
             return
@@ -247,10 +282,102 @@ class ExplorerDriver(Driver):
             self.machine.memory.fingerprint(),
             self.machine.fingerprint(),
             tuple(sorted(self.inflight)),
-            tuple((s.status, stack_fingerprint(s.stack)) for s in self.strands),
+            tuple([(s.status, self._stack(s)[0]) for s in self.strands]),
             self.reset_reason,
             clocks.__fingerprint__() if clocks is not None else None,
         )
+
+    def serialized(self) -> list[str]:
+        """`part_repr()` of each element of `fingerprint()`, the stacks' from
+        what is kept (`Run.digest()` composes a state's digest from them)."""
+        clocks = self.clocks
+        if clocks is not None:
+            clocks.settle(self.strands)
+        stacks = []
+        for s in self.strands:
+            kept = self._stack(s, True)
+            stacks.append("(" + _STATUS_REPR[s.status] + ", " + kept[1] + ")")
+        return [
+            self._memory_serialized(),
+            part_repr(self.machine.fingerprint()),
+            part_repr(tuple(sorted(self.inflight))),
+            tuple_repr(stacks),
+            repr(self.reset_reason),
+            part_repr(clocks.__fingerprint__()) if clocks is not None else "None",
+        ]
+
+    def _memory_written(self, var) -> None:
+        self._mem_items.pop(var.name, None)
+        self._mem_whole = None
+
+    def _memory_serialized(self) -> str:
+        """`part_repr(memory.fingerprint())`, from the variables' kept serializations."""
+        whole = self._mem_whole
+        vars_ = self.machine.memory.vars
+        if whole is not None and len(vars_) == len(self._mem_names) and not self.check_cache:
+            return whole
+        if len(vars_) != len(self._mem_names):
+            self._mem_names = sorted(vars_)
+            self._mem_items.clear()
+        items = self._mem_items
+        parts = []
+        for name in self._mem_names:
+            item = items.get(name)
+            if item is None:
+                value = vars_[name]._value
+                t = type(value)
+                if t in _EXACT:
+                    key = (name, t, value)
+                    item = _VAR_TEXT.get(key)
+                    if item is None:
+                        if len(_VAR_TEXT) >= _VAR_TEXT_MAX:
+                            _VAR_TEXT.clear()
+                        item = _VAR_TEXT[key] = part_repr((name, value))
+                else:
+                    item = part_repr((name, value))
+                items[name] = item
+            parts.append(item)
+        whole = self._mem_whole = tuple_repr(parts)
+        if self.check_cache and whole != part_repr(self.machine.memory.fingerprint()):
+            raise StoreError("shared memory changed without a store (Memory.on_write): its kept "
+                             "serialization is stale")
+        return whole
+
+    def _stack(self, s: Strand, serialize: bool = False) -> list:
+        """[stack fingerprint, its serialization (or None unless `serialize`)]
+        of CPU `s`, kept while it does not run."""
+        kept = self._stacks[s.cpu]
+        if kept is None or (serialize and kept[1] is None):
+            fp, cacheable, text = stack_fingerprint_cacheable(s.stack, self._coros[s.cpu], serialize)
+            kept = [fp, text]
+            if cacheable:
+                self._stacks[s.cpu] = kept
+            if self.check_cache and (stack_fingerprint(s.stack) != fp
+                                     or (serialize and text != part_repr(fp))):
+                raise StoreError(f"CPU{s.cpu}'s coroutines changed while they did not run: a local's "
+                                 "__fingerprint__() or a closure's cell changed under the explorer "
+                                 "(engine.fingerprint)")
+        elif self.check_cache and stack_fingerprint(s.stack) != kept[0]:
+            raise StoreError(f"CPU{s.cpu}'s stack changed while it did not run: a local's "
+                             "__fingerprint__() or a closure's cell changed under the explorer "
+                             "(engine.fingerprint)")
+        return kept
+
+
+_STATUS_REPR = {status: repr(status) for status in Status}
+
+_EXACT = frozenset({int, bool, str, type(None)})
+_VAR_TEXT: dict[tuple, str] = {}
+"""(name, type, value) -> the serialization of `(name, value)`, shared by every
+run: a rebuilt run serializes all of memory once, and nearly every variable
+holds an int, a bool, a string or None, the same few values run after run.
+The value's exact type is in the key, since `1 == True` would otherwise find
+`True`'s text for a 1."""
+_VAR_TEXT_MAX = 1 << 16
+
+_PARSED: dict[str, tuple[str, int, str | None]] = {}
+"""Choice token -> (kind, CPU, vector): a search takes a few dozen distinct
+tokens hundreds of thousands of times (every replayed step parses one)."""
 
 
 def _where(s: Strand) -> str:
@@ -413,13 +540,17 @@ class _Keys:
     def __init__(self, store: StateStore, symmetric: bool) -> None:
         self.store = store
         self.symmetric = symmetric
+        self.keep_fp = False
         self.perms: list[tuple[int, ...]] = []
         self._perm_ids: dict[tuple[int, ...], int] = {}
         self.rep_perm = array("I")          # per state: the permutation that canonicalized its representative
 
     def key(self, run: Run) -> tuple[bytes, int]:
-        """Also leaves the fingerprint it hashed in `last_fp` (zone inclusion reads it)."""
+        """Also leaves the fingerprint it hashed in `last_fp` when `keep_fp` is
+        set (zone inclusion reads it)."""
         if not self.symmetric:
+            if not self.keep_fp:
+                return state_digest(run, self.store), 0
             self.last_fp = run.fingerprint()
             return self.store.key(self.last_fp), 0
         canon, perm, plain = canonical_and_plain(run)
@@ -505,6 +636,7 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         # about a tenth of the search's time.
         run = traced_build()
         run.driver.tracing = False
+        run.driver.check_cache = debug
         return run
 
     run = build()
@@ -514,15 +646,17 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
     store = ex.store
     keys = _Keys(store, symmetric)
     subsume = subsumption and getattr(run.driver, "clocks", None) is not None
+    keys.keep_fp = subsume
     covering = Covering()
     runs = None
     timed_fps: dict[bytes, tuple] = {}      # zone inclusion reads a state's fingerprint, not only its digest
 
     def exact_key(r: Run) -> bytes:
+        if not subsume:
+            return state_digest(r, store)
         fp = r.fingerprint()
         d = store.key(fp)
-        if subsume:
-            timed_fps[d] = fp
+        timed_fps[d] = fp
         return d
 
     if not symmetric and por is None:
@@ -561,89 +695,104 @@ def explore(build: Build, *, check: Check | None = None, at_end: Check | None = 
         scc.found(0)
     stack = [_node(ex, root_facts, run, (), 0, root_key, por, bad) + [concrete(run, root_key)]]
     live: tuple = ()
-    while stack:
-        node = stack[-1]
-        prefix, src, key, choices, nxt, enabled, exact = node
-        if nxt >= len(choices) or (bad and stop_on_violation) or ex.stopped_at_component:
-            stack.pop()
-            on_stack.discard(src)
-            if por is not None:
-                por.forget(src)
-                if enabled is not None:
-                    ex.postponed[src] = tuple(e for e in enabled if e not in choices)
-            if ex.stopped_at_component:
-                if nxt < len(choices):
-                    store.mark(src, UNEXPANDED)     # left half expanded: its choices are not all known
-            elif scc is not None and not bad:
-                comp = scc.finished(src, stack[-1][1] if stack else None)
-                if comp is not None and on_component(ex, *comp):
-                    ex.stopped_at_component = True
-            continue
-        node[4] += 1
-        c = choices[nxt]
-        if runs is not None:
-            new_key, facts = runs.take(key, c, prefix)
-            live, arrived = prefix + (c,), 0
-            if subsume:
-                keys.last_fp = timed_fps[new_key]
-        else:
-            if live != prefix:
-                run = _replay_checked(build, prefix, exact, store)
-                ex.replays += 1
-                ex.rebuilds += 1
-                ex.replayed_steps += len(prefix)
-            run.driver.step(c)
-            live = prefix + (c,)
-            new_key, arrived = keys.key(run)
-            facts = None
-        covered = None
-        if subsume and new_key not in store.ids:
-            covered = covering.find(keys.last_fp)
-        if covered is not None:
-            dst, new = covered, False
-        else:
-            dst, new = store.add(new_key)
-        if new:
-            keys.rep_perm.append(arrived)
-            if subsume:
-                covering.add(keys.last_fp, dst)
-        ex.edges.append((src, c, dst), keys.edge_perm(dst, arrived))
-        if scc is not None:
-            if new:
-                scc.found(dst)
-            scc.edge(src, c, dst)
-        child = None
-        if new:
-            if progress is not None and dst % 1000 == 0:
-                progress(dst, len(stack))
-            ex.max_depth = max(ex.max_depth, len(live))
-            if len(store) >= max_states or len(live) >= max_depth:
-                _visit(ex, facts if facts is not None else _judge(run, check, at_end, goal, label), dst, bad)
-                ex.truncated = True
-                store.mark(dst, UNEXPANDED)
-                if scc is not None:
-                    scc.finished(dst, src)          # no edges out: a component of its own
-                ex.bound = (f"max_states {max_states}" if len(store) >= max_states
-                            else f"max_depth {max_depth}")
+    # The plain search drops every run it lets go apart (`reach._dispose`), so
+    # nothing it makes needs the cyclic collector, whose full collections
+    # would rescan every parked run again and again (a third of the race's
+    # time at 4 CPUs): it is paused over the search, with a young collection
+    # now and then for whatever cycles kernel code makes (none in the race).
+    paused = runs is not None and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        while stack:
+            node = stack[-1]
+            prefix, src, key, choices, nxt, enabled, exact = node
+            if nxt >= len(choices) or (bad and stop_on_violation) or ex.stopped_at_component:
+                stack.pop()
+                on_stack.discard(src)
+                if por is not None:
+                    por.forget(src)
+                    if enabled is not None:
+                        ex.postponed[src] = tuple(e for e in enabled if e not in choices)
+                if ex.stopped_at_component:
+                    if nxt < len(choices):
+                        store.mark(src, UNEXPANDED)     # left half expanded: its choices are not all known
+                elif scc is not None and not bad:
+                    comp = scc.finished(src, stack[-1][1] if stack else None)
+                    if comp is not None and on_component(ex, *comp):
+                        ex.stopped_at_component = True
+                continue
+            node[4] += 1
+            c = choices[nxt]
+            if runs is not None:
+                new_key, facts = runs.take(key, c, prefix)
+                if paused and not len(ex.edges) & 4095:
+                    gc.collect(1)
+                live, arrived = prefix + (c,), 0
+                if subsume:
+                    keys.last_fp = timed_fps[new_key]
             else:
-                if facts is None:
-                    facts = _judge(run, check, at_end, goal, label)
-                child = _node(ex, facts, run, live, dst, new_key, por, bad, src, c) + [concrete(run, new_key)]
-        if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL
-                                    or ex.labels.mask(dst) != ex.labels.mask(src)):
-            # A reduced expansion may not close a cycle (the cycle proviso: in
-            # depth-first order every cycle has an edge back into the stack, so
-            # every cycle of the reduced graph passes a fully expanded state and
-            # no choice is postponed forever), nor take a visible step: one that
-            # reaches the goal (which cuts off every choice postponed here) or
-            # changes what an `eventually` property sees (its label). Expand
-            # this state in full; docs/design.md ("Liveness under the
-            # partial-order reduction") says why that keeps fair lassos.
-            node[3] = choices + [e for e in enabled if e not in choices]
-            node[5] = None
-        if child is not None:
-            stack.append(child)
-            on_stack.add(dst)
+                if live != prefix:
+                    run = _replay_checked(build, prefix, exact, store)
+                    ex.replays += 1
+                    ex.rebuilds += 1
+                    ex.replayed_steps += len(prefix)
+                run.driver.step(c)
+                live = prefix + (c,)
+                new_key, arrived = keys.key(run)
+                facts = None
+            covered = None
+            if subsume and new_key not in store.ids:
+                covered = covering.find(keys.last_fp)
+            if covered is not None:
+                dst, new = covered, False
+            else:
+                dst, new = store.add(new_key)
+            if new:
+                keys.rep_perm.append(arrived)
+                if subsume:
+                    covering.add(keys.last_fp, dst)
+            ex.edges.append((src, c, dst), keys.edge_perm(dst, arrived))
+            if scc is not None:
+                if new:
+                    scc.found(dst)
+                scc.edge(src, c, dst)
+            child = None
+            if new:
+                if progress is not None and dst % 1000 == 0:
+                    progress(dst, len(stack))
+                ex.max_depth = max(ex.max_depth, len(live))
+                if len(store) >= max_states or len(live) >= max_depth:
+                    _visit(ex, facts if facts is not None else _judge(run, check, at_end, goal, label), dst, bad)
+                    ex.truncated = True
+                    store.mark(dst, UNEXPANDED)
+                    if scc is not None:
+                        scc.finished(dst, src)          # no edges out: a component of its own
+                    ex.bound = (f"max_states {max_states}" if len(store) >= max_states
+                                else f"max_depth {max_depth}")
+                else:
+                    if facts is None:
+                        facts = _judge(run, check, at_end, goal, label)
+                    child = _node(ex, facts, run, live, dst, new_key, por, bad, src, c) + [concrete(run, new_key)]
+            if enabled is not None and (dst in on_stack or store.flags[dst] & GOAL
+                                        or ex.labels.mask(dst) != ex.labels.mask(src)):
+                # A reduced expansion may not close a cycle (the cycle proviso: in
+                # depth-first order every cycle has an edge back into the stack, so
+                # every cycle of the reduced graph passes a fully expanded state and
+                # no choice is postponed forever), nor take a visible step: one that
+                # reaches the goal (which cuts off every choice postponed here) or
+                # changes what an `eventually` property sees (its label). Expand
+                # this state in full; docs/design.md ("Liveness under the
+                # partial-order reduction") says why that keeps fair lassos.
+                node[3] = choices + [e for e in enabled if e not in choices]
+                node[5] = None
+            if child is not None:
+                stack.append(child)
+                on_stack.add(dst)
+    finally:
+        if paused:
+            gc.enable()
+
     ex.states, ex.transitions = len(store), len(ex.edges)
     if runs is not None:
         ex.replays, ex.rebuilds = runs.rebuilds + runs.walks, runs.rebuilds
@@ -725,12 +874,30 @@ def _visit(ex, facts, sid, bad) -> list[str]:
     return choices
 
 
+def state_digest(run: Run, store: StateStore) -> bytes:
+    """`store.key(run.fingerprint())`, composed from the serializations the
+    driver keeps for the CPUs that did not run (`ExplorerDriver.serialized`):
+    the same bytes, so the same digest, without walking and serializing every
+    CPU's stack again. A run with a declared abstraction (which rewrites the
+    whole fingerprint) is digested the long way. In debug mode both ways are
+    computed and must agree."""
+    if run.abstraction is not None or not hasattr(run.driver, "serialized"):
+        return store.key(run.fingerprint())
+    parts = run.driver.serialized()
+    parts.append(part_repr(run.ghost()) if run.ghost is not None else "None")
+    d = digest_serialized("(" + ", ".join(parts) + ")")
+    if store.debug and store.key(run.fingerprint()) != d:
+        raise StoreError("a state's digest composed from the kept stacks differs from its full "
+                         "fingerprint's: a CPU's stack changed while it did not run (engine.fingerprint)")
+    return d
+
+
 def _replay_checked(build: Build, prefix: tuple, exact: bytes, store: StateStore) -> Run:
     """Replay `prefix`; it must reach the state whose fingerprint digest is
     `exact` (the concrete state, not its orbit: comparing digests costs a
     fraction of a canonical form, which a replay would otherwise compute)."""
     run = replay(build, list(prefix), check=False)
-    if store.key(run.fingerprint()) != exact:
+    if state_digest(run, store) != exact:
         raise DriverError(
             f"replay of {len(prefix)} choices reached a different state: the run is not a "
             "function of its choices (usual culprits: iterating a set or dict whose order "

@@ -74,14 +74,18 @@ __all__ = ["Reach", "MODES", "AHEAD_STEPS", "REBUILD_STEPS", "PARKED_RUNS"]
 
 MODES = ("frontier", "ahead", "root")
 
-PARKED_RUNS = 2048
+PARKED_RUNS = 4096
 """Runs the frontier mode keeps parked at states still to expand: about 36 KB
-each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~72 MiB. The
+each for the race at 4 CPUs (tracemalloc, 2026-12-01), so at most ~144 MiB. The
 race's frontier needs 277 at 3 CPUs; at 4 CPUs 1,024 left 10.6 replayed steps
-per transition (a run arriving when the pool is full is dropped, not swapped
+per transition, 2,048 left 7.0 (10,227 rebuilds), 4,096 5.77 (8,479 rebuilds,
+as many as with no limit; peak RSS 143 MB against 115 MB), 2026-12-01. A run
+arriving when the pool is full is dropped, not swapped
 for a shallower one: simulated on the 3-CPU graph, evicting the shallowest
 parked run costs more rebuilds, since breadth first the shallow ones are
-needed soonest)."""
+needed soonest. Tried and not kept: parking runs beyond a state's choices and
+sending the spare ones one step on to a successor short of runs when the
+state is expanded (12 fewer rebuilds of 926 at 3 CPUs)."""
 
 AHEAD_STEPS = 256
 """Transitions the live run may take ahead of the search per transition asked
@@ -96,6 +100,31 @@ _WALK_NODES = 16
 """States a walk search looks at before giving up. In the race's graph a walk
 almost never exists (14 found in 4,300 searches at 3 CPUs), so a failing search
 must be cheap; the deep model's walks are all found within 8 states."""
+
+
+def _dispose(run: Run | None) -> None:
+    """Take apart a run this module drops, so that reference counting frees it
+    at once. A run is a knot of reference cycles (its coroutines hold the
+    kernel, the kernel the machine, the machine its driver, the driver the
+    coroutines; each shared variable its memory), which only the cyclic
+    collector frees, and each of its full collections also walks every run
+    still parked: on the race at 4 CPUs (24,000 runs dropped, 2,048 parked)
+    that was 6.5 s of an 18 s search, 2026-12-01. Only for a run nobody else
+    holds: the ones `Reach` built and lets go (its own, never the caller's).
+    The driver's stacks go first, so each suspended coroutine is closed (as
+    the collector would close it) while the kernel it points to is intact."""
+    if run is None:
+        return
+    driver, machine = run.driver, run.machine
+    for s in getattr(driver, "strands", ()):
+        s.stack.clear()
+    memory = getattr(machine, "memory", None)
+    for obj in (driver, machine, run.kernel, memory):
+        d = getattr(obj, "__dict__", None)
+        if d is not None:
+            d.clear()
+    if memory is not None and hasattr(memory, "vars"):
+        memory.vars.clear()
 
 
 class Reach:
@@ -201,6 +230,7 @@ class Reach:
         often a few recorded steps on), else a rebuild."""
         runs = self._parked.get(u)
         if runs and not (self.run is not None and self._live == u):
+            _dispose(self.run)
             self.run = runs.pop()
             self._n_parked -= 1
             self._live = u
@@ -218,7 +248,10 @@ class Reach:
             self.run, self._live = None, -1
 
     def _drop_parked(self, u: int) -> None:
-        self._n_parked -= len(self._parked.pop(u, ()))
+        runs = self._parked.pop(u, ())
+        self._n_parked -= len(runs)
+        for run in runs:
+            _dispose(run)
 
     # --- recording -------------------------------------------------------------------
 
@@ -284,6 +317,7 @@ class Reach:
         return path
 
     def _rebuild(self, path: list[str], target: int) -> None:
+        _dispose(self.run)
         self.run = self.build()
         self._live = 0
         self.rebuilds += 1

@@ -32,7 +32,8 @@ import hashlib
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["StoreError", "StateStore", "Edges", "Labels", "digest", "stable_repr",
+__all__ = ["StoreError", "StateStore", "Edges", "Labels", "digest", "digest_serialized", "stable_repr",
+           "part_repr", "tuple_repr",
            "GOAL", "TERMINAL", "UNEXPANDED"]
 
 # Per-state flag bits (`StateStore.flags`).
@@ -56,21 +57,54 @@ def _stable(value):
     return value
 
 
+_STABLE_OF_REPR: dict[str, str] = {}
+"""repr -> stable serialization, for values that hold a frozenset (the ghost
+state holds several in every state): `_stable()` walks the value in Python,
+and the same few values come back state after state. Exact: the stable
+serialization is a function of the repr, since `_stable()` only sorts each
+frozenset's elements by their own serializations, which the repr lists (by
+induction from the leaves, whose stable serialization is their repr)."""
+_STABLE_OF_REPR_MAX = 1 << 16
+
+
+def part_repr(value) -> str:
+    """`stable_repr()` of one element of a fingerprint tuple."""
+    r = repr(value)
+    if "frozenset(" not in r:
+        return r
+    out = _STABLE_OF_REPR.get(r)
+    if out is None:
+        if len(_STABLE_OF_REPR) >= _STABLE_OF_REPR_MAX:
+            _STABLE_OF_REPR.clear()
+        out = _STABLE_OF_REPR[r] = repr(_stable(value))
+    return out
+
+
+def tuple_repr(parts: list[str]) -> str:
+    """The serialization of a tuple whose elements serialize as `parts`
+    (`repr()`'s own layout, the one-element tuple's trailing comma included):
+    a caller that kept some elements' serializations composes the tuple's
+    from them instead of serializing it again (`ExplorerDriver`)."""
+    if len(parts) == 1:
+        return "(" + parts[0] + ",)"
+    return "(" + ", ".join(parts) + ")"
+
+
 def stable_repr(value) -> str:
     """A serialization of a fingerprint that is equal for equal values in any
     process (see the module docstring)."""
     if isinstance(value, tuple):
-        parts = []
-        for part in value:
-            r = repr(part)
-            parts.append(repr(_stable(part)) if "frozenset(" in r else r)
-        return "(" + ", ".join(parts) + ")"
-    r = repr(value)
-    return repr(_stable(value)) if "frozenset(" in r else r
+        return "(" + ", ".join([part_repr(part) for part in value]) + ")"
+    return part_repr(value)
 
 
 def digest(value) -> bytes:
     return hashlib.blake2b(stable_repr(value).encode(), digest_size=16).digest()
+
+
+def digest_serialized(text: str) -> bytes:
+    """`digest(value)` from `stable_repr(value)` composed by the caller."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 class Edges(Sequence):
