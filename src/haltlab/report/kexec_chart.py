@@ -5,8 +5,9 @@ Both axes are logarithmic because the designs differ by orders of magnitude
 (S3: about 0.65 s by hotplug, under 5 ms by `smp_send_stop()`) and the CPU
 counts double; a design whose time grows linearly with the CPU count then
 has slope 1 and a quadratic one slope 2, which the eye reads directly. A
-configuration with no shutdown time (it hung, or a BUG() stopped it) has no
-point; the legend says how many each design lacks.
+configuration with no shutdown time (it hung, or a BUG() stopped it first) has
+no point; the legend says how many each design lacks and how many runs ended in
+a BUG() (S3's smp-send-stop on busy CPUs: `idle_task_exit()`'s BUG_ON).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def kexec_sweep_figure(groups: Iterable[KexecGroup], profile: str, kernel: str, 
             shown = [g for g in mine if g.shutdown_ns is not None]
             missing = len(mine) - len(shown)
             colour, marker = _STYLE[design]
-            label = design + (f" ({missing} without a time)" if missing else "")
+            bugs = sum(g.outcome == "bug" for g in mine)
+            notes = [f"{missing} without a time"] * bool(missing) + [f"{bugs} ended in a BUG()"] * bool(bugs)
+            label = design + (f" ({'; '.join(notes)})" if notes else "")
             ax.plot([g.cpus for g in shown], [g.shutdown_ns / 1e9 for g in shown], marker=marker,
                     color=colour, label=label)
         ax.set_xscale("log", base=2)
