@@ -25,6 +25,17 @@ def haltlab_run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
+def refused(result, *needles: str) -> str:
+    """A CliRunner result that is one `haltlab: error:` line holding each of `needles`, exit 2."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def errors(stderr: str) -> list[str]:
     """stderr without the progress lines."""
     return [line for line in stderr.splitlines() if not line.startswith("haltlab: sweep: ")]

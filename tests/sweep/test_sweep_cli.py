@@ -10,22 +10,13 @@ from click.testing import CliRunner
 from haltlab.cli import cli
 from haltlab.machine.profile import profiles_dir
 from haltlab.sweep import read_inputs, read_sweep
+from sweep_helpers import refused
 
 FAST = ("--cpus", "2", "--seeds", "0", "--observe", "0.05", "--workers", "1")
 
 
 def sweep(out, *args: str):
     return CliRunner().invoke(cli, ["sweep", "panic", "--output", str(out), *args])
-
-
-def refused(result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("haltlab: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
 
 
 def test_sweep_panic_resumes(tmp_path):

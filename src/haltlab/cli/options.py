@@ -267,5 +267,5 @@ def saved_lab_results(items, key: str) -> dict[str, dict]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UserError(f"--lab-result {item}: expected {key}=FILE")
-        saved[name] = read_lab_result(path, "--lab-result")
+        saved[name] = read_lab_result(path, "--lab-result", campaigns_ok=True)
     return saved

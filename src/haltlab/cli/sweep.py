@@ -1,5 +1,7 @@
-"""`haltlab sweep panic` (the panic scenario over seeds x policies x CPU counts)
-and `haltlab sweep printk-flood` (S2's stress campaign, `haltlab.sweep.flood`).
+"""`haltlab sweep panic` (the panic scenario over seeds x policies x CPU counts),
+`haltlab sweep printk-flood` (S2's stress campaign, `haltlab.sweep.flood`) and
+`haltlab sweep kexec` (S3's shutdown designs over CPU counts and load,
+`haltlab.sweep.kexec`, with `--plot`).
 
 Options in, `haltlab.sweep.PanicSweep` out; the library checks them (errors
 name fields, shown here as flags), runs them through a local process pool or a
@@ -17,12 +19,12 @@ import click
 from rich.table import Table
 
 from haltlab.cli.console import console, progress
-from haltlab.cli.options import (KernelSpec, PathText, format_option, observe_option, output_file_option, profile_option,
-                                 seconds_to_ns)
+from haltlab.cli.options import (KernelSpec, PathText, format_option, kernel_preset_option, observe_option,
+                                 output_file_option, profile_option, seconds_to_ns)
 from haltlab.cli.simulate import console_spin_option, flood_options
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
-from haltlab.results import check_out_path, dumps
+from haltlab.results import check_out_path, dumps, write_bytes_atomic, writing_to
 from haltlab.sweep import PanicSweep, check_executor, executor, open_sweep, panic_row, run_items, worker_count
 
 __all__ = ["sweep", "executor_options"]
@@ -167,3 +169,58 @@ def sweep_printk_flood(output, runs, kernels, console_spin, profile, cpus, hang_
         out.print(f"sweep: {sum(v.runs for v in variants)} runs in {output} ({ran} new)", soft_wrap=True,
                   markup=False, highlight=False)
     print_flood_campaign(summary, out, fmt)
+
+
+@sweep.command("kexec")
+@output_file_option(help="JSON Lines file the runs go to; an existing one is resumed.  [required]")
+@click.option("--profile", default="arm64-server-24", show_default=True, metavar="NAME|FILE",
+              help="Machine profile (an arm64 one).")
+@click.option("--cpus", default="8,16,32,64,128,256", show_default=True, metavar="LIST",
+              help="CPU counts, e.g. 8,64,256 or 2-8.")
+@click.option("--shutdown", default="hotplug,smp-send-stop,parallel-hotplug", show_default=True, metavar="LIST",
+              help="machine_shutdown() designs: hotplug, smp-send-stop, parallel-hotplug, parallel-hotplug-naive.")
+@click.option("--others", default="idle,busy", show_default=True, metavar="LIST",
+              help="What the secondary CPUs do: idle, busy, irqsoff.")
+@kernel_preset_option(list(PRESETS))
+@click.option("--loglevel", "console_loglevel", type=click.IntRange(0, 15), default=7, show_default=True,
+              help="The console's loglevel (7: pr_info lines printed; 4: quiet).")
+@click.option("--freeze", is_flag=True, help="freeze_processes() before the shutdown, as S3's review suggested.")
+@click.option("--plot", type=PathText(), default=None, metavar="FILE.png",
+              help="Also write the shutdown time against CPU count per design (log-log) as a PNG.")
+@executor_options
+def sweep_kexec(output, profile, cpus, shutdown, others, kernel, console_loglevel, freeze, plot, workers,
+                scheduler, scheduler_timeout_s) -> None:
+    """S3: the kexec shutdown time per design, CPU count and load; prints each configuration."""
+    from haltlab.sweep.kexec import KexecSweep, kexec_row
+
+    if output is None:
+        raise UserError("--output FILE is required: the JSON Lines file the runs go to")
+    spec = KexecSweep.parse(profile=profile, cpus=cpus, shutdown=shutdown, others=others, kernel=kernel,
+                            console_loglevel=console_loglevel, freeze=freeze)
+    if plot is not None:
+        check_out_path(plot, "--plot", directory=False)
+    ran = _resume(spec, spec.runs, kexec_row, output, workers, scheduler, scheduler_timeout_s)
+    groups = spec.summary(output)
+    _print_kexec_summary(spec, groups, output, ran)
+    if plot is not None:
+        from haltlab.report.kexec_chart import kexec_sweep_png
+        with writing_to("--plot", plot):
+            write_bytes_atomic(plot, kexec_sweep_png(groups, spec.profile.name, kernel))
+        console().print(f"plot: {plot}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _ms(ns: float | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def _print_kexec_summary(spec, groups, output: Path, ran: int) -> None:
+    out = console()
+    out.print(f"sweep: {len(groups)} runs in {output} ({ran} new)", soft_wrap=True, markup=False, highlight=False)
+    t = Table()
+    for col in ("configuration", "outcome", "shutdown ms", "_cpu_down() ms, median", "shutdown / (CPUs-1) ms",
+                "CPU_OFF at ms, median", "BUGs"):
+        t.add_column(col)
+    for g in groups:
+        t.add_row(f"{spec.profile.name} {g.cpus} CPUs {g.shutdown} {g.others}", g.outcome, _ms(g.shutdown_ns),
+                  _ms(g.down_ns_median), _ms(g.per_secondary_ns), _ms(g.cpu_off_at_ns_median), str(g.bugs))
+    out.print(t)

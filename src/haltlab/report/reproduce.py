@@ -102,11 +102,15 @@ def run_reproduce(lab_mode: str = "auto", *, step: Callable[[str], None] = lambd
                   kernel_package: str | None = None, lab_results: dict[str, dict] | None = None
                   ) -> tuple[dict, dict[str, str | bytes]]:
     """Run every figure; return the report and its files, rendered, not yet written.
-    `lab_results`: saved `lab flood --build NAME` campaigns for S2's rows (NAME -> result)."""
+    `lab_results`: saved `lab flood --build NAME` campaigns for S2's rows and
+    `lab kexec --arch arm64` campaigns for S3's (NAME -> result)."""
     from haltlab.validation.s2_figures import set_lab_results
+    from haltlab.validation.s3_figures import set_s3_lab_results, split_lab_results
     if lab_mode not in LAB_MODES:
         raise UserError(f"--lab {lab_mode}: choose from {', '.join(LAB_MODES)}")
-    set_lab_results(lab_results or {})
+    s2, s3 = split_lab_results(lab_results or {})
+    set_lab_results(s2)
+    set_s3_lab_results(s3)
     reset_caches(kernel_package)
     rows = []
     for fig in FIGURES:

@@ -9,7 +9,8 @@ sweep resumes where it stopped, and only from rows made with the same inputs.
 The parts: `executor` (the pool, which dies with haltlab; Dask addresses),
 `store` (the sweep file: header, rows, torn lines, full disks), `lock` (one
 sweep per file), `run` (the streaming run loop), `inputs` (model and profile
-digests), `ranges` (option lists) and `panic` (the panic scenario's sweep).
+digests), `ranges` (option lists), `panic` (the panic scenario's sweep),
+`flood` (S2's campaign) and `kexec` (S3's shutdown designs over CPU counts and load).
 """
 
 from haltlab.sweep.executor import (check_executor, check_scheduler_address, cpu_count, executor,

@@ -38,7 +38,7 @@ __all__ = ["model_version", "model_digest", "source_digest", "profile_digest", "
 
 # What a run executes, relative to the haltlab package: whole packages, and
 # single modules.
-MODEL_SOURCES = ("engine", "machine", "kernel", "scenarios", "sweep/panic.py", "sweep/flood.py")
+MODEL_SOURCES = ("engine", "machine", "kernel", "scenarios", "sweep/panic.py", "sweep/flood.py", "sweep/kexec.py")
 
 
 @functools.lru_cache(maxsize=1)

@@ -44,14 +44,18 @@ _TOLERANCE = 0.05                # stop when the model's median is within 5 % of
 _STEPS = 6
 
 
-def read_lab_result(path: str | Path, what: str = "--flood") -> dict:
-    """A saved `lab flood --output FILE` result, or a one-line error naming it."""
+def read_lab_result(path: str | Path, what: str = "--flood", *, campaigns_ok: bool = False) -> dict:
+    """A saved `lab flood --output FILE` result, or a one-line error naming it.
+    `campaigns_ok`: a JSON array of results (`lab kexec` with several CPU
+    counts saves one) is accepted as `{"campaigns": [...]}`."""
     try:
         data = json.loads(Path(path).read_text())
     except OSError as e:
         raise UserError(f"{what} {path}: cannot read ({e.strerror or e})") from None
     except ValueError as e:
         raise UserError(f"{what} {path}: not JSON ({e})") from None
+    if campaigns_ok and isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+        return {"campaigns": data}
     if not isinstance(data, dict):
         raise UserError(f"{what} {path}: not a lab result (a JSON object)")
     return data
