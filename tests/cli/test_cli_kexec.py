@@ -71,6 +71,15 @@ def test_explore_proves_stock_hotplug_at_two_cpus():
 @pytest.mark.parametrize("args,needles", [
     (["--cpus", "5"], ["--cpus 5", "2 to 4"]),
     (["--max-states", "0"], ["--max-states 0"]),
+    (["--timing", "widened"], ["--timing"]),
 ])
 def test_explore_bad_input_is_one_line(args, needles):
     one_line_error(run("explore", "kexec", *args), *needles)
+
+
+def test_the_library_refuses_widening_a_kexec_search():
+    from haltlab.errors import ConfigError
+    from haltlab.scenarios.kexec_check import KexecCheckConfig
+    with pytest.raises(ConfigError) as e:
+        KexecCheckConfig(timing="widened").validate()
+    assert e.value.field == "timing"

@@ -36,10 +36,10 @@ def _kexec_options(f):
                      help="What the secondary CPUs do when kexec starts.")(f)
     f = click.option("--managed-irqs", is_flag=True, help="Managed device interrupts (affine to one CPU).")(f)
     f = click.option("--freeze", is_flag=True, help="freeze_processes() before the shutdown.")(f)
-    f = click.option("--timing", type=click.Choice([t.value for t in Timing]), default="timed", show_default=True,
+    f = click.option("--timing", type=click.Choice([Timing.TIMED.value, Timing.UNTIMED.value]), default="timed",
+                     show_default=True,
                      help="timed: the interleavings the profile's costs allow (the waits here span 1 us to 5 s); "
-                          "untimed: every interleaving, a bounded wait timing out whenever no other CPU can step; "
-                          "widened: timed, with widening.")(f)
+                          "untimed: every interleaving, a bounded wait timing out whenever no other CPU can step.")(f)
     return click.option("--timing-tolerance", "timing_tolerance", type=click.IntRange(0, 100), default=None,
                         metavar="PCT", help="Timed: how far a duration may stray from its cost, either way "
                                             "[default: the profile's timing_tolerance].")(f)

@@ -66,7 +66,7 @@ from haltlab.kernel.bug import BUG
 from haltlab.kernel.stop_machine import stop_machine_cpuslocked
 from haltlab.kernel.timers import NSEC_PER_MSEC, NSEC_PER_SEC, schedule_timeout_uninterruptible, usleep_range
 
-__all__ = ["CpuhpState", "CpuDeadState", "Hotplug", "cpuhp_init", "smp_shutdown_nonboot_cpus",
+__all__ = ["CpuDeadState", "Hotplug", "cpuhp_init", "smp_shutdown_nonboot_cpus",
            "smp_shutdown_nonboot_cpus_parallel", "cpuhp_thread_fun", "cpuhp_report_idle_dead",
            "cpuhp_ap_report_dead", "cpuhp_complete_idle_dead", "cpu_wait_death", "cpuhp_bp_sync_dead",
            "cpus_write_lock", "takedown_cpu", "take_cpu_down", "take_cpus_down", "EBUSY", "ETIMEDOUT"]
@@ -75,18 +75,6 @@ EBUSY = 16
 ETIMEDOUT = 110
 CPU_WAIT_DEATH_S = 5             # __cpu_die(): cpu_wait_death(cpu, 5)
 CPUHP_SYNC_DEAD_TIMEOUT_S = 10   # cpuhp_wait_for_sync_state(): 10 s
-
-
-class CpuhpState(enum.IntEnum):
-    """The states of `enum cpuhp_state` a CPU passes on the way down, in order."""
-
-    OFFLINE = 0
-    BRINGUP_CPU = 1
-    AP_IDLE_DEAD = 2
-    AP_OFFLINE = 3
-    TEARDOWN_CPU = 4
-    AP_ONLINE_IDLE = 5
-    ONLINE = 6
 
 
 class CpuDeadState(enum.StrEnum):
@@ -104,16 +92,13 @@ class Hotplug:
     death report; the hotplug lock's rcu_sync (only the control CPU touches
     it); the parallel design's barrier.
 
-    Side records, not state: `st->state` and `cpu_active_mask`, which the
-    modelled code writes in the kernel's order and never reads (so they
-    cannot change a run's future, and the explorer need not tell states
-    apart by them), and each phase of each CPU's way down (for the results)."""
+    Not modelled: `st->state` and `cpu_active_mask`, which nothing on these
+    paths reads (the comments mark where the kernel writes them). A side
+    record, not state: each phase of each CPU's way down (for the results)."""
 
     def __init__(self, k) -> None:
         mem = k.machine.memory
         n = k.machine.ncpus
-        self.state = [CpuhpState.ONLINE] * n
-        self.cpu_active_mask = (1 << n) - 1
         self.done_down = [mem.var(f"cpuhp_state[{c}].done_down", False) for c in range(n)]
         self.dead = [mem.var(f"cpu_hotplug_state[{c}]", CpuDeadState.ONLINE) for c in range(n)]
         self.rcu_sync_idle = mem.var("cpu_hotplug_lock.rss.gp_state_idle", True)
@@ -161,7 +146,7 @@ async def _cpu_down(k, cpu: int) -> int:
     err = await takedown_cpu(k, cpu)
     if not err:
         await ndelay(k.machine.cost_ns("cpuhp_dead_callbacks_ns"))   # the DEAD callbacks, BP side
-        hp.state[cpu] = CpuhpState.OFFLINE
+        # st->state = CPUHP_OFFLINE
     hp.phase(cpu, "_cpu_down", t0)
     return err
 
@@ -231,8 +216,7 @@ async def smp_shutdown_nonboot_cpus_parallel(k, primary_cpu: int, *, barrier: bo
         t0 = ktime_get_ns()
         await sleep_until(lambda cpu=cpu: hp.done_down[cpu].value, what=f"wait_for_ap_thread(CPU{cpu})")
         await k.arch.cpu_die_wait(k, cpu)
-        await ndelay(k.machine.cost_ns("cpuhp_dead_callbacks_ns"))
-        hp.state[cpu] = CpuhpState.OFFLINE
+        await ndelay(k.machine.cost_ns("cpuhp_dead_callbacks_ns"))   # then st->state = CPUHP_OFFLINE
         hp.phase(cpu, "wait_dead", t0)
     if cpumask_weight(await READ_ONCE(k.cpu_online_mask)) > 1:
         await BUG(k, "kernel/cpu.c", "BUG_ON(num_online_cpus() > 1) in smp_shutdown_nonboot_cpus()")
@@ -246,12 +230,11 @@ async def cpuhp_thread_fun(k, cpu: int) -> None:
     CPUHP_TEARDOWN_CPU; `sched_cpu_deactivate()` is the one that waits."""
     hp = k.cpuhp
     await ndelay(k.machine.cost_ns("cpuhp_ap_callbacks_ns"))
-    hp.cpu_active_mask &= ~(1 << cpu)                     # sched_cpu_deactivate(): set_cpu_active(false)
+    # sched_cpu_deactivate(): set_cpu_active(cpu, false), then the grace period
     t0 = ktime_get_ns()
     await synchronize_rcu(k)
     hp.phase(cpu, "synchronize_rcu", t0)
-    hp.state[cpu] = CpuhpState.TEARDOWN_CPU
-    await WRITE_ONCE(hp.done_down[cpu], True)             # complete_ap_thread(st, false)
+    await WRITE_ONCE(hp.done_down[cpu], True)             # st->state is CPUHP_TEARDOWN_CPU;             # complete_ap_thread(st, false)
 
 
 @cpu_locals(cpu=("cpu",), plain=("err",))
@@ -261,8 +244,7 @@ async def take_cpu_down(k) -> int:
     err = await k.arch.__cpu_disable(k)
     if err:
         return err
-    await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))   # the DYING callbacks
-    k.cpuhp.state[cpu] = CpuhpState.AP_OFFLINE
+    await ndelay(k.machine.cost_ns("cpuhp_dying_callbacks_ns"))   # the DYING callbacks, to CPUHP_AP_OFFLINE
     return 0
 
 
@@ -282,7 +264,7 @@ async def cpuhp_report_idle_dead(k) -> None:
     """From the dying CPU's idle loop: complete `done_down` on an online CPU
     (`smp_call_function_single(cpumask_first(cpu_online_mask), ...)`)."""
     cpu = smp_processor_id()
-    k.cpuhp.state[cpu] = CpuhpState.AP_IDLE_DEAD
+    # st->state = CPUHP_AP_IDLE_DEAD; rcu_report_dead()
     target = next(for_each_cpu(await READ_ONCE(k.cpu_online_mask)))
     await smp_call_function_single(k, target, cpuhp_complete_idle_dead, cpu)
 

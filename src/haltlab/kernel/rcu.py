@@ -12,8 +12,8 @@ within the same wait. `jiffies_till_first_fqs` defaults to
 After the period ends, the waiter's callback runs from RCU's softirq on the
 waiting CPU at its next tick. The model's grace period is therefore
 `(jiffies_till_first_fqs + 1)` jiffies [inferred from that code: one wait for
-the forcing scan plus one tick for the callback; labelled an estimate in the
-results]. It grows with the number of CPUs through `nr_cpu_ids / 256`, and
+the forcing scan plus one tick for the callback; an estimate, so stated in
+docs/design.md and beside every S3 figure in the README]. It grows with the number of CPUs through `nr_cpu_ids / 256`, and
 does not grow with user load: a CPU in user mode is quiescent at its tick.
 
 Not modelled: expedited grace periods (`rcu_expedited`, not set after boot),
