@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from haltlab.errors import ConfigError
 
-__all__ = ["AfterPanic", "PanicStart", "ConsoleSpin", "KexecShutdown", "Policy", "POLICIES", "Policies", "choose"]
+__all__ = ["AfterPanic", "PanicStart", "ConsoleSpin", "KexecShutdown", "Bringup", "Policy", "POLICIES", "Policies", "choose"]
 
 
 class AfterPanic(enum.StrEnum):
@@ -50,6 +50,15 @@ class KexecShutdown(enum.StrEnum):
     PARALLEL_HOTPLUG_NAIVE = "parallel-hotplug-naive"
 
 
+class Bringup(enum.StrEnum):
+    """How the new kernel's `smp_init()` brings the x86 APs up after kexec (S4)."""
+
+    INIT_SIPI = "init-sipi"
+    PARALLEL = "parallel"
+    PARK_SPIN = "park-spin"
+    PARK_MWAIT = "park-mwait"
+
+
 @dataclass(frozen=True)
 class Policy:
     point: str
@@ -59,7 +68,8 @@ class Policy:
 
 
 _POINTS: dict[str, type[enum.StrEnum]] = {"after_panic": AfterPanic, "panic_start": PanicStart,
-                                          "console_spin": ConsoleSpin, "kexec_shutdown": KexecShutdown}
+                                          "console_spin": ConsoleSpin, "kexec_shutdown": KexecShutdown,
+                                          "bringup": Bringup}
 
 POLICIES: dict[str, dict[str, Policy]] = {
     "after_panic": {
@@ -112,6 +122,26 @@ POLICIES: dict[str, dict[str, Policy]] = {
             "deliberately broken: parallel-hotplug without the barrier, so a dying CPU may hand its "
             "interrupts to another dying CPU still marked online; to show the explorer finds it", False),
     },
+    "bringup": {
+        Bringup.INIT_SIPI.value: Policy(
+            "bringup", Bringup.INIT_SIPI.value,
+            "stock serial bring-up: bringup_nonboot_cpus() wakes one AP at a time with "
+            "wakeup_secondary_cpu_via_init() (INIT, two SIPIs) and waits for it to come online "
+            "(arch/x86/kernel/smpboot.c, 5.10 to 7.1 with cpuhp.parallel=0)", True),
+        Bringup.PARALLEL.value: Policy(
+            "bringup", Bringup.PARALLEL.value,
+            "6.5's parallel bring-up (0c7ffa32dbd6, 7e75178a0950): every AP kicked to CPUHP_BP_KICK_AP "
+            "first, primary threads before their siblings, then onlined one by one", True),
+        Bringup.PARK_SPIN.value: Policy(
+            "bringup", Bringup.PARK_SPIN.value,
+            'S4: shenkai, "[PATCH] use x86 cpu park to speedup smp_init in kexec situation" (2020-12-15): '
+            "APs spin in reserved memory on a per-CPU exit word across kexec; the new kernel writes the "
+            "entry instead of INIT/SIPI; not merged", False),
+        Bringup.PARK_MWAIT.value: Policy(
+            "bringup", Bringup.PARK_MWAIT.value,
+            "S4's review (Andy Lutomirski, 2020-12-15): one wake word for all parked CPUs, a count of parked CPUs, "
+            "MWAIT on the word instead of a busy spin; no kernel has it", False),
+    },
 }
 
 
@@ -123,6 +153,7 @@ class Policies:
     panic_start: PanicStart = PanicStart.CMPXCHG
     console_spin: ConsoleSpin = ConsoleSpin.STOCK
     kexec_shutdown: KexecShutdown = KexecShutdown.HOTPLUG
+    bringup: Bringup = Bringup.INIT_SIPI
     extra: tuple = field(default=())
 
     def __post_init__(self) -> None:
