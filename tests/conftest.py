@@ -1,9 +1,34 @@
 """Shared fixtures, kept tiny: the S1 machine profile, loaded once; S2's
-reproduce campaigns at a few runs each."""
+reproduce campaigns at a few runs each. And where each test runs when the suite
+is spread over the cores (bin/test: `-n auto --dist loadgroup`)."""
+
+import os
 
 import pytest
 
 from haltlab.machine.profile import load_profile
+
+
+def pytest_configure(config):
+    """A pytest-xdist worker starts with COLUMNS=80 in its environment; the
+    commands' tables are pinned at the width they get on a pipe without it (120,
+    cli/console.py), as in a run without workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.pop("COLUMNS", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist every `lab` test runs on one worker, one after the
+    other, as they did before the suite was spread: they share the lab's cache
+    (a first run fills it: kernel packages, initramfs, userland), the kernel
+    build that tests/lab/conftest.py starts in the background, and the host's
+    cores, which two TCG guests at once would split (a guest's timeouts are
+    set for one). Everything else is spread over the workers."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 @pytest.fixture(scope="session")

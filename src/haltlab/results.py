@@ -89,9 +89,12 @@ def writing_to(option: str, path: str | os.PathLike[str]) -> Iterator[None]:
         raise UserError(f"{option} {path}: cannot write ({e.strerror or e})") from None
 
 
-def show_path(text: str | os.PathLike[str], limit: int = 80) -> str:
+def show_path(text: str | os.PathLike[str], limit: int = 120) -> str:
     """`text` for a one-line message: quoted when empty or padded, and cut in the
-    middle when longer than `limit` characters (with the full length said)."""
+    middle when longer than `limit` characters (with the full length said).
+    The limit keeps a path a user could have typed whole (a deep temporary
+    directory is about 100 characters) and cuts only the absurd ones, a name
+    over NAME_MAX or a path near PATH_MAX, whose message would not fit a line."""
     text = os.fspath(text)
     if isinstance(text, bytes):
         text = os.fsdecode(text)

@@ -8,9 +8,11 @@ collection ends, and the build test is moved to the end of the run: it waits
 for the child, which by then has had the rest of the suite to build in. On a
 machine that built it before, the child finds the kernel in the lab cache and
 exits in about a second. The child dies with pytest (lab/lifetime.py) and is
-reaped at the end of the session.
+reaped at the end of the session. Spread over cores by pytest-xdist, the build
+starts with the first lab test of the one worker that runs them all.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +39,19 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_collection_finish(session):
+    """Start the build once collection ends, except on a pytest-xdist worker:
+    every worker collects every test, but only the one that runs the lab's
+    tests (tests/conftest.py puts them all on one) may build, so there the
+    build starts with that worker's first lab test."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _background["wanted"] = any(_is_build_test(i) for i in session.items)
+        return
     if any(_is_build_test(i) for i in session.items) and not session.config.option.collectonly:
+        start_background_build()
+
+
+def pytest_runtest_setup(item):
+    if _background.get("wanted") and item.get_closest_marker("lab") is not None:
         start_background_build()
 
 
