@@ -167,6 +167,11 @@ _QUANTITIES = {
     "shutdown_ns": ("shutdown total, ms", 1e6, 2),
     "per_cpu_shutdown_ns": ("per CPU (median), ms", 1e6, 2),
     "psci_polled_ms": ("psci polled, ms", 1, 0),
+    "ap_wake_ns": ("cpuhp/N wake-up, ms", 1e6, 2),
+    "sched_cpu_deactivate_ns": ("sched_cpu_deactivate, ms", 1e6, 2),
+    "ap_teardown_ns": ("AP teardown, ms", 1e6, 2),
+    "takedown_cpu_ns": ("takedown_cpu, ms", 1e6, 2),
+    "bp_dead_ns": ("DEAD states, ms", 1e6, 2),
 }
 
 
@@ -190,7 +195,8 @@ def _case_title(r: dict, builds: dict) -> str:
                 f"seeds (* calibration's own: agreement is expected, not evidence)")
     if "others" in r:           # an arm64 kexec case (S3)
         own = " (calibration's configuration: agreement is expected, not evidence)" if r["calibrated_on"] else ""
-        return f"{r['case']}: arm64 kexec shutdown, {r['cpus']} vCPUs, others {r['others']}{own}"
+        what = "the cpuhp trace's phases per CPU, each without its trace" if r["traced"] else "arm64 kexec shutdown"
+        return f"{r['case']}: {what}, {r['cpus']} vCPUs, others {r['others']}{own}"
     if "build" in r:            # an S1 build case: the kernel lab/build.py built
         return f"{r['case']}: {r['cpus']} CPUs, lab kernel built: {r['build']}; model: {r['model_setup']}"
     reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""

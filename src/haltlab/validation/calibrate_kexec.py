@@ -60,8 +60,8 @@ from haltlab.validation.calibrate_flood import read_lab_result
 from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET
 from haltlab.validation.save import check_rewritable, write_or_keep
 
-__all__ = ["calibrate_kexec", "lab_kexec_phases", "measured_spans", "model_phases", "KEXEC_KEYS",
-           "PROFILE", "CALIBRATION_CPUS", "TRACE_FIELDS"]
+__all__ = ["calibrate_kexec", "lab_kexec_phases", "measured_spans", "model_phases", "model_cpu_phases",
+           "trace_free", "KEXEC_KEYS", "SPANS", "PROFILE", "CALIBRATION_CPUS", "TRACE_FIELDS"]
 
 PROFILE = "qemu-tcg-arm64"
 CALIBRATION_CPUS = 2
@@ -72,9 +72,9 @@ SPANS = ("ap_wake", "sched_cpu_deactivate", "ap_teardown", "takedown_cpu", "bp_d
 TRACE_FIELDS = ("trace_ns_per_char", *(f"{s}_ns" for s in SPANS), *(f"{s}_trace_chars" for s in SPANS))
 
 
-def lab_kexec_phases(data: dict, where: str) -> dict[str, list[dict]]:
-    """The traced 2-vCPU results of a saved `lab kexec --arch arm64` file,
-    as `{"idle": [per-CPU phases...], "busy": [...]}` over its completed runs.
+def lab_kexec_phases(data: dict, where: str, cpus: int = CALIBRATION_CPUS) -> dict[str, list[dict]]:
+    """The traced results of `cpus` vCPUs in a saved `lab kexec --arch arm64`
+    file, as `{"idle": [per-CPU phases...], "busy": [...]}` over its completed runs.
     A file that is not such a result, or a CPU without a field the fit reads,
     is a one-line UserError naming it."""
     results = data["campaigns"] if "campaigns" in data else [data]
@@ -83,7 +83,7 @@ def lab_kexec_phases(data: dict, where: str) -> dict[str, list[dict]]:
         if r.get("experiment") != "kexec" or r.get("arch") != "arm64":
             raise UserError(f"{where}: not an arm64 lab kexec result (experiment {r.get('experiment')!r}, "
                             f"arch {r.get('arch')!r})")
-        if r.get("cpus") != CALIBRATION_CPUS or "trace_event=cpuhp:*" not in (r.get("kernel_params") or []):
+        if r.get("cpus") != cpus or "trace_event=cpuhp:*" not in (r.get("kernel_params") or []):
             continue
         if r.get("others") not in ("idle", "busy"):
             raise UserError(f"{where}: others {r.get('others')!r}: expected idle or busy")
@@ -95,40 +95,55 @@ def lab_kexec_phases(data: dict, where: str) -> dict[str, list[dict]]:
                 if missing:
                     raise UserError(f"{where}: run {i} CPU{cpu.get('cpu')}: no {missing[0]} (a result from "
                                     f"before 2026-12-02, or a trace that lost events: run lab kexec --arch "
-                                    f"arm64 --cpus 2 --cpuhp-trace again)")
+                                    f"arm64 --cpus {cpus} --cpuhp-trace again)")
                 out[r["others"]].append(cpu)
         out["meta"].append({k: r.get(k) for k in ("kernel_release", "kernel_package", "kernel_package_version",
                                                   "qemu_version", "accelerator", "qemu_cpu", "others", "n_runs",
                                                   "completed")})
     if not out["meta"]:
-        raise UserError(f"{where}: no result of 2 vCPUs with the cpuhp trace "
-                        f"(lab kexec --arch arm64 --cpus 2 --cpuhp-trace [--others busy])")
+        raise UserError(f"{where}: no result of {cpus} vCPUs with the cpuhp trace "
+                        f"(lab kexec --arch arm64 --cpus {cpus} --cpuhp-trace [--others busy])")
     return out
 
 
-def measured_spans(cpus: list[dict]) -> dict:
-    """The trace's cost per character (median), then each span without its
-    trace lines, median over the CPUs (integer ns)."""
+def trace_free(cpus: list[dict]) -> tuple[float, dict[str, list[int]]]:
+    """The trace's cost per character (median over the CPUs), and each span of
+    each CPU without its trace lines (integer ns)."""
     per_char = statistics.median(c["trace_ns_per_char"] for c in cpus)
-    spans = {s: round(statistics.median(c[f"{s}_ns"] - per_char * c[f"{s}_trace_chars"] for c in cpus))
-             for s in SPANS}
-    return {"trace_ns_per_char": per_char, "samples": len(cpus), **{f"{s}_ns": v for s, v in spans.items()}}
+    return per_char, {s: [round(c[f"{s}_ns"] - per_char * c[f"{s}_trace_chars"]) for c in cpus] for s in SPANS}
 
 
-def model_phases(profile: Profile, cpus: int = CALIBRATION_CPUS, others: Others = Others.IDLE) -> dict:
-    """The model's spans of CPU 1's `_cpu_down()`, as the lab's trace cuts them."""
+def measured_spans(cpus: list[dict]) -> dict:
+    """`trace_free()`'s spans, median over the CPUs."""
+    per_char, spans = trace_free(cpus)
+    return {"trace_ns_per_char": per_char, "samples": len(cpus),
+            **{f"{s}_ns": round(statistics.median(v)) for s, v in spans.items()}}
+
+
+def model_cpu_phases(profile: Profile, cpus: int = CALIBRATION_CPUS, others: Others = Others.IDLE) -> list[dict]:
+    """The model's spans of each secondary CPU's `_cpu_down()`, in the order
+    they went down, as the lab's trace cuts them, and the kill lines' polls."""
     run = simulate_kexec(KexecConfig(profile=PROFILE, cpus=cpus, others=others, kernel=LAB_KERNEL_PRESET,
                                      timeline=False), profile)
-    ph = run.result["per_cpu"][0]["phases_ns"]
     ap_callbacks, dead = profile.cost_ns("cpuhp_ap_callbacks_ns"), profile.cost_ns("cpuhp_dead_callbacks_ns")
-    return {
-        "ap_wake_ns": ph["ap_teardown"] - ph["synchronize_rcu"] - ap_callbacks,
-        "sched_cpu_deactivate_ns": ph["synchronize_rcu"],
-        "ap_teardown_ns": ph["ap_teardown"],
-        "takedown_cpu_ns": ph["stop_machine"] + ph["idle_dead"] + ph["wait_dead"],
-        "bp_dead_ns": dead,
-        "psci_polled_ms": _polled(run.result["console"]),
-    }
+    out = []
+    for cpu, polled in zip(run.result["per_cpu"], _polled(run.result["console"])):
+        ph = cpu["phases_ns"]
+        out.append({
+            "ap_wake_ns": ph["ap_teardown"] - ph["synchronize_rcu"] - ap_callbacks,
+            "sched_cpu_deactivate_ns": ph["synchronize_rcu"],
+            "ap_teardown_ns": ph["ap_teardown"],
+            "takedown_cpu_ns": ph["stop_machine"] + ph["idle_dead"] + ph["wait_dead"],
+            "bp_dead_ns": dead,
+            "psci_polled_ms": polled,
+        })
+    return out
+
+
+def model_phases(profile: Profile) -> dict:
+    """CPU 1's spans at the calibration's 2 vCPUs, with its poll as a list (the lab's shape)."""
+    (cpu,) = model_cpu_phases(profile)
+    return cpu | {"psci_polled_ms": [cpu["psci_polled_ms"]]}
 
 
 def _polled(console: list[str]) -> list[int]:

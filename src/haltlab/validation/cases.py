@@ -34,7 +34,11 @@ The arm64 kexec cases (`KexecCase`, S3) put `simulate kexec --arch arm64` on
 load (kexec_arm64.py). `lab calibrate --arch arm64` fits the per-phase costs
 on the cpuhp trace of 2 idle vCPUs, so `kexec-arm64-cpus2` is calibration's
 configuration (its untraced totals were no input, but agreement there is
-the least evidence); 4 and 8 vCPUs and the busy cases are the test.
+the least evidence); 4 and 8 vCPUs and the busy cases are the test. The
+`kexec-arm64-phases-*` cases compare the phases themselves, from traced
+campaigns (each span without its trace, as calibration takes them): at 2
+vCPUs they are the fit's own figures (equal by construction), at 4 and 8 they
+say which phase the model misses as the vCPUs grow.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class KexecCase:
     cpus: int
     others: Others = Others.IDLE
     calibrated: bool = False
+    traced: bool = False             # the cpuhp trace's phases (without the trace), not the totals
 
 
 KEXEC_CASES = (
@@ -109,4 +114,7 @@ KEXEC_CASES = (
     KexecCase("kexec-arm64-cpus8", 8),
     KexecCase("kexec-arm64-busy-cpus2", 2, Others.BUSY),
     KexecCase("kexec-arm64-busy-cpus4", 4, Others.BUSY),
+    KexecCase("kexec-arm64-phases-cpus2", 2, calibrated=True, traced=True),
+    KexecCase("kexec-arm64-phases-cpus4", 4, traced=True),
+    KexecCase("kexec-arm64-phases-cpus8", 8, traced=True),
 )
