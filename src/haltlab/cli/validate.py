@@ -234,6 +234,7 @@ def _validation_tables(result: dict) -> list[Table]:
         head.add_row("lab (arm64)", f"{al.get('accelerator')}, -cpu {al.get('qemu_cpu')}, kernel "
                                     f"{al.get('kernel_release')} ({al.get('kernel_package')} "
                                     f"{al.get('kernel_package_version')}), QEMU {al.get('qemu_version')}")
+        head.notes.append(f"model preset (arm64): {a['preset_match_reason']}")
     for name, b in builds.items():
         kb = b.get("kernel_build") or {}
         head.add_row(name, f"model {b['model_kernel']} console_spin={b['console_spin']}: {b['model_hung']}/"

@@ -57,7 +57,7 @@ from dataclasses import replace
 from haltlab.machine.profile import Param, Profile, load_profile
 from haltlab.scenarios.kexec import KexecConfig, simulate_kexec
 from haltlab.validation.calibrate_flood import read_lab_result
-from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET
+from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, arm64_preset_match
 from haltlab.validation.save import check_rewritable, write_or_keep
 
 __all__ = ["calibrate_kexec", "lab_kexec_phases", "measured_spans", "model_phases", "model_cpu_phases",
@@ -230,7 +230,7 @@ def calibrate_kexec(paths: list[str | Path] | None = None, profile_name: str = P
     result = {"profile": profile_name, "path": str(profile.path), "written": write, "arch": "arm64",
               "values": values, "previous": {k: profile.get(k) for k in values},
               "provenance": provenance, "lab_spans": lab, "fit": fit, "lab": meta,
-              "busy_check": _busy_check(idle, busy, lab), "kernel_preset": LAB_KERNEL_PRESET}
+              "busy_check": _busy_check(idle, busy, lab), **arm64_preset_match(m)}
     if write:
         calibrated = _with_kexec_values(profile, values, provenance)
         write_or_keep(calibrated, profile.path, result)

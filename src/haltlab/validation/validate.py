@@ -45,7 +45,7 @@ from haltlab.validation.flood import (
 )
 from haltlab.validation.calibrate_kexec import PROFILE as ARM64_PROFILE
 from haltlab.validation.kexec_arm64 import check_lab_kexec, kexec_rows
-from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
+from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, arm64_preset_match, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 from haltlab.validation.s1_lab import S1_BUILD_CASES, S1BuildCase, s1_build_rows
 from haltlab.validation.s1_lab import built_kernel as s1_built_kernel
@@ -217,7 +217,7 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
     if builds:
         out["flood_builds"] = builds
     if arm64 is not None:
-        out["kexec_arm64"] = {"profile": ARM64_PROFILE, "kernel_preset": LAB_KERNEL_PRESET, "lab": arm64}
+        out["kexec_arm64"] = {"profile": ARM64_PROFILE, "lab": arm64, **arm64_preset_match(arm64)}
     if notes:
         out["flood_seeds"] = seeds
         out["flood_kernel_notes_4"] = notes
