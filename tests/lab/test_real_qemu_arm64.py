@@ -6,9 +6,9 @@ boots Debian's arm64 kernel, which takes its secondary CPU down through CPU
 hotplug and PSCI, kexecs into itself, and the second kernel brings both CPUs up.
 
 And `lab calibrate --arch arm64 --runs 1 --dry-run`: two 2-vCPU guests with
-the cpuhp trace (one idle, one busy; about 25 s each with a warm cache on a
-quiet host, 2026-12-02), the kexec shutdown's per-phase costs fitted to the
-real kernel's trace, and nothing written.
+the cpuhp trace (one idle, one busy; 141 s for the test with a warm cache at
+load average 11, 2026-12-02), the kexec shutdown's per-phase costs fitted to
+the real kernel's trace, and nothing written.
 """
 
 import json
