@@ -52,6 +52,9 @@ from pathlib import Path
 
 from haltlab.errors import ConfigError, UserError
 from haltlab.kernel.idle import Others
+from haltlab.lab.experiments.kexec import KexecConfig as LabKexec
+from haltlab.lab.experiments.kexec import default_timeout_s, run_kexec
+from haltlab.lab.parse import arm64_kexec_shutdown
 from dataclasses import replace
 
 from haltlab.machine.profile import Param, Profile, load_profile
@@ -147,7 +150,6 @@ def model_phases(profile: Profile) -> dict:
 
 
 def _polled(console: list[str]) -> list[int]:
-    from haltlab.lab.parse import arm64_kexec_shutdown
     return arm64_kexec_shutdown([(0, text) for text in console])["psci_polled_ms"]
 
 
@@ -249,8 +251,6 @@ def _busy_check(idle: list[dict], busy: list[dict], lab: dict) -> dict | None:
 
 
 def _boot(runs: int, others: str, progress) -> dict:
-    from haltlab.lab.experiments.kexec import KexecConfig as LabKexec
-    from haltlab.lab.experiments.kexec import default_timeout_s, run_kexec
     config = LabKexec(arch="arm64", cpus=CALIBRATION_CPUS, runs=runs, others=others, cpuhp_trace=True,
                       accel="tcg", timeout_s=default_timeout_s("arm64"))
     config.validate()

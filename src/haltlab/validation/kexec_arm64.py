@@ -29,7 +29,10 @@ from __future__ import annotations
 import statistics
 
 from haltlab.errors import ConfigError
+from haltlab.lab.experiments.kexec import KexecConfig as LabKexec
+from haltlab.lab.experiments.kexec import default_timeout_s, run_kexec
 from haltlab.lab.parse import arm64_kexec_shutdown
+from haltlab.machine.profile import load_profile
 from haltlab.scenarios.kexec import KexecConfig, simulate_kexec
 from haltlab.lab.stats import summarize
 from haltlab.validation.calibrate_kexec import PROFILE, SPANS, lab_kexec_phases, model_cpu_phases, trace_free
@@ -57,7 +60,6 @@ def model_kexec_facts(case, profile=None) -> dict:
 
 def model_phase_facts(case, profile=None) -> dict:
     """The model's trace spans, median over its secondary CPUs."""
-    from haltlab.machine.profile import load_profile
     cpus = model_cpu_phases(profile if profile is not None else load_profile(PROFILE), case.cpus, case.others)
     return {q: round(statistics.median(c[q] for c in cpus)) for q in PHASES} | {"outcome": "kexec"}
 
@@ -96,8 +98,6 @@ def check_lab_kexec(data: dict, case, where: str) -> dict:
 def lab_kexec_result(case, runs: int, progress, saved: dict | None, where: str) -> dict:
     if saved is not None:
         return check_lab_kexec(saved, case, where)
-    from haltlab.lab.experiments.kexec import KexecConfig as LabKexec
-    from haltlab.lab.experiments.kexec import default_timeout_s, run_kexec
     return run_kexec(LabKexec(arch="arm64", cpus=case.cpus, runs=runs, others=case.others, accel="tcg",
                               cpuhp_trace=case.traced, timeout_s=default_timeout_s("arm64")), progress=progress)
 

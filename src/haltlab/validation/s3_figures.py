@@ -34,7 +34,9 @@ import functools
 
 from haltlab.errors import ConfigError
 from haltlab.scenarios.kexec import KexecConfig, run_kexec
+from haltlab.validation.cases import KexecCase
 from haltlab.validation.figures import Figure, LabValue, ModelValue
+from haltlab.validation.kexec_arm64 import model_kexec_facts
 
 __all__ = ["S3_FIGURES", "S3_PROFILE", "S3_KERNEL", "S3_CPUS", "S3_LAB_NAMES", "set_s3_lab_results",
            "split_lab_results", "s3_run", "reset_s3"]
@@ -179,8 +181,6 @@ def _lab_per_cpu() -> LabValue:
 def _tcg_model(cpus: int) -> str:
     """The lab's own machine in the model: qemu-tcg-arm64, calibrated on the
     2-vCPU cpuhp trace (validation/calibrate_kexec.py), at the campaign's vCPUs."""
-    from haltlab.validation.cases import KexecCase
-    from haltlab.validation.kexec_arm64 import model_kexec_facts
     f = model_kexec_facts(KexecCase(f"kexec-arm64-cpus{cpus}", cpus))
     return (f"the model of that guest (qemu-tcg-arm64, calibrated on 2 vCPUs' cpuhp trace) at {cpus} vCPUs: "
             f"per CPU {_ms(f['per_cpu_shutdown_ns'])}, shutdown {_ms(f['shutdown_ns'])} (haltlab validate "
