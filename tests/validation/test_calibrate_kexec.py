@@ -128,6 +128,10 @@ def _cli(*args):
     (["--kexec", str(IDLE), "--dry-run"], "--kexec: only with --arch arm64"),
     (["--arch", "arm64", "--flood", str(IDLE)], "--arch arm64: --flood is for the x86 calibrations"),
     (["--arch", "riscv"], "--arch riscv: expected x86_64 or arm64"),
+    (["--arch", "arm64", "--runs", "0", "--dry-run"], "runs"),
+    (["--arch", "arm64", "--profile", "qemu-tcg-x86-nope", "--kexec", str(IDLE), "--dry-run"], "qemu-tcg-x86-nope"),
+    (["--arch", "arm64", "--profile", "arm64-server-24", "--kexec", str(IDLE), "--dry-run"],
+     "the arm64 calibration fits an arm64 guest profile"),
 ])
 def test_cli_errors_are_one_line(args, says):
     r = _cli(*args)
