@@ -132,6 +132,8 @@ def _cli(*args):
     (["--arch", "arm64", "--profile", "qemu-tcg-x86-nope", "--kexec", str(IDLE), "--dry-run"], "qemu-tcg-x86-nope"),
     (["--arch", "arm64", "--profile", "arm64-server-24", "--kexec", str(IDLE), "--dry-run"],
      "the arm64 calibration fits an arm64 guest profile"),
+    (["--arch", "arm64", "--profile", "qemu-tcg-x86", "--kexec", str(IDLE), "--dry-run"],
+     "the arm64 calibration fits an arm64 guest profile"),
 ])
 def test_cli_errors_are_one_line(args, says):
     r = _cli(*args)

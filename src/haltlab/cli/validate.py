@@ -22,7 +22,8 @@ __all__ = ["calibrate", "validate"]
 
 
 @click.command()
-@click.option("--profile", default="qemu-tcg-x86", show_default=True, help="The guest profile to calibrate.")
+@click.option("--profile", default=None,
+              help="The guest profile to calibrate.  [default: qemu-tcg-x86; --arch arm64: qemu-tcg-arm64]")
 @click.option("--runs", type=int, default=3, show_default=True)
 @guest_cpus_option(help="vCPUs of the guest measured.")
 @kernel_package_option()
@@ -55,9 +56,11 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, flood, seeds, arch, 
                             f"x86 calibrations (arm64 boots Debian's linux-image-arm64)")
         if cpus != CALIBRATION_CPUS:
             raise UserError(f"--cpus {cpus}: the arm64 calibration fits 2 vCPUs (4 and 8 are validate's test)")
-        profile = ARM64_PROFILE if profile == "qemu-tcg-x86" else profile
+        profile = ARM64_PROFILE if profile is None else profile
     elif kexec_files:
         raise UserError("--kexec: only with --arch arm64")
+    else:
+        profile = "qemu-tcg-x86" if profile is None else profile
     try:
         if arch == "arm64":
             result = calibrate_kexec(list(kexec_files), profile, runs=runs, write=not dry_run,
