@@ -339,7 +339,8 @@ def test_lab_output_gets_the_json_whatever_stdout_gets(recorded_lab, tmp_path):
 
 # the flood quantities' digits (ns ones in ms); the panic ones: host CPU to 4, ms to 2
 _FLOOD_DIGITS = {"records_per_drop_notice": 1, "flood_records_per_s_before_trigger": 0, "guard_fired_fraction": 2,
-                 "drop_notices_after_trigger": 1, "trigger_to_end_ns": 1, "hang_rate": 3}
+                 "drop_notices_after_trigger": 1, "trigger_to_end_ns": 1, "hang_rate": 3,
+                 "psci_polled_ms": 0}   # S3 kexec cases: shutdown_ns and per_cpu_shutdown_ns in ms to 2, as the panic ones
 
 
 def _share(v, q):

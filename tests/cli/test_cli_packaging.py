@@ -89,7 +89,7 @@ def test_the_installed_tool_knows_every_shipped_profile(installed, tmp_path):
                cwd=tmp_path)
     assert run.returncode == 2
     (line,) = run.stderr.splitlines()
-    assert "known: arm64-server-24, kvm-x86, qemu-tcg-x86, xeon-gold-6154" in line
+    assert "known: arm64-server-24, kvm-x86, qemu-tcg-arm64, qemu-tcg-x86, xeon-gold-6154" in line
 
 
 def test_python_dash_m_and_dash_h_in_the_installed_tool(installed, tmp_path):

@@ -60,6 +60,28 @@ def test_cpuhp_phases_of_the_dying_cpu():
     assert p["ap_teardown_ns"] + p["takedown_cpu_ns"] + p["bp_dead_ns"] <= p["cpu_down_ns"]
 
 
+def test_cpuhp_phases_count_what_the_trace_costs_inside_each():
+    """The trace lines stored inside each phase (their characters with a
+    newline, as the model's console counts them), and the printing time per
+    character from the exit-to-next-enter gaps, by hand from the fixture."""
+    (p,) = _shutdown(TRACED)["cpuhp_phases"]
+    trace = [(parse.printk_ns(t), t) for _, t in TRACED if "cpuhp_" in t and "cpu: 0001" in t]
+    chars = [len(t) + 1 for _, t in trace]
+    assert p["ap_wake_ns"] == 18_124_377_000 - 18_122_272_000            # kick enter to sched_cpu_deactivate's
+    assert p["ap_wake_trace_chars"] == chars[0] == len("[   18.122272] cpuhp_enter: cpu: 0001 target: 153 step: "
+                                                       "236 (cpuhp_kick_ap_work)") + 1
+    assert p["sched_cpu_deactivate_trace_chars"] == chars[1]             # its own enter line
+    kick_exit = next(i for i, (_, t) in enumerate(trace) if "step: 236 ret" in t)
+    take_exit = next(i for i, (_, t) in enumerate(trace) if "step: 153 ret" in t)
+    assert p["ap_teardown_trace_chars"] == sum(chars[:kick_exit])
+    assert p["takedown_cpu_trace_chars"] == chars[kick_exit + 1]         # the takedown_cpu enter line
+    assert p["bp_dead_trace_chars"] == sum(chars[take_exit:len(trace) - 1])
+    gaps = [(trace[i + 1][0] - trace[i][0]) / chars[i] for i in range(len(trace) - 1)
+            if "cpuhp_exit" in trace[i][1] and "cpuhp_exit" not in trace[i + 1][1]]
+    assert len(gaps) == 36            # every exit followed by an enter, on CPU 1
+    assert p["trace_ns_per_char"] == round((sorted(gaps)[17] + sorted(gaps)[18]) / 2, 1)
+
+
 def test_busy_run_migrates_the_pinned_task():
     s = _shutdown(BUSY)
     assert s["killed_cpus"] == [1] and s["cpuhp_events"] == 0 and s["cpuhp_phases"] == []

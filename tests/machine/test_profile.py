@@ -13,7 +13,7 @@ from haltlab.machine.profile import (
     write_profile,
 )
 
-SHIPPED = ["arm64-server-24", "kvm-x86", "qemu-tcg-x86", "xeon-gold-6154"]
+SHIPPED = ["arm64-server-24", "kvm-x86", "qemu-tcg-arm64", "qemu-tcg-x86", "xeon-gold-6154"]
 
 GUEST = """\
 [profile]

@@ -22,7 +22,8 @@ __all__ = ["calibrate", "validate"]
 
 
 @click.command()
-@click.option("--profile", default="qemu-tcg-x86", show_default=True, help="The guest profile to calibrate.")
+@click.option("--profile", default=None,
+              help="The guest profile to calibrate.  [default: qemu-tcg-x86; --arch arm64: qemu-tcg-arm64]")
 @click.option("--runs", type=int, default=3, show_default=True)
 @guest_cpus_option(help="vCPUs of the guest measured.")
 @kernel_package_option()
@@ -31,17 +32,40 @@ __all__ = ["calibrate", "validate"]
               help="Calibrate devkmsg_user_ns from this saved `lab flood --cpus 2 --output FILE` result "
                    "instead of booting panics.")
 @click.option("--seeds", type=int, default=None, help="With --flood: model runs per trial (default 40).")
+@click.option("--arch", default="x86_64", show_default=True, metavar="ARCH",
+              help="x86_64 (the panic and flood calibrations) or arm64 (the kexec shutdown's per-phase costs "
+                   "from the cpuhp trace at 2 vCPUs; profile qemu-tcg-arm64).")
+@click.option("--kexec", "kexec_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="--arch arm64: fit from these saved `lab kexec --arch arm64 --cpus 2 --cpuhp-trace --output "
+                   "FILE` results (repeatable; busy ones are checked, not fitted) instead of booting.")
 @format_option
-def calibrate(profile, runs, cpus, kernel_package, dry_run, flood, seeds, fmt) -> None:
+def calibrate(profile, runs, cpus, kernel_package, dry_run, flood, seeds, arch, kexec_files, fmt) -> None:
     """Measure a real guest and write the profile's measurable parameters back."""
     from haltlab.validation.calibrate import calibrate as run_calibration
     from haltlab.validation.calibrate_flood import calibrate_flood
+    from haltlab.validation.calibrate_kexec import CALIBRATION_CPUS, PROFILE as ARM64_PROFILE, calibrate_kexec
     from haltlab.validation.flood import DEFAULT_SEEDS
     from haltlab.validation.save import MeasurementNotWritten
+    if arch not in ("x86_64", "arm64"):
+        raise UserError(f"--arch {arch}: expected x86_64 or arm64")
     if seeds is not None and flood is None:
         raise UserError("--seeds: only with --flood (the panic calibration runs the model once)")
+    if arch == "arm64":
+        if flood is not None or kernel_package is not None:
+            raise UserError(f"--arch arm64: {'--flood' if flood is not None else '--kernel-package'} is for the "
+                            f"x86 calibrations (arm64 boots Debian's linux-image-arm64)")
+        if cpus != CALIBRATION_CPUS:
+            raise UserError(f"--cpus {cpus}: the arm64 calibration fits 2 vCPUs (4 and 8 are validate's test)")
+        profile = ARM64_PROFILE if profile is None else profile
+    elif kexec_files:
+        raise UserError("--kexec: only with --arch arm64")
+    else:
+        profile = "qemu-tcg-x86" if profile is None else profile
     try:
-        if flood is not None:
+        if arch == "arm64":
+            result = calibrate_kexec(list(kexec_files), profile, runs=runs, write=not dry_run,
+                                     progress=run_lines("lab calibrate --arch arm64"))
+        elif flood is not None:
             result = calibrate_flood(flood, profile, write=not dry_run,
                                      seeds=DEFAULT_SEEDS if seeds is None else seeds)
         else:
@@ -56,7 +80,7 @@ def calibrate(profile, runs, cpus, kernel_package, dry_run, flood, seeds, fmt) -
     if fmt == "json":
         click.echo(dumps(result), nl=False)
         return
-    print_tables([_calibration_table(result)], fmt, console())
+    print_tables([_calibration_table(result)] + ([_fit_table(result)] if "fit" in result else []), fmt, console())
 
 
 def _value(v) -> str:
@@ -79,12 +103,33 @@ def _calibration_table(result: dict) -> Table:
     return t
 
 
+def _fit_table(result: dict) -> Table:
+    """The arm64 calibration's spans: the lab's without the trace, the calibrated model's."""
+    busy = result.get("busy_check")
+    notes = [f"lab: median over {result['lab_spans']['samples']} CPUs of the idle traced runs, each span less "
+             f"its trace lines at {result['lab_spans']['trace_ns_per_char']:.0f} ns per character",
+             f"psci AFFINITY_INFO polled (model): {result['fit']['psci_polled_ms']['model']} ms"]
+    if busy:
+        notes.append(f"busy ({busy['samples']} CPUs, not fitted; the model wakes cpuhp/N at once behind a "
+                     f"CPU-bound task): cpuhp/1 wake-up {busy['busy_ap_wake_ns'] / 1e6:.2f} ms vs idle "
+                     f"{busy['idle_ap_wake_ns'] / 1e6:.2f} ms; AP teardown {busy['busy_ap_teardown_ns'] / 1e6:.2f} "
+                     f"vs {busy['idle_ap_teardown_ns'] / 1e6:.2f} ms; DEAD states {busy['busy_bp_dead_ns'] / 1e6:.2f} "
+                     f"vs {busy['idle_bp_dead_ns'] / 1e6:.2f} ms")
+    t = Table("the spans fitted (2 vCPUs, idle), ms", [Column("span"), Column("lab", numeric=True),
+                                                       Column("model", numeric=True)], notes=notes)
+    for span, v in result["fit"].items():
+        if span.endswith("_ns"):
+            t.add_row(span[:-3], f"{v['lab'] / 1e6:,.3f}", f"{v['model'] / 1e6:,.3f}")
+    return t
+
+
 @click.command()
 @click.option("--runs", type=int, default=2, show_default=True, help="Lab runs per case (panic_timeout: 1).")
 @click.option("--case", "cases", multiple=True, help="Only these cases (repeatable); default: all.")
 @kernel_package_option()
 @click.option("--lab-result", "lab_results", multiple=True, metavar="CASE=FILE",
-              help="A flood case's lab side from a saved `lab flood --output FILE` result (repeatable).")
+              help="A flood or kexec case's lab side from a saved `lab flood` or `lab kexec --arch arm64` "
+                   "--output FILE result (repeatable).")
 @click.option("--seeds", type=int, default=40, show_default=True, help="Model runs per flood case.")
 @format_option
 @output_file_option()
@@ -122,6 +167,14 @@ _QUANTITIES = {
     "drop_notices_after_trigger": ("drop notices", 1, 1),
     "trigger_to_end_ns": ("trigger to end, ms", 1e6, 1),
     "hang_rate": ("hung, share (95% Wilson)", 1, 3),
+    "shutdown_ns": ("shutdown total, ms", 1e6, 2),
+    "per_cpu_shutdown_ns": ("per CPU (median), ms", 1e6, 2),
+    "psci_polled_ms": ("psci polled, ms", 1, 0),
+    "ap_wake_ns": ("cpuhp/N wake-up, ms", 1e6, 2),
+    "sched_cpu_deactivate_ns": ("sched_cpu_deactivate, ms", 1e6, 2),
+    "ap_teardown_ns": ("AP teardown, ms", 1e6, 2),
+    "takedown_cpu_ns": ("takedown_cpu, ms", 1e6, 2),
+    "bp_dead_ns": ("DEAD states, ms", 1e6, 2),
 }
 
 
@@ -143,6 +196,10 @@ def _case_title(r: dict, builds: dict) -> str:
               if b else "")
         return (f"{r['case']}: S2's flood, {r['cpus']} CPUs, one flooder; {on}model: median of {r['model_seeds']} "
                 f"seeds (* calibration's own: agreement is expected, not evidence)")
+    if "others" in r:           # an arm64 kexec case (S3)
+        own = " (calibration's configuration: agreement is expected, not evidence)" if r["calibrated_on"] else ""
+        what = "the cpuhp trace's phases per CPU, each without its trace" if r["traced"] else "arm64 kexec shutdown"
+        return f"{r['case']}: {what}, {r['cpus']} vCPUs, others {r['others']}{own}"
     if "build" in r:            # an S1 build case: the kernel lab/build.py built
         return f"{r['case']}: {r['cpus']} CPUs, lab kernel built: {r['build']}; model: {r['model_setup']}"
     reset = f", panic={r['panic_timeout_s']}" if r["panic_timeout_s"] else ""
@@ -173,6 +230,14 @@ def _validation_tables(result: dict) -> list[Table]:
         head.add_row("lab", f"{lab.get('accelerator')}, kernel {lab.get('kernel_release')} "
                             f"({lab.get('kernel_package')} {lab.get('kernel_package_version')}), "
                             f"QEMU {lab.get('qemu_version')}")
+    if "kexec_arm64" in result:
+        a = result["kexec_arm64"]
+        al = a["lab"] or {}
+        head.add_row("model (arm64)", f"profile {a['profile']}, kernel preset {a['kernel_preset']}")
+        head.add_row("lab (arm64)", f"{al.get('accelerator')}, -cpu {al.get('qemu_cpu')}, kernel "
+                                    f"{al.get('kernel_release')} ({al.get('kernel_package')} "
+                                    f"{al.get('kernel_package_version')}), QEMU {al.get('qemu_version')}")
+        head.notes.append(f"model preset (arm64): {a['preset_match_reason']}")
     for name, b in builds.items():
         kb = b.get("kernel_build") or {}
         head.add_row(name, f"model {b['model_kernel']} console_spin={b['console_spin']}: {b['model_hung']}/"

@@ -16,6 +16,13 @@ the forcing scan plus one tick for the callback; an estimate, so stated in
 docs/design.md and beside every S3 figure in the README]. It grows with the number of CPUs through `nr_cpu_ids / 256`, and
 does not grow with user load: a CPU in user mode is quiescent at its tick.
 
+A profile may add `rcu_gp_overhead_ns`, what a grace period takes beyond
+those jiffies on its machine (the grace-period kthread's and the waiter's
+wake-ups, the quiescent-state reports, the callback's softirq): the lab
+measures a whole grace period under TCG (`sched_cpu_deactivate()`'s span in
+the cpuhp trace, `haltlab lab calibrate --arch arm64`) and finds it twice
+the jiffy waits. Absent, nothing is added (the bare-metal profiles).
+
 Not modelled: expedited grace periods (`rcu_expedited`, not set after boot),
 RCU callback offloading, and a CPU that stays in the kernel without a
 quiescent state (which is what would make a grace period long under load).
@@ -39,8 +46,10 @@ def jiffies_till_first_fqs(hz: int, nr_cpu_ids: int) -> int:
 
 
 def rcu_gp_ns(k) -> int:
-    hz = int(k.machine.profile.get("hz"))
-    return (jiffies_till_first_fqs(hz, k.machine.ncpus) + 1) * k.machine.tick_period_ns
+    profile = k.machine.profile
+    hz = int(profile.get("hz"))
+    extra = profile.cost_ns("rcu_gp_overhead_ns") if "rcu_gp_overhead_ns" in profile.params else 0
+    return (jiffies_till_first_fqs(hz, k.machine.ncpus) + 1) * k.machine.tick_period_ns + extra
 
 
 async def synchronize_rcu(k) -> None:

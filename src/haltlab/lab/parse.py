@@ -30,6 +30,7 @@ Markers (kernel/panic.c, kernel/smp.c, kernel/kexec_core.c in 6.1):
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Sequence
 
 __all__ = [
@@ -384,6 +385,9 @@ def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
     """Each CPU's `_cpu_down()` in phases, from the cpuhp trace events (6.1's
     include/trace/events/cpuhp.h, printed by `tp_printk`), by printk clock:
 
+    - `ap_wake_ns`: from `cpuhp_kick_ap_work`'s enter to the target's first
+      event, stored by `cpuhp/N` once it runs: the wake-up of that thread on
+      its CPU (the IPI, the switch to it);
     - `ap_teardown_ns`: `cpuhp_kick_ap_work` (the boot CPU wakes the target's
       `cpuhp/N` thread, which runs the AP states down to CPUHP_TEARDOWN_CPU,
       and waits for it), of which `sched_cpu_deactivate_ns` (its
@@ -397,9 +401,20 @@ def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
 
     One dict per CPU, in the order they went down; a phase the events do not
     show is None.
+
+    What the trace itself costs (`tp_printk` prints each event synchronously
+    from the CPU that hit it, before that CPU goes on): each phase's
+    `*_trace_chars`, the characters of the trace lines stored inside it, with
+    their printk prefix and newline (the count the model's console charges);
+    and `trace_ns_per_char`, the median over the CPU's gaps from a
+    `cpuhp_exit` to its next `cpuhp_enter` (`cpuhp_invoke_callback()` going
+    from one state to the next: nothing runs between but the printing of the
+    exit line) of the gap over that line's characters. A calibration
+    subtracts the one times the other to get the phase without its trace.
     """
     order: list[int] = []
     events: dict[int, list[tuple[str, int, str | None, int]]] = {}
+    chars: dict[int, list[int]] = {}
     for _, text in lines:
         m = _CPUHP.search(text)
         t = printk_ns(text)
@@ -409,26 +424,48 @@ def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
         if cpu not in events:
             order.append(cpu)
             events[cpu] = []
+            chars[cpu] = []
         events[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
+        chars[cpu].append(len(text) + 1)
     out = []
     for cpu in order:
         ev = events[cpu]
 
+        width = chars[cpu]
+
         def step(name: str) -> tuple[int, int] | None:
-            """(enter, exit) printk ns of the step named `name`."""
-            for i, (kind, idx, fn, t) in enumerate(ev):
+            """(enter, exit) event indices of the step named `name`."""
+            for i, (kind, idx, fn, _) in enumerate(ev):
                 if kind != "exit" and fn == name:
-                    end = next((u for k, j, _, u in ev[i + 1:] if k == "exit" and j == idx), None)
-                    return (t, end) if end is not None else None
+                    end = next((j for j, (k, n, _, _) in enumerate(ev[i + 1:], i + 1) if k == "exit" and n == idx),
+                               None)
+                    return (i, end) if end is not None else None
             return None
 
+        def span(a: int | None, b: int | None) -> int | None:
+            return ev[b][3] - ev[a][3] if a is not None and b is not None else None
+
+        def traced(a: int | None, b: int | None) -> int | None:
+            return sum(width[a:b]) if a is not None and b is not None else None
+
         kick, deact, take = step("cpuhp_kick_ap_work"), step("sched_cpu_deactivate"), step("takedown_cpu")
+        last = len(ev) - 1
+        per_char = [(ev[i + 1][3] - ev[i][3]) / width[i] for i in range(last)
+                    if ev[i][0] == "exit" and ev[i + 1][0] != "exit"]
+        first_ap = kick[0] + 1 if kick and kick[0] + 1 < kick[1] else None   # the AP thread's first event
         out.append({
             "cpu": cpu,
-            "ap_teardown_ns": kick[1] - kick[0] if kick else None,
-            "sched_cpu_deactivate_ns": deact[1] - deact[0] if deact else None,
-            "takedown_cpu_ns": take[1] - take[0] if take else None,
-            "bp_dead_ns": ev[-1][3] - take[1] if take else None,
+            "ap_wake_ns": span(kick[0], first_ap) if first_ap else None,
+            "ap_wake_trace_chars": traced(kick[0], first_ap) if first_ap else None,
+            "ap_teardown_ns": span(*kick) if kick else None,
+            "sched_cpu_deactivate_ns": span(*deact) if deact else None,
+            "takedown_cpu_ns": span(*take) if take else None,
+            "bp_dead_ns": span(take[1], last) if take else None,
             "cpu_down_ns": ev[-1][3] - ev[0][3],
+            "ap_teardown_trace_chars": traced(*kick) if kick else None,
+            "sched_cpu_deactivate_trace_chars": traced(*deact) if deact else None,
+            "takedown_cpu_trace_chars": traced(*take) if take else None,
+            "bp_dead_trace_chars": traced(take[1], last) if take else None,
+            "trace_ns_per_char": round(statistics.median(per_char), 1) if per_char else None,
         })
     return out

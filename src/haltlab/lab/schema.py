@@ -202,6 +202,14 @@ class CpuhpPhases(TypedDict):
     takedown_cpu_ns: int | None
     bp_dead_ns: int | None
     cpu_down_ns: int
+    # what the trace costs inside each phase (since 2026-12-02; older results lack them)
+    ap_wake_ns: NotRequired[int | None]
+    ap_wake_trace_chars: NotRequired[int | None]
+    ap_teardown_trace_chars: NotRequired[int | None]
+    sched_cpu_deactivate_trace_chars: NotRequired[int | None]
+    takedown_cpu_trace_chars: NotRequired[int | None]
+    bp_dead_trace_chars: NotRequired[int | None]
+    trace_ns_per_char: NotRequired[float | None]
 
 
 class KexecRun(_RunTails):

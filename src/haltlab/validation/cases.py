@@ -28,13 +28,26 @@ the package's calibration carries over to the builds), S2's tested patch
 (`s2-petr`), S2's author's proposal (`s2-stephen`) and 5.17's console lock
 (`s2-stock-5.17`), all on the lab's 6.1 source. Nothing is calibrated on them:
 the whole case is the test.
+
+The arm64 kexec cases (`KexecCase`, S3) put `simulate kexec --arch arm64` on
+`qemu-tcg-arm64` beside `lab kexec --arch arm64` at the same vCPU count and
+load (kexec_arm64.py). `lab calibrate --arch arm64` fits the per-phase costs
+on the cpuhp trace of 2 idle vCPUs, so `kexec-arm64-cpus2` is calibration's
+configuration (its untraced totals were no input, but agreement there is
+the least evidence); 4 and 8 vCPUs and the busy cases are the test. The
+`kexec-arm64-phases-*` cases compare the phases themselves, from traced
+campaigns (each span without its trace, as calibration takes them): at 2
+vCPUs they are the fit's own figures (equal by construction), at 4 and 8 they
+say which phase the model misses as the vCPUs grow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Case", "CASES", "LAB_FIELD", "FloodCase", "FLOOD_CASES"]
+from haltlab.kernel.idle import Others
+
+__all__ = ["Case", "CASES", "LAB_FIELD", "FloodCase", "FLOOD_CASES", "KexecCase", "KEXEC_CASES"]
 
 
 @dataclass(frozen=True)
@@ -83,4 +96,25 @@ FLOOD_CASES = (
     FloodCase("flood-cpus4", 4),
     *(FloodCase(f"flood-build-{name}-cpus2", 2, build=name)
       for name in ("stock", "s2-petr", "s2-stephen", "s2-stock-5.17")),
+)
+
+
+@dataclass(frozen=True)
+class KexecCase:
+    name: str
+    cpus: int
+    others: Others = Others.IDLE
+    calibrated: bool = False
+    traced: bool = False             # the cpuhp trace's phases (without the trace), not the totals
+
+
+KEXEC_CASES = (
+    KexecCase("kexec-arm64-cpus2", 2, calibrated=True),
+    KexecCase("kexec-arm64-cpus4", 4),
+    KexecCase("kexec-arm64-cpus8", 8),
+    KexecCase("kexec-arm64-busy-cpus2", 2, Others.BUSY),
+    KexecCase("kexec-arm64-busy-cpus4", 4, Others.BUSY),
+    KexecCase("kexec-arm64-phases-cpus2", 2, calibrated=True, traced=True),
+    KexecCase("kexec-arm64-phases-cpus4", 4, traced=True),
+    KexecCase("kexec-arm64-phases-cpus8", 8, traced=True),
 )

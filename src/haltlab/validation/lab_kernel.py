@@ -19,10 +19,11 @@ import re
 
 from haltlab.kernel.commits import COMMITS, PRESETS, Commit
 from haltlab.lab import changelog
-from haltlab.lab.images import KernelImage, resolve_kernel
+from haltlab.lab.arch import Arch
+from haltlab.lab.images import KernelImage, cached_kernels, resolve_kernel
 
 __all__ = ["LAB_KERNEL_PRESET", "resolve_lab_kernel", "preset_match", "commit_subject", "commit_release",
-           "carried"]
+           "carried", "arm64_preset_match"]
 
 # The model's name for the lab's kernel: calibration and validation model it.
 LAB_KERNEL_PRESET = "debian-6.1.0-56"
@@ -91,3 +92,16 @@ def preset_match(preset: str, kernel: KernelImage) -> dict:
             ([f"lacks {', '.join(missing)}, which the preset has"] if missing else [])
     return out | {"preset_matches_kernel": False,
                   "preset_match_reason": f"{preset} does not describe {what}: the kernel {'; it '.join(parts)}"}
+
+
+def arm64_preset_match(meta: dict, preset: str = LAB_KERNEL_PRESET) -> dict:
+    """`preset_match()` for the arm64 kernel a `lab kexec --arch arm64` result
+    names, read from the lab's image cache (where that run unpacked it; no apt
+    here, a saved campaign may be older than apt's answer)."""
+    package, version = meta.get("kernel_package"), meta.get("kernel_package_version")
+    cached = cached_kernels(spec=f"{package}={version}", arch=Arch.ARM64) if package and version else []
+    if not cached:
+        return {"kernel_preset": preset, "preset_matches_kernel": None,
+                "preset_match_reason": f"{package} {version}: not in the lab's image cache, so no changelog "
+                                       f"says which commits it carries"}
+    return preset_match(preset, cached[-1])

@@ -23,7 +23,9 @@ The lab column reads saved `lab kexec --arch arm64` campaigns given as
 `reproduce --lab-result kexec-arm64-idle=FILE` (and `kexec-arm64-busy=FILE`):
 Debian's 6.1 arm64 kernel in a QEMU TCG guest of 2 to 8 vCPUs, not S3's
 hardware, so only the per-CPU row takes a lab value (the campaign with the
-most vCPUs), and the others say what the lab measured instead.
+most vCPUs), and the others say what the lab measured instead. The per-CPU
+row's note adds the model of the lab's own guest (`qemu-tcg-arm64`) at the
+same vCPU count, so the lab value sits beside a model of the same machine.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import functools
 
 from haltlab.errors import ConfigError
 from haltlab.scenarios.kexec import KexecConfig, run_kexec
+from haltlab.validation.cases import KexecCase
 from haltlab.validation.figures import Figure, LabValue, ModelValue
+from haltlab.validation.kexec_arm64 import model_kexec_facts
 
 __all__ = ["S3_FIGURES", "S3_PROFILE", "S3_KERNEL", "S3_CPUS", "S3_LAB_NAMES", "set_s3_lab_results",
            "split_lab_results", "s3_run", "reset_s3"]
@@ -171,7 +175,16 @@ def _lab_per_cpu() -> LabValue:
     big = max(usable, key=lambda c: c["cpus"])
     return LabValue(big["per_cpu_shutdown_ns"]["median"] / 1e9, (
         f"{_label(big)}; the value is the {big['cpus']}-vCPU campaign's median per-CPU shutdown; "
-        f"all: {_campaigns(name)}"))
+        f"all: {_campaigns(name)}; {_tcg_model(big['cpus'])}"))
+
+
+def _tcg_model(cpus: int) -> str:
+    """The lab's own machine in the model: qemu-tcg-arm64, calibrated on the
+    2-vCPU cpuhp trace (validation/calibrate_kexec.py), at the campaign's vCPUs."""
+    f = model_kexec_facts(KexecCase(f"kexec-arm64-cpus{cpus}", cpus))
+    return (f"the model of that guest (qemu-tcg-arm64, calibrated on 2 vCPUs' cpuhp trace) at {cpus} vCPUs: "
+            f"per CPU {_ms(f['per_cpu_shutdown_ns'])}, shutdown {_ms(f['shutdown_ns'])} (haltlab validate "
+            f"--case kexec-arm64-cpus{cpus} puts the two side by side)")
 
 
 def _lab_note_only(name: str, why: str):

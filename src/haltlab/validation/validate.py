@@ -20,6 +20,12 @@ version, so the lab's image cache answers without apt). A flood case with a
 `build` is outside that rule: it boots its own build (`lab flood --build
 NAME`), a saved result of it must be of that patch set, and its kernel is
 reported per case (`flood_builds`).
+
+S3's arm64 kexec cases (kexec_arm64.py) run the model on `qemu-tcg-arm64`
+and boot Debian's arm64 kernel, or read a saved `lab kexec --arch arm64`
+campaign (`lab_results`); they are outside the one-kernel rule too (an
+arm64 kernel, not the amd64 package), and their lab side is reported as
+`kexec_arm64`.
 """
 
 from __future__ import annotations
@@ -32,19 +38,21 @@ from haltlab.lab.experiments import run_flood as lab_flood
 from haltlab.lab.experiments import run_panic as lab_panic
 from haltlab.lab.images import KernelImage
 from haltlab.scenarios.panic import PanicConfig, simulate_panic
-from haltlab.validation.cases import CASES, FLOOD_CASES, LAB_FIELD, Case, FloodCase
+from haltlab.validation.cases import CASES, FLOOD_CASES, KEXEC_CASES, LAB_FIELD, Case, FloodCase, KexecCase
 from haltlab.validation.flood import (
     DEFAULT_SEEDS, STOCK_MODEL, build_model, check_lab_flood, compare_flood, hang_count, lab_flood_runs,
     model_flood_runs, notes_4_holds,
 )
-from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, preset_match, resolve_lab_kernel
+from haltlab.validation.calibrate_kexec import PROFILE as ARM64_PROFILE
+from haltlab.validation.kexec_arm64 import check_lab_kexec, kexec_rows
+from haltlab.validation.lab_kernel import LAB_KERNEL_PRESET, arm64_preset_match, preset_match, resolve_lab_kernel
 from haltlab.validation.measures import model_panic_facts
 from haltlab.validation.s1_lab import S1_BUILD_CASES, S1BuildCase, s1_build_rows
 from haltlab.validation.s1_lab import built_kernel as s1_built_kernel
 
 __all__ = ["validate", "check_options", "model_facts", "PROFILE", "LAB_WINDOW_NS", "ALL_CASES"]
 
-ALL_CASES = (*CASES, *FLOOD_CASES, *S1_BUILD_CASES)
+ALL_CASES = (*CASES, *FLOOD_CASES, *S1_BUILD_CASES, *KEXEC_CASES)
 
 PROFILE = "qemu-tcg-x86"
 NSEC_PER_SEC = 1_000_000_000
@@ -97,7 +105,7 @@ def _package(lab: dict) -> str:
 def _packaged(case) -> bool:
     """A case `_kernel_for()` decides the kernel of (every case but a flood
     case with a build of its own, which boots and reports that build)."""
-    return not (isinstance(case, FloodCase) and case.build)
+    return not (isinstance(case, FloodCase) and case.build) and not isinstance(case, KexecCase)
 
 
 def _kernel_for(cases, lab_results: dict, kernel_package: str | None) -> KernelImage | None:
@@ -171,18 +179,24 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
     `lab_results` maps a flood case's name to a saved `lab flood` result."""
     check_options(runs=runs, kernel_package=kernel_package, seeds=seeds)
     lab_results = dict(lab_results or {})
-    flood_names = {c.name for c in cases if isinstance(c, FloodCase)}
+    saved_names = {c.name for c in cases if isinstance(c, (FloodCase, KexecCase))}
     for name in lab_results:
-        if name not in flood_names:
-            raise ConfigError("lab result", name, f"is not a flood case of this validate "
-                                                  f"({', '.join(sorted(flood_names)) or 'none chosen'})")
+        if name not in saved_names:
+            raise ConfigError("lab result", name, f"is not a flood or kexec case of this validate "
+                                                  f"({', '.join(sorted(saved_names)) or 'none chosen'})")
     by_name = {c.name: c for c in cases}
     for name, lab in lab_results.items():       # a mismatched file is refused before anything runs
-        check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}", by_name[name].build)
+        if isinstance(by_name[name], KexecCase):
+            check_lab_kexec(lab, by_name[name], f"lab result for {name}")
+        else:
+            check_lab_flood(lab, by_name[name].cpus, f"lab result for {name}", by_name[name].build)
     kernel = _kernel_for(cases, lab_results, kernel_package)
-    rows, meta, notes, builds = [], None, {}, {}
+    rows, meta, notes, builds, arm64 = [], None, {}, {}, None
     for case in cases:
-        if isinstance(case, FloodCase):
+        if isinstance(case, KexecCase):
+            case_rows, arm64 = kexec_rows(case, runs, progress, lab_results.get(case.name),
+                                          f"lab result for {case.name}")
+        elif isinstance(case, FloodCase):
             case_rows, case_meta, case_notes = _flood_rows(case, runs, progress, kernel,
                                                            lab_results.get(case.name), seeds)
             if case_notes is not None:
@@ -202,6 +216,8 @@ def validate(cases: tuple = ALL_CASES, *, runs: int = 2, progress=None, kernel_p
         out |= preset_match(LAB_KERNEL_PRESET, kernel)
     if builds:
         out["flood_builds"] = builds
+    if arm64 is not None:
+        out["kexec_arm64"] = {"profile": ARM64_PROFILE, "lab": arm64, **arm64_preset_match(arm64)}
     if notes:
         out["flood_seeds"] = seeds
         out["flood_kernel_notes_4"] = notes
