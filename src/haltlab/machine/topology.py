@@ -28,6 +28,9 @@ class Topology:
     sockets: int
     threads_per_core: int
 
+    def __fingerprint__(self) -> str:
+        return f"topology({self.ncpus},{self.sockets},{self.threads_per_core})"
+
     @property
     def cores_per_socket(self) -> int:
         return self.ncpus // (self.sockets * self.threads_per_core)

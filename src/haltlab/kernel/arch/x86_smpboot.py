@@ -81,6 +81,9 @@ class X86Boot:
         self.init_udelay = 0
         self.cstate = ["C1"] * k.machine.ncpus
 
+    def __fingerprint__(self) -> str:
+        return "x86_boot"      # its C-states only price delays, which an untimed exploration does not time
+
     def wake_latency_ns(self, k, cpu: int) -> int:
         return k.machine.cost_ns(f"{self.cstate[cpu].lower()}_exit_latency_ns")
 
@@ -186,8 +189,7 @@ async def x86_init_reset(k, cpu: int) -> None:
 @cpu_locals(cpu=("cpu",))
 async def trampoline_start(k, cpu: int) -> None:
     """The SIPI's vector: real-mode `trampoline_start` to `secondary_startup_64`."""
-    boot = k.x86_boot
-    await ndelay(boot.wake_latency_ns(k, cpu) + k.machine.cost_ns("ap_sipi_response_ns"))
+    await ndelay(k.x86_boot.wake_latency_ns(k, cpu) + k.machine.cost_ns("ap_sipi_response_ns"))
     if parallel_bringup(k):
         tr_lock = k.smpboot.trampoline_lock
         while await test_and_set_bit(0, tr_lock):        # the real-mode stack's bit lock
