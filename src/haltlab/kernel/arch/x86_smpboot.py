@@ -46,7 +46,7 @@ from __future__ import annotations
 from haltlab.engine.context import ktime_get_ns, smp_processor_id
 from haltlab.engine.ops import (
     READ_ONCE, clear_bit, native_halt, ndelay, send_IPI_mask, set_bit, set_cpu_state, spin_until,
-    test_and_set_bit, udelay,
+    test_and_set_bit,
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import smpboot
@@ -139,27 +139,28 @@ async def do_boot_cpu(k, cpu: int) -> int:
     return await wakeup_secondary_cpu_via_init(k, cpu)
 
 
-@cpu_locals(cpu=("cpu",), plain=("num_starts", "j", "init_udelay"))
+@cpu_locals(cpu=("cpu",), plain=("init_udelay", "icr_ns"))
 async def wakeup_secondary_cpu_via_init(k, cpu: int) -> int:
+    """The delays between two ICR writes are one `ndelay()` each: nothing
+    else runs on this CPU between them (interrupts off, no shared access)."""
     init_udelay = k.x86_boot.init_udelay
+    icr_ns = k.machine.cost_ns("apic_icr_write_ns")
     await send_init_sequence(k, cpu, init_udelay)
     for _ in range(2):                                  # num_starts = 2 (integrated APIC)
-        await ndelay(k.machine.cost_ns("apic_icr_write_ns"))   # apic_write(APIC_ESR, 0)
+        await ndelay(icr_ns)                            # apic_write(APIC_ESR, 0)
         await send_IPI_mask(1 << cpu, "SIPI")           # APIC_DM_STARTUP | (start_ip >> 12)
-        await udelay(10 if init_udelay == 0 else 300)
-        await ndelay(k.machine.cost_ns("apic_icr_write_ns"))   # safe_apic_wait_icr_idle()
-        await udelay(10 if init_udelay == 0 else 200)
+        # udelay(10) (300 legacy), safe_apic_wait_icr_idle(), udelay(10) (200 legacy)
+        await ndelay((20 if init_udelay == 0 else 500) * 1000 + icr_ns)
     return 0
 
 
-@cpu_locals(cpu=("cpu",), plain=("init_udelay",))
+@cpu_locals(cpu=("cpu",), plain=("init_udelay", "icr_ns"))
 async def send_init_sequence(k, cpu: int, init_udelay: int) -> None:
-    await ndelay(k.machine.cost_ns("apic_icr_write_ns"))   # clear the ESR
+    icr_ns = k.machine.cost_ns("apic_icr_write_ns")
+    await ndelay(icr_ns)                                # clear the ESR
     await send_IPI_mask(1 << cpu, "INIT")              # APIC_INT_LEVELTRIG | APIC_INT_ASSERT | APIC_DM_INIT
-    await ndelay(k.machine.cost_ns("apic_icr_write_ns"))   # safe_apic_wait_icr_idle()
-    if init_udelay:
-        await udelay(init_udelay)
-    await ndelay(k.machine.cost_ns("apic_icr_write_ns"))   # INIT deassert, wait idle
+    # safe_apic_wait_icr_idle(), udelay(init_udelay), INIT deassert and its wait
+    await ndelay(2 * icr_ns + init_udelay * 1000)
 
 
 @cpu_locals(cpu=("cpu",))
