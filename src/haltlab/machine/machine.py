@@ -156,10 +156,13 @@ class Machine:
             if not c.wait_for_sipi:          # a CPU waiting for SIPI takes only INIT and SIPI
                 c.nmi_pending = True
         elif vector == "INIT":               # accepted with the APIC soft-disabled too
+            c.init_in_flight = max(0, c.init_in_flight - 1)
             c.init_pending = True
         elif vector == "SIPI":
             if c.wait_for_sipi:              # a SIPI to a CPU not waiting for one is ignored
                 c.sipi_pending = True
+            elif c.init_in_flight or c.init_pending:
+                c.sipi_deferred = True       # it was sent after an INIT still on its way
         elif c.apic_enabled and not c.wait_for_sipi:
             c.pending.add(vector)
         self._ready(c)
@@ -218,6 +221,8 @@ class Machine:
             c.irqs_enabled = c.apic_enabled = c.tick_enabled = False
             c.pending.clear()
             c.wait_for_sipi = True
+            if c.sipi_deferred:
+                c.sipi_deferred, c.sipi_pending = False, True
             if c.tick_timer is not None:
                 self.driver.cancel_timer(c.tick_timer)
                 c.tick_timer = None
@@ -292,6 +297,9 @@ class Machine:
 
     def send_IPI_mask(self, cpu: int, mask: int, vector: str):
         latency = self.cost_ns("nmi_latency_ns" if vector == "NMI" else "ipi_latency_ns")
+        if vector == "INIT":
+            for target in for_each_cpu(mask):
+                self.cpus[target].init_in_flight += 1
         for target in for_each_cpu(mask):
             self.driver.post_interrupt(target, vector, latency)
         if self.hyp is not None:

@@ -163,6 +163,8 @@ async def stop_this_cpu(k) -> None:
     await clear_bit(cpu, k.cpu_online_mask)           # set_cpu_online(cpu, false)
     await set_cpu_state(apic_enabled=False)           # disable_local_APIC()
     await ndelay(k.machine.cost_ns("stop_this_cpu_ns"))   # mcheck_cpu_clear()
+    if k.park is not None:
+        await x86_park.park_count_in(k)               # the review's count, before the stopper may go on
     if k.config.has("stop_other_cpus_robust"):
         await clear_bit(cpu, k.cpus_stop_mask)        # "I'm done": the last write
     k.note_parked(cpu, ktime_get_ns())

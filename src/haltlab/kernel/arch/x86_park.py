@@ -16,7 +16,8 @@ halts as before instead.
 
 The review (Andy Lutomirski, the same day; `--bringup park-mwait`): one wake
 word for all parked CPUs and a count of them, MWAIT on the word. The model's
-reading [no code was posted]: each AP counts itself in, MWAITs (the
+reading [no code was posted]: each AP counts itself in (from
+`stop_this_cpu()`, before the write that lets the stopping CPU go on), MWAITs (the
 profile's exit latency of the C-state it asks for is paid on waking); the new
 kernel, with the parallel bring-up's STARTUP_READ_APICID so that a woken AP
 finds its own number, writes the word once before the kick loop and waits
@@ -46,7 +47,7 @@ from haltlab.kernel.policies import Bringup
 from haltlab.kernel.printk import printk
 from haltlab.kernel.timers import NSEC_PER_MSEC
 
-__all__ = ["PARK_MAGIC", "PARK_STARTUP_32", "Park", "park_init", "cpu_park", "write_park_exit", "park_wake_all",
+__all__ = ["PARK_MAGIC", "PARK_STARTUP_32", "Park", "park_init", "cpu_park", "park_count_in", "write_park_exit", "park_wake_all",
            "park_mm_init", "park_check_after_smp_init", "park_nmi", "PARK_DESIGNS"]
 
 PARK_MAGIC = 0x7061726B          # "park", the patch's PARK_MAGIC
@@ -118,7 +119,6 @@ async def cpu_park(k) -> None:
         await spin_until(lambda: p.exit[cpu].value != 0, what="park exit word")
     else:
         k.x86_boot.cstate[cpu] = p.cstate
-        await atomic_add_return(p.parked_count, 1)
         await mwait_until(lambda: p.wake.value != 0, what="park wake word")
         await ndelay(k.x86_boot.wake_latency_ns(k, cpu))
         await set_bit(cpu, p.left_mask)
@@ -126,6 +126,19 @@ async def cpu_park(k) -> None:
     k.ghost_add("unparked", cpu)
     await ndelay(k.machine.cost_ns("park_startup_ns"))     # park_startup_32 to secondary_startup_64
     await k.arch_smpboot.start_secondary(k)
+
+
+@cpu_locals(cpu=("cpu",))
+async def park_count_in(k) -> None:
+    """The review variant: a CPU that will park counts itself in from
+    `stop_this_cpu()` before its "I'm done" write, so the count is complete
+    when the stopping CPU goes on to the jump (the model's reading: a count
+    the new kernel can rely on has to be)."""
+    cpu = smp_processor_id()
+    p = k.park
+    if p.spin or _stays_out(k, cpu) or not await READ_ONCE(k.kexec_in_progress):
+        return
+    await atomic_add_return(p.parked_count, 1)
 
 
 # --- the new kernel ----------------------------------------------------------------------------
