@@ -59,3 +59,21 @@ def test_bad_input_is_one_line(args, flag):
     result = run("simulate", "kexec", *args)
     assert result.exit_code == 2
     assert flag in one_line_error(result)
+
+
+def test_explore_x86_finds_s4s_sibling_with_a_replay_that_reproduces_it():
+    out = run("explore", "kexec", "--arch", "x86", "--bringup", "park-spin", "--json")
+    assert out.exit_code == 1, out.output
+    r = json.loads(out.stdout)
+    assert r["cpus"] == 4 and r["verdict"] == "violation"
+    v = r["violation"]
+    assert v["property"] == "the boot CPU's sibling is not parked"
+    words = v["replay"].split()
+    assert words[:3] == ["haltlab", "replay", "kexec"]
+    again = run(*words[1:])
+    assert again.exit_code == 1 and "CPU2, the boot CPU's SMT sibling, is parked" in again.stdout
+
+
+def test_explore_refuses_the_other_archs_options():
+    one_line_error(run("explore", "kexec", "--arch", "x86", "--freeze"), "--freeze")
+    one_line_error(run("explore", "kexec", "--bringup", "park-spin"), "--bringup")

@@ -27,7 +27,8 @@ __all__ = ["explore_kexec_cmd", "replay_kexec_cmd"]
 
 
 def _kexec_options(f):
-    f = cpus_option(default=2, help="CPUs: CPU0 runs kexec, the others are taken down (2-4).")(f)
+    f = cpus_option(help="CPUs: CPU0 runs kexec, the others are taken down or parked (2-4) "
+                         "[default: 2 for arm64, 4 for x86: xeon-gold-6154 takes a multiple of 4].")(f)
     f = kernel_preset_option(sorted(PRESETS))(f)
     f = click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
                      help="arm64: S3's shutdown designs; x86: S4's park designs (--bringup).")(f)
@@ -58,6 +59,8 @@ def _kexec_options(f):
 
 def _cfg(cpus, kernel, arch, shutdown, others, managed_irqs, freeze, timing, timing_tolerance, bringup=None,
          boot_core_sibling=None, park_mem_reserved=True, max_cpus=None, nmi=True, **extra):
+    if cpus is None:
+        cpus = 4 if arch == "x86" else 2
     if arch == "x86":
         s3 = [flag for flag, value, default in (("--shutdown", shutdown, "hotplug"), ("--others", others, "idle"),
                                                 ("--managed-irqs", managed_irqs, False), ("--freeze", freeze, False))
@@ -129,10 +132,10 @@ def explore_kexec_cmd(cpus, kernel, arch, shutdown, others, managed_irqs, freeze
     outcome = _search("kexec", check_kexec, cfg, debug)
     ex = outcome.exploration
     result = {
-        "scenario": "kexec", "arch": arch, "cpus": cpus, "kernel": kernel, "shutdown": shutdown, "others": others,
+        "scenario": "kexec", "arch": arch, "cpus": cfg.cpus, "kernel": kernel, "shutdown": shutdown, "others": others,
         "managed_irqs": managed_irqs, "freeze": freeze,
         **verdict_fields(outcome, lambda choices, cycle=None: _replay_command(cfg, choices, cycle),
-                         reduce=reduce, timing=timing, assumptions=timing_assumptions(cfg)),
+                         reduce=reduce, timing=Timing(cfg.timing).value, assumptions=timing_assumptions(cfg)),
     }
     if fmt == "json":
         click.echo(dumps(result), nl=False)
@@ -154,7 +157,7 @@ def _explore_x86(cfg, debug: bool, fmt: str) -> None:
         "boot_core_sibling": cfg.boot_core_sibling, "park_mem_reserved": cfg.park_mem_reserved,
         "max_cpus": cfg.max_cpus, "nmi": cfg.nmi,
         **verdict_fields(outcome, lambda choices, cycle=None: _replay_command(cfg, choices, cycle),
-                         reduce=cfg.reduce, timing=cfg.timing,
+                         reduce=cfg.reduce, timing=Timing(cfg.timing).value,
                          assumptions="untimed: every interleaving, each delay one step, a bounded wait timing out "
                                      "whenever no other CPU can step" if cfg.timing is Timing.UNTIMED
                          else "timed by the profile's costs"),
