@@ -42,7 +42,7 @@ def test_simulate_table_names_the_design_and_the_hazards():
 
 @pytest.mark.parametrize("args,needles", [
     (["--cpus", "1"], ["--cpus 1"]),
-    (["--arch", "x86"], ["--arch x86", "S4"]),
+    (["--arch", "x86", "--shutdown", "hotplug"], ["--shutdown", "arm64"]),
     (["--profile", "kvm-x86"], ["--profile kvm-x86", "arm64"]),
     (["--kernel", "v9.9"], ["--kernel"]),
 ])

@@ -103,6 +103,16 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "managed_irqs": ("--managed-irqs", None),
     "freeze": ("--freeze", None),
     "console_loglevel": ("--loglevel", None),
+    # X86KexecConfig (S4)
+    "bringup": ("--bringup", None),
+    "lpj": ("--lpj", None),
+    "park_cstate": ("--park-cstate", None),
+    "boot_core_sibling": ("--boot-core-sibling", None),
+    "max_cpus": ("--max-cpus", None),
+    "offline_cpus": ("--offline-cpus", None),
+    "park_mem_reserved": ("--no-park-mem", None),
+    "cpu_init_udelay": ("--cpu-init-udelay", None),
+    "tsc_reliable": ("--tsc-reliable", None),
 }
 
 

@@ -13,7 +13,7 @@ from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
 from haltlab.kernel.policies import POLICIES
 
-__all__ = ["simulate", "TRACE_NAMES", "console_spin_option", "flood_options", "kexec_options"]
+__all__ = ["simulate", "TRACE_NAMES", "console_spin_option", "flood_options", "kexec_options", "x86_kexec_options"]
 
 # The files of a --trace set (report.trace.trace_files), known before the run so a
 # directory holding anything else is refused up front (report/_files.check_set_dir).
@@ -126,7 +126,7 @@ def simulate_printk_flood(profile, kernel, console_spin, cpus, hang_after_s, flo
     print_flood_run(result, ASSUMPTIONS, console(), fmt)
 
 
-ARCH_PROFILES = {"arm64": "arm64-server-24"}
+ARCH_PROFILES = {"arm64": "arm64-server-24", "x86": "xeon-gold-6154"}
 
 
 def kexec_options(f: Callable) -> Callable:
@@ -142,40 +142,94 @@ def kexec_options(f: Callable) -> Callable:
                      help="The device interrupts are managed (each affine to its CPU only).")(f)
     f = click.option("--others", type=click.Choice(list(OTHERS)), default="idle", show_default=True,
                      help="What the secondary CPUs do when kexec starts.")(f)
-    f = click.option("--shutdown", type=click.Choice([s.value for s in KexecShutdown]), default="hotplug",
-                     show_default=True, help="machine_shutdown(): stock hotplug, S3's smp-send-stop, or the "
-                                             "parallel hotplug design (and its naive form).")(f)
+    f = click.option("--shutdown", type=click.Choice([s.value for s in KexecShutdown]), default=None,
+                     help="arm64's machine_shutdown(): stock hotplug, S3's smp-send-stop, or the "
+                          "parallel hotplug design (and its naive form) [default: hotplug].")(f)
     f = click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
-                     help="arm64: S3's shutdown. x86: S4's bring-up (not modelled yet).")(f)
+                     help="arm64: S3's shutdown. x86: the whole reboot with S4's bring-up (--bringup).")(f)
     return f
 
 
+def x86_kexec_options(f: Callable) -> Callable:
+    """The x86 reboot's options (S4): the bring-up design and the new kernel's command line."""
+    from haltlab.kernel.policies import Bringup
+    from haltlab.scenarios.kexec_x86 import CSTATES
+    f = click.option("--tsc-reliable", is_flag=True, help="tsc=reliable on the new kernel's command line.")(f)
+    f = click.option("--cpu-init-udelay", type=click.IntRange(0, 10**6), default=None, metavar="US",
+                     help="cpu_init_udelay= on the new kernel's command line.")(f)
+    f = click.option("--offline-cpus", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+                     help="The N highest-numbered CPUs were offline (in mwait_play_dead()) before the kexec.")(f)
+    f = click.option("--max-cpus", type=click.IntRange(1), default=None, metavar="N",
+                     help="maxcpus= on the new kernel's command line.")(f)
+    f = click.option("--no-park-mem", "park_mem_reserved", is_flag=True, flag_value=False, default=True,
+                     help="park-*: the new kernel's command line lacks cpuparkmem=, so the park memory is "
+                          "not reserved.")(f)
+    f = click.option("--boot-core-sibling", type=click.IntRange(0), default=None, metavar="CPU",
+                     help="park-spin: S4's bootcoresibling= [default: not given, the patch's 0].")(f)
+    f = click.option("--park-cstate", type=click.Choice(list(CSTATES)), default="C1", show_default=True,
+                     help="park-mwait: the C-state the parked CPUs MWAIT in.")(f)
+    f = click.option("--lpj", is_flag=True, help="lpj= on the new kernel's command line: no delay calibration.")(f)
+    return click.option("--bringup", type=click.Choice([b.value for b in Bringup]), default=None,
+                        help="x86: how smp_init() brings the APs back: serial init-sipi, 6.5's parallel, S4's "
+                             "park-spin, its review's park-mwait [default: init-sipi].")(f)
+
+
 def kexec_profile(arch: str, profile: str | None) -> str:
-    from haltlab.errors import ConfigError
-    if arch == "x86":
-        raise ConfigError("arch", arch, "the x86 kexec bring-up (S4) is not modelled yet; use --arch arm64")
     return profile if profile is not None else ARCH_PROFILES[arch]
 
 
 @simulate.command("kexec")
 @click.option("--profile", default=None, metavar="NAME|FILE",
-              help="Machine profile [default: arm64-server-24 for --arch arm64].")
+              help="Machine profile [default: arm64-server-24 for --arch arm64, xeon-gold-6154 for x86].")
 @cpus_option(help="Number of CPUs [default: the profile's].")
 @kexec_options
+@x86_kexec_options
 @kernel_preset_option(list(PRESETS))
 @seed_option(help="Seeds the order of same-nanosecond events.")
 @format_option
 def simulate_kexec(profile, cpus, arch, shutdown, others, managed_irqs, irqs, freeze, console_loglevel,
-                   kernel, seed, fmt) -> None:
-    """A kexec reboot takes the secondary CPUs down: how long, and what it leaves behind (S3)."""
+                   bringup, lpj, park_cstate, boot_core_sibling, park_mem_reserved, max_cpus, offline_cpus,
+                   cpu_init_udelay, tsc_reliable, kernel, seed, fmt) -> None:
+    """A kexec reboot: arm64, the secondary CPUs' way down (S3); x86, the whole reboot and the APs' way back up (S4)."""
+    from haltlab.errors import UserError
     from haltlab.machine.profile import load_profile
     from haltlab.results import dumps
-    from haltlab.scenarios.kexec import KexecConfig, simulate_kexec as run
 
     profile = kexec_profile(arch, profile)
     machine = load_profile(profile)
-    cfg = KexecConfig(profile=profile, cpus=cpus, shutdown=shutdown, others=others, kernel=kernel, seed=seed,
-                      irqs=irqs, managed_irqs=managed_irqs, freeze=freeze, console_loglevel=console_loglevel)
+    if arch == "x86":
+        given = [flag for flag, value, default in (("--shutdown", shutdown, None), ("--irqs", irqs, None),
+                                                   ("--managed-irqs", managed_irqs, False),
+                                                   ("--freeze", freeze, False)) if value != default]
+        if given:
+            raise UserError(f"{given[0]}: an arm64 (S3) option; --arch x86 takes --bringup and its options")
+        from haltlab.scenarios.kexec_x86 import X86KexecConfig, simulate_kexec_x86
+        xcfg = X86KexecConfig(profile=profile, cpus=cpus, bringup=bringup or "init-sipi", others=others,
+                              kernel=kernel, seed=seed, lpj=lpj, tsc_reliable=tsc_reliable,
+                              cpu_init_udelay=cpu_init_udelay, max_cpus=max_cpus, offline_cpus=offline_cpus,
+                              boot_core_sibling=boot_core_sibling, park_mem_reserved=park_mem_reserved,
+                              park_cstate=park_cstate, console_loglevel=console_loglevel)
+        xcfg.validate(xcfg.ncpus(machine), machine)
+        result = simulate_kexec_x86(xcfg, machine).result
+        if fmt == "json":
+            click.echo(dumps(result), nl=False)
+            return
+        from haltlab.report.kexec_view import print_kexec_x86_run
+        print_kexec_x86_run(result, console(), fmt)
+        return
+    x86_only = [flag for flag, value, default in (("--bringup", bringup, None), ("--lpj", lpj, False),
+                                                  ("--boot-core-sibling", boot_core_sibling, None),
+                                                  ("--no-park-mem", park_mem_reserved, True),
+                                                  ("--max-cpus", max_cpus, None), ("--offline-cpus", offline_cpus, 0),
+                                                  ("--cpu-init-udelay", cpu_init_udelay, None),
+                                                  ("--tsc-reliable", tsc_reliable, False),
+                                                  ("--park-cstate", park_cstate, "C1")) if value != default]
+    if x86_only:
+        raise UserError(f"{x86_only[0]}: an x86 (S4) option; use it with --arch x86")
+    from haltlab.scenarios.kexec import KexecConfig, simulate_kexec as run
+    cfg = KexecConfig(profile=profile, cpus=cpus, shutdown=shutdown or "hotplug", others=others, kernel=kernel,
+                      seed=seed, irqs=irqs, managed_irqs=managed_irqs, freeze=freeze,
+                      console_loglevel=console_loglevel)
     cfg.validate(cfg.ncpus(machine), machine.arch)
     result = run(cfg, machine).result
     if fmt == "json":

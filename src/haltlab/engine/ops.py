@@ -45,7 +45,7 @@ __all__ = [
     "Activity", "WAIT_STATES", "Op", "Handover", "Resolved", "Done", "DONE", "Busy", "Wait", "Gone",
     "READ_ONCE", "WRITE_ONCE", "xchg", "cmpxchg", "atomic_try_cmpxchg",
     "atomic_add_return", "lockless_update", "raw_spin_section", "set_bit", "clear_bit", "test_and_set_bit",
-    "cpu_relax", "spin_until", "sleep_until", "this_cpu_read", "this_cpu_write", "mdelay", "udelay", "ndelay",
+    "cpu_relax", "spin_until", "sleep_until", "mwait_until", "this_cpu_read", "this_cpu_write", "mdelay", "udelay", "ndelay",
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore", "safe_halt", "native_halt",
     "send_IPI_mask", "send_NMI_mask", "set_cpu_state", "irq_entry", "uart_write",
     "pvpanic_event", "emergency_restart", "relocate_kernel", "psci_cpu_off", "psci_affinity_info", "PSCI_0_2_AFFINITY_LEVEL_ON",
@@ -73,6 +73,7 @@ WAIT_STATES = frozenset((Activity.SPINNING, Activity.HALTED, Activity.MWAIT))
 
 _SPINNING = Activity.SPINNING   # a global: a member lookup costs ~100 ns in Python 3.11
 _HALTED = Activity.HALTED
+_MWAIT = Activity.MWAIT
 
 
 # --- what a started operation does -------------------------------------------------
@@ -529,6 +530,28 @@ def sleep_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what
     ever has a second runnable task while one sleeps (kernel/sched.py says
     why), so "the CPU idles" is what the real scheduler would do."""
     return _SleepUntil(cond, timeout_ns, what)
+
+
+class _MwaitUntil(_SpinUntil):
+    __slots__ = ()
+
+    def start(self, machine, cpu):
+        if self.cond():
+            return Done(True, machine.cost_ns("atomic_op_ns"))
+        return Wait(self.cond, _MWAIT, self.timeout_ns)
+
+    def describe(self) -> str:
+        return f"mwait_until({self.what})"
+
+
+def mwait_until(cond: Callable[[], bool], *, what: str = "") -> Op:
+    """`for (;;) { __monitor(word); if (cond) break; __mwait(hint); }`: the CPU
+    sleeps in MWAIT (it burns no host CPU) until a store to a variable `cond`
+    read (the monitored line) makes it true. The monitor is armed before the
+    check, so no store is missed. What it costs to leave the C-state `hint`
+    names is the caller's (the C-state's exit latency). `cond` follows
+    `spin_until()`'s rule."""
+    return _MwaitUntil(cond, None, what)
 
 
 def cond_footprint(memory, cond) -> Footprint:

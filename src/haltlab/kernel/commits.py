@@ -106,6 +106,11 @@ COMMITS = {c.key: c for c in (
     Commit("arm64_stop_irq_then_nmi",
            '"arm64: smp: smp_send_stop() and crash_smp_send_stop() should try non-NMI first" (in v6.12)',
            "arm64 sends IPI_CPU_STOP, waits 1 s, then IPI_CPU_STOP_NMI for 10 ms"),
+    Commit("x86_init_udelay_vfm",
+           '"x86/smpboot: Fix INIT delay assignment for extended Intel Families" (Sohil Mehta, 2025-02; '
+           'in v6.15 [release inferred from its stable backport])',
+           "smp_set_init_udelay() skips the 10 ms INIT delay on every Intel CPU from the Pentium Pro on "
+           "(x86_vfm >= INTEL_PENTIUM_PRO) instead of family 6 only, so families 15, 18 and 19 get 0 too"),
     Commit("arm64_stop_ipis_try_nmi",
            'Linux kernel commit d7402513c935 ("arm64: smp: IPI_CPU_STOP and IPI_CPU_CRASH_STOP should try '
            'for NMI") (in v6.7)',
@@ -130,8 +135,8 @@ PRESETS = {
     "v6.1": _V6_1,
     "v6.6": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _CPUHP_6_5,
     "v6.9": _V6_1 | {"stop_other_cpus_robust"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9 | _CPUHP_6_5,
-    "v7.1": (_V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi"} | _PRINTK_6_6 | _ARM64_6_7 | _PRINTK_6_9
-             | _CPUHP_6_5),
+    "v7.1": (_V6_1 | {"stop_other_cpus_robust", "arm64_stop_irq_then_nmi", "x86_init_udelay_vfm"} | _PRINTK_6_6
+             | _ARM64_6_7 | _PRINTK_6_9 | _CPUHP_6_5),
     # The lab's guest: Debian 12's 6.1 kernels. The changelog of 6.1.0-56-amd64
     # (6.1.192-2; /usr/share/doc/linux-image-6.1.0-56-amd64/changelog.gz) lists, in
     # its 6.1.y entries, the x86 backport "[x86] smp: Make stop_other_cpus() more

@@ -188,6 +188,8 @@ class Kernel:
         self.irq = None
         self.csd = None
         self.kexec_in_progress = None
+        self.park = None             # S4's park section (kernel/arch/x86_park.py), x86 kexec runs only
+        self.mwait_dead = None       # offline CPUs in mwait_play_dead() (kernel/arch/x86_kexec.py)
         self.freezing = None
         self.frozen = None
         self.bugs: list[tuple[int, int, str]] = []      # (when, CPU, what): side record of BUG()s

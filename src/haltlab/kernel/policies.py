@@ -136,11 +136,14 @@ POLICIES: dict[str, dict[str, Policy]] = {
             "bringup", Bringup.PARK_SPIN.value,
             'S4: shenkai, "[PATCH] use x86 cpu park to speedup smp_init in kexec situation" (2020-12-15): '
             "APs spin in reserved memory on a per-CPU exit word across kexec; the new kernel writes the "
-            "entry instead of INIT/SIPI; not merged", False),
+            "entry instead of INIT/SIPI; the CPU bootcoresibling= names (default 0) halts instead; not merged "
+            "(kernel/arch/x86_park.py)", False),
         Bringup.PARK_MWAIT.value: Policy(
             "bringup", Bringup.PARK_MWAIT.value,
             "S4's review (Andy Lutomirski, 2020-12-15): one wake word for all parked CPUs, a count of parked CPUs, "
-            "MWAIT on the word instead of a busy spin; no kernel has it", False),
+            "MWAIT on the word instead of a busy spin; no kernel has it; the model's reading: counted in before "
+            "the stopping CPU goes on, woken before smp_init() with 6.5's STARTUP_READ_APICID, the boot CPU's "
+            "sibling left out (kernel/arch/x86_park.py)", False),
     },
 }
 

@@ -40,7 +40,8 @@ _RUNNING, _IRQS_OFF, _IN_NMI, _OFFLINE = HwState.RUNNING, HwState.IRQS_OFF, HwSt
 class Cpu:
     __slots__ = ("index", "irqs_enabled", "in_nmi", "apic_enabled", "tick_enabled",
                  "pending", "nmi_pending", "state", "state_since_ns", "activity",
-                 "time_in_ns", "tick_timer")
+                 "time_in_ns", "tick_timer", "init_pending", "sipi_pending", "wait_for_sipi",
+                 "init_in_flight", "sipi_deferred")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -55,6 +56,16 @@ class Cpu:
         self.activity = Activity.IDLE
         self.time_in_ns = dict.fromkeys(HW_STATES, 0)
         self.tick_timer = None           # the driver's Timer while the tick runs
+        # S4's INIT/SIPI (machine.Machine.raise_interrupt): an INIT latched, a
+        # STARTUP IPI latched, and the wait-for-SIPI state INIT leaves the CPU in.
+        self.init_pending = False
+        self.sipi_pending = False
+        self.wait_for_sipi = False
+        # One sender's INIT and SIPI reach the target in the order sent (the
+        # ICR-idle waits and udelays between them guarantee it): a SIPI that
+        # arrives while the INIT sent before it is still on its way waits for it.
+        self.init_in_flight = 0
+        self.sipi_deferred = False
 
     def hw_state(self) -> HwState:
         a = self.activity
@@ -68,5 +79,10 @@ class Cpu:
         return _RUNNING if self.irqs_enabled else _IRQS_OFF
 
     def fingerprint(self) -> tuple:
-        return (self.irqs_enabled, self.in_nmi, self.apic_enabled,
-                tuple(sorted(self.pending)), self.nmi_pending)
+        fp = (self.irqs_enabled, self.in_nmi, self.apic_enabled,
+              tuple(sorted(self.pending)), self.nmi_pending)
+        if self.init_pending or self.sipi_pending or self.wait_for_sipi or self.init_in_flight or self.sipi_deferred:
+            # Only runs that send INIT/SIPI (S4) reach these, so every other
+            # run's fingerprints stay what they were.
+            fp += (self.init_pending, self.sipi_pending, self.wait_for_sipi, self.init_in_flight, self.sipi_deferred)
+        return fp

@@ -74,6 +74,8 @@ class Machine:
         self.jitter = jitter
         self._vectors: dict[str, tuple[int, Handler]] = {}
         self._nmi_handler: Handler | None = None
+        self._init_handler: Handler | None = None
+        self._sipi_handler: Handler | None = None
         self.record_timeline = record_timeline
         self.intervals: list[tuple[int, str, int, int]] = []   # cpu, state, start, end
         self.irq_log: list[tuple[int, int, str]] = []          # time, cpu, vector
@@ -104,6 +106,14 @@ class Machine:
 
     def register_nmi_handler(self, handler: Handler) -> None:
         self._nmi_handler = handler
+
+    def register_reset_handlers(self, init: Handler, sipi: Handler) -> None:
+        """What a CPU runs after an INIT (`init(cpu)`: the wait-for-SIPI state)
+        and after the STARTUP IPI that ends it (`sipi(cpu)`: the real-mode
+        trampoline at the SIPI's vector). Neither returns: INIT resets the CPU,
+        so the frames below (a halt loop of the old kernel) are never resumed,
+        as on hardware."""
+        self._init_handler, self._sipi_handler = init, sipi
 
     def cost_ns(self, key: str) -> int:
         """The cost of `key`: the profile's, cached, or, for a jittered key, a
@@ -143,8 +153,17 @@ class Machine:
         if c.activity is _GONE:
             return
         if vector == "NMI":
-            c.nmi_pending = True
-        elif c.apic_enabled:
+            if not c.wait_for_sipi:          # a CPU waiting for SIPI takes only INIT and SIPI
+                c.nmi_pending = True
+        elif vector == "INIT":               # accepted with the APIC soft-disabled too
+            c.init_in_flight = max(0, c.init_in_flight - 1)
+            c.init_pending = True
+        elif vector == "SIPI":
+            if c.wait_for_sipi:              # a SIPI to a CPU not waiting for one is ignored
+                c.sipi_pending = True
+            elif c.init_in_flight or c.init_pending:
+                c.sipi_deferred = True       # it was sent after an INIT still on its way
+        elif c.apic_enabled and not c.wait_for_sipi:
             c.pending.add(vector)
         self._ready(c)
 
@@ -154,13 +173,16 @@ class Machine:
     def _ready(self, c: Cpu) -> None:
         """Recompute `irq_ready` for `c`: after any change to its NMI latch, its
         NMI-in-progress flag, its IRR or its interrupt flag."""
-        self.irq_ready[c.index] = not c.in_nmi and (c.nmi_pending or (c.irqs_enabled and bool(c.pending)))
+        self.irq_ready[c.index] = (c.init_pending or c.sipi_pending
+                                   or not c.in_nmi and (c.nmi_pending or (c.irqs_enabled and bool(c.pending))))
 
     def take_interrupt(self, cpu: int):
         """Enter the highest-priority deliverable interrupt: (coroutine, kind, iret)."""
         if not self.irq_ready[cpu]:
             return None
         c = self.cpus[cpu]
+        if c.init_pending or c.sipi_pending:
+            return self._take_reset(c)
         if c.nmi_pending:
             c.nmi_pending = False
             c.in_nmi = True
@@ -189,6 +211,31 @@ class Machine:
         self._restate(c)
         self.irq_log.append((self._now(), cpu, vector))
         return self._entry(cpu, vector, handler), kind, iret
+
+    def _take_reset(self, c: Cpu):
+        """INIT: the CPU resets into wait-for-SIPI (IF clear, no NMI in progress,
+        the local APIC back to its reset state, soft-disabled, its IRR empty);
+        SIPI: it leaves that state for the trampoline. Neither returns."""
+        if c.init_pending:
+            c.init_pending = c.sipi_pending = c.nmi_pending = c.in_nmi = False
+            c.irqs_enabled = c.apic_enabled = c.tick_enabled = False
+            c.pending.clear()
+            c.wait_for_sipi = True
+            if c.sipi_deferred:
+                c.sipi_deferred, c.sipi_pending = False, True
+            if c.tick_timer is not None:
+                self.driver.cancel_timer(c.tick_timer)
+                c.tick_timer = None
+            vector, handler = "INIT", self._init_handler
+        else:
+            c.sipi_pending = c.wait_for_sipi = False
+            vector, handler = "SIPI", self._sipi_handler
+        if handler is None:
+            raise RuntimeError(f"CPU{c.index}: {vector} arrived and no handler is installed")
+        self._ready(c)
+        self._restate(c)
+        self.irq_log.append((self._now(), c.index, vector))
+        return handler(c.index), vector.lower(), None
 
     @cpu_locals(cpu=("cpu",))
     async def _entry(self, cpu: int, vector: str, handler: Handler):
@@ -250,6 +297,9 @@ class Machine:
 
     def send_IPI_mask(self, cpu: int, mask: int, vector: str):
         latency = self.cost_ns("nmi_latency_ns" if vector == "NMI" else "ipi_latency_ns")
+        if vector == "INIT":
+            for target in for_each_cpu(mask):
+                self.cpus[target].init_in_flight += 1
         for target in for_each_cpu(mask):
             self.driver.post_interrupt(target, vector, latency)
         if self.hyp is not None:

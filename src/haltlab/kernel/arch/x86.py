@@ -3,8 +3,8 @@
 `native_stop_other_cpus()` as reworked by Linux kernel commit 1f5e7eb7868e
 ("x86/smp: Make stop_other_cpus() more robust") (in v6.5), with the older loop
 (wait on `num_online_cpus()`, which a stopping CPU decrements *first*) when that
-commit is absent. Abridged: no `reboot_force`, no `smp_kick_mwait_play_dead()`
-(kexec only), no WBINVD (no `cache_state_incoherent` CPUs), no
+commit is absent. `smp_kick_mwait_play_dead()` runs only in the runs that model
+offline CPUs (the x86 kexec reboot, x86_kexec). Abridged: no `reboot_force`, no WBINVD (no `cache_state_incoherent` CPUs), no
 `cpu_emergency_disable_virtualization()` (not a host).
 
 With `nonmi_ipi` on the command line (`KernelConfig.smp_no_nmi_ipi`) no NMI is
@@ -32,13 +32,15 @@ from haltlab.engine.ops import (
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import idle
+from haltlab.kernel.arch import x86_park
+from haltlab.kernel.arch.x86_kexec import native_machine_shutdown as machine_shutdown, smp_kick_mwait_play_dead
 from haltlab.kernel.arch.x86_crash import (crash_nmi_callback, crash_smp_send_stop, machine_crash_shutdown,
                                           machine_kexec)
 from haltlab.kernel.printk import printk
 
 __all__ = ["setup_irqs", "smp_send_stop", "native_stop_other_cpus",
            "stop_this_cpu", "panic_smp_self_stop", "do_nmi", "PANIC_NOTIFIER_LINES",
-           "crash_smp_send_stop", "machine_crash_shutdown", "machine_kexec"]
+           "crash_smp_send_stop", "machine_crash_shutdown", "machine_kexec", "machine_shutdown"]
 
 # The C file each function mirrors where it is not the docstring's first,
 # arch/x86/kernel/smp.c (read by the explorer's trace view, report/race_trace.py).
@@ -77,6 +79,8 @@ async def native_stop_other_cpus(k, wait: bool) -> None:
     ok, _ = await atomic_try_cmpxchg(k.stopping_cpu, -1, this_cpu)
     if not ok:
         return                          # only the first caller stops the others
+    if k.mwait_dead is not None and await READ_ONCE(k.kexec_in_progress):
+        await smp_kick_mwait_play_dead(k)
     others = await READ_ONCE(k.cpu_online_mask) & ~(1 << this_cpu)
     await WRITE_ONCE(k.cpus_stop_mask, others)
     if others:
@@ -159,9 +163,13 @@ async def stop_this_cpu(k) -> None:
     await clear_bit(cpu, k.cpu_online_mask)           # set_cpu_online(cpu, false)
     await set_cpu_state(apic_enabled=False)           # disable_local_APIC()
     await ndelay(k.machine.cost_ns("stop_this_cpu_ns"))   # mcheck_cpu_clear()
+    if k.park is not None:
+        await x86_park.park_count_in(k)               # the review's count, before the stopper may go on
     if k.config.has("stop_other_cpus_robust"):
         await clear_bit(cpu, k.cpus_stop_mask)        # "I'm done": the last write
     k.note_parked(cpu, ktime_get_ns())
+    if k.park is not None and await READ_ONCE(k.kexec_in_progress):
+        await x86_park.cpu_park(k)                    # S4: leaves for the new kernel, unless it stays out
     while True:
         await native_halt()
 

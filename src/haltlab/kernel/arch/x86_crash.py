@@ -40,6 +40,7 @@ from haltlab.engine.ops import (
 )
 from haltlab.engine.symmetry import cpu_locals
 from haltlab.kernel import crash_core
+from haltlab.kernel.arch.x86_kexec import machine_kexec_reboot
 
 __all__ = ["machine_crash_shutdown", "native_machine_crash_shutdown", "machine_kexec", "crash_smp_send_stop",
            "kdump_nmi_shootdown_cpus", "nmi_shootdown_cpus", "crash_nmi_callback", "kdump_nmi_callback",
@@ -70,8 +71,11 @@ async def native_machine_crash_shutdown(k) -> None:
     await set_cpu_state(apic_enabled=False)       # lapic_shutdown()
 
 
-async def machine_kexec(k) -> None:
-    """Prints nothing on x86; ends in `relocate_kernel()`."""
+async def machine_kexec(k, image: str = "kexec_crash_image") -> None:
+    """Prints nothing on x86; ends in `relocate_kernel()`. A normal kexec
+    (`kexec_image`) goes on into the new kernel (x86_kexec, S4)."""
+    if image != "kexec_crash_image":
+        return await machine_kexec_reboot(k)
     await relocate_kernel("kexec_crash_image")
 
 
