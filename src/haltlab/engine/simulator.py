@@ -72,7 +72,6 @@ import threading
 from typing import Any, Callable
 
 from haltlab.engine import context
-from haltlab.engine.context import set_current
 from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
 from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
 from haltlab.engine.ops import Resolved as _Resolved
@@ -159,6 +158,11 @@ class Simulator(Driver):
         self._chain = False                 # whether its completions may chain
         super().__init__(machine, seed=seed)
         machine.memory.on_write = self._on_write
+        # Bound once: `run_strand()` hands `_inline` to `engine.context` at
+        # every strand, and `_then()` draws a tiebreak at every completion.
+        self._runner = self._inline
+        self._getrandbits = self.rng.getrandbits
+        self._irq_ready = machine.irq_ready
         # The hooks, when a subclass fills them in (the base ones do nothing).
         self._on_op = None if type(self).on_op is Driver.on_op else self.on_op
         self._on_interrupt = None if type(self).on_interrupt is Driver.on_interrupt else self.on_interrupt
@@ -169,7 +173,7 @@ class Simulator(Driver):
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
         self._seq += 1
-        heapq.heappush(self._heap, ((at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq, at_ns, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (self._getrandbits(32) << 64) | self._seq, at_ns, fn, args))
 
     def run(self, until_ns: int) -> None:
         """Run every event up to `until_ns`, or until the machine resets.
@@ -207,7 +211,7 @@ class Simulator(Driver):
         """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
         next event `run()` pops: then count it as run and return True, and the
         caller runs it at once (see the module docstring for why that is exact)."""
-        tiebreak = self.rng.getrandbits(32)
+        tiebreak = self._getrandbits(32)
         self._seq += 1
         if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
             heap = self._heap
@@ -246,7 +250,15 @@ class Simulator(Driver):
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
         _RUNNING_A_CPU.acquire()
-        set_current(self, cpu, self._inline if on_op is None else None)
+        # `set_current(self, cpu, runner)`, spelled out (it runs at every
+        # strand, and a call costs more than the four stores).
+        context._driver = self
+        context._cpu = cpu
+        if on_op is None:
+            context.inline = self._runner
+            context.hardware = machine
+        else:
+            context.inline = context.hardware = None
         try:
             while value is not PARKED:
                 if irq_ready[cpu]:
@@ -282,7 +294,8 @@ class Simulator(Driver):
         finally:
             # Nothing of this run stays reachable from the module once its
             # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
-            set_current(None, -1)
+            context._driver = context.inline = context.hardware = None
+            context._cpu = -1
             _RUNNING_A_CPU.release()
 
     def _inline(self, op: Op | None, outcome):
@@ -298,20 +311,18 @@ class Simulator(Driver):
         once unless an interrupt is deliverable (the loop checks for one before
         every resume). Anything else goes back to the loop as `_Started`."""
         s = self._strand
-        cpu = s.cpu
-        machine = self.machine
         outcome_type = type(outcome)
         if outcome_type is Done:
             value = outcome.result
             cost_ns = outcome.cost_ns
             if cost_ns:
                 s.status = _READY
-                if s.activity != _RUNNING:
+                if s.activity is not _RUNNING:
                     s.activity = _RUNNING
-                    machine.account(cpu, _RUNNING, self.now_ns)
+                    self.machine.account(s.cpu, _RUNNING, self.now_ns)
                 if not self._then(self.now_ns + cost_ns, self._chain, self._resume, (s, s.gen, value)):
                     return _PARK_TOKEN
-            if machine.irq_ready[cpu]:
+            if self._irq_ready[s.cpu]:
                 return _Resolved(value)
             return value
         if outcome_type is Busy:
@@ -319,14 +330,14 @@ class Simulator(Driver):
             frame.op, frame.outcome = op, outcome
             deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
             s.status = _BUSY
-            if s.activity != _RUNNING:
+            if s.activity is not _RUNNING:
                 s.activity = _RUNNING
-                machine.account(cpu, _RUNNING, self.now_ns)
+                self.machine.account(s.cpu, _RUNNING, self.now_ns)
             if not self._then(deadline_ns, self._chain, self._busy_end, (s, s.gen)):
                 return _PARK_TOKEN
             s.gen += 1                      # as _busy_end() does
             frame.op = frame.outcome = frame.deadline_ns = None
-            if machine.irq_ready[cpu]:
+            if self._irq_ready[s.cpu]:
                 return _Resolved(None)
             return None
         return _Started(op, outcome)
@@ -384,7 +395,16 @@ class Simulator(Driver):
         Deferred through the heap rather than run here, because a writer may
         still be in the middle of its own operation."""
         cpu = s.cpu
-        holds, reads = self.machine.memory.traced(s.top.outcome.until)
+        # `Memory.traced()`, inlined (a store to a variable every stopper spins
+        # on re-checks all of them): the reads are made into a frozenset only
+        # when they differ from what the index holds.
+        memory = self.machine.memory
+        outer, memory.reads = memory.reads, set()
+        try:
+            holds = s.stack[-1].outcome.until()
+            reads = memory.reads
+        finally:
+            memory.reads = outer
         if holds:
             self._unwatch(cpu)
             self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
@@ -392,7 +412,7 @@ class Simulator(Driver):
         if self._watching.get(cpu) == reads:
             return          # it read the same variables as last time: already indexed so
         self._unwatch(cpu)
-        self._watching[cpu] = reads
+        self._watching[cpu] = reads = frozenset(reads)
         for var in reads:
             self._watchers.setdefault(var, set()).add(cpu)
 
