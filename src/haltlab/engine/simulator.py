@@ -86,12 +86,15 @@ _RUNNING = Activity.RUNNING
 __all__ = ["Simulator", "paused_gc"]
 
 _RUNNING_A_CPU = threading.RLock()
-"""Held while `run_strand()` runs a CPU. `engine.context` is one per process,
-and the simulator clears it when the CPU parks, so two simulations in threads
-of one process (a thread pool's sweep, a Dask worker's threads) must not run
-CPUs at the same time: they take turns at strand boundaries, where the context
-is set anew (without this a thread switch mid-strand let one run's kernel code
-read the other's CPU)."""
+"""Held while `Simulator.run()` runs events (and while `run_strand()` runs a
+CPU outside it, as `start_task()` does). `engine.context` is one per process,
+and the simulator clears it when `run()` returns, so two simulations in
+threads of one process (a thread pool's sweep, a Dask worker's threads) must
+not run CPUs at the same time: they take turns at `run()` boundaries, where
+the context is set anew (without this a thread switch mid-strand let one
+run's kernel code read the other's CPU). Turns used to be per strand; per
+`run()` saves setting the context at every strand, and a scenario that needs
+finer turns calls `run()` in slices (the flood does, every 5 ms)."""
 
 
 class _Parked(Handover):
@@ -110,6 +113,14 @@ class _Started(Handover):
 
     def __init__(self, op: Op, outcome) -> None:
         self.op, self.outcome = op, outcome
+
+
+def _clear_context() -> None:
+    """`engine.context` cleared: nothing of a run stays reachable from the
+    module once its CPUs are parked (`paused_gc()`: a dropped run must be
+    garbage)."""
+    context._driver = context.inline = context.hardware = None
+    context._cpu = -1
 
 
 @contextlib.contextmanager
@@ -190,6 +201,12 @@ class Simulator(Driver):
         # a few microseconds each time.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # The CPUs run one at a time, each strand setting only `context._cpu`:
+        # the rest of `engine.context` stays this run's until the loop ends
+        # (`run_strand()`), and so does the lock, which a simulation in
+        # another thread waits for.
+        _RUNNING_A_CPU.acquire()
+        self._set_context()
         try:
             while heap and heap[0][1] <= until_ns and self.reset_reason is None and not self.stopped:
                 _, at_ns, fn, args = pop(heap)
@@ -198,6 +215,8 @@ class Simulator(Driver):
                 self.events_run += 1
         finally:
             self._until_ns = None
+            _clear_context()
+            _RUNNING_A_CPU.release()
             if gc_was_enabled:
                 gc.enable()
         if self.reset_reason is None and not self.stopped and self.now_ns < until_ns:
@@ -249,16 +268,13 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
-        _RUNNING_A_CPU.acquire()
-        # `set_current(self, cpu, runner)`, spelled out (it runs at every
-        # strand, and a call costs more than the four stores).
-        context._driver = self
+        # Inside `run()` the rest of the context is set and the lock held
+        # already; a strand run from outside it (`start_task()`) sets both.
+        outside_run = context._driver is not self
+        if outside_run:
+            _RUNNING_A_CPU.acquire()
+            self._set_context()
         context._cpu = cpu
-        if on_op is None:
-            context.inline = self._runner
-            context.hardware = machine
-        else:
-            context.inline = context.hardware = None
         try:
             while value is not PARKED:
                 if irq_ready[cpu]:
@@ -292,11 +308,20 @@ class Simulator(Driver):
                     on_op(s, op)
                 value = self._started(s, frame, op, op.start(machine, cpu))
         finally:
-            # Nothing of this run stays reachable from the module once its
-            # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
-            context._driver = context.inline = context.hardware = None
             context._cpu = -1
-            _RUNNING_A_CPU.release()
+            if outside_run:
+                _clear_context()
+                _RUNNING_A_CPU.release()
+
+    def _set_context(self) -> None:
+        """`set_current(self, -1, runner)`, spelled out: the runner when no
+        `on_op` hook wants every op yielded."""
+        context._driver = self
+        if self._on_op is None:
+            context.inline = self._runner
+            context.hardware = self.machine
+        else:
+            context.inline = context.hardware = None
 
     def _inline(self, op: Op | None, outcome):
         """What the loop above would do with `op`, just started with `outcome`
@@ -413,7 +438,8 @@ class Simulator(Driver):
     def _wait_end(self, s: Strand, gen: int, result: bool) -> None:
         if gen == s.gen:
             s.gen += 1
-            self._unwatch(s.cpu)
+            if s.cpu in self._watching:         # (a spinner woken by a store is unwatched already)
+                self._unwatch(s.cpu)
             if s.activity is not _RUNNING:      # `set_activity()`, inlined
                 s.activity = _RUNNING
                 self.machine.account(s.cpu, _RUNNING, self.now_ns)
