@@ -34,9 +34,20 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   would have left. A subclass with an `on_op` hook gets every op yielded.
 * The commonest ops have inline forms (`ops.py`, "Inline forms"): coroutines
   that do what the op's `start()` does and pass the outcome to `_inline()`
-  themselves, with no op object or `__await__` generator; `READ_ONCE` and
-  `local_irq_save` do not even call it, since a `Done` of cost 0 with no
-  interrupt deliverable (and neither op can make one so) is resumed at once.
+  themselves, with no op object or `__await__` generator; those that cost
+  nothing (`READ_ONCE`, `this_cpu_read`/`_write`, `local_irq_save`/`_disable`,
+  `set_cpu_state`) do not even call it, since a `Done` of cost 0 with no
+  interrupt deliverable (and none of these ops can make one so) is resumed
+  at once.
+* `_inline()` starts a `Wait` itself, with the steps `Driver._started()` and
+  `_begin_wait(until_checked=True)` take: the wait goes on the frame, an
+  interrupt deliverable now is taken first (the loop takes it for a
+  `_Resolved`, as `_take_interrupt()` would), else the CPU waits (`_wait()`).
+  The op's condition was just found false and nothing ran since, so there is
+  nothing to check again.
+* `run()` sets `engine.context` (driver, runner, machine) and takes the lock
+  that keeps simulations in threads apart once, and each strand sets only
+  its CPU; a strand run outside `run()` (`start_task()`) sets all of it.
 * One integer heap key (above) instead of three tuple members.
 * A completion that is the next event runs at once (`_then()`). Scheduling an
   op's end draws its tiebreak and takes a sequence number as always; if the
@@ -416,7 +427,9 @@ class Simulator(Driver):
     def _busy_end(self, s: Strand, gen: int) -> None:
         if gen == s.gen:
             s.gen += 1
-            self.run_strand(s, self.finish(s.top, None), True)
+            frame = s.stack[-1]
+            frame.op = frame.outcome = frame.deadline_ns = None     # `finish()`
+            self.run_strand(s, None, True)
 
     def _wait(self, s: Strand, frame):
         if frame.deadline_ns is not None and frame.deadline_ns < self.now_ns:
@@ -465,8 +478,17 @@ class Simulator(Driver):
         finally:
             memory.reads = outer
         if holds:
-            self._unwatch(cpu)
-            self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
+            # `_unwatch(cpu)`, then `schedule(now_ns, _wait_end, ...)`, inlined:
+            # a store every stopper spins on wakes all of them here.
+            watched = self._watching.pop(cpu, None)
+            if watched:
+                watchers = self._watchers
+                for var in watched:
+                    watchers[var].discard(cpu)
+            at_ns = self.now_ns
+            seq = self._seq = self._seq + 1
+            heapq.heappush(self._heap, ((at_ns << 96) | (self._getrandbits(32) << 64) | seq, at_ns,
+                                        self._wait_end, (s, s.gen, True)))
             return
         if self._watching.get(cpu) == reads:
             return          # it read the same variables as last time: already indexed so
@@ -504,10 +526,13 @@ class Simulator(Driver):
         `chain`: as for `run_strand()` (the machine's tick calls this from inside
         a timer event, which goes on to queue the next firing: no chaining)."""
         s = self.strands[cpu]
-        if s.status in (_BUSY, _WAITING) and self.machine.deliverable(cpu):
+        if (s.status is _BUSY or s.status is _WAITING) and self._irq_ready[cpu]:
             s.gen += 1
-            self._unwatch(cpu)
-            self.set_activity(s, _RUNNING)
+            if cpu in self._watching:
+                self._unwatch(cpu)
+            if s.activity is not _RUNNING:      # `set_activity()`, inlined
+                s.activity = _RUNNING
+                self.machine.account(cpu, _RUNNING, self.now_ns)
             self.run_strand(s, None, chain)
 
     # --- timers ------------------------------------------------------------------------

@@ -37,7 +37,7 @@ BUSY_STATES = frozenset((HwState.RUNNING, HwState.IRQS_OFF, HwState.IN_NMI))
 
 _HALTED_STATES = frozenset((HwState.HALTED, HwState.MWAIT))
 _GONE, _HALTED = Activity.GONE, Activity.HALTED   # globals: a member lookup costs ~100 ns in 3.11
-_IDLE = Activity.IDLE
+_IDLE, _A_RUNNING, _SPINNING = Activity.IDLE, Activity.RUNNING, Activity.SPINNING
 _OFFLINE, _IN_NMI, _HW_RUNNING, _IRQS_OFF = HwState.OFFLINE, HwState.IN_NMI, HwState.RUNNING, HwState.IRQS_OFF
 
 
@@ -213,7 +213,8 @@ class Machine:
             # clear, as in every printk of a panic).
             return previous
         c.irqs_enabled = enabled
-        self._ready(c)
+        # `_ready(c)`, inlined (the idle loop flips IF at every wake-up).
+        self.irq_ready[cpu] = not c.in_nmi and (c.nmi_pending or (enabled and bool(c.pending)))
         self._restate(c)
         return previous
 
@@ -303,7 +304,13 @@ class Machine:
 
     def account(self, cpu: int, activity: Activity, now_ns: int) -> None:
         c = self.cpus[cpu]
+        old = c.activity
         c.activity = activity
+        if (old is _A_RUNNING or old is _SPINNING) and (activity is _A_RUNNING or activity is _SPINNING):
+            # Executing before and after (a spin begins or ends): `hw_state()`
+            # then reads only IF and the NMI flag, which did not change, so
+            # `_restate()` would find the state as it is.
+            return
         self._restate(c, now_ns)
 
     def _restate(self, c: Cpu, now_ns: int | None = None) -> None:
