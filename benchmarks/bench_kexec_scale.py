@@ -17,7 +17,11 @@ tar -x -C /tmp/ref`) each (design, size) runs from both trees in turns,
 `--rounds` fresh children each, baseline first, so that both see the same
 host load; the table gives the best of each and after/before (CPU time and
 wall time), and stops with MISMATCH unless both ran the same events to the
-same shutdown time.
+same shutdown time. With `--instructions` as well, each side's children run
+under `valgrind --tool=cachegrind` instead (one run each): executed
+instructions of the N-CPU run minus those of a child running 2 CPUs
+(interpreter, imports, profile), the same figure on every run whatever the
+host's load.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
-__all__ = ["main", "run_child", "compare", "SIZES", "DESIGNS"]
+__all__ = ["main", "run_child", "compare", "compare_instructions", "count_instructions", "SIZES", "DESIGNS"]
 
 SIZES = (8, 32, 64, 128, 256)
 DESIGNS = ("hotplug", "smp-send-stop", "parallel-hotplug", "parallel-hotplug-naive")
@@ -59,6 +64,35 @@ def run_child(design: str, ncpus: int, others: str, repeat: int, src: str | None
     env = None if src is None else dict(os.environ, PYTHONPATH=os.path.abspath(src))
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def count_instructions(design: str, ncpus: int, others: str, src: str) -> int:
+    """cachegrind's I refs of one child running `ncpus` once, minus a child
+    running 2 CPUs once, from the tree `src`."""
+    def child(n: int) -> int:
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+               sys.executable, __file__, "--child", design, str(n), others, "1"]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.path.abspath(src)))
+        m = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if m is None:
+            raise RuntimeError(f"no instruction count from cachegrind: {done.stderr[-500:]}")
+        return int(m.group(1).replace(",", ""))
+    return child(ncpus) - child(2)
+
+
+def compare_instructions(a, src: str) -> list[dict]:
+    """`--baseline --instructions`: executed instructions of each side."""
+    print(f"others {a.others}; baseline {a.baseline} against {src}: instructions (cachegrind), N CPUs minus 2")
+    print(f"{'design':>22} {'cpus':>5} {'before M instr':>14} {'after M instr':>13} {'after/before':>12}")
+    rows = []
+    for design in a.shutdown:
+        for n in a.cpus:
+            before = count_instructions(design, n, a.others, a.baseline)
+            after = count_instructions(design, n, a.others, src)
+            rows.append({"shutdown": design, "cpus": n, "before": before, "after": after})
+            print(f"{design:>22} {n:>5} {before / 1e6:>14.1f} {after / 1e6:>13.1f} {after / before:>12.3f}", flush=True)
+    return rows
 
 
 def compare(a, src: str) -> list[dict]:
@@ -100,9 +134,10 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--src", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"),
                     help="with --baseline: this tree's src directory")
     ap.add_argument("--rounds", type=int, default=2, help="with --baseline: children per tree")
+    ap.add_argument("--instructions", action="store_true", help="with --baseline: count instructions (valgrind)")
     a = ap.parse_args(argv)
     if a.baseline:
-        return compare(a, a.src)
+        return compare_instructions(a, a.src) if a.instructions else compare(a, a.src)
     print(f"others {a.others}, best of {a.repeat}; target: 256 CPUs under {a.target_s:g} s")
     print(f"{'design':>22} {'cpus':>5} {'events':>9} {'best s':>8} {'CPU s':>7} {'events/s':>9} {'shutdown (model)':>17}"
           "  target")

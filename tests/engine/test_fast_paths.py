@@ -242,7 +242,7 @@ def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch)
 
 def test_two_simulations_in_threads_of_one_process_give_their_own_results():
     """`engine.context` is one per process; simulations in threads (a thread
-    pool's sweep, a Dask worker's threads) take turns per strand
+    pool's sweep, a Dask worker's threads) take turns per `Simulator.run()` call
     (`simulator._RUNNING_A_CPU`). Thread switches forced at every few
     bytecodes would otherwise let one run's ops read the other's CPU."""
     import sys
