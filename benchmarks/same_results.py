@@ -8,7 +8,8 @@ speed-up of the simulator must leave every one of them as it was: the
 `simulate panic --json` results over CPU counts, what the others do, profiles,
 after-panic loops, kernels, seeds and kdump; `simulate printk-flood --json`;
 the flood campaign `sweep printk-flood --runs 50 --json`; and the explorer's
-`explore panic-race --json`, which shares the engine's core.
+`explore panic-race --json`, which shares the engine's core; and `simulate
+kexec --arch arm64 --json` (each shutdown design) with `explore kexec --json`.
 
     PYTHONPATH=src .venv/bin/python benchmarks/same_results.py --baseline /tmp/base/src [--quick | --explorer]
 
@@ -31,6 +32,20 @@ __all__ = ["COMMANDS", "QUICK", "EXPLORER", "run_in", "main"]
 
 _PANIC = ["simulate", "panic", "--json"]
 _FLOOD = ["simulate", "printk-flood", "--json"]
+_KEXEC_SIM = ["simulate", "kexec", "--arch", "arm64", "--json"]
+
+_KEXEC: list[list[str]] = [
+    [*_KEXEC_SIM, "--cpus", "24"],
+    [*_KEXEC_SIM, "--cpus", "24", "--others", "busy"],
+    [*_KEXEC_SIM, "--cpus", "24", "--shutdown", "parallel-hotplug"],
+    [*_KEXEC_SIM, "--cpus", "24", "--shutdown", "parallel-hotplug-naive", "--others", "busy"],
+    [*_KEXEC_SIM, "--cpus", "24", "--shutdown", "smp-send-stop", "--others", "irqsoff"],
+    [*_KEXEC_SIM, "--cpus", "64", "--seed", "3"],
+    [*_KEXEC_SIM, "--cpus", "16", "--managed-irqs", "--freeze", "--others", "busy", "--loglevel", "4"],
+    ["explore", "kexec", "--cpus", "2", "--json"],
+]
+"""S3's kexec shutdown (issue 10): the hotplug path is the O(n^2) run the
+simulator's speed-ups are measured on, so its results are compared too."""
 
 COMMANDS: list[list[str]] = [
     *([*_PANIC, "--cpus", str(n)] for n in (1, 2, 8, 64, 512, 8192)),
@@ -55,6 +70,7 @@ COMMANDS: list[list[str]] = [
     [*_FLOOD, "--flood-irqs-off", "--seed", "4"],
     ["sweep", "printk-flood", "--runs", "50", "--json", "--workers", "1", "--output", "{out}"],
     ["explore", "panic-race", "--cpus", "3", "--json"],
+    *_KEXEC,
 ]
 
 QUICK = [c for c in COMMANDS if "8192" not in c and "512" not in c]

@@ -179,6 +179,44 @@ def test_an_interrupt_storm_runs_the_same_with_and_without_the_shortcuts(seed):
     assert fast == _storm(_Reference, seed)
 
 
+def _observed_kexec(cfg) -> tuple:
+    from haltlab.scenarios.kexec import simulate_kexec
+
+    run = simulate_kexec(cfg)
+    m = run.machine
+    return (dumps(run.result), m.intervals, m.irq_log, m.console, run.driver.events_run, run.driver.now_ns,
+            run.driver.rng.getstate(), sorted(run.kernel.marks.items()))
+
+
+KEXEC_CONFIGS = [
+    dict(cpus=6),
+    dict(cpus=6, others="busy", seed=3),
+    dict(cpus=5, others="irqsoff"),
+    dict(cpus=8, shutdown="parallel-hotplug", others="busy"),
+    dict(cpus=8, shutdown="parallel-hotplug-naive", seed=2),
+    dict(cpus=8, shutdown="smp-send-stop", others="irqsoff"),
+    dict(cpus=6, freeze=True, managed_irqs=True, others="busy"),
+    dict(cpus=6, kernel="v6.1", pseudo_nmi=True, seed=5),
+    dict(cpus=6, shutdown="smp-send-stop", others="irqsoff", pseudo_nmi=True),
+]
+
+
+@pytest.mark.parametrize("kw", KEXEC_CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_a_kexec_shutdown_runs_the_same_with_and_without_the_shortcuts(kw, monkeypatch):
+    """S3's CPU hotplug (`stop_machine()` on every online CPU for each CPU
+    taken down: sleeps, wake-ups, per-CPU reads and writes, the idle loop's
+    irq flag flips) through both paths."""
+    import haltlab.scenarios.kexec as kexec_scenario
+    from haltlab.scenarios.kexec import KexecConfig
+
+    cfg = KexecConfig(**kw)
+    fast = _observed_kexec(cfg)
+    monkeypatch.setattr(kexec_scenario, "Simulator", _Reference)
+    reference = _observed_kexec(cfg)
+    assert fast[0] == reference[0]
+    assert fast == reference
+
+
 def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch):
     """Guards the comparisons above: under the simulator READ_ONCE, WRITE_ONCE,
     the atomics, the irq save/restore pair, the bit ops and the delays make no
@@ -204,7 +242,7 @@ def test_the_simulator_runs_the_commonest_ops_in_their_inline_forms(monkeypatch)
 
 def test_two_simulations_in_threads_of_one_process_give_their_own_results():
     """`engine.context` is one per process; simulations in threads (a thread
-    pool's sweep, a Dask worker's threads) take turns per strand
+    pool's sweep, a Dask worker's threads) take turns per `Simulator.run()` call
     (`simulator._RUNNING_A_CPU`). Thread switches forced at every few
     bytecodes would otherwise let one run's ops read the other's CPU."""
     import sys
@@ -221,3 +259,32 @@ def test_two_simulations_in_threads_of_one_process_give_their_own_results():
     finally:
         sys.setswitchinterval(interval)
     assert together == alone
+
+
+def test_a_kexec_shutdown_runs_its_ops_in_their_inline_forms(monkeypatch):
+    """Guards the kexec comparison above as the panic one is guarded: the ops
+    the hotplug path awaits per CPU make no op object under the simulator,
+    and every one of them does under the reference."""
+    import haltlab.scenarios.kexec as kexec_scenario
+    from haltlab.engine import ops
+    from haltlab.scenarios.kexec import KexecConfig
+
+    classes = (ops._ThisCpuRead, ops._ThisCpuWrite, ops._LocalIrqDisable, ops._LocalIrqEnable, ops._SpinUntil,
+               ops._SleepUntil, ops._SafeHalt, ops._SetCpuState, ops._IrqEntry, ops._SendIpiMask, ops._Rmw)
+    made: dict = {}
+    for cls in classes:
+        original = cls.__init__
+
+        def counting(self, *args, _original=original, _name=cls.__name__, **kwargs):
+            made[_name] = made.get(_name, 0) + 1
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    cfgs = [KexecConfig(cpus=4, others="busy"), KexecConfig(cpus=4)]
+    for cfg in cfgs:
+        _observed_kexec(cfg)
+    assert made == {}
+    monkeypatch.setattr(kexec_scenario, "Simulator", _Reference)
+    for cfg in cfgs:
+        _observed_kexec(cfg)
+    assert set(made) == {cls.__name__ for cls in classes}

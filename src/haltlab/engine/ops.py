@@ -393,6 +393,8 @@ def atomic_try_cmpxchg(var: Var, old: Any, new: Any) -> Op:
 
 
 def atomic_add_return(var: Var, delta: int) -> Op:
+    if context.inline is not None:
+        return _add_now(var, delta)             # see "Inline forms" below
     return _atomic("atomic_add_return", var, lambda cur: (cur + delta, cur + delta))
 
 
@@ -501,6 +503,8 @@ def spin_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what:
     last time, which is exactly when it can change. So `cond` must depend on
     `Var`s only, never on plain Python state that changes without a store.
     """
+    if context.inline is not None:
+        return _wait_now(cond, timeout_ns, _SPINNING)       # see "Inline forms" below
     return _SpinUntil(cond, timeout_ns, what)
 
 
@@ -529,6 +533,8 @@ def sleep_until(cond: Callable[[], bool], *, timeout_ns: int | None = None, what
     Why not a scheduler: in the runs that sleep (kexec's CPU hotplug), no CPU
     ever has a second runnable task while one sleeps (kernel/sched.py says
     why), so "the CPU idles" is what the real scheduler would do."""
+    if context.inline is not None:
+        return _wait_now(cond, timeout_ns, _HALTED)         # see "Inline forms" below
     return _SleepUntil(cond, timeout_ns, what)
 
 
@@ -619,36 +625,49 @@ def ndelay(ns: int) -> Op:
 # simulator without an `on_op` hook), the commonest ops are coroutines doing
 # what their `start()` does and handing the outcome to the runner themselves,
 # with no op object, `__await__` generator or f-string in between (a printk
-# awaits a dozen of them). `READ_ONCE` and `local_irq_save`, which cost
-# nothing, skip the runner too. Exact, because the runner would do nothing
-# else with them: a `Done` of cost 0 draws no tiebreak and queues no event, and
-# it goes on at once unless an interrupt is deliverable (`Machine.irq_ready`).
-# Kernel code only runs while none is (the runner takes one before every
-# resume), pure code between two ops cannot raise one, and a read or a `cli`
-# cannot make one deliverable; `local_irq_restore()` can, and then yields to
-# the driver as the runner does (`_to_driver()`). Any other driver (the
+# awaits a dozen of them, a CPU in `stop_machine()` twenty). Every op that a
+# panic, a printk flood or a kexec shutdown awaits more than once per CPU has
+# one: READ_ONCE, WRITE_ONCE, the atomics, the bit ops, the delays, the irq
+# flag ops, `this_cpu_read`/`this_cpu_write`, `spin_until`/`sleep_until`,
+# `safe_halt`, `set_cpu_state`, `irq_entry` and the IPI sends.
+#
+# Those that cost nothing (`READ_ONCE`, `this_cpu_read`, `this_cpu_write`,
+# `local_irq_save`, `local_irq_disable`, `set_cpu_state`) skip the runner
+# too. Exact, because the runner would do nothing else with them: a `Done` of
+# cost 0 draws no tiebreak and queues no event, and it goes on at once unless
+# an interrupt is deliverable (`Machine.irq_ready`). Kernel code only runs
+# while none is (the runner takes one before every resume), pure code between
+# two ops cannot raise one, and none of these ops can make one deliverable: a
+# read changes nothing; a store may queue a spinner's wake-up (an event, at
+# this nanosecond or later), never an interrupt; `cli` can only make fewer
+# interrupts deliverable; arming or cancelling the tick queues or drops a
+# timer event, and `irq_ready` reads neither the APIC's enable nor the tick.
+# `local_irq_restore()` and `local_irq_enable()` can make one deliverable, and
+# then yield to the driver as the runner does. Any other driver (the
 # explorer, a subclass watching ops) gets the op objects, and
 # tests/engine/test_fast_paths.py compares the two.
 
 
+# The forms that may go back to the driver are generator-based coroutines
+# (`types.coroutine`): they yield the runner's token (a `Handover`) to the
+# driver loop themselves, which takes the deliverable interrupt or parks the
+# CPU and later resumes them with the op's result. An `async def` would have
+# to await a generator that yields it: one more object made and one more
+# frame on the way out and back in.
+
 @types.coroutine
-def _to_driver(token: "Handover"):
-    """Yield the runner's `token` to the driver loop, which takes the
-    deliverable interrupt and later resumes the awaiting coroutine."""
-    return (yield token)
-
-
-async def _write_once_now(var: Var, value: Any) -> None:
+def _write_once_now(var: Var, value: Any):
     """`_WriteOnce.start()`, inline."""
     if value != var._value:
         var.memory.store(var, value)
     value = context.inline(None, context.hardware.done("atomic_op_ns"))
     if isinstance(value, Handover):
-        return await _to_driver(value)
+        value = yield value
     return value
 
 
-async def _rmw_now(var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Any:
+@types.coroutine
+def _rmw_now(var: Var, fn: Callable[[Any], tuple[Any, Any]]):
     """`_Rmw.start()` of a writing `_Rmw`, inline."""
     old = var._value
     new, result = fn(old)
@@ -658,11 +677,27 @@ async def _rmw_now(var: Var, fn: Callable[[Any], tuple[Any, Any]]) -> Any:
     outcome = machine.done("atomic_op_ns") if result is None else Done(result, machine.cost_ns("atomic_op_ns"))
     value = context.inline(None, outcome)
     if isinstance(value, Handover):
-        return await _to_driver(value)
+        value = yield value
     return value
 
 
-async def _bit_now(nr: int, var: Var, set_: bool) -> None:
+@types.coroutine
+def _add_now(var: Var, delta: int):
+    """`atomic_add_return()`'s `_Rmw.start()`, inline, without its `fn`: the
+    sum is the new value and the result (never None), so it always stores
+    unless `delta` is 0, and its outcome is a `Done` with the atomic's cost."""
+    old = var._value
+    new = old + delta
+    if new != old:
+        var.memory.store(var, new)
+    value = context.inline(None, Done(new, context.hardware.cost_ns("atomic_op_ns")))
+    if isinstance(value, Handover):
+        value = yield value
+    return value
+
+
+@types.coroutine
+def _bit_now(nr: int, var: Var, set_: bool):
     """`set_bit()` / `clear_bit()`'s `_Rmw.start()`, inline."""
     old = var._value
     new = old | (1 << nr) if set_ else old & ~(1 << nr)
@@ -670,15 +705,61 @@ async def _bit_now(nr: int, var: Var, set_: bool) -> None:
         var.memory.store(var, new)
     value = context.inline(None, context.hardware.done("atomic_op_ns"))
     if isinstance(value, Handover):
-        return await _to_driver(value)
+        value = yield value
     return value
 
 
-async def _delay_now(duration_ns: int) -> None:
+@types.coroutine
+def _delay_now(duration_ns: int):
     """`_Delay.start()`, inline: busy for `duration_ns`."""
     value = context.inline(None, Busy(duration_ns))
     if isinstance(value, Handover):
-        return await _to_driver(value)
+        value = yield value
+    return value
+
+
+@types.coroutine
+def _wait_now(cond: Callable[[], bool], timeout_ns: int | None, state: Activity):
+    """`_SpinUntil.start()` (`state` SPINNING) or `_SleepUntil.start()`
+    (HALTED), inline; a `Wait` goes back to the driver as the runner's token."""
+    if cond():
+        outcome = Done(True, context.hardware.cost_ns("atomic_op_ns"))
+    elif timeout_ns == 0:
+        outcome = Done(False)
+    else:
+        outcome = Wait(cond, state, timeout_ns)
+    value = context.inline(None, outcome)
+    if isinstance(value, Handover):
+        value = yield value
+    return value
+
+
+@types.coroutine
+def _safe_halt_now():
+    """`_SafeHalt.start()`, inline: `sti; hlt`, a `Wait` for the driver."""
+    machine, cpu = context.hardware, context._cpu
+    machine.set_irq_flag(cpu, True)
+    value = context.inline(None, machine.hlt(cpu))
+    if isinstance(value, Handover):
+        value = yield value
+    return value
+
+
+@types.coroutine
+def _irq_entry_now():
+    """`_IrqEntry.start()`, inline: the entry/exit cost."""
+    value = context.inline(None, context.hardware.irq_entry(context._cpu))
+    if isinstance(value, Handover):
+        value = yield value
+    return value
+
+
+@types.coroutine
+def _send_ipi_now(mask: int, vector: str):
+    """`_SendIpiMask.start()`, inline."""
+    value = context.inline(None, context.hardware.send_IPI_mask(context._cpu, mask, vector))
+    if isinstance(value, Handover):
+        value = yield value
     return value
 
 
@@ -687,18 +768,42 @@ async def _read_once_now(var: Var) -> Any:
     return var._value
 
 
+async def _this_cpu_read_now(var: Var) -> Any:
+    """`_ThisCpuRead.start()`, inline: as `READ_ONCE`, a `Done` of cost 0."""
+    return var._value
+
+
+async def _this_cpu_write_now(var: Var, value: Any) -> None:
+    """`_ThisCpuWrite.start()`, inline: the store (which may queue a spinner's
+    wake-up, never an interrupt) and `DONE`."""
+    if value != var._value:
+        var.memory.store(var, value)
+
+
 async def _local_irq_save_now() -> bool:
     """`_LocalIrqSave.start()`, inline: `cli` leaves no interrupt deliverable."""
     return context.hardware.set_irq_flag(context._cpu, False)
 
 
-async def _local_irq_restore_now(flags: bool) -> None:
+async def _local_irq_disable_now() -> None:
+    """`_LocalIrqDisable.start()`, inline: as `local_irq_save()`."""
+    context.hardware.set_irq_flag(context._cpu, False)
+
+
+@types.coroutine
+def _local_irq_restore_now(flags: bool):
     """`_LocalIrqRestore.start()`, inline; restoring IF=1 with an interrupt
     pending hands the CPU to the driver first, as the runner would."""
     machine, cpu = context.hardware, context._cpu
     machine.set_irq_flag(cpu, flags)
     if machine.irq_ready[cpu]:
-        await _to_driver(Resolved(None))
+        yield Resolved(None)
+
+
+async def _set_cpu_state_now(changes: tuple) -> None:
+    """`_SetCpuState.start()`, inline: `DONE` (arming or cancelling the tick
+    queues events, and changes nothing `irq_ready` depends on)."""
+    context.hardware.set_cpu_state(context._cpu, changes)
 
 
 # --- operations the machine carries out ----------------------------------------------
@@ -774,6 +879,8 @@ def this_cpu_read(var: Var) -> Op:
     CPU can observe the access, so it is local (not a branch, no footprint
     beyond the CPU) and costs nothing beyond the instructions around it. A
     variable another CPU writes is not per-CPU in this sense: use READ_ONCE."""
+    if context.inline is not None:
+        return _this_cpu_read_now(var)      # see "Inline forms" below
     return _ThisCpuRead(var)
 
 
@@ -781,6 +888,8 @@ def this_cpu_write(var: Var, value: Any) -> Op:
     """`this_cpu_write()`, with `this_cpu_read()`'s contract. The store still
     wakes a spinner of the same CPU (a task spinning on `need_resched` that an
     interrupt handler sets)."""
+    if context.inline is not None:
+        return _this_cpu_write_now(var, value)      # see "Inline forms" below
     return _ThisCpuWrite(var, value)
 
 
@@ -794,6 +903,8 @@ class _IrqEntry(_LocalOp):
 
 def irq_entry() -> Op:
     """The entry/exit cost of an interrupt, the first op of every handler frame."""
+    if context.inline is not None:
+        return _irq_entry_now()             # see "Inline forms" below
     return _IrqEntry()
 
 
@@ -807,6 +918,8 @@ class _LocalIrqDisable(_LocalOp):
 
 
 def local_irq_disable() -> Op:
+    if context.inline is not None:
+        return _local_irq_disable_now()     # see "Inline forms" below
     return _LocalIrqDisable()
 
 
@@ -821,6 +934,8 @@ class _LocalIrqEnable(_LocalOp):
 
 def local_irq_enable() -> Op:
     """Enabling interrupts is where pending ones get delivered, so it is an op."""
+    if context.inline is not None:
+        return _local_irq_restore_now(True)     # `sti`: local_irq_restore(True), inline
     return _LocalIrqEnable()
 
 
@@ -868,6 +983,8 @@ class _SafeHalt(_LocalOp):
 
 def safe_halt() -> Op:
     """`sti; hlt`: sleep with interrupts enabled; returns after one has been handled."""
+    if context.inline is not None:
+        return _safe_halt_now()             # see "Inline forms" below
     return _SafeHalt()
 
 
@@ -898,6 +1015,8 @@ class _SetCpuState(_LocalOp):
 
 def set_cpu_state(**changes) -> Op:
     """A local hardware change (`disable_local_APIC`, stopping the tick, ...)."""
+    if context.inline is not None:
+        return _set_cpu_state_now(tuple(sorted(changes.items())))   # see "Inline forms" below
     return _SetCpuState(tuple(sorted(changes.items())))
 
 
@@ -942,10 +1061,14 @@ class _SendIpiMask(Op):
 
 
 def send_IPI_mask(mask: int, vector: str) -> Op:
+    if context.inline is not None:
+        return _send_ipi_now(mask, vector)      # see "Inline forms" below
     return _SendIpiMask(mask, vector)
 
 
 def send_NMI_mask(mask: int) -> Op:
+    if context.inline is not None:
+        return _send_ipi_now(mask, "NMI")
     return _SendIpiMask(mask, "NMI")
 
 

@@ -34,9 +34,20 @@ ways, against `Driver.run_strand()` with the shortcuts off):
   would have left. A subclass with an `on_op` hook gets every op yielded.
 * The commonest ops have inline forms (`ops.py`, "Inline forms"): coroutines
   that do what the op's `start()` does and pass the outcome to `_inline()`
-  themselves, with no op object or `__await__` generator; `READ_ONCE` and
-  `local_irq_save` do not even call it, since a `Done` of cost 0 with no
-  interrupt deliverable (and neither op can make one so) is resumed at once.
+  themselves, with no op object or `__await__` generator; those that cost
+  nothing (`READ_ONCE`, `this_cpu_read`/`_write`, `local_irq_save`/`_disable`,
+  `set_cpu_state`) do not even call it, since a `Done` of cost 0 with no
+  interrupt deliverable (and none of these ops can make one so) is resumed
+  at once.
+* `_inline()` starts a `Wait` itself, with the steps `Driver._started()` and
+  `_begin_wait(until_checked=True)` take: the wait goes on the frame, an
+  interrupt deliverable now is taken first (the loop takes it for a
+  `_Resolved`, as `_take_interrupt()` would), else the CPU waits (`_wait()`).
+  The op's condition was just found false and nothing ran since, so there is
+  nothing to check again.
+* `run()` sets `engine.context` (driver, runner, machine) and takes the lock
+  that keeps simulations in threads apart once, and each strand sets only
+  its CPU; a strand run outside `run()` (`start_task()`) sets all of it.
 * One integer heap key (above) instead of three tuple members.
 * A completion that is the next event runs at once (`_then()`). Scheduling an
   op's end draws its tiebreak and takes a sequence number as always; if the
@@ -72,9 +83,8 @@ import threading
 from typing import Any, Callable
 
 from haltlab.engine import context
-from haltlab.engine.context import set_current
 from haltlab.engine.core import PARKED, Driver, DriverError, Frame, Status, Strand, Timer
-from haltlab.engine.ops import Activity, Busy, Done, Handover, Op
+from haltlab.engine.ops import Activity, Busy, Done, Handover, Op, Wait
 from haltlab.engine.ops import Resolved as _Resolved
 
 # Members as module globals for the hot paths below: in Python 3.11 reading
@@ -87,12 +97,15 @@ _RUNNING = Activity.RUNNING
 __all__ = ["Simulator", "paused_gc"]
 
 _RUNNING_A_CPU = threading.RLock()
-"""Held while `run_strand()` runs a CPU. `engine.context` is one per process,
-and the simulator clears it when the CPU parks, so two simulations in threads
-of one process (a thread pool's sweep, a Dask worker's threads) must not run
-CPUs at the same time: they take turns at strand boundaries, where the context
-is set anew (without this a thread switch mid-strand let one run's kernel code
-read the other's CPU)."""
+"""Held while `Simulator.run()` runs events (and while `run_strand()` runs a
+CPU outside it, as `start_task()` does). `engine.context` is one per process,
+and the simulator clears it when `run()` returns, so two simulations in
+threads of one process (a thread pool's sweep, a Dask worker's threads) must
+not run CPUs at the same time: they take turns at `run()` boundaries, where
+the context is set anew (without this a thread switch mid-strand let one
+run's kernel code read the other's CPU). Turns used to be per strand; per
+`run()` saves setting the context at every strand, and a scenario that needs
+finer turns calls `run()` in slices (the flood does, every 5 ms)."""
 
 
 class _Parked(Handover):
@@ -111,6 +124,14 @@ class _Started(Handover):
 
     def __init__(self, op: Op, outcome) -> None:
         self.op, self.outcome = op, outcome
+
+
+def _clear_context() -> None:
+    """`engine.context` cleared: nothing of a run stays reachable from the
+    module once its CPUs are parked (`paused_gc()`: a dropped run must be
+    garbage)."""
+    context._driver = context.inline = context.hardware = None
+    context._cpu = -1
 
 
 @contextlib.contextmanager
@@ -159,6 +180,11 @@ class Simulator(Driver):
         self._chain = False                 # whether its completions may chain
         super().__init__(machine, seed=seed)
         machine.memory.on_write = self._on_write
+        # Bound once: `run_strand()` hands `_inline` to `engine.context` at
+        # every strand, and `_then()` draws a tiebreak at every completion.
+        self._runner = self._inline
+        self._getrandbits = self.rng.getrandbits
+        self._irq_ready = machine.irq_ready
         # The hooks, when a subclass fills them in (the base ones do nothing).
         self._on_op = None if type(self).on_op is Driver.on_op else self.on_op
         self._on_interrupt = None if type(self).on_interrupt is Driver.on_interrupt else self.on_interrupt
@@ -169,7 +195,7 @@ class Simulator(Driver):
         if at_ns < self.now_ns:
             raise ValueError(f"event scheduled in the past: {at_ns} < {self.now_ns}")
         self._seq += 1
-        heapq.heappush(self._heap, ((at_ns << 96) | (self.rng.getrandbits(32) << 64) | self._seq, at_ns, fn, args))
+        heapq.heappush(self._heap, ((at_ns << 96) | (self._getrandbits(32) << 64) | self._seq, at_ns, fn, args))
 
     def run(self, until_ns: int) -> None:
         """Run every event up to `until_ns`, or until the machine resets.
@@ -186,6 +212,12 @@ class Simulator(Driver):
         # a few microseconds each time.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # The CPUs run one at a time, each strand setting only `context._cpu`:
+        # the rest of `engine.context` stays this run's until the loop ends
+        # (`run_strand()`), and so does the lock, which a simulation in
+        # another thread waits for.
+        _RUNNING_A_CPU.acquire()
+        self._set_context()
         try:
             while heap and heap[0][1] <= until_ns and self.reset_reason is None and not self.stopped:
                 _, at_ns, fn, args = pop(heap)
@@ -194,6 +226,8 @@ class Simulator(Driver):
                 self.events_run += 1
         finally:
             self._until_ns = None
+            _clear_context()
+            _RUNNING_A_CPU.release()
             if gc_was_enabled:
                 gc.enable()
         if self.reset_reason is None and not self.stopped and self.now_ns < until_ns:
@@ -207,7 +241,7 @@ class Simulator(Driver):
         """Schedule `fn(*args)` at `at_ns`, unless `chain` and it would be the very
         next event `run()` pops: then count it as run and return True, and the
         caller runs it at once (see the module docstring for why that is exact)."""
-        tiebreak = self.rng.getrandbits(32)
+        tiebreak = self._getrandbits(32)
         self._seq += 1
         if chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped:
             heap = self._heap
@@ -245,8 +279,13 @@ class Simulator(Driver):
         self._strand, self._chain = s, chain
         # Nothing in this loop runs another CPU (a store, an IPI or a timer only
         # queues events), so `smp_processor_id()` stays `cpu` throughout.
-        _RUNNING_A_CPU.acquire()
-        set_current(self, cpu, self._inline if on_op is None else None)
+        # Inside `run()` the rest of the context is set and the lock held
+        # already; a strand run from outside it (`start_task()`) sets both.
+        outside_run = context._driver is not self
+        if outside_run:
+            _RUNNING_A_CPU.acquire()
+            self._set_context()
+        context._cpu = cpu
         try:
             while value is not PARKED:
                 if irq_ready[cpu]:
@@ -280,10 +319,20 @@ class Simulator(Driver):
                     on_op(s, op)
                 value = self._started(s, frame, op, op.start(machine, cpu))
         finally:
-            # Nothing of this run stays reachable from the module once its
-            # CPUs are parked (`paused_gc()`: a dropped run must be garbage).
-            set_current(None, -1)
-            _RUNNING_A_CPU.release()
+            context._cpu = -1
+            if outside_run:
+                _clear_context()
+                _RUNNING_A_CPU.release()
+
+    def _set_context(self) -> None:
+        """`set_current(self, -1, runner)`, spelled out: the runner when no
+        `on_op` hook wants every op yielded."""
+        context._driver = self
+        if self._on_op is None:
+            context.inline = self._runner
+            context.hardware = self.machine
+        else:
+            context.inline = context.hardware = None
 
     def _inline(self, op: Op | None, outcome):
         """What the loop above would do with `op`, just started with `outcome`
@@ -298,20 +347,32 @@ class Simulator(Driver):
         once unless an interrupt is deliverable (the loop checks for one before
         every resume). Anything else goes back to the loop as `_Started`."""
         s = self._strand
-        cpu = s.cpu
-        machine = self.machine
         outcome_type = type(outcome)
         if outcome_type is Done:
             value = outcome.result
             cost_ns = outcome.cost_ns
             if cost_ns:
                 s.status = _READY
-                if s.activity != _RUNNING:
+                now_ns = self.now_ns
+                if s.activity is not _RUNNING:
                     s.activity = _RUNNING
-                    machine.account(cpu, _RUNNING, self.now_ns)
-                if not self._then(self.now_ns + cost_ns, self._chain, self._resume, (s, s.gen, value)):
+                    self.machine.account(s.cpu, _RUNNING, now_ns)
+                # `_then(now_ns + cost_ns, self._chain, self._resume, ...)`,
+                # inlined: this is the commonest completion there is.
+                at_ns = now_ns + cost_ns
+                tiebreak = self._getrandbits(32)
+                seq = self._seq = self._seq + 1
+                heap = self._heap
+                if (self._chain and at_ns <= self._until_ns and self.reset_reason is None and not self.stopped
+                        and (not heap or at_ns < heap[0][1]
+                             or (at_ns == heap[0][1] and (at_ns << 96 | tiebreak << 64 | seq) < heap[0][0]))):
+                    self.now_ns = at_ns
+                    self.events_run += 1
+                else:
+                    heapq.heappush(heap, ((at_ns << 96) | (tiebreak << 64) | seq, at_ns, self._resume,
+                                          (s, s.gen, value)))
                     return _PARK_TOKEN
-            if machine.irq_ready[cpu]:
+            if self._irq_ready[s.cpu]:
                 return _Resolved(value)
             return value
         if outcome_type is Busy:
@@ -319,16 +380,28 @@ class Simulator(Driver):
             frame.op, frame.outcome = op, outcome
             deadline_ns = frame.deadline_ns = self.now_ns + outcome.duration_ns
             s.status = _BUSY
-            if s.activity != _RUNNING:
+            if s.activity is not _RUNNING:
                 s.activity = _RUNNING
-                machine.account(cpu, _RUNNING, self.now_ns)
+                self.machine.account(s.cpu, _RUNNING, self.now_ns)
             if not self._then(deadline_ns, self._chain, self._busy_end, (s, s.gen)):
                 return _PARK_TOKEN
             s.gen += 1                      # as _busy_end() does
             frame.op = frame.outcome = frame.deadline_ns = None
-            if machine.irq_ready[cpu]:
+            if self._irq_ready[s.cpu]:
                 return _Resolved(None)
             return None
+        if outcome_type is Wait:
+            # `Driver._started()` then `_begin_wait(until_checked=True)`: an
+            # interrupt deliverable now is taken first (the loop takes it for
+            # a `_Resolved`, leaving the wait on the frame, as
+            # `_take_interrupt()` does), else the CPU waits.
+            frame = s.stack[-1]
+            frame.op, frame.outcome = op, outcome
+            frame.deadline_ns = None if outcome.timeout_ns is None else self.now_ns + outcome.timeout_ns
+            if self._irq_ready[s.cpu]:
+                return _Resolved(None)
+            value = self._wait(s, frame)
+            return _PARK_TOKEN if value is PARKED else value
         return _Started(op, outcome)
 
     # --- how time passes for a CPU -------------------------------------------------------
@@ -354,7 +427,9 @@ class Simulator(Driver):
     def _busy_end(self, s: Strand, gen: int) -> None:
         if gen == s.gen:
             s.gen += 1
-            self.run_strand(s, self.finish(s.top, None), True)
+            frame = s.stack[-1]
+            frame.op = frame.outcome = frame.deadline_ns = None     # `finish()`
+            self.run_strand(s, None, True)
 
     def _wait(self, s: Strand, frame):
         if frame.deadline_ns is not None and frame.deadline_ns < self.now_ns:
@@ -363,8 +438,11 @@ class Simulator(Driver):
             # to queue its end in the past and stop the run with a ValueError.
             return self.finish(frame, False)
         s.status = _WAITING
-        self.set_activity(s, frame.outcome.state)
-        if frame.outcome.until is not None:
+        w = frame.outcome
+        if s.activity is not w.state:           # `set_activity()`, inlined
+            s.activity = w.state
+            self.machine.account(s.cpu, w.state, self.now_ns)
+        if w.until is not None:
             self._watch(s)
         if frame.deadline_ns is not None:
             self.schedule(frame.deadline_ns, self._wait_end, s, s.gen, False)
@@ -373,9 +451,14 @@ class Simulator(Driver):
     def _wait_end(self, s: Strand, gen: int, result: bool) -> None:
         if gen == s.gen:
             s.gen += 1
-            self._unwatch(s.cpu)
-            self.set_activity(s, _RUNNING)
-            self.run_strand(s, self.finish(s.top, result), True)
+            if s.cpu in self._watching:         # (a spinner woken by a store is unwatched already)
+                self._unwatch(s.cpu)
+            if s.activity is not _RUNNING:      # `set_activity()`, inlined
+                s.activity = _RUNNING
+                self.machine.account(s.cpu, _RUNNING, self.now_ns)
+            frame = s.stack[-1]
+            frame.op = frame.outcome = frame.deadline_ns = None     # `finish()`
+            self.run_strand(s, result, True)
 
     def _watch(self, s: Strand) -> None:
         """(Re-)evaluate a spinner's condition, noting what it read; if it holds,
@@ -384,15 +467,33 @@ class Simulator(Driver):
         Deferred through the heap rather than run here, because a writer may
         still be in the middle of its own operation."""
         cpu = s.cpu
-        holds, reads = self.machine.memory.traced(s.top.outcome.until)
+        # `Memory.traced()`, inlined (a store to a variable every stopper spins
+        # on re-checks all of them): the reads are made into a frozenset only
+        # when they differ from what the index holds.
+        memory = self.machine.memory
+        outer, memory.reads = memory.reads, set()
+        try:
+            holds = s.stack[-1].outcome.until()
+            reads = memory.reads
+        finally:
+            memory.reads = outer
         if holds:
-            self._unwatch(cpu)
-            self.schedule(self.now_ns, self._wait_end, s, s.gen, True)
+            # `_unwatch(cpu)`, then `schedule(now_ns, _wait_end, ...)`, inlined:
+            # a store every stopper spins on wakes all of them here.
+            watched = self._watching.pop(cpu, None)
+            if watched:
+                watchers = self._watchers
+                for var in watched:
+                    watchers[var].discard(cpu)
+            at_ns = self.now_ns
+            seq = self._seq = self._seq + 1
+            heapq.heappush(self._heap, ((at_ns << 96) | (self._getrandbits(32) << 64) | seq, at_ns,
+                                        self._wait_end, (s, s.gen, True)))
             return
         if self._watching.get(cpu) == reads:
             return          # it read the same variables as last time: already indexed so
         self._unwatch(cpu)
-        self._watching[cpu] = reads
+        self._watching[cpu] = reads = frozenset(reads)
         for var in reads:
             self._watchers.setdefault(var, set()).add(cpu)
 
@@ -425,10 +526,13 @@ class Simulator(Driver):
         `chain`: as for `run_strand()` (the machine's tick calls this from inside
         a timer event, which goes on to queue the next firing: no chaining)."""
         s = self.strands[cpu]
-        if s.status in (_BUSY, _WAITING) and self.machine.deliverable(cpu):
+        if (s.status is _BUSY or s.status is _WAITING) and self._irq_ready[cpu]:
             s.gen += 1
-            self._unwatch(cpu)
-            self.set_activity(s, _RUNNING)
+            if cpu in self._watching:
+                self._unwatch(cpu)
+            if s.activity is not _RUNNING:      # `set_activity()`, inlined
+                s.activity = _RUNNING
+                self.machine.account(cpu, _RUNNING, self.now_ns)
             self.run_strand(s, None, chain)
 
     # --- timers ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import enum
 
 from haltlab.engine.ops import Activity
 
-__all__ = ["Cpu", "HwState", "HW_STATES"]
+__all__ = ["Cpu", "HwState", "HW_STATES", "WAITING_STATE"]
 
 
 class HwState(enum.StrEnum):
@@ -30,7 +30,9 @@ class HwState(enum.StrEnum):
 HW_STATES = tuple(HwState)
 """Every hardware state, in the order reports list them."""
 
-_WAITING_STATE = {Activity.HALTED: HwState.HALTED, Activity.MWAIT: HwState.MWAIT}
+WAITING_STATE = {Activity.HALTED: HwState.HALTED, Activity.MWAIT: HwState.MWAIT}
+"""The hardware state of a CPU waiting in each activity that releases it
+(`hw_state()`; `Machine._restate()` inlines it)."""
 # Members as module globals for hw_state(), run at every state change: in Python
 # 3.11 reading `HwState.RUNNING` is a class-attribute lookup of about 100 ns.
 _IDLE, _GONE = Activity.IDLE, Activity.GONE
@@ -71,7 +73,7 @@ class Cpu:
         a = self.activity
         if a is _IDLE or a is _GONE:
             return _OFFLINE
-        waiting = _WAITING_STATE.get(a)
+        waiting = WAITING_STATE.get(a)
         if waiting is not None:
             return waiting
         if self.in_nmi:

@@ -27,7 +27,7 @@ from haltlab.engine.core import Driver
 from haltlab.engine.memory import Memory, for_each_cpu
 from haltlab.engine.ops import DONE, Activity, Busy, Done, Gone, Wait, irq_entry
 from haltlab.engine.symmetry import cpu_locals
-from haltlab.machine.cpu import Cpu, HwState
+from haltlab.machine.cpu import WAITING_STATE, Cpu, HwState
 from haltlab.machine.hypervisor import Hypervisor
 
 __all__ = ["Machine", "Pvpanic", "BUSY_STATES"]
@@ -37,6 +37,8 @@ BUSY_STATES = frozenset((HwState.RUNNING, HwState.IRQS_OFF, HwState.IN_NMI))
 
 _HALTED_STATES = frozenset((HwState.HALTED, HwState.MWAIT))
 _GONE, _HALTED = Activity.GONE, Activity.HALTED   # globals: a member lookup costs ~100 ns in 3.11
+_IDLE, _A_RUNNING, _SPINNING = Activity.IDLE, Activity.RUNNING, Activity.SPINNING
+_OFFLINE, _IN_NMI, _HW_RUNNING, _IRQS_OFF = HwState.OFFLINE, HwState.IN_NMI, HwState.RUNNING, HwState.IRQS_OFF
 
 
 class Pvpanic(enum.StrEnum):
@@ -258,7 +260,8 @@ class Machine:
             # clear, as in every printk of a panic).
             return previous
         c.irqs_enabled = enabled
-        self._ready(c)
+        # `_ready(c)`, inlined (the idle loop flips IF at every wake-up).
+        self.irq_ready[cpu] = not c.in_nmi and (c.nmi_pending or (enabled and bool(c.pending)))
         self._restate(c)
         return previous
 
@@ -351,14 +354,26 @@ class Machine:
 
     def account(self, cpu: int, activity: Activity, now_ns: int) -> None:
         c = self.cpus[cpu]
+        old = c.activity
         c.activity = activity
+        if (old is _A_RUNNING or old is _SPINNING) and (activity is _A_RUNNING or activity is _SPINNING):
+            # Executing before and after (a spin begins or ends): `hw_state()`
+            # then reads only IF and the NMI flag, which did not change, so
+            # `_restate()` would find the state as it is.
+            return
         self._restate(c, now_ns)
 
     def _restate(self, c: Cpu, now_ns: int | None = None) -> None:
         """Called at every change that may change `c`'s hardware state; accounts
         the state it leaves (`_close_interval()`, inlined: this runs at most op
-        boundaries of a run)."""
-        new = c.hw_state()
+        boundaries of a run; `Cpu.hw_state()` too)."""
+        a = c.activity
+        if a is _IDLE or a is _GONE:
+            new = _OFFLINE
+        else:
+            new = WAITING_STATE.get(a)
+            if new is None:
+                new = _IN_NMI if c.in_nmi else _HW_RUNNING if c.irqs_enabled else _IRQS_OFF
         old = c.state
         if new is old:
             return
