@@ -15,13 +15,7 @@ from haltlab.lab import guest, images, parse, qemu, userland
 from haltlab.lab.arch import Arch
 from haltlab.lab.experiments.kexec import KexecConfig, Others, default_timeout_s, load_shutdown
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def read_log(name: str) -> list[parse.Line]:
-    """A fixture log: `host_ns<TAB>text` lines, `#` lines are comments."""
-    return [(int(ns), text) for ns, text in
-            (line.split("\t", 1) for line in (FIXTURES / name).read_text().splitlines() if not line.startswith("#"))]
+from console_fixtures import read_log
 
 
 TRACED = read_log("kexec_arm64_6.1.0-57_2cpu_cpuhp.log")
