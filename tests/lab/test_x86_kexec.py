@@ -37,15 +37,18 @@ def test_the_reboot_by_phase_each_on_its_clock():
     p, h = r["phases"], r["phases_host"]
     # [7.302728] haltlab: kexec -e ... [7.494056] kexec_core: Starting new kernel (old kernel's printk clock)
     assert p["old_kernel_shutdown_ns"] == 7_494_056_000 - 7_302_728_000
+    assert h["old_kernel_shutdown_ns"] == 51949457534251 - 51949265836898
     # Starting new kernel (host 51949457534251) to the decompressor's first warning (51952780194227)
     assert p["jump_and_purgatory_ns"] == h["jump_and_purgatory_ns"] == 51952780194227 - 51949457534251
     assert r["decompressor_line"] == "Invalid physical address chosen!"
     # to the new kernel's "Linux version" (51966416060128), then to "Bringing up" (51968758895541)
     assert p["decompress_ns"] == 51966416060128 - 51952780194227
     assert p["boot_to_smp_init_ns"] == 51968758895541 - 51966416060128
-    # [0.884278] Bringing up ... [1.086293] Brought up ... [6.459194] Run /init as init process
-    assert p["smp_init_ns"] == 1_086_293_000 - 884_278_000
-    assert p["smp_init_to_init_ns"] == 6_459_194_000 - 1_086_293_000
+    # [0.884278] Bringing up (host 51968758895541) ... [1.086293] Brought up (51969173846262) ...
+    # [6.459194] Run /init as init process (51974826785112): the host's clock, the printk clock counts ticks
+    assert p["smp_init_ns"] == r["second"]["smp_init_host_ns"] == 51969173846262 - 51968758895541
+    assert parse.smp_init_spans(CALIBRATED)[1]["smp_init_ns"] == 1_086_293_000 - 884_278_000   # the guest's view
+    assert p["smp_init_to_init_ns"] == 51974826785112 - 51969173846262
     # the host's view of the whole: marker (51949265836898) to the second Run /init (51974826785112)
     assert r["downtime_ns"] == 51974826785112 - 51949265836898
     assert sum(h.values()) == r["downtime_ns"]
@@ -83,7 +86,8 @@ def test_lpj_skips_every_calibration_and_joins_the_announcements():
                      "ap_direct_failures": 0, "tsc_unstable_reason": "TSCs unsynchronized"}
         # ".... node  #0, CPUs:      #1 #2 #3": one record, so no AP is timed from the console
         assert r[kernel]["ap_order"] == [1, 2, 3] and r[kernel]["per_ap_bringup_ns"] == [None, None, None]
-    assert r["phases"]["smp_init_ns"] == 506_545_000 - 421_676_000
+    # [0.421676] Bringing up (host 52092669634606) ... [0.506545] Brought up (52092772617703)
+    assert r["phases"]["smp_init_ns"] == 52092772617703 - 52092669634606
     without = _phases(CALIBRATED)["first"]["calibration"]
     assert without["bsp_line"].startswith("Calibrating delay loop (skipped), value calculated using timer frequency")
     assert without["ap_direct_failures"] == 1

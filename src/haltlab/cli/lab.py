@@ -209,7 +209,9 @@ def _kexec_tables(r: dict) -> list[Table]:
         rows += [("downtime, kexec -e to second kernel's /init, s", r["downtime_ns"], 1e9, 3)]
         rows += [(f"  {k.removesuffix('_ns').replace('_', ' ')} ({r['phase_clocks'][k]} clock), ms", v, 1e6, 1)
                  for k, v in r["phases"].items()]
-        rows += [("per AP bring-up, first kernel, ms", r["per_ap_bringup_ns_first"], 1e6, 1),
+        rows += [("smp_init, first kernel, host clock, ms", r.get("smp_init_first_host_ns"), 1e6, 1),
+                 ("smp_init, second kernel, host clock, ms", r.get("smp_init_second_host_ns"), 1e6, 1),
+                 ("per AP bring-up, first kernel, ms", r["per_ap_bringup_ns_first"], 1e6, 1),
                  ("per AP bring-up, second kernel, ms", r["per_ap_bringup_ns_second"], 1e6, 1),
                  ("host CPUs busy besides QEMU", r["other_busy_cpus"], 1, 2)]
         notes = (f"lpj: {r['lpj'] if r['lpj'] is not None else 'calibrated'}; kernel parameters: "

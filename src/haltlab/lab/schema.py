@@ -47,7 +47,8 @@ per run `phases` (parse_x86.PHASES, each on the clock `phase_clocks` names),
 `phases_host` (all on the host's; they add up to `downtime_ns`, the host's
 time from the marker to the second kernel's "Run /init"),
 `decompressor_line`, and per kernel (`_first`, `_second`)
-`per_ap_bringup_ns`, `ap_order`, `calibration` and `cpuhp_up`; the result adds
+`smp_init_*_host_ns`, `per_ap_bringup_ns`, `ap_order`, `calibration` and
+`cpuhp_up`; the result adds
 `arch`, `others`, `lpj`, `kernel_params`, `phase_clocks` and summaries. The
 option `lpj` (the kernel's `lpj=`) is new, and `cpuhp_trace` now serves x86.
 
@@ -270,6 +271,8 @@ class KexecRun(_RunTails):
     phases_host: NotRequired[dict[str, int | None]]
     downtime_ns: NotRequired[int | None]
     decompressor_line: NotRequired[str | None]
+    smp_init_first_host_ns: NotRequired[int | None]
+    smp_init_second_host_ns: NotRequired[int | None]
     per_ap_bringup_ns_first: NotRequired[list[int | None]]
     per_ap_bringup_ns_second: NotRequired[list[int | None]]
     ap_order_first: NotRequired[list[int]]
@@ -320,6 +323,8 @@ class KexecResult(Header):
     per_ap_bringup_ns_first_all: NotRequired[list[int]]
     per_ap_bringup_ns_second: NotRequired[Summary | None]
     per_ap_bringup_ns_second_all: NotRequired[list[int]]
+    smp_init_first_host_ns: NotRequired[Summary | None]
+    smp_init_second_host_ns: NotRequired[Summary | None]
 
 
 class FloodRun(_RunTails):

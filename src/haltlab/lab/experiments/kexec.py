@@ -222,9 +222,10 @@ def kexec_once(g: Guest, config: KexecConfig) -> dict:
 
 
 # The per-run fields an x86 run adds (x86_fields).
-X86_FIELDS = ("phases", "phases_host", "downtime_ns", "decompressor_line", "per_ap_bringup_ns_first",
-              "per_ap_bringup_ns_second", "ap_order_first", "ap_order_second", "calibration_first",
-              "calibration_second", "cpuhp_up_first", "cpuhp_up_second")
+X86_FIELDS = ("phases", "phases_host", "downtime_ns", "decompressor_line", "smp_init_first_host_ns",
+              "smp_init_second_host_ns", "per_ap_bringup_ns_first", "per_ap_bringup_ns_second",
+              "ap_order_first", "ap_order_second",
+              "calibration_first", "calibration_second", "cpuhp_up_first", "cpuhp_up_second")
 
 
 def x86_fields(lines: list[tuple[int, str]]) -> dict:
@@ -233,7 +234,9 @@ def x86_fields(lines: list[tuple[int, str]]) -> dict:
     out = {"phases": r["phases"], "phases_host": r["phases_host"], "downtime_ns": r["downtime_ns"],
            "decompressor_line": r["decompressor_line"]}
     for kernel in ("first", "second"):
-        b = r[kernel] or {"per_ap_bringup_ns": [], "ap_order": [], "calibration": None, "cpuhp_up": []}
+        b = r[kernel] or {"smp_init_host_ns": None, "per_ap_bringup_ns": [], "ap_order": [], "calibration": None,
+                          "cpuhp_up": []}
+        out[f"smp_init_{kernel}_host_ns"] = b["smp_init_host_ns"]
         out[f"per_ap_bringup_ns_{kernel}"] = b["per_ap_bringup_ns"]
         out[f"ap_order_{kernel}"] = b["ap_order"]
         out[f"calibration_{kernel}"] = b["calibration"]
@@ -328,6 +331,7 @@ def _x86_summary(runs: list[dict], config: KexecConfig) -> dict:
         "phases_host": {k: summarize((r.get("phases_host") or {}).get(k) for r in ok) for k in PHASES},
     }
     for kernel in ("first", "second"):
+        out[f"smp_init_{kernel}_host_ns"] = summarize(r.get(f"smp_init_{kernel}_host_ns") for r in ok)
         key = f"per_ap_bringup_ns_{kernel}"
         out[key] = summarize(_flat(runs, key))
         out[f"{key}_all"] = _flat(runs, key)
@@ -339,11 +343,15 @@ def load_reboot(path: str | Path) -> list[dict]:
     (`path` holds one or a list, `--cpus 2,4,8 --output FILE`) with `cpus`,
     `lpj`, `cpuhp_trace`, `kernel_release`, `qemu_version`, `accelerator`,
     `phase_clocks`, and each completed run's values in run order:
-    `smp_init_first_ns`, `smp_init_second_ns`, `downtime_ns`, `phases` and
-    `phases_host` (dicts keyed by parse_x86.PHASES), `per_ap_bringup_ns_first`
-    / `_second` (lists, None where the console did not time an AP) and the
-    host's `other_busy_cpus`. An arm64 result, or an x86 result from before
-    the phases were measured, is a UserError.
+    `smp_init_first_ns`, `smp_init_second_ns` (the guest's printk clock,
+    which under TCG counts ticks, parse_x86), `smp_init_first_host_ns`,
+    `smp_init_second_host_ns` (the host's; None in a file from before they
+    were recorded: there `phases_host["smp_init_ns"]` is the second kernel's),
+    `downtime_ns`, `phases` and `phases_host` (dicts keyed by
+    parse_x86.PHASES; `phases` on the file's `phase_clocks`),
+    `per_ap_bringup_ns_first` / `_second` (lists, None where the console did
+    not time an AP) and the host's `other_busy_cpus`. An arm64 result, or an
+    x86 result from before the phases were measured, is a UserError.
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -362,6 +370,7 @@ def load_reboot(path: str | Path) -> list[dict]:
             **{k: [run[k] for run in ok] for k in (
                 "smp_init_first_ns", "smp_init_second_ns", "downtime_ns", "phases", "phases_host",
                 "per_ap_bringup_ns_first", "per_ap_bringup_ns_second", "other_busy_cpus")},
+            **{k: [run.get(k) for run in ok] for k in ("smp_init_first_host_ns", "smp_init_second_host_ns")},
         })
     return out
 
