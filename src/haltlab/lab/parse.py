@@ -50,7 +50,8 @@ __all__ = [
     "flood_console",
     "brought_up_cpus",
     "ready_cpus", "ready_cpus_each",
-    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases",
+    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases", "cpuhp_events",
+    "CpuhpEvent", "SMP_BEGIN", "SMP_DONE",
 ]
 
 Line = tuple[int, str]
@@ -380,6 +381,22 @@ def arm64_kexec_shutdown(lines: Sequence[Line], start: int = 0) -> dict:
     }
 
 
+CpuhpEvent = tuple[str, int, str | None, int]  # (enter|exit|multi_enter, step, callback or None, printk ns)
+
+
+def cpuhp_events(lines: Sequence[Line]) -> dict[int, list[CpuhpEvent]]:
+    """The cpuhp trace events (`tp_printk`) of each CPU, CPUs in the order
+    their first event came, events in console order; lines without a printk
+    stamp are skipped."""
+    events: dict[int, list[CpuhpEvent]] = {}
+    for _, text in lines:
+        m = _CPUHP.search(text)
+        t = printk_ns(text)
+        if m is not None and t is not None:
+            events.setdefault(int(m.group(2)), []).append((m.group(1), int(m.group(4)), m.group(5), t))
+    return events
+
+
 def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
     """Each CPU's `_cpu_down()` in phases, from the cpuhp trace events (6.1's
     include/trace/events/cpuhp.h, printed by `tp_printk`), by printk clock:
@@ -398,21 +415,8 @@ def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
     One dict per CPU, in the order they went down; a phase the events do not
     show is None.
     """
-    order: list[int] = []
-    events: dict[int, list[tuple[str, int, str | None, int]]] = {}
-    for _, text in lines:
-        m = _CPUHP.search(text)
-        t = printk_ns(text)
-        if m is None or t is None:
-            continue
-        cpu = int(m.group(2))
-        if cpu not in events:
-            order.append(cpu)
-            events[cpu] = []
-        events[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
     out = []
-    for cpu in order:
-        ev = events[cpu]
+    for cpu, ev in cpuhp_events(lines).items():
 
         def step(name: str) -> tuple[int, int] | None:
             """(enter, exit) printk ns of the step named `name`."""

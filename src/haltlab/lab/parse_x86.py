@@ -75,7 +75,7 @@ import re
 from collections.abc import Sequence
 
 from haltlab.lab.parse import (
-    SMP_BEGIN, SMP_DONE, Line, boot_starts, find, printk_ns, strip_printk,
+    SMP_BEGIN, SMP_DONE, Line, boot_starts, cpuhp_events, find, printk_ns, strip_printk,
 )
 
 __all__ = [
@@ -106,8 +106,6 @@ _CPU_NUM = re.compile(r"#(\d+)")
 _CALIBRATING = "Calibrating delay loop"
 _DIRECT_FAILED = "calibrate_delay_direct() failed"
 _TSC_UNSTABLE = re.compile(r"tsc: Marking TSC unstable due to (.*)")
-_CPUHP_UP = re.compile(r"cpuhp_(enter|exit|multi_enter):\s+cpu: (\d+)\s+(?:target|state):\s*(-?\d+) step:\s*(\d+)"
-                       r"(?: \((\S+)\)| ret: (-?\d+))")
 
 
 def ap_announcements(lines: Sequence[Line], begin: int, end: int) -> list[tuple[int, int | None]]:
@@ -151,23 +149,11 @@ def cpuhp_up_phases(lines: Sequence[Line], begin: int, end: int) -> list[dict]:
     the AP's start_secondary(), then the AP's online states its hotplug
     thread runs while the BP waits), `cpu_up_ns` (first event to last).
     Events stamped by the AP itself before its clock runs (0) are skipped."""
-    order: list[int] = []
-    ev: dict[int, list[tuple[str, int, str | None, int]]] = {}
-    for i in range(begin, end):
-        text = lines[i][1]
-        m, t = _CPUHP_UP.search(text), printk_ns(text)
-        if m is None or t is None or t == 0:
-            continue
-        cpu = int(m.group(2))
-        if cpu == 0:
-            continue
-        if cpu not in ev:
-            order.append(cpu)
-            ev[cpu] = []
-        ev[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
     out = []
-    for cpu in order:
-        e = ev[cpu]
+    for cpu, all_events in cpuhp_events(lines[begin:end]).items():
+        e = [x for x in all_events if x[3] != 0]
+        if cpu == 0 or not e:
+            continue
         enter = next(((k, t) for k, (kind, _, fn, t) in enumerate(e) if kind != "exit" and fn == "bringup_cpu"), None)
         bstep = e[enter[0]][1] if enter else None
         leave = (next((t for kind, step, _, t in e[enter[0] + 1:] if kind == "exit" and step == bstep), None)

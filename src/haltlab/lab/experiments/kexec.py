@@ -338,6 +338,21 @@ def _x86_summary(runs: list[dict], config: KexecConfig) -> dict:
     return out
 
 
+def _results(path: str | Path, wanted, refusal: str) -> list[tuple[dict, list[dict]]]:
+    """Each kexec result in the file at `path` (one or a list) with its
+    completed runs; a result `wanted` refuses is a UserError saying `refusal`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read a lab kexec result ({e})") from None
+    out = []
+    for r in data if isinstance(data, list) else [data]:
+        if not isinstance(r, dict) or r.get("experiment") != "kexec" or not wanted(r):
+            raise UserError(f"{path}: {refusal}")
+        out.append((r, [run for run in r["runs"] if run["outcome"] == COMPLETED]))
+    return out
+
+
 def load_reboot(path: str | Path) -> list[dict]:
     """An x86 `lab kexec` result file, for validation: one dict per result
     (`path` holds one or a list, `--cpus 2,4,8 --output FILE`) with `cpus`,
@@ -353,16 +368,9 @@ def load_reboot(path: str | Path) -> list[dict]:
     not time an AP) and the host's `other_busy_cpus`. An arm64 result, or an
     x86 result from before the phases were measured, is a UserError.
     """
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read a lab kexec result ({e})") from None
     out = []
-    for r in data if isinstance(data, list) else [data]:
-        if not isinstance(r, dict) or r.get("experiment") != "kexec" or r.get("arch") != Arch.X86_64.value \
-                or "phases" not in r:
-            raise UserError(f"{path}: not an x86 lab kexec result with phases")
-        ok = [run for run in r["runs"] if run["outcome"] == COMPLETED]
+    for r, ok in _results(path, lambda r: r.get("arch") == Arch.X86_64.value and "phases" in r,
+                          "not an x86 lab kexec result with phases"):
         out.append({
             "cpus": r["cpus"], "lpj": r["lpj"], "cpuhp_trace": r["options"]["cpuhp_trace"],
             "kernel_release": r["kernel_release"], "qemu_version": r["qemu_version"],
@@ -384,15 +392,8 @@ def load_shutdown(path: str | Path) -> list[dict]:
     in the order the CPUs died) and `psci_polled_ms` likewise. An x86 result,
     which has no such times, is a UserError.
     """
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read a lab kexec result ({e})") from None
     out = []
-    for r in data if isinstance(data, list) else [data]:
-        if not isinstance(r, dict) or r.get("experiment") != "kexec" or r.get("arch") != Arch.ARM64.value:
-            raise UserError(f"{path}: not an arm64 lab kexec result")
-        ok = [run for run in r["runs"] if run["outcome"] == COMPLETED]
+    for r, ok in _results(path, lambda r: r.get("arch") == Arch.ARM64.value, "not an arm64 lab kexec result"):
         out.append({
             "cpus": r["cpus"], "others": r["others"], "kernel_release": r["kernel_release"],
             "shutdown_ns": [run["shutdown_ns"] for run in ok],
