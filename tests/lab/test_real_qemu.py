@@ -97,7 +97,7 @@ def test_kexec_cycle_completes_and_parses_by_phase_with_lpj():
     assert run["decompressor_line"] in ("Invalid physical address chosen!",
                                         "Physical KASLR disabled: no suitable memory region!")
     assert sum(run["phases_host"].values()) == run["downtime_ns"] > run["kexec_downtime_ns"]
-    assert run["phases"]["smp_init_ns"] == run["smp_init_second_ns"]
+    assert run["phases"]["smp_init_ns"] == run["smp_init_second_host_ns"] > 0   # the host clock (parse_x86)
     for kernel in ("first", "second"):   # lpj= took the place of every calibration
         cal = run[f"calibration_{kernel}"]
         assert cal["bsp_line"].startswith("Calibrating delay loop (skipped) preset value") and "lpj=8400000" in cal["bsp_line"]
