@@ -3,6 +3,7 @@
 the command line an x86 kexec boots with, the host-load record, and the
 loader of the saved campaigns (docs/lab-runs/kexec-x86-*)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from haltlab.lab.experiments.kexec import (
     KexecConfig, X86_FIELDS, _spec, _x86_summary, kernel_params, load_reboot, load_shutdown, x86_fields,
 )
 from haltlab.lab.images import KernelImage
-from haltlab.lab.schema import KexecRun, conforms
+from haltlab.lab.schema import KexecResult, KexecRun, conforms
 
 from console_fixtures import read_log
 
@@ -155,6 +156,8 @@ CAMPAIGNS = sorted(RUNS.glob("kexec-x86-*-2026-12-02.json"))
 @pytest.mark.skipif(not CAMPAIGNS, reason="no saved x86 kexec campaign")
 @pytest.mark.parametrize("path", CAMPAIGNS, ids=lambda p: p.name)
 def test_the_saved_campaigns_load_and_their_phases_add_up(path):
+    raw = json.loads(path.read_text())
+    assert all(conforms(r, KexecResult) == [] for r in (raw if isinstance(raw, list) else [raw]))
     results = load_reboot(path)
     assert results and all(r["kernel_release"] == "6.1.0-57-amd64" and r["accelerator"] == "tcg" for r in results)
     for r in results:
