@@ -182,3 +182,14 @@ def test_the_loaders_refuse_each_others_files(tmp_path):
     if CAMPAIGNS:
         with pytest.raises(UserError, match="not an arm64 lab kexec result"):
             load_shutdown(CAMPAIGNS[0])
+
+
+@pytest.mark.skipif(not CAMPAIGNS, reason="no saved x86 kexec campaign")
+def test_the_table_shows_the_phases_in_the_reboots_order():
+    from haltlab.cli.lab import _kexec_tables
+    result = json.loads((RUNS / "kexec-x86-lpj-2026-12-02.json").read_text())[0]
+    labels = [row[0] for row in _kexec_tables(result)[0].rows]
+    phases = [label for label in labels if label.startswith("  ")]
+    assert phases == [f"  {k.removesuffix('_ns').replace('_', ' ')} ({result['phase_clocks'][k]} clock), ms"
+                      for k in parse_x86.PHASES]
+    assert phases[0] == "  old kernel shutdown (printk clock), ms" and phases[-1].startswith("  smp init to init")

@@ -207,8 +207,9 @@ def _kexec_tables(r: dict) -> list[Table]:
                  f"a psci kill line for every secondary CPU",)
     elif "phases" in r:
         rows += [("downtime, kexec -e to second kernel's /init, s", r["downtime_ns"], 1e9, 3)]
-        rows += [(f"  {k.removesuffix('_ns').replace('_', ' ')} ({r['phase_clocks'][k]} clock), ms", v, 1e6, 1)
-                 for k, v in r["phases"].items()]
+        from haltlab.lab.parse_x86 import PHASES   # the reboot's order (a saved file's keys are sorted)
+        rows += [(f"  {k.removesuffix('_ns').replace('_', ' ')} ({r['phase_clocks'][k]} clock), ms", r["phases"][k],
+                  1e6, 1) for k in PHASES]
         rows += [("smp_init, first kernel, host clock, ms", r.get("smp_init_first_host_ns"), 1e6, 1),
                  ("smp_init, second kernel, host clock, ms", r.get("smp_init_second_host_ns"), 1e6, 1),
                  ("per AP bring-up, first kernel, ms", r["per_ap_bringup_ns_first"], 1e6, 1),
