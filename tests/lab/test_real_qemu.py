@@ -100,7 +100,8 @@ def test_kexec_cycle_completes_and_parses_by_phase_with_lpj():
     assert run["phases"]["smp_init_ns"] == run["smp_init_second_host_ns"] > 0   # the host clock (parse_x86)
     for kernel in ("first", "second"):   # lpj= took the place of every calibration
         cal = run[f"calibration_{kernel}"]
-        assert cal["bsp_line"].startswith("Calibrating delay loop (skipped) preset value") and "lpj=8400000" in cal["bsp_line"]
+        assert cal["bsp_line"].startswith("Calibrating delay loop (skipped) preset value")
+        assert "lpj=8400000" in cal["bsp_line"]
         assert cal["ap_direct_failures"] == 0 and len(run[f"per_ap_bringup_ns_{kernel}"]) == 1
     assert r["lpj"] == 8400000 and "lpj=8400000" in r["kernel_params"]
     assert run["qemu_cpus"] > 0

@@ -170,6 +170,8 @@ def test_the_saved_campaigns_load_and_their_phases_add_up(path):
         for aps in r["per_ap_bringup_ns_second"]:
             assert len(aps) == r["cpus"] - 1
             assert (None not in aps) == separate
+        for ups in r["cpuhp_up_second"]:   # the trace times every AP, in bring-up order
+            assert [u["cpu"] for u in ups] == (list(range(1, r["cpus"])) if r["cpuhp_trace"] else [])
 
 
 def test_the_loaders_refuse_each_others_files(tmp_path):

@@ -61,7 +61,8 @@ from typing import Any, NotRequired, TypedDict
 
 from haltlab.results import conforms
 
-__all__ = ["SCHEMA_VERSION", "Summary", "CpuhpPhases", "Calibration", "CpuhpUp", "KernelBuild", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
+__all__ = ["SCHEMA_VERSION", "Summary", "CpuhpPhases", "Calibration", "CpuhpUp", "KernelBuild", "VcpuUsage",
+           "TimelineCpu", "LabTimeline", "Tails", "Header",
            "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
            "conforms"]
 

@@ -365,7 +365,8 @@ def load_reboot(path: str | Path) -> list[dict]:
     `downtime_ns`, `phases` and `phases_host` (dicts keyed by
     parse_x86.PHASES; `phases` on the file's `phase_clocks`),
     `per_ap_bringup_ns_first` / `_second` (lists, None where the console did
-    not time an AP) and the host's `other_busy_cpus`. An arm64 result, or an
+    not time an AP), `cpuhp_up_first` / `_second` (per AP, with
+    `cpuhp_trace`; else empty lists) and the host's `other_busy_cpus`. An arm64 result, or an
     x86 result from before the phases were measured, is a UserError.
     """
     out = []
@@ -377,7 +378,8 @@ def load_reboot(path: str | Path) -> list[dict]:
             "accelerator": r["accelerator"], "phase_clocks": r["phase_clocks"],
             **{k: [run[k] for run in ok] for k in (
                 "smp_init_first_ns", "smp_init_second_ns", "downtime_ns", "phases", "phases_host",
-                "per_ap_bringup_ns_first", "per_ap_bringup_ns_second", "other_busy_cpus")},
+                "per_ap_bringup_ns_first", "per_ap_bringup_ns_second", "cpuhp_up_first", "cpuhp_up_second",
+                "other_busy_cpus")},
             **{k: [run.get(k) for run in ok] for k in ("smp_init_first_host_ns", "smp_init_second_host_ns")},
         })
     return out
