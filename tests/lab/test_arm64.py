@@ -15,13 +15,7 @@ from haltlab.lab import guest, images, parse, qemu, userland
 from haltlab.lab.arch import Arch
 from haltlab.lab.experiments.kexec import KexecConfig, Others, default_timeout_s, load_shutdown
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def read_log(name: str) -> list[parse.Line]:
-    """A fixture log: `host_ns<TAB>text` lines, `#` lines are comments."""
-    return [(int(ns), text) for ns, text in
-            (line.split("\t", 1) for line in (FIXTURES / name).read_text().splitlines() if not line.startswith("#"))]
+from console_fixtures import read_log
 
 
 TRACED = read_log("kexec_arm64_6.1.0-57_2cpu_cpuhp.log")
@@ -266,7 +260,10 @@ def test_cached_kernels_of_one_architecture(tmp_path):
     ({"arch": Arch.ARM64, "accel": "kvm"}, "^accel kvm: an arm64 guest runs under TCG"),
     ({"arch": Arch.ARM64, "build": "stock"}, "^build stock: builds an x86 kernel"),
     ({"others": "lazy"}, "^others lazy: expected idle or busy"),
-    ({"cpuhp_trace": True}, "^cpuhp_trace True: is for the arm64 shutdown"),
+    ({"cpuhp_trace": "yes"}, "^cpuhp_trace yes: expected true or false"),
+    ({"lpj": 0}, "^lpj 0: must be a positive integer"),
+    ({"lpj": True}, "^lpj True: must be a positive integer"),
+    ({"lpj": "8400000"}, "^lpj 8400000: must be a positive integer"),
 ])
 def test_kexec_config_errors(kw, message):
     with pytest.raises(ConfigError, match=message):
@@ -292,7 +289,7 @@ def test_only_kexec_boots_arm64():
     (["--arch", "arm64", "--cpus", "1"], "--cpus 1: must be an integer >= 2"),
     (["--arch", "arm64", "--cpus", "2,1"], "--cpus 1: must be an integer >= 2"),
     (["--arch", "arm64", "--others", "lazy"], "--others lazy: expected idle or busy"),
-    (["--cpuhp-trace"], "--cpuhp-trace True: is for the arm64"),
+    (["--lpj", "0"], "--lpj 0: must be a positive integer"),
 ])
 def test_cli_errors_are_one_line(argv, needle, tmp_path):
     out = tmp_path / "r.json"

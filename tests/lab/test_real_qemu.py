@@ -84,13 +84,27 @@ def test_pvpanic_pause_brings_it_near_zero():
         assert_gone(pid)
 
 
-def test_kexec_cycle_completes_and_parses():
-    r = run_kexec(KexecConfig(cpus=2, timeout_s=90))
+def test_kexec_cycle_completes_and_parses_by_phase_with_lpj():
+    # One boot for both: the cycle, and S4's phases with lpj= (the x86 reboot, lab/parse_x86.py).
+    r = run_kexec(KexecConfig(cpus=2, timeout_s=300, lpj=8400000))
     run = r["runs"][0]
     assert run["outcome"] == COMPLETED, run
-    assert 0 < run["kexec_downtime_ns"] < 60e9
+    assert 0 < run["kexec_downtime_ns"] < 300e9
     assert 0 < run["smp_init_first_ns"] < 5e9 and 0 < run["smp_init_second_ns"] < 5e9
     assert run["cpus_first"] == run["cpus_second"] == 2
+    # every phase seen, the decompressor's line among them, and the host's phases add up
+    assert None not in run["phases"].values(), run["phases"]
+    assert run["decompressor_line"] in ("Invalid physical address chosen!",
+                                        "Physical KASLR disabled: no suitable memory region!")
+    assert sum(run["phases_host"].values()) == run["downtime_ns"] > run["kexec_downtime_ns"]
+    assert run["phases"]["smp_init_ns"] == run["smp_init_second_host_ns"] > 0   # the host clock (parse_x86)
+    for kernel in ("first", "second"):   # lpj= took the place of every calibration
+        cal = run[f"calibration_{kernel}"]
+        assert cal["bsp_line"].startswith("Calibrating delay loop (skipped) preset value")
+        assert "lpj=8400000" in cal["bsp_line"]
+        assert cal["ap_direct_failures"] == 0 and len(run[f"per_ap_bringup_ns_{kernel}"]) == 1
+    assert r["lpj"] == 8400000 and "lpj=8400000" in r["kernel_params"]
+    assert run["qemu_cpus"] > 0
     assert conforms(r, KexecResult) == []
     for pid in pids(r):
         assert_gone(pid)

@@ -205,6 +205,18 @@ def _kexec_tables(r: dict) -> list[Table]:
         ]
         notes = (f"others: {r['others']}; {r['runs_all_cpus_killed']} of {r['completed']} completed runs printed "
                  f"a psci kill line for every secondary CPU",)
+    elif "phases" in r:
+        rows += [("downtime, kexec -e to second kernel's /init, s", r["downtime_ns"], 1e9, 3)]
+        from haltlab.lab.parse_x86 import PHASES   # the reboot's order (a saved file's keys are sorted)
+        rows += [(f"  {k.removesuffix('_ns').replace('_', ' ')} ({r['phase_clocks'][k]} clock), ms", r["phases"][k],
+                  1e6, 1) for k in PHASES]
+        rows += [("smp_init, first kernel, host clock, ms", r.get("smp_init_first_host_ns"), 1e6, 1),
+                 ("smp_init, second kernel, host clock, ms", r.get("smp_init_second_host_ns"), 1e6, 1),
+                 ("per AP bring-up, first kernel, ms", r["per_ap_bringup_ns_first"], 1e6, 1),
+                 ("per AP bring-up, second kernel, ms", r["per_ap_bringup_ns_second"], 1e6, 1),
+                 ("host CPUs busy besides QEMU", r["other_busy_cpus"], 1, 2)]
+        notes = (f"lpj: {r['lpj'] if r['lpj'] is not None else 'calibrated'}; kernel parameters: "
+                 f"{' '.join(r['kernel_params'])}",)
     return _lab_tables(r, rows, notes)
 
 
@@ -254,7 +266,11 @@ def panic(fmt: str, output: Path | None, **options) -> None:
 @click.option("--others", default="idle", show_default=True, metavar="idle|busy",
               help="What the CPUs do when kexec starts: idle, or busy (a spinning task pinned to each CPU).")
 @click.option("--cpuhp-trace", "cpuhp_trace", is_flag=True,
-              help="arm64: boot with trace_event=cpuhp:* tp_printk (the cpuhp state machine's steps on the console).")
+              help="Boot with trace_event=cpuhp:* tp_printk (the cpuhp state machine's steps on the console): "
+                   "arm64, each CPU's shutdown; x86, each AP's bring-up.")
+@click.option("--lpj", "lpj", type=int, default=None, metavar="N",
+              help="Boot with lpj=N (preset loops_per_jiffy): the APs skip the delay-loop calibration "
+                   "(x86 TCG: 8400000, the boot CPU's lpj from its 2100 MHz TSC).")
 def kexec(fmt: str, output: Path | None, **options) -> None:
     """kexec into the same kernel; time the jump and both kernels' smp_init."""
     from haltlab.lab.experiments.kexec import KexecConfig, run_kexec, default_timeout_s

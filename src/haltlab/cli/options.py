@@ -58,6 +58,7 @@ FIELD_FLAGS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "others": ("--others", None),
     "arch": ("--arch", None),
     "cpuhp_trace": ("--cpuhp-trace", None),
+    "lpj": ("--lpj", None),
     "observe_ns": ("--observe", _ns_as_seconds),
     "observe_s": ("--observe", None),
     "seed": ("--seed", None),

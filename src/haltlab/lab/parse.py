@@ -51,7 +51,8 @@ __all__ = [
     "flood_console",
     "brought_up_cpus",
     "ready_cpus", "ready_cpus_each",
-    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases",
+    "STARTING_NEW_KERNEL", "BYE", "exit_code", "arm64_kexec_shutdown", "cpuhp_phases", "cpuhp_events",
+    "CpuhpEvent", "SMP_BEGIN", "SMP_DONE",
 ]
 
 Line = tuple[int, str]
@@ -381,6 +382,31 @@ def arm64_kexec_shutdown(lines: Sequence[Line], start: int = 0) -> dict:
     }
 
 
+CpuhpEvent = tuple[str, int, str | None, int]  # (enter|exit|multi_enter, step, callback or None, printk ns)
+
+
+def cpuhp_events(lines: Sequence[Line]) -> dict[int, list[CpuhpEvent]]:
+    """The cpuhp trace events (`tp_printk`) of each CPU, CPUs in the order
+    their first event came, events in console order; lines without a printk
+    stamp are skipped."""
+    return _cpuhp_events_and_chars(lines)[0]
+
+
+def _cpuhp_events_and_chars(lines: Sequence[Line]) -> tuple[dict[int, list[CpuhpEvent]], dict[int, list[int]]]:
+    """`cpuhp_events()`, and beside each event the characters of its console
+    line with the newline (what the trace's own printing cost is counted in)."""
+    events: dict[int, list[CpuhpEvent]] = {}
+    chars: dict[int, list[int]] = {}
+    for _, text in lines:
+        m = _CPUHP.search(text)
+        t = printk_ns(text)
+        if m is not None and t is not None:
+            cpu = int(m.group(2))
+            events.setdefault(cpu, []).append((m.group(1), int(m.group(4)), m.group(5), t))
+            chars.setdefault(cpu, []).append(len(text) + 1)
+    return events, chars
+
+
 def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
     """Each CPU's `_cpu_down()` in phases, from the cpuhp trace events (6.1's
     include/trace/events/cpuhp.h, printed by `tp_printk`), by printk clock:
@@ -412,25 +438,9 @@ def cpuhp_phases(lines: Sequence[Line]) -> list[dict]:
     exit line) of the gap over that line's characters. A calibration
     subtracts the one times the other to get the phase without its trace.
     """
-    order: list[int] = []
-    events: dict[int, list[tuple[str, int, str | None, int]]] = {}
-    chars: dict[int, list[int]] = {}
-    for _, text in lines:
-        m = _CPUHP.search(text)
-        t = printk_ns(text)
-        if m is None or t is None:
-            continue
-        cpu = int(m.group(2))
-        if cpu not in events:
-            order.append(cpu)
-            events[cpu] = []
-            chars[cpu] = []
-        events[cpu].append((m.group(1), int(m.group(4)), m.group(5), t))
-        chars[cpu].append(len(text) + 1)
+    events, chars = _cpuhp_events_and_chars(lines)
     out = []
-    for cpu in order:
-        ev = events[cpu]
-
+    for cpu, ev in events.items():
         width = chars[cpu]
 
         def step(name: str) -> tuple[int, int] | None:

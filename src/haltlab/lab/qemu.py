@@ -94,7 +94,7 @@ def qemu_version(arch: Arch = Arch.X86_64) -> str:
 
 
 def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None = None,
-                   arch: Arch = Arch.X86_64, extra: tuple[str, ...] = ()) -> str:
+                   arch: Arch = Arch.X86_64, extra: tuple[str, ...] = (), early_console: str | None = None) -> str:
     """The guest kernel's command line.
 
     - console=ttyS0: the console is the first serial port, piped to the host.
@@ -107,12 +107,14 @@ def kernel_cmdline(*, panic_timeout_s: int = 0, params: dict[str, object] | None
     - haltlab.*: parameters for /init (see guest.py).
     On arm64 the console is the PL011 (ttyAMA0, earlycon at virt's 0x9000000);
     `extra` are an experiment's own kernel parameters (the arm64 kexec's
-    `ignore_loglevel`), before the haltlab ones.
+    `ignore_loglevel`), before the haltlab ones. `early_console` replaces
+    `earlycon=...` (the x86 kexec's `earlyprintk=serial,ttyS0,115200`, which the
+    decompressor reads too, so a kexec'd kernel's decompressor prints).
     """
     facts = FACTS[arch]
     parts = [
         f"console={facts.console}",
-        f"earlycon={facts.earlycon}",
+        early_console or f"earlycon={facts.earlycon}",
         "printk.time=1",
         "printk.devkmsg=on",
         f"panic={panic_timeout_s}",

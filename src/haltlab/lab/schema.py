@@ -39,6 +39,19 @@ the QEMU machine and CPU, the kernel parameters it added, and summaries
 `*_all` lists them). These fields are absent from an x86 kexec result. The
 options of every lab result gain `arch` (and kexec's `others`, `cpuhp_trace`).
 
+Added to version 1 (2026-12-02, issue 11): every kexec run records the host's
+load (`host_busy_cpus`, `qemu_cpus`, `other_busy_cpus`, the 1-minute load
+average at its start and end; lab/hostload.py) and the result summarises the
+first three; an x86 kexec measures the reboot by phase (lab/parse_x86.py):
+per run `phases` (parse_x86.PHASES, each on the clock `phase_clocks` names),
+`phases_host` (all on the host's; they add up to `downtime_ns`, the host's
+time from the marker to the second kernel's "Run /init"),
+`decompressor_line`, and per kernel (`_first`, `_second`)
+`smp_init_*_host_ns`, `per_ap_bringup_ns`, `ap_order`, `calibration` and
+`cpuhp_up`; the result adds
+`arch`, `others`, `lpj`, `kernel_params`, `phase_clocks` and summaries. The
+option `lpj` (the kernel's `lpj=`) is new, and `cpuhp_trace` now serves x86.
+
 Fields carry their unit (`_ns`, `_s_per_s`, `_hz`); `Summary` is a median and
 min-max over runs (stats.py). `conforms()` checks a value against a type here,
 keys and nesting (tests/lab/test_schema.py runs it on real results).
@@ -48,7 +61,8 @@ from typing import Any, NotRequired, TypedDict
 
 from haltlab.results import conforms
 
-__all__ = ["SCHEMA_VERSION", "Summary", "CpuhpPhases", "KernelBuild", "VcpuUsage", "TimelineCpu", "LabTimeline", "Tails", "Header",
+__all__ = ["SCHEMA_VERSION", "Summary", "CpuhpPhases", "Calibration", "CpuhpUp", "KernelBuild", "VcpuUsage",
+           "TimelineCpu", "LabTimeline", "Tails", "Header",
            "PanicRun", "VcpuSummary", "PanicResult", "KexecRun", "KexecResult", "FloodRun", "FloodResult",
            "conforms"]
 
@@ -212,6 +226,23 @@ class CpuhpPhases(TypedDict):
     trace_ns_per_char: NotRequired[float | None]
 
 
+class Calibration(TypedDict):
+    """What one x86 boot printed about its delay loop (parse_x86.delay_calibration)."""
+
+    bsp_line: str | None
+    ap_direct_failures: int
+    tsc_unstable_reason: str | None
+
+
+class CpuhpUp(TypedDict):
+    """One AP's `_cpu_up()` from the cpuhp trace events (parse_x86.cpuhp_up_phases)."""
+
+    cpu: int
+    prepare_ns: int | None
+    bringup_cpu_ns: int | None
+    cpu_up_ns: int
+
+
 class KexecRun(_RunTails):
     outcome: str
     qemu_pid: int
@@ -237,6 +268,28 @@ class KexecRun(_RunTails):
     unclean_cpus: NotRequired[list[int]]
     cpuhp_events: NotRequired[int]
     cpuhp_phases: NotRequired[list[CpuhpPhases]]
+    # both arches, from 2026-12-02
+    host_busy_cpus: NotRequired[float | None]
+    qemu_cpus: NotRequired[float | None]
+    other_busy_cpus: NotRequired[float | None]
+    host_loadavg_1m_start: NotRequired[float | None]
+    host_loadavg_1m_end: NotRequired[float | None]
+    host_cpus: NotRequired[int | None]
+    # x86 only, from 2026-12-02
+    phases: NotRequired[dict[str, int | None]]
+    phases_host: NotRequired[dict[str, int | None]]
+    downtime_ns: NotRequired[int | None]
+    decompressor_line: NotRequired[str | None]
+    smp_init_first_host_ns: NotRequired[int | None]
+    smp_init_second_host_ns: NotRequired[int | None]
+    per_ap_bringup_ns_first: NotRequired[list[int | None]]
+    per_ap_bringup_ns_second: NotRequired[list[int | None]]
+    ap_order_first: NotRequired[list[int]]
+    ap_order_second: NotRequired[list[int]]
+    calibration_first: NotRequired[Calibration | None]
+    calibration_second: NotRequired[Calibration | None]
+    cpuhp_up_first: NotRequired[list[CpuhpUp]]
+    cpuhp_up_second: NotRequired[list[CpuhpUp]]
 
 
 class KexecResult(Header):
@@ -265,6 +318,22 @@ class KexecResult(Header):
     psci_polled_ms_all: NotRequired[list[int]]
     last_kill_to_bye_ns: NotRequired[Summary | None]
     runs_all_cpus_killed: NotRequired[int]
+    # both arches, from 2026-12-02
+    host_busy_cpus: NotRequired[Summary | None]
+    other_busy_cpus: NotRequired[Summary | None]
+    qemu_cpus: NotRequired[Summary | None]
+    # x86 only, from 2026-12-02
+    lpj: NotRequired[int | None]
+    phase_clocks: NotRequired[dict[str, str]]
+    downtime_ns: NotRequired[Summary | None]
+    phases: NotRequired[dict[str, Summary | None]]
+    phases_host: NotRequired[dict[str, Summary | None]]
+    per_ap_bringup_ns_first: NotRequired[Summary | None]
+    per_ap_bringup_ns_first_all: NotRequired[list[int]]
+    per_ap_bringup_ns_second: NotRequired[Summary | None]
+    per_ap_bringup_ns_second_all: NotRequired[list[int]]
+    smp_init_first_host_ns: NotRequired[Summary | None]
+    smp_init_second_host_ns: NotRequired[Summary | None]
 
 
 class FloodRun(_RunTails):

@@ -185,10 +185,13 @@ def _sweep(cache: Path) -> None:
 
 
 def guest_spec(prep: Prepared, config: LabConfig, *, panic_timeout_s: int = 0,
-               pvpanic: str | None = None, params: dict | None = None, extra: tuple[str, ...] = ()) -> GuestSpec:
+               pvpanic: str | None = None, params: dict | None = None, extra: tuple[str, ...] = (),
+               early_console: str | None = None) -> GuestSpec:
     arch = parse_arch(config.arch)
-    cmdline = (kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params) if arch is Arch.X86_64 and not extra
-               else kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params, arch=arch, extra=extra))
+    cmdline = (kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params)
+               if arch is Arch.X86_64 and not extra and early_console is None
+               else kernel_cmdline(panic_timeout_s=panic_timeout_s, params=params, arch=arch, extra=extra,
+                                   early_console=early_console))
     return GuestSpec(
         kernel=prep.kernel.vmlinuz,
         initrd=prep.initrd,
