@@ -111,12 +111,17 @@ def _dispose(run: Run | None) -> None:
     still parked: on the race at 4 CPUs (24,000 runs dropped, 2,048 parked)
     that was 6.5 s of an 18 s search, 2026-12-01. Only for a run nobody else
     holds: the ones `Reach` built and lets go (its own, never the caller's).
-    The driver's stacks go first, so each suspended coroutine is closed (as
-    the collector would close it) while the kernel it points to is intact."""
+    The driver's stacks go first, each coroutine closed (as the collector
+    would close it) while the kernel it points to is intact, from the top
+    frame down; a frame that never started (an INIT's handler under the
+    SIPI taken at once after it, which never returns to it) is closed too,
+    where the collector would warn that it was never awaited."""
     if run is None:
         return
     driver, machine = run.driver, run.machine
     for s in getattr(driver, "strands", ()):
+        for frame in reversed(s.stack):
+            frame.coro.close()
         s.stack.clear()
     memory = getattr(machine, "memory", None)
     for obj in (driver, machine, run.kernel, memory):
