@@ -40,7 +40,7 @@ def test_json_has_the_s1_rows_and_identical_bytes_across_runs(tmp_path):
     assert rows["S1-cycles-after"]["seed_value"] == 37_553_709
     assert "INFERRED" in rows["S1-samples-before"]["note"]
     assert "by construction" in rows["S1-cycles-before"]["note"]
-    assert report["profiles"] == ["arm64-server-24", "kvm-x86", "qemu-tcg-x86"] and report["haltlab_version"]
+    assert report["profiles"] == ["arm64-server-24", "kvm-x86", "qemu-tcg-x86", "xeon-gold-6154"] and report["haltlab_version"]
     a = (tmp_path / "a" / "reproduce.json").read_bytes()
     assert a == (tmp_path / "b" / "reproduce.json").read_bytes()
     assert a.decode() == first.stdout

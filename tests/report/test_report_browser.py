@@ -174,9 +174,9 @@ def test_reproduce_report_has_model_and_lab_side_by_side(tmp_path):
     assert [cpu for cpu, _ in panels[2]["lanes"]] == list(range(16)) + [40]
     assert "showing CPUs 0-15 and the panic CPU40 of 72" in panels[2]["subset"]
     shot = tmp_path / "report.png"
-    run_chromium([f"--screenshot={shot}", "--window-size=1400,3600", page.as_uri()],
+    run_chromium([f"--screenshot={shot}", "--window-size=1400,4800", page.as_uri()],
                  tmp_path / "profile")
-    check_screenshot(shot, (1400, 3600), ["running", "irqs_off", "halted"])
+    check_screenshot(shot, (1400, 4800), ["running", "irqs_off", "halted"])
 
 
 class DevTools:

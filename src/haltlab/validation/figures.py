@@ -4,7 +4,7 @@ A `Figure` is one number a thread states, where it states it, and how haltlab
 computes the same quantity. With the lab cases (cases.py) this is the one
 registry of comparisons; report/ only renders it. `FIGURES` is what `haltlab
 reproduce` walks;
-each thread adds its rows here (S1 here; S2 and S3 in their own modules, S4 as its scenario arrives). Model
+each thread adds its rows here (S1 here; S2, S3 and S4 in their own modules). Model
 values always come from running the model: nothing here hard-codes an output.
 
 S1 ("[PATCH 0/2] Reduce CPU usage when finished handling panic", seeds/000):
@@ -88,7 +88,9 @@ def reset_caches(kernel_package: str | None = None) -> None:
     and the lab's kernel, so it resolves it once more (pinned to `kernel_package`)."""
     _s1_run.cache_clear()
     from haltlab.validation.s3_figures import reset_s3
+    from haltlab.validation.s4_figures import reset_s4
     reset_s3()
+    reset_s4()
     from haltlab.validation import s1_lab
     s1_lab.reset(kernel_package)
 
@@ -207,5 +209,6 @@ FIGURES: list[Figure] = [
 from haltlab.validation.s2_figures import S2_EXPLORER_FIGURES, S2_FIGURES  # noqa: E402
 
 from haltlab.validation.s3_figures import S3_FIGURES  # noqa: E402  (S3, seeds/002: the same way)
+from haltlab.validation.s4_figures import S4_FIGURES  # noqa: E402  (S4, seeds/003: the same way)
 
-FIGURES += S2_FIGURES + S2_EXPLORER_FIGURES + S3_FIGURES
+FIGURES += S2_FIGURES + S2_EXPLORER_FIGURES + S3_FIGURES + S4_FIGURES
