@@ -107,8 +107,9 @@ COMMITS = {c.key: c for c in (
            '"arm64: smp: smp_send_stop() and crash_smp_send_stop() should try non-NMI first" (in v6.12)',
            "arm64 sends IPI_CPU_STOP, waits 1 s, then IPI_CPU_STOP_NMI for 10 ms"),
     Commit("x86_init_udelay_vfm",
-           '"x86/smpboot: Fix INIT delay assignment for extended Intel Families" (Sohil Mehta, 2025-02; '
-           'in v6.15 [release inferred from its stable backport])',
+           'Linux kernel commit 7a2ad752746b ("x86/smpboot: Fix INIT delay assignment for extended Intel '
+           'Families", Sohil Mehta, 2025-02-19, committed 2025-03-18; in v6.15 [release inferred from its '
+           'committer date and its 6.12/6.14 stable backports])',
            "smp_set_init_udelay() skips the 10 ms INIT delay on every Intel CPU from the Pentium Pro on "
            "(x86_vfm >= INTEL_PENTIUM_PRO) instead of family 6 only, so families 15, 18 and 19 get 0 too"),
     Commit("arm64_stop_ipis_try_nmi",
