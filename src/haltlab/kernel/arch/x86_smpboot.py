@@ -31,7 +31,8 @@ finds a package sibling already online to compare TSC_ADJUST with; else
 `calibrate_delay()` (skipped with `lpj=`, or when `calibrate_delay_is_known()`
 finds a value: 7.1 takes CPU 0's when the TSC is constant and stable, 5.17 a
 package sibling's when constant; else `calibrate_delay_direct()`, five
-samples of 1 + `DELAY_CALIBRATION_TICKS` jiffies each), then online.
+samples, each polling jiffies until `start_jiffies + 2 + DELAY_CALIBRATION_TICKS`,
+about 4 ticks each at HZ=250), then online.
 
 Simplified: the TSC sync's source side, which runs on the control CPU at the
 same time (5.17: in `native_cpu_up()`; 7.1: an IPI to the first online CPU),
