@@ -1,4 +1,8 @@
-"""S4's park designs, judged by the explorer (`scenarios/kexec_x86_check.py`, untimed).
+"""S4's bring-up designs, judged by the explorer (`scenarios/kexec_x86_check.py`, untimed).
+
+* The stock serial INIT/SIPI bring-up and 6.5's parallel one: every property
+  holds (nothing parks, so the park properties hold trivially; every CPU is
+  online at init; no deadlock; with the NMI source on).
 
 * S4's patch as posted (`park-spin`, no `bootcoresibling=`): the boot CPU's SMT
   sibling parks; an NMI reaching a parked CPU is a triple fault; with
@@ -79,3 +83,22 @@ def test_without_cpuparkmem_the_memory_goes_to_the_allocator(bringup):
 def test_both_end_every_run_at_3_cpus(bringup):
     _, out = _check("no deadlock", bringup=bringup, cpus=3, nmi=False, **TCG)
     assert out.verdict is Verdict.OK and not out.exploration.truncated
+
+
+@pytest.mark.parametrize("bringup, cpus", [("init-sipi", 3), ("parallel", 2)])
+def test_the_stock_bring_ups_hold_every_property(bringup, cpus):
+    _, out = _check_all(bringup=bringup, cpus=cpus, **TCG)
+    assert out.verdict is Verdict.OK and not out.exploration.truncated
+
+
+def test_a_parked_cpu_found_without_its_magic_is_brought_up_by_init_sipi():
+    """S4's stopping CPU waits only for the online bits, so the new kernel may
+    find a CPU on its way into the park, before PARK_MAGIC: INIT/SIPI brings it
+    up, and it is out of the park (no false 'left behind')."""
+    _, out = _check(ACCOUNTED, bringup="park-spin", cpus=3, nmi=False, **TCG)
+    assert out.verdict is Verdict.OK and not out.exploration.truncated
+
+
+def _check_all(**kw):
+    cfg = X86KexecCheckConfig(**kw)
+    return cfg, check_kexec_x86(cfg)

@@ -17,8 +17,7 @@ from haltlab.engine.timing import Timing
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
 from haltlab.kernel.idle import OTHERS
-from haltlab.kernel.arch.x86_park import PARK_DESIGNS
-from haltlab.kernel.policies import KexecShutdown
+from haltlab.kernel.policies import Bringup, KexecShutdown
 from haltlab.report.race_trace import trace_lines, trace_text
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
@@ -31,9 +30,10 @@ def _kexec_options(f):
                          "[default: 2 for arm64, 4 for x86: xeon-gold-6154 takes a multiple of 4].")(f)
     f = kernel_preset_option(sorted(PRESETS))(f)
     f = click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
-                     help="arm64: S3's shutdown designs; x86: S4's park designs (--bringup).")(f)
-    f = click.option("--bringup", type=click.Choice([b.value for b in PARK_DESIGNS]), default=None,
-                     help="x86: S4's park-spin or its review's park-mwait.")(f)
+                     help="arm64: S3's shutdown designs; x86: S4's bring-up designs (--bringup).")(f)
+    f = click.option("--bringup", type=click.Choice([b.value for b in Bringup]), default=None,
+                     help="x86: serial INIT/SIPI, 6.5's parallel bring-up, S4's park-spin or its review's "
+                          "park-mwait [default: park-spin].")(f)
     f = click.option("--boot-core-sibling", type=click.IntRange(0), default=None, metavar="CPU",
                      help="x86 park-spin: S4's bootcoresibling= [default: not given, the patch's 0].")(f)
     f = click.option("--no-park-mem", "park_mem_reserved", is_flag=True, flag_value=False, default=True,

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from haltlab.checks.properties import Outcome, always, check, eventually, never_deadlock
+from haltlab.checks.properties import Outcome, always, at_end, check, eventually, never_deadlock
 from haltlab.engine.explorer import ExplorerDriver, Reduce, Timing, replay
-from haltlab.engine.ops import Ghost
+from haltlab.engine.ops import Ghost, Shared
 from haltlab.engine.por import reads
 from haltlab.engine.run import Run
 from haltlab.errors import ConfigError
@@ -42,7 +42,8 @@ from haltlab.kernel.arch.x86_park import PARK_DESIGNS
 from haltlab.scenarios.explore_timing import check_search_fields, profile_of, tolerance_pct
 from haltlab.scenarios.kexec_x86 import X86KexecConfig, build_kexec_x86
 
-__all__ = ["X86KexecCheckConfig", "make_run", "check_kexec_x86", "replay_kexec_x86", "PROPERTIES", "reboot_ended"]
+__all__ = ["X86KexecCheckConfig", "make_run", "check_kexec_x86", "replay_kexec_x86", "PROPERTIES", "reboot_ended",
+           "all_up"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,18 @@ def _no(kind: str):
 
 _MEMORY, _ACCOUNTING, _NMI, _SIBLING = _no("memory"), _no("accounting"), _no("nmi"), _no("sibling")
 
+
+@reads(Ghost("new_kernel_init"), Shared("new:cpu_online_mask"))
+def all_up(run: Run) -> bool | str:
+    """At the new kernel's init, every CPU `smp_init()` was to bring up
+    (`maxcpus=`, else all) is online: what every design owes, parked or not."""
+    k = run.kernel
+    if "init" not in k.marks:
+        return True                 # a reset: another property says why
+    want = min(k.smpboot.max_cpus, run.machine.ncpus)
+    online = bin(k.smpboot.cpu_online_mask.value).count("1")
+    return True if online >= want else f"{online} of the {want} CPUs smp_init() brings up are online at init"
+
 PROPERTIES = (
     always(_MEMORY, name="park memory stays reserved while a CPU sits in it",
            message="the park memory went to the allocator with a CPU in it", reads=_MEMORY.__reads__),
@@ -120,6 +133,8 @@ PROPERTIES = (
            message="an NMI reached a parked CPU (no IDT: triple fault)", reads=_NMI.__reads__),
     always(_SIBLING, name="the boot CPU's sibling is not parked",
            message="the boot CPU's SMT sibling is parked", reads=_SIBLING.__reads__),
+    at_end(all_up, name="every CPU brought up is online at init",
+           message="smp_init() returned with a CPU it brings up not online", reads=all_up.__reads__),
     never_deadlock(),
     eventually(reboot_ended, name="the reboot ends", message="a run that never reaches init nor resets",
                reads=reboot_ended.__reads__, stable=True),

@@ -56,7 +56,7 @@ from haltlab.kernel.policies import Bringup
 from haltlab.kernel.timers import NSEC_PER_MSEC, NSEC_PER_SEC, jiffies
 
 __all__ = ["X86Boot", "x86_boot_init", "smp_set_init_udelay", "parallel_bringup", "native_kick_ap", "native_cpu_up", "do_boot_cpu",
-           "wakeup_secondary_cpu_via_init", "send_init_sequence", "x86_init_reset", "trampoline_start",
+           "wakeup_secondary_cpu_via_init", "send_init_sequence", "x86_init_reset", "wait_for_sipi", "trampoline_start",
            "start_secondary", "check_tsc_sync_target", "calibrate_delay", "calibrate_delay_direct",
            "UDELAY_10MS_LEGACY", "C_FILES"]
 
@@ -180,10 +180,22 @@ async def native_cpu_up(k, cpu: int) -> int:
 
 # --- the AP ----------------------------------------------------------------------------------
 
-async def x86_init_reset(k, cpu: int) -> None:
-    """After INIT: the CPU waits for SIPI (only INIT and SIPI reach it now,
-    machine.Machine.raise_interrupt); the SIPI's frame goes on above this one."""
+def x86_init_reset(k, cpu: int):
+    """INIT accepted: the CPU's wait-for-SIPI, as the frame it runs until the
+    SIPI's goes on above it (only INIT and SIPI reach it now,
+    machine.Machine.raise_interrupt). What INIT does to the CPU is done here,
+    at acceptance, not in that frame, which a SIPI already pending preempts
+    before it runs: the CPU is the new kernel's from now on, and INIT takes it
+    out of whatever it ran, the park loop too (one the new kernel found
+    without its PARK_MAGIC yet: it went on into the park after clearing its
+    online bit, which is all the stopping CPU waits for, and gets INIT/SIPI)."""
     k.ghost_add("new_kernel", cpu)
+    if cpu in k.ghost.get("parked", ()):
+        k.ghost_add("unparked", cpu)
+    return wait_for_sipi()
+
+
+async def wait_for_sipi() -> None:
     while True:
         await native_halt()
 
