@@ -223,21 +223,26 @@ class Machine:
             c.irqs_enabled = c.apic_enabled = c.tick_enabled = False
             c.pending.clear()
             c.wait_for_sipi = True
-            if c.sipi_deferred:
-                c.sipi_deferred, c.sipi_pending = False, True
             if c.tick_timer is not None:
                 self.driver.cancel_timer(c.tick_timer)
                 c.tick_timer = None
-            vector, handler = "INIT", self._init_handler
-        else:
-            c.sipi_pending = c.wait_for_sipi = False
-            vector, handler = "SIPI", self._sipi_handler
+            wait = self._reset_entry(c, "INIT", self._init_handler)
+            if not c.sipi_deferred:
+                return wait, "init", None
+            # The SIPI that came behind it is taken at once: the wait-for-SIPI
+            # frame would never run, so it is not pushed (closed unstarted).
+            wait.close()
+            c.sipi_deferred = False
+        c.sipi_pending = c.wait_for_sipi = False
+        return self._reset_entry(c, "SIPI", self._sipi_handler), "sipi", None
+
+    def _reset_entry(self, c: Cpu, vector: str, handler):
         if handler is None:
             raise RuntimeError(f"CPU{c.index}: {vector} arrived and no handler is installed")
         self._ready(c)
         self._restate(c)
         self.irq_log.append((self._now(), c.index, vector))
-        return handler(c.index), vector.lower(), None
+        return handler(c.index)
 
     @cpu_locals(cpu=("cpu",))
     async def _entry(self, cpu: int, vector: str, handler: Handler):
