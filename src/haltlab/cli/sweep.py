@@ -173,30 +173,56 @@ def sweep_printk_flood(output, runs, kernels, console_spin, profile, cpus, hang_
 
 @sweep.command("kexec")
 @output_file_option(help="JSON Lines file the runs go to; an existing one is resumed.  [required]")
-@click.option("--profile", default="arm64-server-24", show_default=True, metavar="NAME|FILE",
-              help="Machine profile (an arm64 one).")
-@click.option("--cpus", default="8,16,32,64,128,256", show_default=True, metavar="LIST",
-              help="CPU counts, e.g. 8,64,256 or 2-8.")
-@click.option("--shutdown", default="hotplug,smp-send-stop,parallel-hotplug", show_default=True, metavar="LIST",
-              help="machine_shutdown() designs: hotplug, smp-send-stop, parallel-hotplug, parallel-hotplug-naive.")
-@click.option("--others", default="idle,busy", show_default=True, metavar="LIST",
-              help="What the secondary CPUs do: idle, busy, irqsoff.")
+@click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
+              help="arm64: S3's shutdown designs. x86: S4's whole reboot, smp_init() per bring-up design.")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="Machine profile [default: arm64-server-24 for --arch arm64, xeon-gold-6154 for x86].")
+@click.option("--cpus", default=None, metavar="LIST",
+              help="CPU counts, e.g. 8,64,256 or 2-8 [default: 8,16,32,64,128,256; x86 8,16,32,64,128,256,512].")
+@click.option("--shutdown", default=None, metavar="LIST",
+              help="arm64's machine_shutdown() designs: hotplug, smp-send-stop, parallel-hotplug, "
+                   "parallel-hotplug-naive [default: hotplug,smp-send-stop,parallel-hotplug].")
+@click.option("--others", default=None, metavar="LIST",
+              help="arm64: what the secondary CPUs do: idle, busy, irqsoff [default: idle,busy].")
+@click.option("--bringup", default=None, metavar="LIST",
+              help="x86: smp_init()'s designs: init-sipi, parallel, park-spin, park-mwait [default: all four].")
+@click.option("--park-cstate", default=None, metavar="LIST",
+              help="x86: park-mwait's MWAIT hints, C1, C1E, C6 [default: all three]; the other designs "
+                   "wait in no C-state of their choosing and run once per CPU count.")
+@click.option("--lpj", is_flag=True, help="x86: lpj= on the new kernel's command line: no delay calibration.")
 @kernel_preset_option(list(PRESETS))
 @click.option("--loglevel", "console_loglevel", type=click.IntRange(0, 15), default=7, show_default=True,
               help="The console's loglevel (7: pr_info lines printed; 4: quiet).")
-@click.option("--freeze", is_flag=True, help="freeze_processes() before the shutdown, as S3's review suggested.")
+@click.option("--freeze", is_flag=True, help="arm64: freeze_processes() before the shutdown, as S3's review suggested.")
 @click.option("--plot", type=PathText(), default=None, metavar="FILE.png",
-              help="Also write the shutdown time against CPU count per design (log-log) as a PNG.")
+              help="Also write the time against CPU count per design (log-log) as a PNG.")
 @executor_options
-def sweep_kexec(output, profile, cpus, shutdown, others, kernel, console_loglevel, freeze, plot, workers,
-                scheduler, scheduler_timeout_s) -> None:
-    """S3: the kexec shutdown time per design, CPU count and load; prints each configuration."""
-    from haltlab.sweep.kexec import KexecSweep, kexec_row
+def sweep_kexec(output, arch, profile, cpus, shutdown, others, bringup, park_cstate, lpj, kernel, console_loglevel,
+                freeze, plot, workers, scheduler, scheduler_timeout_s) -> None:
+    """S3: the kexec shutdown time per design, CPU count and load; S4 (--arch x86): smp_init() and the
+    reboot's downtime per bring-up design, CPU count and park C-state. Prints each configuration."""
+    from haltlab.cli.simulate import kexec_profile
 
     if output is None:
         raise UserError("--output FILE is required: the JSON Lines file the runs go to")
-    spec = KexecSweep.parse(profile=profile, cpus=cpus, shutdown=shutdown, others=others, kernel=kernel,
-                            console_loglevel=console_loglevel, freeze=freeze)
+    profile = kexec_profile(arch, profile)
+    if arch == "x86":
+        given = [flag for flag, value, default in (("--shutdown", shutdown, None), ("--others", others, None),
+                                                   ("--freeze", freeze, False)) if value != default]
+        if given:
+            raise UserError(f"{given[0]}: an arm64 (S3) option; --arch x86 takes --bringup and --park-cstate")
+        _sweep_kexec_x86(output, profile, cpus, bringup, park_cstate, lpj, kernel, console_loglevel, plot, workers,
+                         scheduler, scheduler_timeout_s)
+        return
+    x86_only = [flag for flag, value, default in (("--bringup", bringup, None), ("--park-cstate", park_cstate, None),
+                                                  ("--lpj", lpj, False)) if value != default]
+    if x86_only:
+        raise UserError(f"{x86_only[0]}: an x86 (S4) option; use it with --arch x86")
+    from haltlab.sweep.kexec import KexecSweep, kexec_row
+
+    spec = KexecSweep.parse(profile=profile, cpus=cpus or "8,16,32,64,128,256",
+                            shutdown=shutdown or "hotplug,smp-send-stop,parallel-hotplug", others=others or "idle,busy",
+                            kernel=kernel, console_loglevel=console_loglevel, freeze=freeze)
     if plot is not None:
         check_out_path(plot, "--plot", directory=False)
     ran = _resume(spec, spec.runs, kexec_row, output, workers, scheduler, scheduler_timeout_s)
@@ -207,6 +233,39 @@ def sweep_kexec(output, profile, cpus, shutdown, others, kernel, console_logleve
         with writing_to("--plot", plot):
             write_bytes_atomic(plot, kexec_sweep_png(groups, spec.profile.name, kernel))
         console().print(f"plot: {plot}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _sweep_kexec_x86(output: Path, profile: str, cpus: str | None, bringup: str | None, park_cstate: str | None,
+                     lpj: bool, kernel: str, console_loglevel: int, plot: Path | None, workers: int | None,
+                     scheduler: str | None, scheduler_timeout_s: float) -> None:
+    """S4's sweep: smp_init() and the downtime per bring-up design, CPU count and park C-state."""
+    from haltlab.scenarios.kexec_x86 import CSTATES
+    from haltlab.sweep.kexec_x86 import BRINGUPS, X86KexecSweep, kexec_x86_row
+
+    spec = X86KexecSweep.parse(profile=profile, cpus=cpus or "8,16,32,64,128,256,512",
+                               bringup=bringup or ",".join(BRINGUPS), park_cstate=park_cstate or ",".join(CSTATES),
+                               kernel=kernel, lpj=lpj, console_loglevel=console_loglevel)
+    if plot is not None:
+        check_out_path(plot, "--plot", directory=False)
+    ran = _resume(spec, spec.runs, kexec_x86_row, output, workers, scheduler, scheduler_timeout_s)
+    groups = spec.summary(output)
+    out = console()
+    out.print(f"sweep: {len(groups)} runs in {output} ({ran} new)", soft_wrap=True, markup=False, highlight=False)
+    t = Table()
+    for col in ("configuration", "outcome", "smp_init() ms", "downtime ms", "CPUs online", "park violations"):
+        t.add_column(col)
+    for g in groups:
+        t.add_row(f"{spec.profile.name} {g.cpus} CPUs {g.variant}", g.outcome, _ms(g.smp_init_ns), _ms(g.downtime_ns),
+                  str(g.cpus_online), str(g.park_violations))
+    out.print(t)
+    if spec.unchanged:
+        out.print(f"C-state axis: {', '.join(spec.unchanged)} wait in no C-state of their choosing (run once per "
+                  "CPU count, C-state '-')", soft_wrap=True, markup=False, highlight=False)
+    if plot is not None:
+        from haltlab.report.kexec_x86_chart import kexec_x86_sweep_png
+        with writing_to("--plot", plot):
+            write_bytes_atomic(plot, kexec_x86_sweep_png(groups, spec.profile.name, kernel))
+        out.print(f"plot: {plot}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _ms(ns: float | None) -> str:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from haltlab.sweep.kexec import DESIGNS, KexecGroup
 
-__all__ = ["kexec_sweep_figure", "kexec_sweep_png"]
+__all__ = ["kexec_sweep_figure", "kexec_sweep_png", "log_log_axes", "figure_png"]
 
 _STYLE = {"hotplug": ("#e6550d", "o"), "smp-send-stop": ("#3182bd", "s"),
           "parallel-hotplug": ("#31a354", "^"), "parallel-hotplug-naive": ("#756bb1", "v")}
@@ -45,17 +45,8 @@ def kexec_sweep_figure(groups: Iterable[KexecGroup], profile: str, kernel: str, 
             label = design + (f" ({'; '.join(notes)})" if notes else "")
             ax.plot([g.cpus for g in shown], [g.shutdown_ns / 1e9 for g in shown], marker=marker,
                     color=colour, label=label)
-        ax.set_xscale("log", base=2)
-        counts = sorted({g.cpus for g in groups if g.others == load})
-        ax.set_xticks(counts, [str(n) for n in counts])
-        ax.minorticks_off() if len(counts) > 1 else None
-        ax.set_yscale("log")
-        ax.set_xlabel("CPUs")
-        ax.set_ylabel("shutdown time (s, log scale)")
         ax.set_title(f"others {load}", fontsize=10)
-        ax.grid(color="#eeeeee", which="both", linewidth=0.6)
-        ax.set_axisbelow(True)
-        ax.legend(fontsize=8)
+        log_log_axes(ax, sorted({g.cpus for g in groups if g.others == load}), "shutdown time (s, log scale)")
     fig.suptitle(f"kexec: machine_shutdown() time by design ({profile}, kernel {kernel}, model)", fontsize=11)
     fig.tight_layout()
     return fig
@@ -63,6 +54,25 @@ def kexec_sweep_figure(groups: Iterable[KexecGroup], profile: str, kernel: str, 
 
 def kexec_sweep_png(groups: Iterable[KexecGroup], profile: str, kernel: str, dpi: int = 110) -> bytes:
     """`kexec_sweep_figure` as PNG bytes (no Software tag: the same sweep, the same bytes)."""
+    return figure_png(kexec_sweep_figure(groups, profile, kernel, dpi))
+
+
+def log_log_axes(ax, counts: list[int], ylabel: str) -> None:
+    """A kexec sweep's panel: CPU counts on a log2 axis, ticked at each count, a log y axis, a grid, a legend."""
+    ax.set_xscale("log", base=2)
+    if counts:
+        ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off() if len(counts) > 1 else None
+    ax.set_yscale("log")
+    ax.set_xlabel("CPUs")
+    ax.set_ylabel(ylabel)
+    ax.grid(color="#eeeeee", which="both", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """`fig` as PNG bytes with no Software tag: the same sweep, the same bytes."""
     buf = io.BytesIO()
-    kexec_sweep_figure(groups, profile, kernel, dpi).savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
