@@ -130,13 +130,18 @@ def explore_kexec_cmd(cpus, kernel, arch, shutdown, others, managed_irqs, freeze
     if arch == "x86":
         return _explore_x86(cfg, debug, fmt)
     outcome = _search("kexec", check_kexec, cfg, debug)
-    ex = outcome.exploration
     result = {
         "scenario": "kexec", "arch": arch, "cpus": cfg.cpus, "kernel": kernel, "shutdown": shutdown, "others": others,
         "managed_irqs": managed_irqs, "freeze": freeze,
         **verdict_fields(outcome, lambda choices, cycle=None: _replay_command(cfg, choices, cycle),
                          reduce=reduce, timing=Timing(cfg.timing).value, assumptions=timing_assumptions(cfg)),
     }
+    _emit(result, outcome, cfg, fmt)
+
+
+def _emit(result: dict, outcome, cfg, fmt: str) -> None:
+    """The result on stdout (JSON or tables); exit 1 on a violation or a livelock."""
+    ex = outcome.exploration
     if fmt == "json":
         click.echo(dumps(result), nl=False)
     else:
@@ -151,7 +156,6 @@ def _explore_x86(cfg, debug: bool, fmt: str) -> None:
     def search(c, progress=None, debug=False):
         return check_kexec_x86(c, progress)
     outcome = _search("kexec", search, cfg, debug)
-    ex = outcome.exploration
     result = {
         "scenario": "kexec", "arch": "x86", "cpus": cfg.cpus, "kernel": cfg.kernel, "bringup": str(cfg.bringup),
         "boot_core_sibling": cfg.boot_core_sibling, "park_mem_reserved": cfg.park_mem_reserved,
@@ -162,12 +166,7 @@ def _explore_x86(cfg, debug: bool, fmt: str) -> None:
                                      "whenever no other CPU can step" if cfg.timing is Timing.UNTIMED
                          else "timed by the profile's costs"),
     }
-    if fmt == "json":
-        click.echo(dumps(result), nl=False)
-    else:
-        _print(result, ex, cfg, fmt)
-    if ex.violation is not None or outcome.lasso is not None:
-        raise SystemExit(1)
+    _emit(result, outcome, cfg, fmt)
 
 
 def _print(result: dict, ex, cfg, fmt: str) -> None:

@@ -33,7 +33,8 @@ from haltlab.machine.machine import Machine
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.scenarios.kexec_result import SCHEMA_VERSION, KexecResult
 
-__all__ = ["KexecConfig", "KexecRun", "build_kexec", "simulate_kexec", "run_kexec", "MAX_CPUS", "LIMIT_NS"]
+__all__ = ["KexecConfig", "KexecRun", "build_kexec", "simulate_kexec", "run_kexec", "run_to_mark", "MAX_CPUS",
+           "LIMIT_NS"]
 
 NSEC_PER_SEC = 1_000_000_000
 MAX_CPUS = 4096            # arm64 CONFIG_NR_CPUS' maximum (arch/arm64/Kconfig: range 2 4096)
@@ -132,18 +133,27 @@ class KexecRun(Run):
     result: KexecResult
 
 
-def simulate_kexec(cfg: KexecConfig, profile: Profile | None = None) -> KexecRun:
-    run = build_kexec(cfg, profile)
-    machine, k, sim = run.machine, run.kernel, run.driver
+def run_to_mark(run: Run, mark: str, limit_ns: int) -> int:
+    """Simulate `run` until the kernel sets `mark` (the run's question is
+    answered there: a BUG, the new kernel's init) or `limit_ns`; the machine's
+    accounting closed at the end, which is returned."""
+    sim = run.driver
 
     def on_mark(name: str, at_ns: int) -> None:
-        if name == "bug":
+        if name == mark:
             sim.schedule(at_ns, sim.stop)
 
-    k.on_mark = on_mark
-    sim.run(LIMIT_NS)
+    run.kernel.on_mark = on_mark
+    sim.run(limit_ns)
     end_ns = sim.now_ns
-    machine.close(end_ns)
+    run.machine.close(end_ns)
+    return end_ns
+
+
+def simulate_kexec(cfg: KexecConfig, profile: Profile | None = None) -> KexecRun:
+    run = build_kexec(cfg, profile)
+    end_ns = run_to_mark(run, "bug", LIMIT_NS)
+    machine, k, sim = run.machine, run.kernel, run.driver
     return KexecRun(machine, k, sim, run.ghost, config=cfg, result=_result(cfg, machine, k, sim, end_ns))
 
 

@@ -37,6 +37,7 @@ from haltlab.kernel.sched import Task, sched_init
 from haltlab.machine.machine import Machine
 from haltlab.machine.profile import Profile, load_profile
 from haltlab.machine.topology import topology_of
+from haltlab.scenarios.kexec import run_to_mark
 from haltlab.scenarios.kexec_x86_result import PHASES, SCHEMA_VERSION, X86KexecResult
 
 __all__ = ["X86KexecConfig", "build_kexec_x86", "simulate_kexec_x86", "run_kexec_x86", "MAX_CPUS", "LIMIT_NS",
@@ -158,17 +159,8 @@ async def _offline_task(k) -> None:
 
 def simulate_kexec_x86(cfg: X86KexecConfig, profile: Profile | None = None):
     run = build_kexec_x86(cfg, profile)
-    machine, k, sim = run.machine, run.kernel, run.driver
-
-    def on_mark(name: str, at_ns: int) -> None:
-        if name == "init":
-            sim.schedule(at_ns, sim.stop)
-
-    k.on_mark = on_mark
-    sim.run(LIMIT_NS)
-    end_ns = sim.now_ns
-    machine.close(end_ns)
-    run.result = _result(cfg, machine, k, sim, end_ns)
+    end_ns = run_to_mark(run, "init", LIMIT_NS)
+    run.result = _result(cfg, run.machine, run.kernel, run.driver, end_ns)
     return run
 
 
