@@ -25,7 +25,7 @@ from haltlab.engine.explorer import check_cycle, parse_choices
 from haltlab.engine.timing import Timing
 from haltlab.errors import UserError
 from haltlab.kernel.commits import PRESETS
-from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
+from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, max_states_option, reduce_option
 from haltlab.report.race_trace import trace_lines, trace_text
 from haltlab.report.tables import Column, Table, print_tables
 from haltlab.results import dumps
@@ -99,8 +99,7 @@ def explore() -> None:
 
 @explore.command("panic-race")
 @_race_options
-@click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
-              help="Stop after N distinct states; the verdict is then bounded-ok.")
+@max_states_option(500_000)
 @reduce_option
 @format_option
 def explore_panic_race_cmd(cpus, variant, kernel, timeouts, timing, timing_tolerance, max_states, reduce, debug,
@@ -287,8 +286,7 @@ def _flood_replay_command(cfg, choices: list[str], cycle: list[str] | None = Non
 
 @explore.command("printk-flood")
 @_flood_options
-@click.option("--max-states", type=int, default=500_000, show_default=True, metavar="N",
-              help="Stop after N distinct states; the verdict is then bounded-ok.")
+@max_states_option(500_000)
 @reduce_option
 @format_option
 def explore_printk_flood_cmd(cpus, kernel, console_spin, kdump, crash_kexec_post_notifiers, ring_records, timing,

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from haltlab.cli.console import console
 from haltlab.cli.explore import _choice_lists, _replay_cycle, _replay_words, _search, explore, replay, verdict_fields
-from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, reduce_option
+from haltlab.cli.options import cpus_option, format_option, kernel_preset_option, max_states_option, reduce_option
 from haltlab.engine.core import DriverError
 from haltlab.engine.timing import Timing
 from haltlab.errors import UserError
@@ -112,8 +112,7 @@ def _replay_command_x86(cfg, choices: list[str], cycle: list[str] | None = None)
 
 @explore.command("kexec")
 @_kexec_options
-@click.option("--max-states", type=int, default=200_000, show_default=True, metavar="N",
-              help="Stop after N distinct states; the verdict is then bounded-ok.")
+@max_states_option(200_000)
 @reduce_option
 @format_option
 def explore_kexec_cmd(cpus, kernel, arch, shutdown, others, managed_irqs, freeze, timing, timing_tolerance,

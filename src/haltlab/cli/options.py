@@ -36,6 +36,7 @@ from haltlab.errors import ConfigError, UserError
 from haltlab.results import path_problem, show_path
 
 __all__ = ["FIELD_FLAGS", "render_config_error", "seconds_to_ns", "format_option", "reduce_option", "REDUCTIONS",
+           "max_states_option",
            "profile_option", "cpus_option", "kernel_preset_option", "KernelSpec", "seed_option",
            "NSEC_PER_SEC", "kernel_package_option", "PathText", "out_dir_option", "output_file_option", "observe_option"]
 
@@ -199,6 +200,12 @@ def cpus_option(*, default: int | None = None, help: str = "Number of CPUs.", al
 
 
 REDUCTIONS = ("none", "symmetry", "por", "all")
+
+
+def max_states_option(default: int) -> Callable[[Callable], Callable]:
+    """`--max-states N`: the explorer's bound on distinct states (the verdict is then bounded-ok)."""
+    return click.option("--max-states", type=int, default=default, show_default=True, metavar="N",
+                        help="Stop after N distinct states; the verdict is then bounded-ok.")
 
 
 def reduce_option(f: Callable) -> Callable:

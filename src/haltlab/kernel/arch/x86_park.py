@@ -33,6 +33,12 @@ reserved only if the new kernel's command line has `cpuparkmem=`); a parked
 CPU still there after `smp_init()` and not said (`park_check_after_smp_init()`);
 an NMI or machine check on a parked CPU (no IDT: a triple fault, the machine
 resets; `park_nmi()`); the boot CPU's sibling parked.
+
+Shape: S4's patch as posted against 5.10 (seeds/003: its setup.c, smp.c,
+smpboot.c and cpu-park.S hunks), called from the model's 5.17 and 7.1
+bring-ups (kernel/arch/x86_smpboot.py); the review's variant posted no code,
+so it is the model's reading on 7.1's parallel bring-up (it needs
+STARTUP_READ_APICID).
 """
 
 from __future__ import annotations
